@@ -1,0 +1,5 @@
+import sys
+
+from bortconv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,94 @@
+"""Frozen, validated configuration objects shared by the pipeline stages."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import asdict, dataclass, field
+
+from bortconv.errors import InputError, MappingError
+
+#: Bumped whenever the layout of what bortconv writes changes.
+FORMAT_VERSION = 1
+
+#: (layers, ffn, units) -> heads for the published Bort shapes (heads are not visible in tensor shapes).
+KNOWN_HEADS: dict[tuple[int, int, int], int] = {(4, 768, 1024): 8, (2, 512, 1024): 16}
+VARIANT_RE = re.compile(r"bort_(\d+)_(\d+)_(\d+)_(\d+)")
+
+
+class Head(str, enum.Enum):
+    """What sits on top of the encoder in a checkpoint."""
+
+    ENCODER = "encoder"
+    MLM = "mlm"
+    CLASSIFIER = "classifier"
+
+
+class DType(str, enum.Enum):
+    FLOAT32 = "fp32"
+    FLOAT16 = "fp16"
+
+    @property
+    def numpy(self) -> str:
+        return "float32" if self is DType.FLOAT32 else "float16"
+
+
+@dataclass(frozen=True)
+class BortVariant:
+    """The shape of a Bort model: everything the tensor shapes say, plus the head count."""
+
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    hidden_size: int
+    vocab_size: int
+    max_position_embeddings: int = 512
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "num_heads", "intermediate_size", "hidden_size", "vocab_size",
+                     "max_position_embeddings"):
+            if getattr(self, name) <= 0:
+                raise MappingError(f"variant: {name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise MappingError(
+                f"variant: {self.num_heads} heads do not divide hidden size {self.hidden_size}")
+
+    @property
+    def name(self) -> str:
+        """Bort's naming scheme: bort_<layers>_<heads>_<ffn>_<units>."""
+        return f"bort_{self.num_layers}_{self.num_heads}_{self.intermediate_size}_{self.hidden_size}"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self) | {"name": self.name}
+
+
+def heads_from_name(variant: str) -> tuple[int, int, int, int]:
+    """Parse ``bort_<layers>_<heads>_<ffn>_<units>`` into its four numbers."""
+    m = VARIANT_RE.fullmatch(variant)
+    if not m:
+        raise InputError(f"--variant: '{variant}' is not of the form bort_<layers>_<heads>_<ffn>_<units>")
+    layers, heads, ffn, units = (int(x) for x in m.groups())
+    return layers, heads, ffn, units
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of :func:`bortconv.convert`; all keyword-only at the API."""
+
+    dtype: DType = DType.FLOAT32
+    variant: str | None = None  # e.g. "bort_4_8_768_1024": fixes the head count and is checked
+    heads: int | None = None
+    #: MLM decoder LayerNorm epsilon: 1e-12 in gluonnlp <= 0.9.1 (what Bort was trained with).
+    decoder_layer_norm_eps: float = 1e-12
+    check_finite: bool = True
+    force: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.heads is not None and self.heads <= 0:
+            raise InputError(f"--heads must be a positive integer, got {self.heads}")
+        if not (0 < self.decoder_layer_norm_eps < 1):
+            raise InputError(f"--decoder-ln-eps must be in (0, 1), got {self.decoder_layer_norm_eps}")
+        if self.variant is not None:
+            heads_from_name(self.variant)

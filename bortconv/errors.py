@@ -1,0 +1,93 @@
+"""The one place bortconv's errors live.
+
+Every error the CLI can print is a subclass of :class:`BortconvError`. Each carries an exit code (2 for bad
+input, 1 for a failed check) and a one-line message that names the file, tensor or option and what is wrong.
+The catalogue in the README is checked against :data:`CATALOGUE` by a test.
+"""
+
+from __future__ import annotations
+
+
+class BortconvError(Exception):
+    """Base class: a failure bortconv understands and reports in one line."""
+
+    exit_code: int = 2
+    #: what the user can do about it (shown in the README's error catalogue)
+    advice: str = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(BortconvError):
+    """A path, option or argument given by the user cannot be used."""
+
+    advice = "Check the path or option named in the message."
+
+
+class CheckpointFormatError(BortconvError):
+    """A `.params` file is not a well-formed MXNet NDArray file."""
+
+    advice = "The file is not a complete MXNet .params file; re-download or re-save it."
+
+
+class MappingError(BortconvError):
+    """Tensors are missing, unexpected, or of the wrong shape for a Bort/BERT model."""
+
+    advice = "The checkpoint is not a Bort model this tool knows; the message lists the offending tensors."
+
+
+class BadWeightsError(BortconvError):
+    """A tensor holds NaN or Inf values."""
+
+    advice = "The checkpoint is corrupt or was saved after training diverged."
+
+
+class OutputExistsError(BortconvError):
+    """The output directory already holds files."""
+
+    advice = "Choose an empty or new directory, or pass --force to replace it."
+
+
+class TokenizerError(BortconvError):
+    """Vocabulary or merges files cannot make a Bort tokenizer."""
+
+    advice = "Pass the gluonnlp vocabulary JSON and the GPT-2 merges file that belong to the checkpoint."
+
+
+class ExportError(BortconvError):
+    """An export step failed (the exporter, the optimizer or the compiler refused the model)."""
+
+    exit_code = 1
+    advice = "Re-run with --debug and report the traceback."
+
+
+class ParityError(BortconvError):
+    """An artifact's outputs differ from its reference beyond the tolerance."""
+
+    exit_code = 1
+    advice = "The artifact does not compute what the source computes; it was not kept."
+
+
+class MissingDependencyError(BortconvError):
+    """An optional dependency needed for this command is not installed."""
+
+    advice = "Install the extra named in the message, e.g. pip install 'bortconv[export]'."
+
+
+#: every error class the CLI can print, with its exit code (the README's catalogue mirrors this)
+CATALOGUE: tuple[type[BortconvError], ...] = (
+    InputError,
+    CheckpointFormatError,
+    MappingError,
+    BadWeightsError,
+    OutputExistsError,
+    TokenizerError,
+    ExportError,
+    ParityError,
+    MissingDependencyError,
+)

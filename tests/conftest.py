@@ -1,0 +1,73 @@
+"""Shared fixtures: the mxnet reference environment and the checkpoints it builds (cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cases import ALL_CASES  # noqa: E402
+from reference import refenv  # noqa: E402
+
+REF_DIR = Path(__file__).resolve().parent / "reference"
+
+
+@dataclass(frozen=True)
+class RefCase:
+    case: dict
+    params: Path
+    npz: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.case["name"]
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        assert self.npz is not None
+        with np.load(self.npz) as z:
+            return {k: z[k] for k in z.files}
+
+
+def run_reference(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a script from tests/reference/ in the mxnet environment; fail loudly with its stderr."""
+    if not refenv.ready():
+        pytest.fail("the mxnet reference environment is missing: run `python tests/reference/refenv.py` "
+                    "(the README's test command does)")
+    proc = subprocess.run([str(refenv.python()), str(REF_DIR / script), *args], capture_output=True, text=True)
+    if proc.returncode:
+        pytest.fail(f"reference script {script} failed:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _build_all() -> Path:
+    blob = json.dumps(ALL_CASES, sort_keys=True).encode() + (REF_DIR / "build_bort.py").read_bytes()
+    out = refenv.cache_root() / f"ref-{hashlib.sha256(blob).hexdigest()[:12]}"
+    if (out / ".complete").exists():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    spec = tmp / "spec.json"
+    spec.write_text(json.dumps(ALL_CASES))
+    run_reference("build_bort.py", str(spec), str(tmp))
+    (tmp / ".complete").write_text("ok\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict[str, RefCase]:
+    """name -> RefCase for every row of tests/cases.py, built by real mxnet + gluonnlp (cached on disk)."""
+    d = _build_all()
+    return {c["name"]: RefCase(c, d / f"{c['name']}.params",
+                               d / f"{c['name']}.npz" if c.get("forward", True) else None) for c in ALL_CASES}

