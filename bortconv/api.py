@@ -12,7 +12,7 @@ from bortconv import __version__
 from bortconv._atomic import atomic_directory, check_output_dir
 from bortconv.config import BortVariant, ConvertOptions, DType, Head
 from bortconv.converters.hf_writer import CONFIG_FILE, RECORD_FILE, WEIGHTS_FILE, write_hf_model
-from bortconv.converters.mapping import ConversionPlan, check_finite, plan_conversion
+from bortconv.converters.mapping import ConversionPlan, check_finite, count_nonfinite, plan_conversion
 from bortconv.converters.params_reader import ParamsFile, read_params
 from bortconv.errors import InputError
 
@@ -50,6 +50,7 @@ class CheckpointInfo:
     record_versions: tuple[str, ...]
     deduplicated: bool
     tensors: tuple[TensorInfo, ...]
+    nonfinite: dict[str, int]  # stored name -> NaN/Inf count (convert refuses such a checkpoint)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -98,7 +99,7 @@ def _info(params: ParamsFile, plan: ConversionPlan) -> CheckpointInfo:
         path=str(params.path), variant=plan.variant, head=plan.head, num_labels=plan.num_labels,
         dtype=plan.source_dtype, parameter_count=plan.parameter_count, file_size=params.size,
         record_versions=tuple(sorted({r.version for r in params.records})), deduplicated=plan.deduplicated,
-        tensors=tensors)
+        tensors=tensors, nonfinite=count_nonfinite(params, plan))
 
 
 def inspect_checkpoint(checkpoint: str | os.PathLike[str], *, variant: str | None = None,

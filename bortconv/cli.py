@@ -38,6 +38,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"head        {head}{'  [tied embedding stored once]' if info.deduplicated else ''}")
     print(f"dtype       {info.dtype}")
     print(f"parameters  {info.parameter_count:,}")
+    if info.nonfinite:
+        bad = ", ".join(f"{k} ({n})" for k, n in sorted(info.nonfinite.items()))
+        print(f"NaN/Inf     {bad}  -- convert will refuse this checkpoint")
     width = max(len(t.name) for t in info.tensors)
     print()
     for t in info.tensors:

@@ -186,3 +186,20 @@ def test_views_are_not_copies(reference):
         a = p.array("word_embed.0.weight")
         assert a.dtype == np.float16 and a.shape == (50265, 1024)
         assert not a.flags.owndata and not a.flags.writeable
+
+
+def test_writer_output_is_what_mxnet_loads(tmp_path):
+    """bortconv's own writer (demo checkpoints, benchmarks) writes files mxnet's loader reads identically."""
+    from bortconv.config import BortVariant
+    from bortconv.converters.params_writer import write_params
+    from bortconv.demo import demo_arrays
+    arrays = demo_arrays(BortVariant(2, 2, 32, 16, 50, max_position_embeddings=8), seed=3)
+    f = tmp_path / "w.params"
+    write_params(f, arrays)
+    out = tmp_path / "mx.npz"
+    run_reference("dump_params.py", str(out), str(f))
+    with np.load(out) as z:
+        seen = {k.split("/", 1)[1]: z[k] for k in z.files}
+    assert sorted(seen) == sorted(arrays)
+    for k, v in arrays.items():
+        assert seen[k].dtype == v.dtype and np.array_equal(seen[k], v), k

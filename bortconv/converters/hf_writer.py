@@ -68,7 +68,7 @@ def tensor_sources(params: ParamsFile, plan: ConversionPlan) -> list[TensorSourc
         if t.source is None:
             return lambda: np.zeros(t.shape, np.float32)
         return lambda: params.array_for(t.source, upcast=t.source.dtype == "bfloat16")
-    return [TensorSource(key=t.key, shape=t.shape, values=provider(t)) for t in plan.tensors]
+    return [TensorSource(key=t.key, shape=t.shape, values=provider(t), done=params.release) for t in plan.tensors]
 
 
 def write_hf_model(out_dir: Path, params: ParamsFile, plan: ConversionPlan, dtype: DType,

@@ -109,10 +109,10 @@ def infer_variant(recs: dict[str, TensorRecord], options: ConvertOptions, path: 
         found = (num_layers, intermediate, units)
         if (v_layers, v_ffn, v_units) != found:
             raise MappingError(
-                f"--variant {options.variant}: the checkpoint's shapes say layers={num_layers}, "
+                f"{path}: --variant {options.variant}: the checkpoint's shapes say layers={num_layers}, "
                 f"ffn={intermediate}, units={units}")
         if heads is not None and heads != v_heads:
-            raise MappingError(f"--heads {heads} contradicts --variant {options.variant}")
+            raise MappingError(f"{path}: --heads {heads} contradicts --variant {options.variant}")
         heads = v_heads
     if heads is None:
         heads = KNOWN_HEADS.get((num_layers, intermediate, units))
@@ -120,8 +120,11 @@ def infer_variant(recs: dict[str, TensorRecord], options: ConvertOptions, path: 
             raise MappingError(
                 f"{path}: cannot tell the number of attention heads of a {num_layers}-layer, ffn {intermediate}, "
                 f"units {units} model from its tensors; pass --heads N or --variant bort_L_H_F_U")
-    return BortVariant(num_layers=num_layers, num_heads=heads, intermediate_size=intermediate,
-                       hidden_size=units, vocab_size=vocab, max_position_embeddings=pos[0])
+    try:
+        return BortVariant(num_layers=num_layers, num_heads=heads, intermediate_size=intermediate,
+                           hidden_size=units, vocab_size=vocab, max_position_embeddings=pos[0])
+    except MappingError as exc:
+        raise MappingError(f"{path}: {exc.message}") from None
 
 
 def expected_shapes(v: BortVariant, head: Head, num_labels: int | None) -> dict[str, tuple[int, ...]]:
@@ -192,9 +195,14 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
     source_dtype = dtypes.pop() if len(dtypes) == 1 else "mixed"
 
     if gn.TIED_DECODER in recs:  # both copies stored: Bort ties them, so they must be equal
-        a = params.array_for(recs[gn.WORD_EMBED])
-        b = params.array_for(recs[gn.TIED_DECODER])
-        if a.dtype != b.dtype or not np.array_equal(a, b):
+        a = params.array_for(recs[gn.WORD_EMBED]).reshape(-1)
+        b = params.array_for(recs[gn.TIED_DECODER]).reshape(-1)
+        step = 1 << 22  # compare in chunks: no full-size temporary
+        same = a.dtype == b.dtype
+        for i in range(0, a.size, step):
+            same = same and np.array_equal(a[i:i + step], b[i:i + step], equal_nan=True)
+            params.release()
+        if not same:
             raise MappingError(
                 f"{path}: '{recs[gn.TIED_DECODER].name}' differs from '{recs[gn.WORD_EMBED].name}'; "
                 f"Bort ties the MLM decoder to the word embedding, so they must be identical")
@@ -208,17 +216,25 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
                           tensors=tuple(tensors), deduplicated=deduplicated)
 
 
-def check_finite(params: ParamsFile, plan: ConversionPlan, chunk: int = 1 << 22) -> None:
-    """Fail on NaN/Inf, naming every bad tensor. Reads in chunks so no full-size temporary is made."""
-    bad: list[str] = []
+def count_nonfinite(params: ParamsFile, plan: ConversionPlan, chunk: int = 1 << 22) -> dict[str, int]:
+    """Stored name -> number of NaN/Inf values, for every tensor that has any. Reads in chunks."""
+    bad: dict[str, int] = {}
     for t in plan.tensors:
         if t.source is None:
             continue
         flat = params.array_for(t.source, upcast=t.source.dtype == "bfloat16").reshape(-1)
-        for start in range(0, flat.size, chunk):
-            if not np.isfinite(flat[start:start + chunk]).all():
-                n = int((~np.isfinite(flat)).sum())
-                bad.append(f"'{t.source_name}' ({n} non-finite values)")
-                break
+        n = 0
+        for i in range(0, flat.size, chunk):
+            n += int((~np.isfinite(flat[i:i + chunk])).sum())
+            params.release()
+        if n:
+            bad[t.source_name or t.key] = n
+    return bad
+
+
+def check_finite(params: ParamsFile, plan: ConversionPlan) -> None:
+    """Fail on NaN/Inf, naming every bad tensor and how many bad values it holds."""
+    bad = count_nonfinite(params, plan)
     if bad:
-        raise BadWeightsError(f"{params.path}: NaN/Inf in " + ", ".join(bad))
+        listing = ", ".join(f"'{k}' ({n} non-finite values)" for k, n in sorted(bad.items()))
+        raise BadWeightsError(f"{params.path}: NaN/Inf in {listing}")

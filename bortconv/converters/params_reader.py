@@ -93,11 +93,12 @@ class ParamsFile:
     """
 
     def __init__(self, path: Path, records: tuple[TensorRecord, ...], has_names: bool,
-                 buffer: np.ndarray, size: int) -> None:
+                 mm: mmap.mmap, size: int) -> None:
         self.path = path
+        self._mmap = mm
         self.records = records
         self.has_names = has_names
-        self._buffer = buffer
+        self._buffer = np.frombuffer(mm, dtype=np.uint8)
         self.size = size
         self._by_name = {r.name: r for r in records if r.name is not None}
 
@@ -131,8 +132,15 @@ class ParamsFile:
             return raw.astype(np.float32)
         return raw
 
+    def release(self) -> None:
+        """Drop the mapped pages from this process's resident set (they stay in the page cache).
+
+        Called between tensors so peak RSS stays near one tensor, not the whole checkpoint."""
+        if hasattr(mmap, "MADV_DONTNEED") and not self._mmap.closed:
+            self._mmap.madvise(mmap.MADV_DONTNEED)
+
     def close(self) -> None:
-        self._buffer = np.empty(0, np.uint8)
+        self._buffer = np.empty(0, np.uint8)  # views handed out keep the map alive until they go
 
     def __enter__(self) -> "ParamsFile":
         return self
@@ -274,8 +282,7 @@ def read_params(path: str | os.PathLike[str]) -> ParamsFile:
     except BaseException:
         mm.close()
         raise
-    buffer = np.frombuffer(mm, dtype=np.uint8)
-    return ParamsFile(p, records, has_names, buffer, size)
+    return ParamsFile(p, records, has_names, mm, size)
 
 
 def _parse(mm: mmap.mmap, p: Path) -> tuple[tuple[TensorRecord, ...], bool]:

@@ -27,6 +27,7 @@ class TensorSource:
     key: str
     shape: tuple[int, ...]
     values: Callable[[], np.ndarray]
+    done: Callable[[], None] = lambda: None  # called after the tensor is written (frees mapped pages)
 
 
 def write_safetensors(path: Path, tensors: Sequence[TensorSource], dtype: str,
@@ -55,6 +56,8 @@ def write_safetensors(path: Path, tensors: Sequence[TensorSource], dtype: str,
             for start in range(0, flat.size, CHUNK_ELEMENTS):
                 chunk = np.ascontiguousarray(flat[start:start + CHUNK_ELEMENTS], dtype=np_dtype)
                 fh.write(memoryview(chunk).cast("B"))
+                t.done()
+            del values, flat
     return 8 + len(blob) + offset
 
 

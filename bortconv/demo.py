@@ -1,0 +1,50 @@
+"""A Bort-shaped checkpoint with seeded random weights, for trying the pipeline without the real bort.params.
+
+It has the released file's exact layout: bort_4_8_768_1024, the 74 structural Gluon names, MLM decoder with
+the tied embedding written twice, cast to fp16 (about 255 MB). Its weights are random, so its outputs are
+meaningless but its size, shapes and speed are Bort's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bortconv.config import BortVariant
+from bortconv.converters import gluon_names as gn
+from bortconv.converters.mapping import expected_shapes
+from bortconv.converters.params_writer import write_params
+from bortconv.config import Head
+
+BORT_4_8 = BortVariant(num_layers=4, num_heads=8, intermediate_size=768, hidden_size=1024, vocab_size=50265)
+
+
+def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = "float16",
+                head: Head = Head.MLM) -> dict[str, np.ndarray]:
+    """Seeded random weights for every Gluon name of `variant` (LayerNorm gammas near 1, biases small)."""
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for name, shape in expected_shapes(variant, head, 2 if head is Head.CLASSIFIER else None).items():
+        if name == gn.TIED_DECODER:
+            continue
+        if name.endswith("gamma"):
+            val = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+        elif name.endswith(("beta", "bias")):
+            val = 0.1 * rng.standard_normal(shape, dtype=np.float32)
+        else:
+            val = 0.05 * rng.standard_normal(shape, dtype=np.float32)
+        arrays[name] = val.astype(dtype)
+    if head is Head.MLM:
+        arrays[gn.TIED_DECODER] = arrays[gn.WORD_EMBED]  # written twice, as Gluon does
+    return arrays
+
+
+def write_demo_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write the demo bort_4_8_768_1024 fp16 MLM checkpoint to `path` (skipped if it is already there)."""
+    p = Path(path)
+    if not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_params(p, demo_arrays(seed=seed))
+    return p

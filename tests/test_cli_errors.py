@@ -1,0 +1,148 @@
+"""Bad input through the real CLI: exit 2, one line on stderr naming the problem, no traceback, nothing left.
+
+Each row is a real file (mxnet-written and damaged by mxnet where possible) or a path situation.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BORTCONV = [sys.executable, "-m", "bortconv"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*BORTCONV, *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def _text(tmp: Path, ref) -> Path:
+    p = tmp / "notes.params"
+    p.write_text("this is a text file, not a checkpoint\n" * 3)
+    return p
+
+
+def _empty(tmp: Path, ref) -> Path:
+    p = tmp / "empty.params"
+    p.write_bytes(b"")
+    return p
+
+
+def _truncated(tmp: Path, ref) -> Path:
+    p = tmp / "cut.params"
+    p.write_bytes(ref["custom_enc_fp32"].params.read_bytes()[:-1000])
+    return p
+
+
+def _wrong_magic(tmp: Path, ref) -> Path:
+    data = bytearray(ref["custom_enc_fp32"].params.read_bytes())
+    data[0] = 0x13
+    p = tmp / "magic.params"
+    p.write_bytes(bytes(data))
+    return p
+
+
+def _huge_shape(tmp: Path, ref) -> Path:
+    import struct
+    p = tmp / "huge.params"
+    p.write_bytes(struct.pack("<QQQ", 0x112, 0, 1) + struct.pack("<Iii2q", 0xF993FAC9, 0, 2, 1 << 40, 1 << 20)
+                  + struct.pack("<iii", 1, 0, 0) + b"\0" * 64)
+    return p
+
+
+def _case(name: str):
+    return lambda tmp, ref: ref[name].params
+
+
+def _nonexistent(tmp: Path, ref) -> Path:
+    return tmp / "does-not-exist.params"
+
+
+# (id, make the checkpoint, extra args, words the message must contain)
+BAD_INPUTS = [
+    ("empty", _empty, [], "too short"),
+    ("text", _text, [], "looks like text"),
+    ("truncated", _truncated, [], "truncated"),
+    ("wrong-magic", _wrong_magic, [], "magic"),
+    ("huge-shape", _huge_shape, [], "bytes are left"),
+    ("wrong-shape", _case("broken_wrong_shape"), ["--heads", "4"], "ffn.ffn_1.weight' expected (256, 128), found (257, 128)"),
+    ("missing-tensor", _case("broken_missing"), ["--heads", "4"], "missing tensors: encoder.transformer_cells.0.ffn.ffn_1.weight"),
+    ("extra-tensor", _case("broken_extra"), ["--heads", "4"], "unused tensors"),
+    ("nan-inf", _case("broken_nan"), ["--heads", "4"], "NaN/Inf in 'encoder.transformer_cells.0.ffn.ffn_1.weight' (2 non-finite"),
+    ("nonexistent", _nonexistent, [], "no such file"),
+    ("unknown-heads", _case("custom_enc_fp32"), [], "pass --heads"),
+    ("heads-not-dividing", _case("custom_enc_fp32"), ["--heads", "3"], "3 heads do not divide hidden size 128"),
+    ("variant-contradicts", _case("bort4_enc_fp32"), ["--variant", "bort_2_16_512_1024"], "shapes say layers=4"),
+    ("bad-variant", _case("bort4_enc_fp32"), ["--variant", "bert-large"], "--variant"),
+    ("bad-dtype", _case("bort4_enc_fp32"), ["--dtype", "int4"], "invalid choice"),
+]
+
+
+INSPECT_EXEMPT = {"bad-dtype", "nan-inf"}  # inspect has no --dtype, and reports NaN/Inf instead of failing
+ROWS = [(cmd, row) for cmd in ("convert", "inspect") for row in BAD_INPUTS
+        if cmd == "convert" or row[0] not in INSPECT_EXEMPT]
+
+
+@pytest.mark.parametrize("command,row", ROWS, ids=[f"{c}-{r[0]}" for c, r in ROWS])
+def test_bad_input(reference, tmp_path, row, command):
+    name, make, extra, words = row
+    ckpt = make(tmp_path, reference)
+    out = tmp_path / "out"
+    args = [command, str(ckpt), *extra] + (["-o", str(out)] if command == "convert" else [])
+    before = set(tmp_path.iterdir())
+    proc = run(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    # argparse prints its usage line first; everything of ours is one line
+    ours = [ln for ln in lines if not ln.startswith("usage:") and not ln.startswith("  ")]
+    assert len(ours) == 1, proc.stderr
+    assert words in ours[0], ours[0]
+    assert "Traceback" not in proc.stderr
+    if name not in ("bad-dtype", "bad-variant"):  # option errors name the option instead
+        assert str(ckpt) in ours[0], ours[0]
+    assert not out.exists() and set(tmp_path.iterdir()) == before, "something was left behind"
+    assert proc.stdout == ""
+
+
+def test_debug_shows_traceback(reference, tmp_path):
+    proc = run("--debug", "convert", str(_empty(tmp_path, reference)), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_output_dir_with_files_is_refused_unless_force(reference, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    ckpt = str(reference["custom_enc_fp32"].params)
+    proc = run("convert", ckpt, "-o", str(out), "--heads", "4")
+    assert proc.returncode == 2 and "not empty" in proc.stderr and "--force" in proc.stderr
+    assert (out / "keep.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
+    proc = run("convert", ckpt, "-o", str(out), "--heads", "4", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bortconv_conversion.json", "config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "temporary directories were left behind"
+
+
+def test_output_is_a_file(reference, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    proc = run("convert", str(reference["custom_enc_fp32"].params), "-o", str(f), "--heads", "4")
+    assert proc.returncode == 2 and "not a directory" in proc.stderr and f.read_text() == "x"
+
+
+def test_empty_existing_output_dir_is_used(reference, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    proc = run("convert", str(reference["custom_enc_fp32"].params), "-o", str(out), "--heads", "4")
+    assert proc.returncode == 0 and (out / "model.safetensors").is_file()
+
+
+def test_inspect_reports_nonfinite(reference):
+    proc = run("inspect", str(reference["broken_nan"].params), "--heads", "4", "--json")
+    import json
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["nonfinite"] == {"encoder.transformer_cells.0.ffn.ffn_1.weight": 2}
