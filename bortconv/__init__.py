@@ -16,10 +16,13 @@ def __getattr__(name: str) -> Any:  # lazy: `import bortconv` must stay light (t
     if name in _API:
         from bortconv import api
         return getattr(api, name)
+    if name == "export":
+        from bortconv.export import export
+        return export
     if name == "read_params":
         from bortconv.converters.params_reader import read_params
         return read_params
     raise AttributeError(f"module 'bortconv' has no attribute {name!r}")
 
 
-__all__ = sorted(_API | {"read_params", "__version__"})
+__all__ = sorted(_API | {"export", "read_params", "__version__"})

@@ -63,6 +63,37 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bortconv.export import export
+
+    result = export(args.source, args.output, target=args.target, task=args.task, opset=args.opset,
+                    fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
+                    force=args.force, vocab=args.vocab, merges=args.merges, bench=not args.no_bench,
+                    progress=not args.quiet)
+    if args.json:
+        _emit_json(result.to_dict())
+        return 0
+    print(f"\n{result.output_dir}: {result.target} {result.precision} {result.task}"
+          + (f" (OpenVINO IR converted from {result.openvino_source})" if result.openvino_source else ""))
+    for name, size in sorted(result.files.items()):
+        print(f"  {name:<28} {size / 1e6:>9.1f} MB")
+    if result.fused_ops:
+        print("  fused ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.fused_ops.items())))
+    print("\nparity vs PyTorch (max abs diff at valid positions)")
+    for rep in result.parity:
+        for r in rep["rows"]:
+            verdict = "ok" if r["passed"] else "FAIL"
+            print(f"  {rep['output']:<18} {r['shape']:<16} {r['max_abs_diff']:>10.2e}  tol {r['tolerance']:.0e}  "
+                  f"{verdict}")
+    sp = result.speed
+    if sp:
+        b, length = sp["shape"]
+        print(f"\nspeed (batch {b}, length {length}, {sp['threads'] or 'default'} threads): artifact "
+              f"{sp['artifact']['median_ms']:.1f} ms, PyTorch eager {sp['pytorch_eager']['median_ms']:.1f} ms "
+              f"-> {sp['speedup_vs_pytorch']:.2f}x")
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", help="model name bort_<layers>_<heads>_<ffn>_<units> (fixes the head count)")
     p.add_argument("--heads", type=int, help="number of attention heads (not visible in tensor shapes)")
@@ -91,10 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("export", help="export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO")
+    p.add_argument("source", help="a Bort .params file or a Hugging Face model directory")
+    p.add_argument("--target", required=True, help="onnx or openvino")
+    p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
+    p.add_argument("--task", help="feature-extraction, fill-mask or text-classification (default: "
+                                  "text-classification if the checkpoint has a classifier, else feature-extraction)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--fp16", action="store_true", help="fp16 weights (never the default; recorded in the manifest)")
+    p.add_argument("--static-shape", metavar="B,L", help="fixed batch and length for edge targets")
+    p.add_argument("--threads", type=int, default=None, help="threads for the parity and speed runs")
+    p.add_argument("--portable", action="store_true", help="ONNX with standard ops only (no ORT fusions)")
+    p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes the tokenizer)")
+    p.add_argument("--merges", help="GPT-2 BPE merges file")
+    p.add_argument("--no-bench", action="store_true", help="skip the speed comparison with PyTorch")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"inspect": cmd_inspect, "convert": cmd_convert}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export}
 
 
 class _Terminated(Exception):

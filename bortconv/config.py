@@ -92,3 +92,62 @@ class ConvertOptions:
             raise InputError(f"--decoder-ln-eps must be in (0, 1), got {self.decoder_layer_norm_eps}")
         if self.variant is not None:
             heads_from_name(self.variant)
+
+
+class Target(str, enum.Enum):
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+
+
+class Task(str, enum.Enum):
+    FEATURE_EXTRACTION = "feature-extraction"
+    FILL_MASK = "fill-mask"
+    TEXT_CLASSIFICATION = "text-classification"
+
+    @property
+    def output_name(self) -> str:
+        return "last_hidden_state" if self is Task.FEATURE_EXTRACTION else "logits"
+
+
+def parse_enum(enum_cls: type[enum.Enum], value: object, option: str) -> enum.Enum:
+    """`value` as a member of `enum_cls`, or an InputError naming the option and the choices."""
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in enum_cls)
+        raise InputError(f"{option}: '{value}' is not one of {choices}") from None
+
+
+def parse_static_shape(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """'B,L' -> (B, L) for --static-shape."""
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        b, length = (int(x) for x in value.split(","))
+    except ValueError:
+        raise InputError(f"--static-shape: '{value}' is not BATCH,LENGTH (e.g. 1,128)") from None
+    if b <= 0 or length <= 0:
+        raise InputError(f"--static-shape: '{value}': batch and length must be positive")
+    return b, length
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options of :func:`bortconv.export`."""
+
+    target: Target
+    task: Task | None = None  # None: text-classification if the source has a classifier, else features
+    opset: int = 17
+    fp16: bool = False
+    static_shape: tuple[int, int] | None = None
+    threads: int | None = None
+    portable: bool = False  # ONNX: standard ops only, no ORT contrib fusions
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if not 14 <= self.opset <= 21:
+            raise InputError(f"--opset: {self.opset} is outside the supported range 14..21")
+        if self.threads is not None and self.threads <= 0:
+            raise InputError(f"--threads must be positive, got {self.threads}")

@@ -1,46 +1,175 @@
-"""Load a converted directory as a PyTorch model (needs the `torch` extra; imported lazily)."""
+"""Load a Hugging Face BERT-family directory as the PyTorch module an export traces (torch imported lazily).
+
+Sources: a `bortconv convert` output, `amazon/bort` as downloaded from the Hub (``model_type`` "bort" or
+"bert"), BERT-large, all-MiniLM-L6-v2... Weights come from safetensors, or from ``pytorch_model.bin`` read with
+``torch.load(weights_only=True)`` only: nothing is unpickled beyond plain tensors.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bortconv.errors import InputError, MissingDependencyError
+from bortconv.config import Task
+from bortconv.errors import InputError, MappingError, MissingDependencyError
 
-AUTO_CLASSES = {
-    "BertModel": "AutoModel",
-    "BertForMaskedLM": "AutoModelForMaskedLM",
-    "BertForSequenceClassification": "AutoModelForSequenceClassification",
-}
+log = logging.getLogger(__name__)
+
+BERT_TYPES = {"bert", "bort"}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TASK_CLASS = {Task.FEATURE_EXTRACTION: "BertModel", Task.FILL_MASK: "BertForMaskedLM",
+              Task.TEXT_CLASSIFICATION: "BertForSequenceClassification"}
+ARCH_TASK = {"BertForMaskedLM": Task.FILL_MASK, "BertForSequenceClassification": Task.TEXT_CLASSIFICATION}
 
 
-def load_pytorch(model_dir: str | os.PathLike[str], *, attn_implementation: str = "eager") -> Any:
-    """Load a Hugging Face BERT directory as the model Bort computes, in eval mode.
+def read_config(model_dir: Path) -> dict[str, Any]:
+    cfg_path = model_dir / "config.json"
+    if not cfg_path.is_file():
+        raise InputError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if cfg.get("model_type") not in BERT_TYPES:
+        raise InputError(f"{cfg_path}: model_type '{cfg.get('model_type')}' is not a BERT-family encoder")
+    return cfg
 
-    Unlike a bare ``AutoModel.from_pretrained`` this drops the pooler a Bort encoder does not have and sets
-    the MLM decoder's own LayerNorm epsilon recorded at conversion. Raises if any weight is missing or unused.
+
+def weight_keys(model_dir: Path) -> set[str]:
+    """Tensor names of the directory's weights (header only for safetensors)."""
+    st = model_dir / "model.safetensors"
+    if st.is_file():
+        from bortconv.converters.safetensors_io import read_safetensors_header
+        try:
+            return {k for k in read_safetensors_header(st) if k != "__metadata__"}
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{st}: not a readable safetensors file ({exc})") from None
+    binf = model_dir / "pytorch_model.bin"
+    if binf.is_file():
+        return set(_load_bin(binf))
+    raise InputError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
+
+
+def _load_bin(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+    try:  # weights_only: tensors and plain containers only; any other pickled object is refused unexecuted
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: refused: not a plain tensor checkpoint ({first[:200]})") from None
+
+
+def available_tasks(model_dir: Path) -> list[Task]:
+    """The tasks a directory can be exported for: features always, the others if their head is there."""
+    keys = weight_keys(model_dir)
+    tasks = [Task.FEATURE_EXTRACTION]
+    if any(k.startswith("cls.predictions.") for k in keys):
+        tasks.append(Task.FILL_MASK)
+    if any(k.startswith("classifier.") for k in keys):
+        tasks.append(Task.TEXT_CLASSIFICATION)
+    return tasks
+
+
+def default_task(model_dir: Path) -> Task:
+    """text-classification when the checkpoint has a classifier head, otherwise feature-extraction."""
+    return Task.TEXT_CLASSIFICATION if Task.TEXT_CLASSIFICATION in available_tasks(model_dir) else \
+        Task.FEATURE_EXTRACTION
+
+
+def load_pytorch(model_dir: str | os.PathLike[str], task: Task | str | None = None, *,
+                 attn_implementation: str = "eager") -> Any:
+    """Load the directory as the model for `task` (default: its own architecture), in eval mode, fp32.
+
+    Fails if a weight the task needs is missing (never a randomly initialized head). Drops the pooler a Bort
+    encoder does not have and sets the MLM decoder's own LayerNorm epsilon recorded at conversion.
     """
     d = Path(model_dir)
-    cfg_path = d / "config.json"
-    if not cfg_path.is_file():
-        raise InputError(f"{d}: not a Hugging Face model directory (no config.json)")
+    cfg = read_config(d)
     try:
         import transformers
     except ImportError:
         raise MissingDependencyError("loading PyTorch models needs: pip install 'bortconv[torch]'") from None
-    cfg = json.loads(cfg_path.read_text())
-    arch = (cfg.get("architectures") or ["BertModel"])[0]
-    auto = getattr(transformers, AUTO_CLASSES.get(arch, "AutoModel"))
-    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation, "output_loading_info": True}
-    if arch == "BertModel" and cfg.get("bort_variant"):
-        kwargs["add_pooling_layer"] = False  # Bort has no pooler
-    model, info = auto.from_pretrained(str(d), **kwargs)
-    problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
-    if problems:
-        raise InputError(f"{d}: weights do not match the architecture {arch}: {problems}")
+    if task is None:
+        arch = (cfg.get("architectures") or ["BertModel"])[0]
+        task = ARCH_TASK.get(arch, Task.FEATURE_EXTRACTION)
+    task = Task(task)
+    if task not in available_tasks(d):
+        have = ", ".join(t.value for t in available_tasks(d))
+        raise InputError(f"{d}: --task {task.value} needs a head the checkpoint does not have (it has: {have})")
+    with _transformers_quiet(transformers):
+        return _load(d, cfg, task, transformers, attn_implementation)
+
+
+@contextlib.contextmanager
+def _transformers_quiet(transformers: Any) -> Iterator[None]:
+    """transformers' load report and progress bars are for its own users; bortconv reports its own."""
+    logging_mod = transformers.utils.logging
+    level = logging_mod.get_verbosity()
+    logging_mod.set_verbosity_error()
+    logging_mod.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging_mod.set_verbosity(level)
+        logging_mod.enable_progress_bar()
+
+
+def _load(d: Path, cfg: dict[str, Any], task: Task, transformers: Any, attn_implementation: str) -> Any:
+    keys = weight_keys(d)
+    config = transformers.BertConfig.from_dict({**cfg, "model_type": "bert"})
+    config._attn_implementation = attn_implementation
+    cls = getattr(transformers, TASK_CLASS[task])
+    kwargs: dict[str, Any] = {}
+    if task is Task.FEATURE_EXTRACTION:
+        has_pooler = any(k.split("pooler.", 1)[0] in ("", "bert.") and "pooler." in k for k in keys)
+        kwargs["add_pooling_layer"] = has_pooler
+    if (d / "model.safetensors").is_file():
+        model, info = cls.from_pretrained(str(d), config=config, output_loading_info=True, use_safetensors=True,
+                                          **kwargs)
+    else:
+        model, info = cls.from_pretrained(None, config=config, state_dict=_load_bin(d / "pytorch_model.bin"),
+                                          output_loading_info=True, **kwargs)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing or info.get("mismatched_keys"):
+        raise MappingError(f"{d}: weights missing for {TASK_CLASS[task]}: {', '.join(missing[:10])}"
+                           f"{' ...' if len(missing) > 10 else ''} {sorted(info.get('mismatched_keys') or [])}")
+    if info.get("unexpected_keys"):
+        log.info("%s: weights not used by %s: %s", d, task.value, sorted(info["unexpected_keys"])[:10])
     eps = cfg.get("decoder_layer_norm_eps")
-    if eps is not None and hasattr(model, "cls"):
+    if eps is not None and task is Task.FILL_MASK:
         model.cls.predictions.transform.LayerNorm.eps = float(eps)
-    return model.eval()
+    return model.float().eval()
+
+
+def task_module(model: Any, task: Task) -> Any:
+    """Wrap `model` in a module taking keyword tensors and returning the task's one output.
+
+    Keyword calls avoid transformers 5's positional-argument trap in torch.onnx.export, and a single tensor
+    output gives ONNX/OpenVINO a stable output name.
+    """
+    import torch
+
+    uses_types = int(getattr(model.config, "type_vocab_size", 1)) > 1
+
+    class TaskModule(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.uses_token_types = uses_types
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+            kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if self.uses_token_types and token_type_ids is not None:
+                kw["token_type_ids"] = token_type_ids
+            out = self.model(**kw, return_dict=True)
+            return out.last_hidden_state if task is Task.FEATURE_EXTRACTION else out.logits
+
+    return TaskModule().eval()

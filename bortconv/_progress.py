@@ -1,0 +1,38 @@
+"""Stage-by-stage progress on stderr: what is running and how long each step took."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+
+class Progress:
+    """`with progress.step("exporting ONNX"): ...` prints "[2/6] exporting ONNX ... 4.1 s"."""
+
+    def __init__(self, total: int, *, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.n = 0
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        self.n += 1
+        if self.enabled:
+            self.stream.write(f"[{self.n}/{self.total}] {label} ...")
+            self.stream.flush()
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            dt = time.perf_counter() - t0
+            self.timings[label] = round(dt, 3)
+            if self.enabled:
+                self.stream.write(f" {dt:.1f} s\n" if ok else " failed\n")
+                self.stream.flush()

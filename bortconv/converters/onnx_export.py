@@ -1,0 +1,127 @@
+"""PyTorch task module -> ONNX, and ONNX -> the transformer-fused graph ONNX Runtime runs fastest on CPU.
+
+Fusion (onnxruntime.transformers.optimizer, model_type "bert")::
+
+    Gather(word) + Gather(pos) -> Add -> LayerNorm           =>  EmbedLayerNormalization
+    MatMul(Q,K,V) -> Softmax(QK^T/sqrt(d) + mask) -> MatMul   =>  Attention            (one per layer)
+    Add(residual) -> LayerNorm                                =>  SkipLayerNormalization (two per layer)
+    Add(bias) -> Gelu(erf)                                    =>  BiasGelu              (one per layer)
+
+Two traps handled here (../shared/docs/export-notes.md): transformers 5's SDPA attention does not fuse, so
+the module is loaded with eager attention; and head size 128 confuses the optimizer's head detection, so
+num_heads/hidden_size are passed explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bortconv.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "Gelu", "FastGelu",
+             "LayerNormalization")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Tracer and exporter warnings go to the debug log, not the user's terminal."""
+    buf = io.StringIO()
+    tf_logging = sys.modules["transformers"].utils.logging if "transformers" in sys.modules else None
+    level = tf_logging.get_verbosity() if tf_logging else None
+    if tf_logging:
+        tf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
+            warnings.simplefilter("always")
+            yield
+    finally:
+        if tf_logging:
+            tf_logging.set_verbosity(level)
+    for w in caught:
+        log.debug("export warning: %s", w.message)
+    if buf.getvalue().strip():
+        log.debug("exporter output: %s", buf.getvalue().strip()[:2000])
+
+
+def input_names(module: Any) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if getattr(module, "uses_token_types", False):
+        names.append("token_type_ids")
+    return names
+
+
+def example_inputs(module: Any, batch: int, length: int) -> dict[str, Any]:
+    import torch
+    ids = torch.randint(4, 100, (batch, length), dtype=torch.int64)
+    feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if getattr(module, "uses_token_types", False):
+        feeds["token_type_ids"] = torch.zeros_like(ids)
+    return feeds
+
+
+def export_onnx(module: Any, path: Path, *, output_name: str, opset: int,
+                static_shape: tuple[int, int] | None) -> Path:
+    """Trace `module` to a standard-ops ONNX graph with named, (by default) dynamic batch/sequence axes."""
+    import torch
+
+    b, length = static_shape or (2, 16)
+    feeds = example_inputs(module, b, length)
+    names = list(feeds)
+    dynamic = None
+    if static_shape is None:
+        dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
+        dynamic[output_name] = {0: "batch", 1: "sequence"} if _is_seq(module) else {0: "batch"}
+    try:
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(module, (), str(path), kwargs=feeds, input_names=names, output_names=[output_name],
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
+    except Exception as exc:  # the exporter's own failure: report it as ours, one line
+        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") \
+            from exc
+    return path
+
+
+def _is_seq(module: Any) -> bool:
+    return type(module.model).__name__ != "BertForSequenceClassification"
+
+
+def fuse_for_cpu(plain: Path, fused: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Write the ORT transformer-fused graph of `plain` to `fused`; returns the fused-op counts."""
+    from onnxruntime.transformers import optimizer
+
+    with _quiet():
+        opt = optimizer.optimize_model(str(plain), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                       opt_level=0, use_gpu=False)
+        opt.save_model_to_file(str(fused), use_external_data_format=False)
+    return op_counts(fused)
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each fused op type the graph holds (0s omitted)."""
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in FUSED_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """Weights and compute in fp16, inputs/outputs unchanged (int64 ids in, fp32 out)."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with _quiet():
+        model = OnnxModel(onnx.load(str(src)))
+        model.convert_float_to_float16(keep_io_types=True)
+        model.save_model_to_file(str(dst), use_external_data_format=False)

@@ -1,0 +1,215 @@
+"""`bortconv export`: a Bort checkpoint (or a BERT-family HF directory) -> a checked CPU artifact directory.
+
+Pipeline: [convert .params] -> load PyTorch task model -> ONNX -> (fused ONNX | OpenVINO IR) -> parity
+against the PyTorch model -> config, tokenizer, manifest. Everything is built in a temporary directory beside
+OUT_DIR and renamed into place only after parity passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv._progress import Progress
+from bortconv.config import ExportOptions, Target, Task, parse_enum, parse_static_shape
+from bortconv.errors import InputError, ParityError
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "vocab.json", "merges.txt")
+CARRIED_FILES = ("config.json", "bortconv_conversion.json") + TOKENIZER_FILES
+WORK = ".work"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote and measured."""
+
+    output_dir: str
+    target: str
+    task: str
+    precision: str
+    files: dict[str, int]
+    fused_ops: dict[str, int]
+    parity: list[dict[str, Any]]
+    speed: dict[str, Any]
+    openvino_source: str | None
+    timings: dict[str, float]
+    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "manifest"}
+
+
+def _resolve_source(source: Path) -> str:
+    if not source.exists():
+        raise InputError(f"{source}: no such file or directory")
+    if source.is_dir():
+        if not (source / "config.json").is_file():
+            raise InputError(f"{source}: directory has no config.json; expected a Hugging Face model directory")
+        return "hf"
+    return "params"
+
+
+def _torch_runner(module: Any, threads: int | None) -> Any:
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return module(**{k: torch.from_numpy(v) for k, v in feeds.items()}).float().numpy()
+    return run
+
+
+def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *, target: str | Target,
+           task: str | Task | None = None, opset: int = 17, fp16: bool = False,
+           static_shape: str | tuple[int, int] | None = None, threads: int | None = None, portable: bool = False,
+           force: bool = False, vocab: str | None = None, merges: str | None = None,
+           bench: bool = True, progress: bool = True) -> ExportResult:
+    """Export `source` (a Bort `.params` file or a BERT-family Hugging Face directory) for CPU inference.
+
+    Writes ``model.onnx`` (target onnx) or ``openvino_model.xml/.bin`` (target openvino), plus config,
+    tokenizer and ``manifest.json``. Parity against the PyTorch model is checked before anything is kept;
+    a failing artifact raises :class:`bortconv.errors.ParityError` and leaves nothing at `output_dir`.
+    """
+    opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
+                         task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
+                         opset=opset, fp16=fp16, static_shape=parse_static_shape(static_shape), threads=threads,
+                         portable=portable, force=force)
+    if opts.portable and opts.target is not Target.ONNX:
+        raise InputError("--portable applies to --target onnx only")
+    src = Path(source)
+    kind = _resolve_source(src)
+    out = Path(output_dir)
+    check_output_dir(out, opts.force)
+    precision = "fp16" if opts.fp16 else "fp32"
+    prog = Progress((6 if kind == "params" else 5) + int(bench), enabled=progress)
+    with atomic_directory(out, force=opts.force) as tmp:
+        work = tmp / WORK
+        work.mkdir()
+        result = _export_into(src, kind, tmp, work, opts, precision, prog, vocab, merges, bench)
+        shutil.rmtree(work)
+        from bortconv.manifest import write_manifest
+        manifest = write_manifest(tmp, result)
+    files = {name: int(info["bytes"]) for name, info in manifest["files"].items()}  # type: ignore[index]
+    return ExportResult(output_dir=str(out), target=opts.target.value, task=str(result["task"]),
+                        precision=precision, files=files, fused_ops=result["fused_ops"],
+                        parity=result["parity"], speed=result["speed_at_export"],
+                        openvino_source=result.get("openvino_source"),
+                        timings=prog.timings, manifest=manifest)
+
+
+def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOptions, precision: str,
+                 prog: Progress, vocab: str | None, merges: str | None, bench: bool) -> dict[str, Any]:
+    from bortconv.api import convert, sha256_file
+    from bortconv.converters import hf_model
+    from bortconv.validate.parity import TOLERANCES, check_parity, make_feeds, parity_shapes
+
+    if kind == "params":
+        with prog.step(f"converting {src.name}"):
+            conv = convert(src, work / "hf")
+        hf_dir = work / "hf"
+        source_sha = conv.source_sha256
+    else:
+        hf_dir = src
+        weights = next((hf_dir / f for f in hf_model.WEIGHT_FILES if (hf_dir / f).is_file()), None)
+        source_sha = sha256_file(weights) if weights else None
+    if vocab or merges:
+        if not (vocab and merges):
+            raise InputError("--vocab and --merges go together")
+        from bortconv.converters import tokenizer as tok
+        gv = tok.read_gluon_vocab(vocab)
+        cfg_vocab = hf_model.read_config(hf_dir)["vocab_size"]
+        tok.check_vocab_size(gv, int(cfg_vocab), vocab)
+        tok.write_tokenizer(tok.build_tokenizer(vocab, merges), work / "tok", gv)
+    task = opts.task or hf_model.default_task(hf_dir)
+
+    with prog.step(f"loading PyTorch model ({task.value})"):
+        model = hf_model.load_pytorch(hf_dir, task)
+        module = hf_model.task_module(model, task)
+    cfg = model.config
+    output = task.output_name
+
+    from bortconv.converters import onnx_export as ox
+    with prog.step(f"exporting ONNX (opset {opts.opset})"):
+        plain = ox.export_onnx(module, work / "plain.onnx", output_name=output, opset=opts.opset,
+                               static_shape=opts.static_shape)
+    fused_ops: dict[str, int] = {}
+    ov_info: dict[str, Any] = {}
+    names = ox.input_names(module)
+    bench_shape = opts.static_shape or (1, 128)
+    bench_feeds = make_feeds([bench_shape[1]] * bench_shape[0], bench_shape[1], cfg.vocab_size,
+                             cfg.pad_token_id or 0, 0, "token_type_ids" in names)
+    if opts.target is Target.ONNX:
+        artifact = tmp / "model.onnx"
+        with prog.step("optimizing the ONNX graph for CPU" if not opts.portable else "writing portable ONNX"):
+            if opts.portable:
+                shutil.copy(plain, artifact)
+                fused_ops = ox.op_counts(artifact)
+            else:
+                fused_ops = ox.fuse_for_cpu(plain, artifact, num_heads=cfg.num_attention_heads,
+                                            hidden_size=cfg.hidden_size)
+            if opts.fp16:
+                ox.to_fp16(artifact, artifact)
+    else:
+        from bortconv.converters import openvino_export as ovx
+        with prog.step("converting to OpenVINO (from PyTorch and from ONNX, keeping the faster)"):
+            best, cands = ovx.best_openvino(module, plain, output_name=output, static_shape=opts.static_shape,
+                                            threads=opts.threads, bench_feeds=bench_feeds)
+            ovx.save_ir(best.model, tmp / "openvino_model.xml", fp16=opts.fp16)
+        ov_info = {"openvino_source": best.source,
+                   "openvino_candidates": {c.source: round(c.median_ms, 2) for c in cands},
+                   "openvino_candidates_shape": list(bench_shape)}
+
+    from bortconv.runtime import open_session
+    with prog.step("checking parity against PyTorch"):
+        session = open_session(tmp, opts.threads)
+        tol = TOLERANCES[(opts.target.value, precision)]
+        report = check_parity(session.run, _torch_runner(module, opts.threads), output=output,
+                              shapes=parity_shapes(opts.static_shape, cfg.max_position_embeddings),
+                              tolerance=tol, vocab_size=cfg.vocab_size, pad_id=cfg.pad_token_id or 0,
+                              with_types="token_type_ids" in session.input_names)
+        del session
+    if not report.passed:
+        w = report.worst()
+        raise ParityError(
+            f"{opts.target.value} {precision} artifact: output '{output}' at shape {w.shape} differs from the "
+            f"PyTorch model by {w.max_abs_diff:.3g} at index {list(w.where)} (tolerance {w.tolerance:g}); "
+            f"nothing was written")
+
+    speed: dict[str, Any] = {}
+    if bench:
+        from bortconv.validate.speed import interleaved
+        with prog.step(f"timing artifact vs PyTorch eager (batch {bench_shape[0]}, length {bench_shape[1]})"):
+            session = open_session(tmp, opts.threads)
+            lat = interleaved({"artifact": session.run, "pytorch_eager": _torch_runner(module, opts.threads)},
+                              bench_feeds)
+            del session
+        speed = {"shape": list(bench_shape), "threads": opts.threads,
+                 **{k: v.to_dict() for k, v in lat.items()},
+                 "speedup_vs_pytorch": round(lat["pytorch_eager"].median_ms / lat["artifact"].median_ms, 3)}
+
+    with prog.step("writing config, tokenizer and manifest"):
+        for name in CARRIED_FILES:
+            for d in (work / "tok", hf_dir):
+                if (d / name).is_file():
+                    shutil.copy(d / name, tmp / name)
+                    break
+    return {
+        "target": opts.target.value, "task": task.value, "precision": precision,
+        "source": str(src.resolve()), "source_kind": kind, "source_sha256": source_sha,
+        "inputs": names, "output": output, "opset": opts.opset,
+        "static_shape": list(opts.static_shape) if opts.static_shape else None,
+        "graph": "portable" if opts.portable else ("fused" if opts.target is Target.ONNX else "openvino"),
+        "fused_ops": fused_ops, "parity": [report.to_dict()], "parity_threads": opts.threads,
+        "speed_at_export": speed, **ov_info,
+    }

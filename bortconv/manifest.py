@@ -1,0 +1,41 @@
+"""manifest.json: what an artifact directory holds, where it came from, and what was measured at export."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+from bortconv import __version__
+from bortconv.config import FORMAT_VERSION
+
+MANIFEST_FILE = "manifest.json"
+VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "openvino", "tokenizers", "numpy")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"bortconv": __version__}
+    for pkg in VERSIONED:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def file_hashes(directory: Path) -> dict[str, dict[str, object]]:
+    """name -> {sha256, bytes} for every file in the directory except the manifest itself."""
+    from bortconv.api import sha256_file
+    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
+
+
+def write_manifest(directory: Path, fields: dict[str, object]) -> dict[str, object]:
+    manifest = {"format_version": FORMAT_VERSION, "versions": versions(), **fields,
+                "files": file_hashes(directory)}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, object]:
+    return json.loads((directory / MANIFEST_FILE).read_text())

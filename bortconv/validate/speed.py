@@ -1,0 +1,63 @@
+"""Latency measurement shared by export's speed summary and `bortconv bench`: warm-up, repeats, median."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Latency:
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    runs: int
+    spread: float  # (p90 - min) / median: a wide spread means a noisy machine
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median_ms": round(self.median_ms, 3), "p90_ms": round(self.p90_ms, 3),
+                "p99_ms": round(self.p99_ms, 3), "runs": self.runs, "spread": round(self.spread, 3)}
+
+
+def measure(fn: Callable[[Mapping[str, np.ndarray]], object], feeds: Mapping[str, np.ndarray], *,
+            warmup: int = 3, runs: int = 20, max_seconds: float = 30.0) -> Latency:
+    """Call `fn(feeds)` `warmup` times untimed, then up to `runs` times (stopping after `max_seconds`)."""
+    for _ in range(warmup):
+        fn(feeds)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < runs and (time.perf_counter() - start < max_seconds or len(times) < 3):
+        t0 = time.perf_counter()
+        fn(feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    arr = np.array(times)
+    med = float(np.median(arr))
+    return Latency(median_ms=med, p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
+                   runs=len(times), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
+
+
+def interleaved(fns: Mapping[str, Callable[[Mapping[str, np.ndarray]], object]], feeds: Mapping[str, np.ndarray],
+                *, rounds: int = 5, runs_per_round: int = 4) -> dict[str, Latency]:
+    """Measure several callables in alternating rounds, so drift on a shared machine hits them alike."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        for _ in range(2):
+            fn(feeds)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(runs_per_round):
+                t0 = time.perf_counter()
+                fn(feeds)
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, times in samples.items():
+        arr = np.array(times)
+        med = float(np.median(arr))
+        out[name] = Latency(med, float(np.percentile(arr, 90)), float(np.percentile(arr, 99)), len(times),
+                            float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
+    return out
+
+
