@@ -94,13 +94,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bortconv.demo import write_demo_checkpoint
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"{path} exists; kept it (pass --force to rewrite)")
+        return 0
+    if path.exists():
+        path.unlink()
+    write_demo_checkpoint(path, seed=args.seed)
+    print(f"wrote {path}: bort_4_8_768_1024 MLM, fp16, seeded random weights ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", help="model name bort_<layers>_<heads>_<ffn>_<units> (fixes the head count)")
     p.add_argument("--heads", type=int, help="number of attention heads (not visible in tensor shapes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bortconv", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="bortconv", description="Take Amazon's Bort out of MXNet checkpoints: Hugging Face, ONNX, OpenVINO, "
+                                     "with parity checks against the original.")
     parser.add_argument("--version", action="version", version=f"bortconv {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -141,11 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("make-demo", help="write a Bort-shaped demo checkpoint (random weights, released layout)")
+    p.add_argument("path", help="where to write the .params file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rewrite the file if it exists")
+    p.set_defaults(func=cmd_make_demo)
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export}
+    "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo}
 
 
 class _Terminated(Exception):

@@ -71,3 +71,26 @@ def reference() -> dict[str, RefCase]:
     d = _build_all()
     return {c["name"]: RefCase(c, d / f"{c['name']}.params",
                                d / f"{c['name']}.npz" if c.get("forward", True) else None) for c in ALL_CASES}
+
+
+@pytest.fixture(scope="session")
+def artifact(reference, tmp_path_factory):
+    """Export once per session, share between tests: artifact(case, target, **export options) -> Path.
+
+    Tests must not modify what it returns; copy it first (shutil.copytree) to tamper with it.
+    """
+    import bortconv
+
+    root = tmp_path_factory.mktemp("artifacts")
+    made: dict[tuple, Path] = {}
+
+    def get(case: str, target: str, **options: object) -> Path:
+        key = (case, target, tuple(sorted(options.items())))
+        if key not in made:
+            out = root / f"{case}-{target}-{len(made)}"
+            src = reference[case].params if case in reference else Path(case)
+            bortconv.export(src, out, target=target, threads=2, bench=False, progress=False, **options)
+            made[key] = out
+        return made[key]
+
+    return get
