@@ -68,8 +68,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export(args.source, args.output, target=args.target, task=args.task, opset=args.opset,
                     fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
-                    force=args.force, vocab=args.vocab, merges=args.merges, bench=not args.no_bench,
-                    progress=not args.quiet)
+                    force=args.force, vocab=args.vocab, merges=args.merges, int8=args.int8,
+                    calibration=args.calibration, samples=args.samples, int8_scheme=args.int8_scheme,
+                    bench=not args.no_bench, progress=not args.quiet)
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -94,6 +95,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from bortconv.quantize.pipeline import Int8Options, quantize_directory
+
+    manifest = quantize_directory(args.artifact, args.output, force=args.force, opts=Int8Options(
+        calibration=args.calibration, samples=args.samples, scheme=args.int8_scheme, threads=args.threads))
+    info = manifest["int8"]
+    if args.json:
+        _emit_json({"output_dir": args.output, "int8": info,
+                    "files": {k: v["bytes"] for k, v in manifest["files"].items()}})
+        return 0
+    gate = ", ".join(f"{k} {v:.4f}" for k, v in info["gate"]["results"].items() if k != "texts")
+    sp = info["speed_vs_fp32"]
+    print(f"wrote {args.output}: {manifest['target']} int8 ({info['scheme']}), fp32 layers kept: "
+          f"{', '.join(info['kept_fp32']['groups']) or 'none'}")
+    print(f"  gate on {info['gate']['heldout_texts']} held-out texts: {gate}")
+    print(f"  speed (batch 1, length 128): fp32 {sp['fp32_ms']:.1f} ms, int8 {sp['int8_ms']:.1f} ms -> "
+          f"{sp['speedup']:.2f}x")
+    return 0
+
+
 def cmd_make_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -107,6 +128,46 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
         path.unlink()
     write_demo_checkpoint(path, seed=args.seed)
     print(f"wrote {path}: bort_4_8_768_1024 MLM, fp16, seeded random weights ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bortconv.errors import IntegrityError, ParityError
+    from bortconv.validate import report as rp
+    from bortconv.validate.validate import validate
+
+    backends = ["pytorch"] + (["mxnet"] if args.reference_backend == "mxnet" else [])
+    result = validate(args.artifact, reference=args.reference, tolerance=args.tolerance, backends=backends,
+                      threads=args.threads, fail_fast=args.fail_fast)
+    print(rp.validation_table(result))
+    if args.json:
+        rp.write_json(result.to_dict(), args.json)
+    if args.junit:
+        rp.write_junit(result, args.junit)
+    failed = result.failures
+    if failed:
+        first = failed[0]
+        what = f"{first.group} {first.name}" + (
+            f": {first.detail}" if first.detail or first.max_diff is None or first.tolerance is None
+            else f": max abs diff {first.max_diff:.3g} at {first.where} > tolerance {first.tolerance:g}")
+        error = IntegrityError if any(c.group in ("integrity", "reference") for c in failed) else ParityError
+        raise error(f"{args.artifact}: {len(failed)} of {len(result.checks)} checks failed (first: {what})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bortconv.validate import report as rp
+    from bortconv.validate.bench import bench
+
+    logging.getLogger("bortconv.validate.bench").setLevel(logging.INFO)  # progress: bench takes minutes
+    result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch,
+                   threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
+                   budget_s=args.budget, memory=not args.no_memory, baseline_cache=args.cache_dir)
+    print(rp.bench_markdown(result), end="")
+    if args.json:
+        rp.write_json(result.to_dict(), args.json)
+    if args.plot:
+        rp.bench_plot(result, args.plot)
     return 0
 
 
@@ -154,26 +215,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--portable", action="store_true", help="ONNX with standard ops only (no ORT fusions)")
     p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes the tokenizer)")
     p.add_argument("--merges", help="GPT-2 BPE merges file")
+    p.add_argument("--int8", action="store_true", help="quantize to int8 under the accuracy gate")
+    p.add_argument("--calibration", help="int8: calibration text file, one sentence per line "
+                                         "(default: the shipped English set)")
+    p.add_argument("--samples", type=int, help="int8: calibration sentences (the rest of the file is held out)")
+    p.add_argument("--int8-scheme", help="int8: force one scheme instead of choosing the fastest that passes")
     p.add_argument("--no-bench", action="store_true", help="skip the speed comparison with PyTorch")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("quantize", help="quantize an fp32 ONNX/OpenVINO artifact directory to int8")
+    p.add_argument("artifact", help="an fp32 artifact directory written by bortconv export")
+    p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
+    p.add_argument("--calibration", help="calibration text file, one sentence per line (default: shipped set)")
+    p.add_argument("--samples", type=int, help="calibration sentences (the rest of the file is held out)")
+    p.add_argument("--int8-scheme", help="force one scheme instead of choosing the fastest that passes")
+    p.add_argument("--threads", type=int, default=None, help="threads for the gate and timing runs")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=cmd_quantize)
+
     p = sub.add_parser("make-demo", help="write a Bort-shaped demo checkpoint (random weights, released layout)")
     p.add_argument("path", help="where to write the .params file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rewrite the file if it exists")
     p.set_defaults(func=cmd_make_demo)
+
+    p = sub.add_parser("validate", help="check an artifact directory: file hashes, and parity against its source")
+    p.add_argument("artifact", metavar="ARTIFACT_DIR")
+    p.add_argument("--reference", metavar="SOURCE", help="the .params file or HF directory the artifact came "
+                                                         "from (default: the manifest's source)")
+    p.add_argument("--reference-backend", choices=["pytorch", "mxnet"], default="pytorch",
+                   help="mxnet: also check against the MXNet forward (needs mxnet importable here)")
+    p.add_argument("--tolerance", help="max abs diff: a number, or TARGET:PRECISION=NUMBER,... "
+                                       "(default: the table per target and precision)")
+    p.add_argument("--threads", type=int, default=None, help="threads for the artifact and the reference")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
+    p.add_argument("--junit", metavar="FILE", help="write the report as JUnit XML")
+    p.add_argument("--fail-fast", action="store_true", help="stop after the first group of checks that fails")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("bench", help="latency, throughput, load time, memory and size; vs BERT-large")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
+    p.add_argument("--baseline", default="bert-large", help="bert-large (default), bert-base or none")
+    p.add_argument("--seq-lens", default="16,64,128,256,512", help="sequence lengths (default 16,64,128,256,512)")
+    p.add_argument("--batch", default="1,8", help="batch sizes (default 1,8)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: all CPUs)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--runs", type=int, default=4, help="max runs per candidate per round (default 4)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per candidate and shape (default 2)")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds per shape after 3 rounds (default 60)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
+    p.add_argument("--cache-dir", help="where random-weight baselines are kept (default ~/.cache/bortconv/bench)")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
+    p.add_argument("--plot", metavar="FILE.png", help="write latency vs sequence length (needs matplotlib)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo}
+    "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo,
+    "validate": cmd_validate, "bench": cmd_bench, "quantize": cmd_quantize}
 
 
-class _Terminated(Exception):
-    pass
+class _Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt: a BaseException, so no library's `except Exception` (the ONNX
+    exporter wrapper, the OpenVINO route fallback) can swallow it or turn it into an export error."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:  # turn SIGTERM into an exception so cleanup runs
@@ -183,8 +292,12 @@ def _on_sigterm(signum: int, frame: object) -> None:  # turn SIGTERM into an exc
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
     try:
         args = parser.parse_args(argv)
+        args.debug = debug
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
@@ -202,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (KeyboardInterrupt, _Terminated):
-        print("bortconv: interrupted; nothing was left behind", file=sys.stderr)
+        from bortconv._atomic import committed
+        done = f" after {committed[-1]} was complete" if committed else "; nothing was left behind"
+        print(f"bortconv: interrupted{done}", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: say so in one line, traceback with --debug
         if args.debug:

@@ -8,6 +8,16 @@ The catalogue in the README is checked against :data:`CATALOGUE` by a test.
 from __future__ import annotations
 
 
+def shown(text: str, limit: int = 120) -> str:
+    """`text` (a tensor or token name read from a file) made safe for a one-line message.
+
+    Names come from the input: one with a newline, an ANSI escape or a bidi override would break the
+    one-line contract or rewrite the user's terminal, so those are shown escaped (Python repr); very long
+    names are cut to `limit` characters."""
+    out = text if text.isprintable() else repr(text)
+    return out if len(out) <= limit else out[:limit] + f"...({len(text)} chars)"
+
+
 class BortconvError(Exception):
     """Base class: a failure bortconv understands and reports in one line."""
 
@@ -73,6 +83,20 @@ class ParityError(BortconvError):
     advice = "The artifact does not compute what the source computes; it was not kept."
 
 
+class IntegrityError(BortconvError):
+    """An artifact's files do not match the sha256 hashes its manifest records (or its reference's copies)."""
+
+    exit_code = 1
+    advice = "A file of the artifact was changed, replaced or is missing; re-export it or restore the files."
+
+
+class AccuracyGateError(BortconvError):
+    """No int8 configuration keeps the model's outputs within the fidelity gate."""
+
+    exit_code = 1
+    advice = "Calibrate on text like yours (--calibration), allow more samples, or deploy fp32."
+
+
 class MissingDependencyError(BortconvError):
     """An optional dependency needed for this command is not installed."""
 
@@ -90,4 +114,5 @@ CATALOGUE: tuple[type[BortconvError], ...] = (
     ExportError,
     ParityError,
     MissingDependencyError,
+    IntegrityError,
 )

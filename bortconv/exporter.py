@@ -74,12 +74,16 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
            task: str | Task | None = None, opset: int = 17, fp16: bool = False,
            static_shape: str | tuple[int, int] | None = None, threads: int | None = None, portable: bool = False,
            force: bool = False, vocab: str | None = None, merges: str | None = None,
-           bench: bool = True, progress: bool = True) -> ExportResult:
+           int8: bool = False, calibration: str | None = None, samples: int | None = None,
+           int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
+           progress: bool = True) -> ExportResult:
     """Export `source` (a Bort `.params` file or a BERT-family Hugging Face directory) for CPU inference.
 
     Writes ``model.onnx`` (target onnx) or ``openvino_model.xml/.bin`` (target openvino), plus config,
     tokenizer and ``manifest.json``. Parity against the PyTorch model is checked before anything is kept;
     a failing artifact raises :class:`bortconv.errors.ParityError` and leaves nothing at `output_dir`.
+    With `int8`, the checked fp32 artifact is then quantized under the accuracy gate (see
+    :mod:`bortconv.quantize.pipeline`), calibrated on `calibration` (default: the shipped English set).
     """
     opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
                          task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
@@ -87,16 +91,24 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
                          portable=portable, force=force)
     if opts.portable and opts.target is not Target.ONNX:
         raise InputError("--portable applies to --target onnx only")
+    if int8 and opts.fp16:
+        raise InputError("--int8 and --fp16 exclude each other")
+    if not int8 and (calibration or samples or int8_scheme):
+        raise InputError("--calibration, --samples and --int8-scheme need --int8")
+    from bortconv.quantize.gate import GateThresholds
+    from bortconv.quantize.pipeline import Int8Options
+    int8_opts = Int8Options(calibration=calibration, samples=samples, scheme=int8_scheme, threads=threads,
+                            thresholds=GateThresholds(**(int8_gate or {}))) if int8 else None
     src = Path(source)
     kind = _resolve_source(src)
     out = Path(output_dir)
     check_output_dir(out, opts.force)
-    precision = "fp16" if opts.fp16 else "fp32"
-    prog = Progress((6 if kind == "params" else 5) + int(bench), enabled=progress)
+    precision = "fp16" if opts.fp16 else "int8" if int8 else "fp32"
+    prog = Progress((5 if kind == "params" else 4) + int(bench) + int(int8), enabled=progress)
     with atomic_directory(out, force=opts.force) as tmp:
         work = tmp / WORK
         work.mkdir()
-        result = _export_into(src, kind, tmp, work, opts, precision, prog, vocab, merges, bench)
+        result = _export_into(src, kind, tmp, work, opts, prog, vocab, merges, bench, int8_opts)
         shutil.rmtree(work)
         from bortconv.manifest import write_manifest
         manifest = write_manifest(tmp, result)
@@ -108,11 +120,13 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
                         timings=prog.timings, manifest=manifest)
 
 
-def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOptions, precision: str,
-                 prog: Progress, vocab: str | None, merges: str | None, bench: bool) -> dict[str, Any]:
+def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOptions, prog: Progress,
+                 vocab: str | None, merges: str | None, bench: bool, int8: Any) -> dict[str, Any]:
     from bortconv.api import convert, sha256_file
     from bortconv.converters import hf_model
     from bortconv.validate.parity import TOLERANCES, check_parity, make_feeds, parity_shapes
+
+    precision = "fp16" if opts.fp16 else "fp32"  # of the artifact parity checks; int8 is gated afterwards
 
     if kind == "params":
         with prog.step(f"converting {src.name}"):
@@ -186,6 +200,27 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
             f"PyTorch model by {w.max_abs_diff:.3g} at index {list(w.where)} (tolerance {w.tolerance:g}); "
             f"nothing was written")
 
+    for name in CARRIED_FILES:
+        for d in (work / "tok", hf_dir):
+            if (d / name).is_file():
+                shutil.copy(d / name, tmp / name)
+                break
+
+    int8_info: dict[str, Any] = {}
+    if int8 is not None:
+        from bortconv.quantize.pipeline import _model_files, quantize_artifact
+        with prog.step("quantizing to int8 under the accuracy gate"):
+            fp32_dir = work / "fp32"
+            fp32_dir.mkdir()
+            for name in os.listdir(tmp):
+                if (tmp / name).is_file():
+                    (shutil.move if name in _model_files(opts.target.value) else shutil.copy)(
+                        tmp / name, fp32_dir / name)
+            (work / "q").mkdir()
+            int8_info = quantize_artifact(fp32_dir, tmp, target=opts.target.value, task=task.value, opts=int8,
+                                          work=work / "q")
+        precision = "int8"
+
     speed: dict[str, Any] = {}
     if bench:
         from bortconv.validate.speed import interleaved
@@ -198,12 +233,6 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
                  **{k: v.to_dict() for k, v in lat.items()},
                  "speedup_vs_pytorch": round(lat["pytorch_eager"].median_ms / lat["artifact"].median_ms, 3)}
 
-    with prog.step("writing config, tokenizer and manifest"):
-        for name in CARRIED_FILES:
-            for d in (work / "tok", hf_dir):
-                if (d / name).is_file():
-                    shutil.copy(d / name, tmp / name)
-                    break
     return {
         "target": opts.target.value, "task": task.value, "precision": precision,
         "source": str(src.resolve()), "source_kind": kind, "source_sha256": source_sha,
@@ -211,5 +240,7 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
         "static_shape": list(opts.static_shape) if opts.static_shape else None,
         "graph": "portable" if opts.portable else ("fused" if opts.target is Target.ONNX else "openvino"),
         "fused_ops": fused_ops, "parity": [report.to_dict()], "parity_threads": opts.threads,
-        "speed_at_export": speed, **ov_info,
+        "parity_checked": f"{'fp16' if opts.fp16 else 'fp32'} artifact vs PyTorch fp32"
+                          + (" (before int8 quantization; int8 is judged by the gate)" if int8 else ""),
+        "speed_at_export": speed, **ov_info, **({"int8": int8_info} if int8_info else {}),
     }

