@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"convert", "inspect_checkpoint", "ConversionResult", "CheckpointInfo", "sha256_file"}
+_API = {"convert", "inspect_checkpoint", "ConversionResult", "CheckpointInfo", "sha256_file", "write_tokenizer_dir"}
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import bortconv` must stay light (tests/test_lean_import.py)

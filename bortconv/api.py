@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bortconv import __version__
 from bortconv._atomic import atomic_directory, check_output_dir
@@ -112,21 +113,26 @@ def inspect_checkpoint(checkpoint: str | os.PathLike[str], *, variant: str | Non
 
 def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
             dtype: str | DType = DType.FLOAT32, variant: str | None = None, heads: int | None = None,
-            decoder_layer_norm_eps: float | None = None, force: bool = False) -> ConversionResult:
+            decoder_layer_norm_eps: float | None = None, force: bool = False, vocab: str | os.PathLike[str] | None = None,
+            merges: str | os.PathLike[str] | None = None) -> ConversionResult:
     """Convert a Bort `.params` checkpoint into a Hugging Face BERT directory.
 
     The directory holds ``config.json`` (``model_type: bert``), ``model.safetensors`` and a conversion record;
-    it loads with ``transformers.AutoModel*.from_pretrained``. Nothing is left at `output_dir` if any step
-    fails. Raises a :class:`bortconv.errors.BortconvError` subclass on bad input.
+    it loads with ``transformers.AutoModel*.from_pretrained``. With `vocab` (gluonnlp vocabulary JSON) and
+    `merges` (GPT-2 BPE merges) Bort's tokenizer is written beside the model. Nothing is left at `output_dir`
+    if any step fails. Raises a :class:`bortconv.errors.BortconvError` subclass on bad input.
     """
     opts = _options(dtype=dtype, variant=variant, heads=heads, decoder_layer_norm_eps=decoder_layer_norm_eps,
                     force=force)
     out = Path(output_dir)
     check_output_dir(out, opts.force)  # fail before reading anything
+    if bool(vocab) != bool(merges):
+        raise InputError("--vocab and --merges go together")
     with read_params(checkpoint) as params:
         plan = plan_conversion(params, opts)
         if opts.check_finite:
             check_finite(params, plan)
+        tokenizer = _tokenizer_for(vocab, merges, plan.variant.vocab_size) if vocab and merges else None
         digest = sha256_file(params.path)
         record = {
             "tool": f"bortconv {__version__}",
@@ -143,6 +149,10 @@ def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[st
         }
         with atomic_directory(out, force=opts.force) as tmp:
             sizes = write_hf_model(tmp, params, plan, opts.dtype, opts.decoder_layer_norm_eps, record)
+            if tokenizer is not None:
+                from bortconv.converters.tokenizer import write_tokenizer
+                for name, path in write_tokenizer(tokenizer[0], tmp, tokenizer[1]).items():
+                    sizes[name] = path.stat().st_size
             sizes |= {name: (tmp / name).stat().st_size for name in (CONFIG_FILE, RECORD_FILE)}
     return ConversionResult(
         output_dir=str(out), source=str(checkpoint), source_sha256=digest, variant=plan.variant,
@@ -150,5 +160,25 @@ def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[st
         parameter_count=plan.parameter_count, files=sizes)
 
 
+def _tokenizer_for(vocab: str | os.PathLike[str], merges: str | os.PathLike[str], rows: int) -> tuple[Any, Any]:
+    """Read and check the tokenizer files before anything is written: (tokenizer, gluon vocab)."""
+    from bortconv.converters.tokenizer import build_tokenizer, check_vocab_size, read_gluon_vocab
+    gv = read_gluon_vocab(vocab)
+    check_vocab_size(gv, rows, vocab)
+    return build_tokenizer(vocab, merges), gv
+
+
+def write_tokenizer_dir(vocab: str | os.PathLike[str], merges: str | os.PathLike[str],
+                        output_dir: str | os.PathLike[str], *, max_length: int = 512,
+                        force: bool = False) -> dict[str, int]:
+    """Write Bort's tokenizer (tokenizer.json + transformers config) alone into a new directory."""
+    from bortconv.converters.tokenizer import build_tokenizer, read_gluon_vocab, write_tokenizer
+    gv = read_gluon_vocab(vocab)
+    tok = build_tokenizer(vocab, merges, max_length=max_length)
+    with atomic_directory(Path(output_dir), force=force) as tmp:
+        written = write_tokenizer(tok, tmp, gv)
+        return {name: path.stat().st_size for name, path in written.items()}
+
+
 __all__ = ["CheckpointInfo", "ConversionResult", "TensorInfo", "convert", "inspect_checkpoint", "sha256_file",
-           "WEIGHTS_FILE"]
+           "write_tokenizer_dir", "WEIGHTS_FILE"]

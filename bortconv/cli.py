@@ -53,7 +53,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from bortconv.api import convert
 
     result = convert(args.checkpoint, args.output, dtype=args.dtype, variant=args.variant, heads=args.heads,
-                     decoder_layer_norm_eps=args.decoder_ln_eps, force=args.force)
+                     decoder_layer_norm_eps=args.decoder_ln_eps, force=args.force, vocab=args.vocab,
+                     merges=args.merges)
     if args.json:
         _emit_json(result.to_dict())
     else:
@@ -92,6 +93,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"\nspeed (batch {b}, length {length}, {sp['threads'] or 'default'} threads): artifact "
               f"{sp['artifact']['median_ms']:.1f} ms, PyTorch eager {sp['pytorch_eager']['median_ms']:.1f} ms "
               f"-> {sp['speedup_vs_pytorch']:.2f}x")
+    return 0
+
+
+def cmd_tokenizer(args: argparse.Namespace) -> int:
+    from bortconv.api import write_tokenizer_dir
+
+    files = write_tokenizer_dir(args.vocab, args.merges, args.output, max_length=args.max_length, force=args.force)
+    if args.json:
+        _emit_json({"output_dir": args.output, "files": files})
+    else:
+        print(f"wrote {args.output}: " + ", ".join(sorted(files)))
     return 0
 
 
@@ -198,9 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--decoder-ln-eps", type=float, default=None,
                    help="MLM decoder LayerNorm epsilon (default 1e-12, gluonnlp <= 0.9.1)")
+    p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes Bort's tokenizer too)")
+    p.add_argument("--merges", help="GPT-2 BPE merges file (vocab.bpe)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("tokenizer", help="write Bort's tokenizer (tokenizer.json) from its vocab and merges")
+    p.add_argument("--vocab", required=True, help="gluonnlp vocabulary JSON")
+    p.add_argument("--merges", required=True, help="GPT-2 BPE merges file (vocab.bpe)")
+    p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
+    p.add_argument("--max-length", type=int, default=512, help="truncation length incl. special tokens")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser("export", help="export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO")
     p.add_argument("source", help="a Bort .params file or a Hugging Face model directory")
@@ -277,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo,
-    "validate": cmd_validate, "bench": cmd_bench, "quantize": cmd_quantize}
+    "validate": cmd_validate, "bench": cmd_bench, "quantize": cmd_quantize,
+    "tokenizer": cmd_tokenizer}
 
 
 class _Terminated(BaseException):

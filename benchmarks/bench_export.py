@@ -1,0 +1,142 @@
+"""Benchmark: Bort artifacts vs PyTorch eager and vs the machine's fp32 compute floor, in one run.
+
+Batch 1, sequence 128, 2 threads (default). Builds the demo bort_4_8_768_1024 checkpoint, exports fused ONNX
+fp32, OpenVINO fp32, ONNX int8 and OpenVINO int8 (int8 scheme chosen by bortconv's own measurement), then
+times all of them and PyTorch eager fp32 in interleaved rounds, and measures the sgemm rate at two threads.
+
+    python benchmarks/bench_export.py [--threads 2] [--work DIR] [--json FILE]
+
+Targets checked (exit 1 if missed): fused ONNX and OpenVINO fp32 >= 1.25x PyTorch eager and within 1.35x of
+the fp32 floor (Bort FLOPs / sgemm rate); ONNX int8 >= 1.5x fused ONNX fp32; OpenVINO int8 no slower than
+OpenVINO fp32; int8 artifacts <= 80 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+L, U, F, LAYERS = 128, 1024, 768, 4
+
+
+def bort_flops(seq: int = L) -> float:
+    """Multiply-adds x2 of the encoder at one sequence (projections, attention, FFN)."""
+    per_layer = 2 * seq * U * U * 4 + 2 * 2 * seq * seq * U + 2 * 2 * seq * U * F
+    return LAYERS * per_layer
+
+
+def sgemm_gflops(threads: int) -> float:
+    """Best fp32 GEMM rate (GFLOP/s) over a few Bort-like and square shapes, with torch at `threads`."""
+    import torch
+    torch.set_num_threads(threads)
+    best = 0.0
+    for m, k, n in ((128, 1024, 1024), (128, 1024, 3072), (512, 1024, 1024), (1024, 1024, 1024)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(3):
+            a @ b
+        reps = max(5, int(2e9 / (2 * m * k * n)))
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def export(ckpt: Path, out: Path, target: str, threads: int, int8: bool) -> float:
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "bortconv", "export", str(ckpt), "--target", target, "-o", str(out), "--force",
+           "--threads", str(threads), "--no-bench", "--quiet"] + (["--int8"] if int8 else [])
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=None, help="keep artifacts here (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-export-"))
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = work / "bort-demo.params"
+    subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(ckpt)], check=True, stdout=subprocess.DEVNULL)
+
+    arts = {"onnx-fp32": ("onnx", False), "openvino-fp32": ("openvino", False),
+            "onnx-int8": ("onnx", True), "openvino-int8": ("openvino", True)}
+    export_s = {name: export(ckpt, work / name, t, args.threads, q) for name, (t, q) in arts.items()}
+
+    import torch
+
+    from bortconv.converters.hf_model import load_pytorch, task_module
+    from bortconv.runtime import open_session
+    from bortconv.validate.parity import make_feeds
+    from bortconv.validate.speed import interleaved
+
+    torch.set_num_threads(args.threads)
+    hf = work / "hf"
+    subprocess.run([sys.executable, "-m", "bortconv", "convert", str(ckpt), "-o", str(hf), "--force"], check=True,
+                   stdout=subprocess.DEVNULL)
+    module = task_module(load_pytorch(hf, "feature-extraction", attn_implementation="sdpa"), 
+                         __import__("bortconv.config", fromlist=["Task"]).Task.FEATURE_EXTRACTION)
+    feeds = make_feeds([L], L, 50265, 1, 0, False)
+
+    def eager(f):
+        with torch.no_grad():
+            return module(**{k: torch.from_numpy(v) for k, v in f.items()})
+
+    fns = {"pytorch-eager-fp32": eager} | {n: open_session(work / n, args.threads).run for n in arts}
+    lat = interleaved(fns, feeds, rounds=6, runs_per_round=5)
+    gflops = sgemm_gflops(args.threads)
+    floor_ms = bort_flops() / (gflops * 1e9) * 1e3
+    sizes = {n: sum(p.stat().st_size for p in (work / n).iterdir() if "model" in p.name) / 1e6 for n in arts}
+    manifest = {n: json.loads((work / n / "manifest.json").read_text()) for n in arts}
+
+    eager_ms = lat["pytorch-eager-fp32"].median_ms
+    rows = []
+    for name, l in lat.items():
+        rows.append({"artifact": name, "median_ms": round(l.median_ms, 2), "p90_ms": round(l.p90_ms, 2),
+                     "spread": round(l.spread, 2), "vs_eager": round(eager_ms / l.median_ms, 2),
+                     "floor_ratio": round(l.median_ms / floor_ms, 2), "size_mb": round(sizes.get(name, 0.0), 1),
+                     "export_s": round(export_s.get(name, 0.0), 1),
+                     "scheme": manifest.get(name, {}).get("int8", {}).get("scheme"),
+                     "openvino_source": manifest.get(name, {}).get("openvino_source")})
+    m = {r["artifact"]: r for r in rows}
+    checks = {
+        "onnx fp32 >= 1.25x eager": m["onnx-fp32"]["vs_eager"] >= 1.25,
+        "openvino fp32 >= 1.25x eager": m["openvino-fp32"]["vs_eager"] >= 1.25,
+        "onnx fp32 within 1.35x floor": m["onnx-fp32"]["floor_ratio"] <= 1.35,
+        "openvino fp32 within 1.35x floor": m["openvino-fp32"]["floor_ratio"] <= 1.35,
+        "onnx int8 >= 1.5x onnx fp32": m["onnx-fp32"]["median_ms"] / m["onnx-int8"]["median_ms"] >= 1.5,
+        "openvino int8 no slower than fp32": m["openvino-int8"]["median_ms"] <= m["openvino-fp32"]["median_ms"],
+        "int8 artifacts <= 80 MB": max(m["onnx-int8"]["size_mb"], m["openvino-int8"]["size_mb"]) <= 80,
+    }
+    from bortconv.quantize.cpu import cpu_features
+    result = {"cpu": cpu_features(), "threads": args.threads, "shape": [1, L], "sgemm_gflops": round(gflops, 1),
+              "bort_gflop": round(bort_flops() / 1e9, 2), "floor_ms": round(floor_ms, 2), "rows": rows,
+              "checks": checks, "fastest": min(rows, key=lambda r: r["median_ms"])["artifact"]}
+    print(f"CPU {result['cpu']['model']} (VNNI {result['cpu']['vnni']}, AMX {result['cpu']['amx']}), "
+          f"{args.threads} threads, batch 1, seq {L}")
+    print(f"sgemm {gflops:.0f} GFLOP/s -> fp32 floor for Bort's {bort_flops() / 1e9:.2f} GFLOP: {floor_ms:.1f} ms\n")
+    print("| artifact | median ms | p90 ms | vs eager | / floor | size MB | export s | scheme / route |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['artifact']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['vs_eager']:.2f}x | "
+              f"{r['floor_ratio']:.2f} | {r['size_mb']:.1f} | {r['export_s']:.0f} | "
+              f"{r['scheme'] or r['openvino_source'] or ''} |")
+    print()
+    for k, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'MISS'} {k}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    sys.exit(main())
