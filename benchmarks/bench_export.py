@@ -48,12 +48,17 @@ def sgemm_gflops(threads: int) -> float:
     return best
 
 
-def export(ckpt: Path, out: Path, target: str, threads: int, int8: bool) -> float:
+def export(ckpt: Path, out: Path, target: str, threads: int, int8: bool) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one `bortconv export` child process (its own high-water mark)."""
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "bortconv", "export", str(ckpt), "--target", target, "-o", str(out), "--force",
            "--threads", str(threads), "--no-bench", "--quiet"] + (["--int8"] if int8 else [])
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"export failed ({proc.returncode}): {' '.join(cmd)}")
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -69,7 +74,9 @@ def main() -> int:
 
     arts = {"onnx-fp32": ("onnx", False), "openvino-fp32": ("openvino", False),
             "onnx-int8": ("onnx", True), "openvino-int8": ("openvino", True)}
-    export_s = {name: export(ckpt, work / name, t, args.threads, q) for name, (t, q) in arts.items()}
+    exported = {name: export(ckpt, work / name, t, args.threads, q) for name, (t, q) in arts.items()}
+    export_s = {name: v[0] for name, v in exported.items()}
+    export_rss = {name: v[1] for name, v in exported.items()}
 
     import torch
 
@@ -104,6 +111,7 @@ def main() -> int:
                      "spread": round(l.spread, 2), "vs_eager": round(eager_ms / l.median_ms, 2),
                      "floor_ratio": round(l.median_ms / floor_ms, 2), "size_mb": round(sizes.get(name, 0.0), 1),
                      "export_s": round(export_s.get(name, 0.0), 1),
+                     "export_peak_rss_mb": round(export_rss.get(name, 0.0)),
                      "scheme": manifest.get(name, {}).get("int8", {}).get("scheme"),
                      "openvino_source": manifest.get(name, {}).get("openvino_source")})
     m = {r["artifact"]: r for r in rows}
@@ -123,11 +131,12 @@ def main() -> int:
     print(f"CPU {result['cpu']['model']} (VNNI {result['cpu']['vnni']}, AMX {result['cpu']['amx']}), "
           f"{args.threads} threads, batch 1, seq {L}")
     print(f"sgemm {gflops:.0f} GFLOP/s -> fp32 floor for Bort's {bort_flops() / 1e9:.2f} GFLOP: {floor_ms:.1f} ms\n")
-    print("| artifact | median ms | p90 ms | vs eager | / floor | size MB | export s | scheme / route |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| artifact | median ms | p90 ms | vs eager | / floor | size MB | export s | export peak RSS MB "
+          "| scheme / route |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['artifact']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['vs_eager']:.2f}x | "
-              f"{r['floor_ratio']:.2f} | {r['size_mb']:.1f} | {r['export_s']:.0f} | "
+              f"{r['floor_ratio']:.2f} | {r['size_mb']:.1f} | {r['export_s']:.0f} | {r['export_peak_rss_mb'] or '-'} | "
               f"{r['scheme'] or r['openvino_source'] or ''} |")
     print()
     for k, ok in checks.items():

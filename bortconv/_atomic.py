@@ -1,21 +1,78 @@
 """Write a directory atomically: build it beside its destination, rename it into place at the end.
 
 A crash, SIGKILL or Ctrl-C leaves either the old state or the complete new directory, never a half-written
-one; on an exception (including KeyboardInterrupt) the temporary directory is removed.
+one; on an exception (including KeyboardInterrupt and SIGTERM) the temporary directory is removed.
+
+Only SIGKILL (or a power cut) can leave a temporary directory behind:
+``.bortconv-tmp-<OUT name>-<pid>-<host tag>-<random>`` beside OUT. The next run writing the same OUT removes
+it, once it is sure the owner is gone: same OUT name, same host, and no process with that pid (POSIX only).
+A ``.bortconv-tmp-<OUT name>-old-*`` directory (a kill between the two renames of --force) holds the previous
+output and is never removed automatically.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from bortconv.errors import InputError, OutputExistsError
 
+log = logging.getLogger(__name__)
+
 TMP_MARK = ".bortconv-tmp-"
+#: what follows "<TMP_MARK><OUT name>-" in a temporary directory's name: pid, host tag, mkdtemp's suffix
+_OWNER = re.compile(r"(\d{1,10})-([0-9a-f]{8})-[a-z0-9_]{8}")
+#: outputs this process completed (renamed into place), outermost only: an interrupt that lands after the
+#: rename must not claim that nothing was written
+committed: list[Path] = []
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # POSIX: signal 0 only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove temporary directories that killed runs left beside `out`; returns what was removed.
+
+    Only directories named for this very OUT, made on this host, whose process no longer exists. A reused
+    pid or another host's directory is left alone (the safe direction)."""
+    if os.name != "posix":  # elsewhere os.kill(pid, 0) would terminate the process, not probe it
+        return []
+    parent = out.parent if str(out.parent) else Path(".")
+    prefix, host, removed = f"{TMP_MARK}{out.name}-", _host_tag(), []
+    try:
+        entries = [e for e in parent.iterdir() if e.name.startswith(prefix)]
+    except OSError:
+        return []
+    for entry in entries:
+        m = _OWNER.fullmatch(entry.name[len(prefix):])
+        if not m or m.group(2) != host or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.info("removed %s, left by a killed bortconv run (pid %d)", entry, pid)
+        removed.append(entry)
+    return removed
 
 
 def check_output_dir(out: Path, force: bool) -> None:
@@ -35,7 +92,8 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
     out = Path(out)
     check_output_dir(out, force)
     parent = out.parent if str(out.parent) else Path(".")
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_MARK + out.name + "-", dir=parent))
+    remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{out.name}-{os.getpid()}-{_host_tag()}-", dir=parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any mkdir'd directory
@@ -49,6 +107,8 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(tmp, out)
+        if not any(part.startswith(TMP_MARK) for part in out.resolve().parts):
+            committed.append(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -27,12 +27,18 @@ class Progress:
             self.stream.flush()
         t0 = time.perf_counter()
         ok = False
+        end = " failed\n"
         try:
             yield
             ok = True
+        except Exception:
+            raise
+        except BaseException:  # Ctrl-C or SIGTERM: the step did not fail, it was stopped
+            end = " interrupted\n"
+            raise
         finally:
             dt = time.perf_counter() - t0
             self.timings[label] = round(dt, 3)
             if self.enabled:
-                self.stream.write(f" {dt:.1f} s\n" if ok else " failed\n")
+                self.stream.write(f" {dt:.1f} s\n" if ok else end)
                 self.stream.flush()

@@ -71,7 +71,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                     fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
                     force=args.force, vocab=args.vocab, merges=args.merges, int8=args.int8,
                     calibration=args.calibration, samples=args.samples, int8_scheme=args.int8_scheme,
-                    bench=not args.no_bench, progress=not args.quiet)
+                    bench=not args.no_bench, progress=not args.quiet, openvino_from=args.openvino_from)
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -146,24 +146,31 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from bortconv.errors import IntegrityError, ParityError
     from bortconv.validate import report as rp
-    from bortconv.validate.validate import validate
+    from bortconv.validate.validate import validate_all
 
     backends = ["pytorch"] + (["mxnet"] if args.reference_backend == "mxnet" else [])
-    result = validate(args.artifact, reference=args.reference, tolerance=args.tolerance, backends=backends,
-                      threads=args.threads, fail_fast=args.fail_fast)
-    print(rp.validation_table(result))
+    reports = validate_all(args.artifacts, reference=args.reference, tolerance=args.tolerance, backends=backends,
+                           threads=args.threads, fail_fast=args.fail_fast)
+    print("\n\n".join(rp.validation_table(r) for r in reports))
+    if len(reports) > 1:
+        print("\n" + rp.validation_summary(reports))
     if args.json:
-        rp.write_json(result.to_dict(), args.json)
+        rp.write_json(rp.validation_json(reports), args.json)
     if args.junit:
-        rp.write_junit(result, args.junit)
-    failed = result.failures
-    if failed:
-        first = failed[0]
+        rp.write_junit(reports, args.junit)
+    bad = [r for r in reports if not r.passed]
+    if bad:
+        first = bad[0].failures[0]
         what = f"{first.group} {first.name}" + (
             f": {first.detail}" if first.detail or first.max_diff is None or first.tolerance is None
             else f": max abs diff {first.max_diff:.3g} at {first.where} > tolerance {first.tolerance:g}")
+        failed = [c for r in bad for c in r.failures]
         error = IntegrityError if any(c.group in ("integrity", "reference") for c in failed) else ParityError
-        raise error(f"{args.artifact}: {len(failed)} of {len(result.checks)} checks failed (first: {what})")
+        if len(reports) == 1:
+            msg = f"{bad[0].artifact}: {len(bad[0].failures)} of {len(bad[0].checks)} checks failed (first: {what})"
+        else:
+            msg = f"{len(bad)} of {len(reports)} artifacts failed validation (first: {bad[0].artifact}: {what})"
+        raise error(msg)
     return 0
 
 
@@ -236,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static-shape", metavar="B,L", help="fixed batch and length for edge targets")
     p.add_argument("--threads", type=int, default=None, help="threads for the parity and speed runs")
     p.add_argument("--portable", action="store_true", help="ONNX with standard ops only (no ORT fusions)")
+    p.add_argument("--openvino-from", default="auto", choices=["auto", "onnx", "pytorch", "fastest"],
+                   help="OpenVINO: auto (default) converts from ONNX and from PyTorch and keeps PyTorch's IR only "
+                        "if clearly faster here (near-ties go to ONNX: reproducible); onnx/pytorch convert one way; "
+                        "fastest keeps whichever timed faster (not reproducible)")
     p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes the tokenizer)")
     p.add_argument("--merges", help="GPT-2 BPE merges file")
     p.add_argument("--int8", action="store_true", help="quantize to int8 under the accuracy gate")
@@ -267,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_demo)
 
     p = sub.add_parser("validate", help="check an artifact directory: file hashes, and parity against its source")
-    p.add_argument("artifact", metavar="ARTIFACT_DIR")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
     p.add_argument("--reference", metavar="SOURCE", help="the .params file or HF directory the artifact came "
                                                          "from (default: the manifest's source)")
     p.add_argument("--reference-backend", choices=["pytorch", "mxnet"], default="pytorch",
@@ -339,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (KeyboardInterrupt, _Terminated):
+        # CPython remembers a KeyboardInterrupt that passed through exec() of a string (dataclasses and
+        # namedtuples do that while torch/transformers import) and, under `python -m`, then exits by SIGINT
+        # instead of with our 130 (Modules/main.c exit_sigint). A clean exec() clears that flag.
+        exec("pass")
         from bortconv._atomic import committed
         done = f" after {committed[-1]} was complete" if committed else "; nothing was left behind"
         print(f"bortconv: interrupted{done}", file=sys.stderr)

@@ -99,6 +99,17 @@ class Target(str, enum.Enum):
     OPENVINO = "openvino"
 
 
+class OpenVinoRoute(str, enum.Enum):
+    """Where an OpenVINO IR is converted from. AUTO: from the ONNX graph (PyTorch only if that conversion
+    fails), so the same source always gives the same IR; FASTEST converts both and keeps the one that ran
+    faster here, which can differ from run to run."""
+
+    AUTO = "auto"
+    ONNX = "onnx"
+    PYTORCH = "pytorch"
+    FASTEST = "fastest"
+
+
 class Task(str, enum.Enum):
     FEATURE_EXTRACTION = "feature-extraction"
     FILL_MASK = "fill-mask"
@@ -145,6 +156,7 @@ class ExportOptions:
     threads: int | None = None
     portable: bool = False  # ONNX: standard ops only, no ORT contrib fusions
     force: bool = False
+    openvino_from: OpenVinoRoute = OpenVinoRoute.AUTO
 
     def __post_init__(self) -> None:
         if not 14 <= self.opset <= 21:

@@ -111,8 +111,36 @@ CATALOGUE: tuple[type[BortconvError], ...] = (
     BadWeightsError,
     OutputExistsError,
     TokenizerError,
+    MissingDependencyError,
     ExportError,
     ParityError,
-    MissingDependencyError,
     IntegrityError,
+    AccuracyGateError,
 )
+
+#: what the CLI prints that is not a BortconvError: (stderr line, exit code, what it means / what to do)
+OTHER_OUTCOMES: tuple[tuple[str, int, str], ...] = (
+    ("usage error from the argument parser (unknown command, option or choice)", 2,
+     "Run `bortconv COMMAND --help`."),
+    ("`bortconv: interrupted; nothing was left behind` (Ctrl-C or SIGTERM)", 130,
+     "Nothing to clean up: the temporary directory was removed and OUT_DIR is as it was."),
+    ("`bortconv: internal error: ...`", 3,
+     "A bug in bortconv: re-run with --debug and report the traceback."),
+)
+
+
+def catalogue_markdown() -> str:
+    """The README's error catalogue, generated from :data:`CATALOGUE` and :data:`OTHER_OUTCOMES`.
+
+    Every error is one line on stderr, ``bortconv: error: <message>``; --debug adds the traceback."""
+    rows = ["| error | exit | when | what to do |", "|---|---|---|---|"]
+    for cls in CATALOGUE:
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        rows.append(f"| `{cls.__name__}` | {cls.exit_code} | {doc} | {cls.advice} |")
+    for what, code, advice in OTHER_OUTCOMES:
+        rows.append(f"| {what} | {code} | | {advice} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m bortconv.errors: print the catalogue for the README
+    print(catalogue_markdown())

@@ -18,7 +18,7 @@ import numpy as np
 
 from bortconv._atomic import atomic_directory, check_output_dir
 from bortconv._progress import Progress
-from bortconv.config import ExportOptions, Target, Task, parse_enum, parse_static_shape
+from bortconv.config import ExportOptions, OpenVinoRoute, Target, Task, parse_enum, parse_static_shape
 from bortconv.errors import InputError, ParityError
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
            force: bool = False, vocab: str | None = None, merges: str | None = None,
            int8: bool = False, calibration: str | None = None, samples: int | None = None,
            int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
-           progress: bool = True) -> ExportResult:
+           progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO) -> ExportResult:
     """Export `source` (a Bort `.params` file or a BERT-family Hugging Face directory) for CPU inference.
 
     Writes ``model.onnx`` (target onnx) or ``openvino_model.xml/.bin`` (target openvino), plus config,
@@ -88,7 +88,9 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
     opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
                          task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
                          opset=opset, fp16=fp16, static_shape=parse_static_shape(static_shape), threads=threads,
-                         portable=portable, force=force)
+                         portable=portable, force=force,
+                         openvino_from=parse_enum(OpenVinoRoute, openvino_from,  # type: ignore[arg-type]
+                                                  "--openvino-from"))
     if opts.portable and opts.target is not Target.ONNX:
         raise InputError("--portable applies to --target onnx only")
     if int8 and opts.fp16:
@@ -160,7 +162,7 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
     fused_ops: dict[str, int] = {}
     ov_info: dict[str, Any] = {}
     names = ox.input_names(module)
-    bench_shape = opts.static_shape or (1, 128)
+    bench_shape = opts.static_shape or (1, min(128, cfg.max_position_embeddings))  # a model may be shorter
     bench_feeds = make_feeds([bench_shape[1]] * bench_shape[0], bench_shape[1], cfg.vocab_size,
                              cfg.pad_token_id or 0, 0, "token_type_ids" in names)
     if opts.target is Target.ONNX:
@@ -176,13 +178,18 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
                 ox.to_fp16(artifact, artifact)
     else:
         from bortconv.converters import openvino_export as ovx
-        with prog.step("converting to OpenVINO (from PyTorch and from ONNX, keeping the faster)"):
+        route = opts.openvino_from.value
+        label = {"auto": "from ONNX and from PyTorch, keeping the clearly faster", "onnx": "from ONNX",
+                 "pytorch": "from PyTorch", "fastest": "from ONNX and from PyTorch, keeping the faster"}[route]
+        with prog.step(f"converting to OpenVINO ({label})"):
             best, cands = ovx.best_openvino(module, plain, output_name=output, static_shape=opts.static_shape,
-                                            threads=opts.threads, bench_feeds=bench_feeds)
+                                            threads=opts.threads, bench_feeds=bench_feeds, route=route)
             ovx.save_ir(best.model, tmp / "openvino_model.xml", fp16=opts.fp16)
-        ov_info = {"openvino_source": best.source,
-                   "openvino_candidates": {c.source: round(c.median_ms, 2) for c in cands},
-                   "openvino_candidates_shape": list(bench_shape)}
+        ov_info = {"openvino_source": best.source, "openvino_from": route}
+        if len(cands) > 1:  # the measurement that chose the route
+            ov_info |= {"openvino_candidates": {c.source: round(c.median_ms or 0.0, 2) for c in cands},
+                        "openvino_candidates_shape": list(bench_shape),
+                        "openvino_rule": ovx.route_rule() if route == "auto" else "faster in this run"}
 
     from bortconv.runtime import open_session
     with prog.step("checking parity against PyTorch"):

@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 
-from bortconv.converters.params_reader import TYPE_FLAGS, V1_MAGIC, V2_MAGIC, read_params
+from bortconv.converters.params_reader import TYPE_FLAGS, V1_MAGIC, V2_MAGIC, V3_MAGIC, read_params
 
 FLAG_OF = {name: flag for flag, (name, _) in TYPE_FLAGS.items()}
 
@@ -21,8 +21,8 @@ def record(arr: np.ndarray, *, version: str = "V2", dtype: str | None = None) ->
     flag = struct.pack("<i", FLAG_OF[dtype])
     data = np.ascontiguousarray(arr).tobytes()
     tshape = struct.pack("<i", len(shape)) + struct.pack(f"<{len(shape)}q", *shape)
-    if version == "V2":
-        head = struct.pack("<Ii", V2_MAGIC, 0) + tshape
+    if version in ("V2", "V3"):
+        head = struct.pack("<Ii", V2_MAGIC if version == "V2" else V3_MAGIC, 0) + tshape
     elif version == "V1":
         head = struct.pack("<I", V1_MAGIC) + tshape
     elif version == "pre-V1":

@@ -93,3 +93,27 @@ def test_lean_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert np  # numpy is a dependency, just not an import-time one
+
+
+def test_make_demo_has_the_released_layout(reference, tmp_path):
+    """`bortconv make-demo` (the README's default input) writes what mxnet writes for full-size Bort: the same
+    names, shapes, dtypes and byte count as the mxnet-saved fp16 bort_4_8_768_1024 MLM checkpoint; seeded, so
+    the same bytes every time; an existing file is kept unless --force."""
+    from bortconv.api import sha256_file
+    from bortconv.converters.params_reader import read_params
+    demo = tmp_path / "demo.params"
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    mx = read_params(reference["bort4_mlm_full_fp16"].params)
+    ours = read_params(demo)
+    assert sorted((r.name, r.shape, r.dtype) for r in ours.records) == sorted((r.name, r.shape, r.dtype) for r in mx.records)
+    assert demo.stat().st_size == reference["bort4_mlm_full_fp16"].params.stat().st_size == 255_365_668
+    info = bortconv.inspect_checkpoint(demo)
+    assert info.variant.name == "bort_4_8_768_1024" and info.head.value == "mlm"
+    digest = sha256_file(demo)
+    again = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo)], capture_output=True, text=True)
+    assert again.returncode == 0 and "kept it" in again.stdout and sha256_file(demo) == digest
+    forced = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo), "--force"],
+                            capture_output=True, text=True)
+    assert forced.returncode == 0 and sha256_file(demo) == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.params"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 import subprocess
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,8 +124,10 @@ def _header(n: int) -> bytes:
 
 
 HOSTILE = [  # (description, bytes, words the one-line message must contain)
-    ("huge shape", _header(1) + struct.pack("<Iii2q", 0xF993FAC9, 0, 2, 2**31, 2**31) + struct.pack("<iii", 1, 0, 0),
+    ("huge shape", _header(1) + struct.pack("<Iii2q", 0xF993FAC9, 0, 2, 2**20, 2**20) + struct.pack("<iii", 1, 0, 0),
      "bytes are left"),
+    ("shape beyond any array", _header(1) + struct.pack("<Iii2q", 0xF993FAC9, 0, 2, 2**31, 2**31)
+     + struct.pack("<iii", 1, 0, 0), "too large to be an array"),
     ("huge count", _header(2**60) + b"\0" * 16, "arrays"),
     ("rank 1000", _header(1) + struct.pack("<Iii", 0xF993FAC9, 0, 1000) + b"\0" * 64, "rank"),
     ("negative dim", _header(1) + struct.pack("<Iiiq", 0xF993FAC9, 0, 1, -5) + b"\0" * 64, "negative"),

@@ -8,7 +8,6 @@ Sources: a `bortconv convert` output, `amazon/bort` as downloaded from the Hub (
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.config import Task
-from bortconv.errors import InputError, MappingError, MissingDependencyError
+from bortconv.errors import InputError, MappingError, MissingDependencyError, shown
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,10 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     cfg_path = model_dir / "config.json"
     if not cfg_path.is_file():
         raise InputError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{cfg_path}: not valid JSON ({exc})") from None
+    from bortconv._jsonfile import read_json
+    cfg = read_json(cfg_path)
+    if not isinstance(cfg, dict):
+        raise InputError(f"{cfg_path}: not a model configuration (not a JSON object)")
     if cfg.get("model_type") not in BERT_TYPES:
         raise InputError(f"{cfg_path}: model_type '{cfg.get('model_type')}' is not a BERT-family encoder")
     return cfg
@@ -56,14 +55,31 @@ def weight_keys(model_dir: Path) -> set[str]:
 
 
 def _load_bin(path: Path) -> dict[str, Any]:
-    import pickle
-
     import torch
+    import warnings
     try:  # weights_only: tensors and plain containers only; any other pickled object is refused unexecuted
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: refused: not a plain tensor checkpoint ({first[:200]})") from None
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols; the refusal says enough
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # hostile or corrupt: torch's restricted unpickler raises errors of every kind
+        raise InputError(f"{path}: refused: not a plain tensor checkpoint ({_load_failure(exc)}); nothing in it "
+                         f"was run") from None
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in obj.items()):
+        raise InputError(f"{path}: refused: holds a {type(obj).__name__} that is not a state dict of named tensors")
+    return obj
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line on why torch.load(weights_only=True) refused a file (never its advice to set it False)."""
+    import re
+    text = str(exc)
+    m = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"its pickle calls {m.group(1) or m.group(2)}, which is not tensor data"
+    skip = ("Weights only load failed", "Please file an issue", "Check the documentation")  # torch's boilerplate
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(skip)]
+    return f"{type(exc).__name__}: {shown(lines[0].split('. ')[0], 160) if lines else 'unreadable'}"
 
 
 def available_tasks(model_dir: Path) -> list[Task]:

@@ -12,7 +12,7 @@ import numpy as np
 from bortconv.config import KNOWN_HEADS, BortVariant, ConvertOptions, Head, heads_from_name
 from bortconv.converters import gluon_names as gn
 from bortconv.converters.params_reader import FLOAT_TYPES, ParamsFile, TensorRecord
-from bortconv.errors import BadWeightsError, MappingError
+from bortconv.errors import BadWeightsError, MappingError, shown
 
 LIST_LIMIT = 12  # how many names an error message lists before it says "and N more"
 
@@ -44,7 +44,18 @@ class ConversionPlan:
 def _listing(names: list[str]) -> str:
     names = sorted(names)
     more = f" and {len(names) - LIST_LIMIT} more" if len(names) > LIST_LIMIT else ""
-    return ", ".join(names[:LIST_LIMIT]) + more
+    return ", ".join(map(shown, names[:LIST_LIMIT])) + more
+
+
+def _layer_index(name: str) -> int | None:
+    """The layer number of an ``encoder.transformer_cells.{i}.*`` name; None if `i` is not ASCII digits.
+
+    Never parses a long digit string: Python refuses ints of more than 4300 digits, and any index beyond a
+    billion is out of range anyway."""
+    part = name.split(".")[2]
+    if not (part.isascii() and part.isdigit()):
+        return None
+    return int(part) if len(part) <= 9 else 10**9
 
 
 def canonical_records(params: ParamsFile) -> dict[str, TensorRecord]:
@@ -61,7 +72,8 @@ def canonical_records(params: ParamsFile) -> dict[str, TensorRecord]:
         if canon is None:
             unknown.append(rec.name)
         elif canon in out:
-            raise MappingError(f"{params.path}: '{rec.name}' and '{out[canon].name}' both map to '{canon}'")
+            raise MappingError(f"{params.path}: '{shown(rec.name)}' and '{shown(str(out[canon].name))}' both map to "
+                               f"'{shown(canon)}'")
         else:
             out[canon] = rec
     if unknown:
@@ -89,11 +101,18 @@ def infer_variant(recs: dict[str, TensorRecord], options: ConvertOptions, path: 
     embed_name = gn.WORD_EMBED if gn.WORD_EMBED in recs else gn.TIED_DECODER
     embed = _shape_of(recs, embed_name, path)
     pos = _shape_of(recs, "encoder.position_weight", path)
-    layer_ids = {int(n.split(".")[2]) for n in recs if n.startswith("encoder.transformer_cells.")
-                 and n.split(".")[2].isdigit()}
+    layer_ids = {i for n in recs
+                 if n.startswith("encoder.transformer_cells.") and (i := _layer_index(n)) is not None}
     num_layers = max(layer_ids) + 1 if layer_ids else 0
     if num_layers == 0:
         raise MappingError(f"{path}: no encoder.transformer_cells.* tensors: not a Bort/BERT encoder")
+    # Every layer needs its own tensors, so a layer number beyond what the file holds is not a layer (and
+    # planning for it would cost time and memory out of all proportion to the file).
+    if num_layers > len(recs) // len(gn.LAYER_TABLE) + 1:
+        raise MappingError(
+            f"{path}: tensor names number layers up to {num_layers - 1}, but {len(recs)} tensors cannot hold that "
+            f"many layers ({len(gn.LAYER_TABLE)} tensors each); layer numbers found: "
+            f"{', '.join(map(str, sorted(layer_ids)[:LIST_LIMIT]))}{' ...' if len(layer_ids) > LIST_LIMIT else ''}")
     # The FFN width by majority over layers, so one damaged layer is reported as the odd one out.
     ffn_shapes = Counter(recs[n].shape for n in recs if n.endswith(".ffn.ffn_1.weight") and recs[n].shape)
     if not ffn_shapes:
@@ -162,7 +181,11 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
     head = detect_head(set(recs))
     num_labels = None
     if head is Head.CLASSIFIER:
-        num_labels = _shape_of(recs, "classifier.3.weight", path)[0]
+        cls_shape = _shape_of(recs, "classifier.3.weight", path)
+        if len(cls_shape) != 2 or cls_shape[0] == 0:
+            raise MappingError(f"{path}: '{shown(str(recs['classifier.3.weight'].name))}' must be (classes, units) "
+                               f"with at least one class, found shape {cls_shape}")
+        num_labels = cls_shape[0]
     variant = infer_variant(recs, options, path)
     shapes = expected_shapes(variant, head, num_labels)
 
@@ -180,7 +203,7 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
     if unused:
         stored = [recs[n].name or n for n in unused]
         problems.append(f"unused tensors (not part of a {variant.name} {head.value} model): {_listing(stored)}")
-    wrong = [f"'{recs[n].name}' expected {shapes[n]}, found {recs[n].shape}"
+    wrong = [f"'{shown(str(recs[n].name))}' expected {shapes[n]}, found {recs[n].shape}"
              for n in sorted(shapes) if n in recs and recs[n].shape != shapes[n]]
     if wrong:
         problems.append("wrong shapes: " + "; ".join(wrong[:LIST_LIMIT])
@@ -204,7 +227,8 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
             params.release()
         if not same:
             raise MappingError(
-                f"{path}: '{recs[gn.TIED_DECODER].name}' differs from '{recs[gn.WORD_EMBED].name}'; "
+                f"{path}: '{shown(str(recs[gn.TIED_DECODER].name))}' differs from "
+                f"'{shown(str(recs[gn.WORD_EMBED].name))}'; "
                 f"Bort ties the MLM decoder to the word embedding, so they must be identical")
 
     tensors = [TargetTensor(key=dst, shape=shapes[src], source=recs[src], source_name=recs[src].name)
@@ -216,17 +240,26 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
                           tensors=tuple(tensors), deduplicated=deduplicated)
 
 
-def count_nonfinite(params: ParamsFile, plan: ConversionPlan, chunk: int = 1 << 22) -> dict[str, int]:
-    """Stored name -> number of NaN/Inf values, for every tensor that has any. Reads in chunks."""
+def count_nonfinite(params: ParamsFile, plan: ConversionPlan, chunk: int = 1 << 18) -> dict[str, int]:
+    """Stored name -> number of NaN/Inf values, for every tensor that has any.
+
+    Reads the stored values in chunks, never a converted copy: temporaries stay under a megabyte whatever
+    the tensor's size (bfloat16 is tested on its raw bits: all-ones exponent means Inf or NaN)."""
     bad: dict[str, int] = {}
     for t in plan.tensors:
         if t.source is None:
             continue
-        flat = params.array_for(t.source, upcast=t.source.dtype == "bfloat16").reshape(-1)
+        flat = params.array_for(t.source).reshape(-1)
+        bf16 = t.source.dtype == "bfloat16"
         n = 0
         for i in range(0, flat.size, chunk):
-            n += int((~np.isfinite(flat[i:i + chunk])).sum())
-            params.release()
+            part = flat[i:i + chunk]
+            if bf16:
+                n += int(np.count_nonzero((part & 0x7F80) == 0x7F80))
+            else:
+                n += part.size - int(np.count_nonzero(np.isfinite(part)))
+            if i % (chunk * 16) == 0:
+                params.release()
         if n:
             bad[t.source_name or t.key] = n
     return bad
@@ -236,5 +269,5 @@ def check_finite(params: ParamsFile, plan: ConversionPlan) -> None:
     """Fail on NaN/Inf, naming every bad tensor and how many bad values it holds."""
     bad = count_nonfinite(params, plan)
     if bad:
-        listing = ", ".join(f"'{k}' ({n} non-finite values)" for k, n in sorted(bad.items()))
+        listing = ", ".join(f"'{shown(k)}' ({n} non-finite values)" for k, n in sorted(bad.items()))
         raise BadWeightsError(f"{params.path}: NaN/Inf in {listing}")

@@ -25,13 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bortconv.errors import CheckpointFormatError, InputError
+from bortconv.errors import CheckpointFormatError, InputError, shown
 
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
 V2_MAGIC = 0xF993FAC9
 V3_MAGIC = 0xF993FACA
 MAX_NDIM = 32  # mxnet's own limit; a larger rank is a corrupt header, not a tensor
+#: Bort writes 42 to 74 arrays. Each parsed record costs ~300 bytes of Python objects, and a "none" array takes
+#: only 4 bytes of file, so without a cap a hostile header could make the table ~70x the file's size.
+MAX_ARRAYS = 1 << 13
+#: numpy's limit on an array's byte size (a shape with a 0 dimension may still claim more than this)
+MAX_ARRAY_BYTES = np.iinfo(np.intp).max
 
 #: MXNet type flag -> (name, numpy storage dtype). bfloat16 is stored as raw uint16.
 TYPE_FLAGS: dict[int, tuple[str, np.dtype]] = {
@@ -122,7 +127,8 @@ class ParamsFile:
 
     def array_for(self, rec: TensorRecord, *, upcast: bool = False) -> np.ndarray:
         if rec.shape is None:
-            raise CheckpointFormatError(f"{self.path}: array {rec.name or rec.index} is empty (a 'none' array)")
+            raise CheckpointFormatError(
+                f"{self.path}: array {shown(rec.name) if rec.name else rec.index} is empty (a 'none' array)")
         storage = TYPE_FLAGS_BY_NAME[rec.dtype]
         raw = self._buffer[rec.offset: rec.offset + rec.nbytes].view(storage).reshape(rec.shape)
         if rec.dtype == "bfloat16":
@@ -247,6 +253,9 @@ def _read_record(cur: _Cursor, index: int) -> tuple[str, str, tuple[int, ...] | 
         raise CheckpointFormatError(f"{cur.path}: {what}: unknown type flag {flag}")
     dtype, storage = TYPE_FLAGS[flag]
     nbytes = storage.itemsize * _prod(shape)
+    if storage.itemsize * _prod(tuple(d for d in shape if d)) > MAX_ARRAY_BYTES:  # e.g. (0, 2**62): empty, but
+        raise CheckpointFormatError(                                                # numpy cannot even index it
+            f"{cur.path}: {what}: shape {shape} of {dtype} is too large to be an array (header is corrupt)")
     if nbytes > cur.remaining():
         raise CheckpointFormatError(
             f"{cur.path}: {what} claims shape {shape} of {dtype} ({nbytes} bytes) but only "
@@ -298,6 +307,9 @@ def _parse(mm: mmap.mmap, p: Path) -> tuple[tuple[TensorRecord, ...], bool]:
     # Each record takes at least 4 bytes (a pre-V1 rank-0 record), so a count larger than that is a lie.
     if n > cur.remaining() // 4:
         raise CheckpointFormatError(f"{p}: header claims {n} arrays, more than the file's {cur.end} bytes can hold")
+    if n > MAX_ARRAYS:
+        raise CheckpointFormatError(
+            f"{p}: header claims {n} arrays; bortconv reads at most {MAX_ARRAYS} (a Bort checkpoint has 42 to 74)")
     parsed = [_read_record(cur, i) for i in range(n)]
     k = cur.u64("name count")
     if k not in (0, n):
@@ -317,7 +329,7 @@ def _parse(mm: mmap.mmap, p: Path) -> tuple[tuple[TensorRecord, ...], bool]:
             f"{p}: {cur.remaining()} unexpected bytes after the last name (offset {cur.pos}); file is corrupt")
     if k and len(set(names)) != len(names):
         dup = sorted(x for x, c in Counter(names).items() if c > 1)
-        raise CheckpointFormatError(f"{p}: duplicate array names: {', '.join(map(str, dup[:5]))}")
+        raise CheckpointFormatError(f"{p}: duplicate array names: {', '.join(shown(str(d)) for d in dup[:5])}")
     if not k:
         names = [None] * n
     records = tuple(

@@ -6,8 +6,12 @@ valid positions; text-classification: label agreement.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +74,67 @@ def passes(metrics: Mapping[str, float], t: GateThresholds) -> bool:
 
 def describe(metrics: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "texts")
+
+
+#: metric -> (threshold field, row name). A row's "max diff" is 1 - metric and its tolerance 1 - threshold, so
+#: the validate table reads like the atol rows: pass when the shortfall is within the tolerance.
+_GATE_ROWS = {"token_cosine_mean": ("token_cosine", "mean token cosine"),
+              "sentence_cosine_mean": ("sentence_cosine", "mean sentence cosine"),
+              "sentence_cosine_p5": ("sentence_cosine_p5", "5th pct sentence cosine"),
+              "top1_agreement": ("top1_agreement", "top-1 agreement"),
+              "label_agreement": ("label_agreement", "label agreement")}
+
+
+def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: Any, session: Any, *,
+                  threads: int | None) -> Sequence[Any]:
+    """`bortconv validate` for int8 artifacts: re-run the gate the artifact passed at quantization time.
+
+    The int8 session is judged against the fp32 PyTorch model of its source (`reference`) on the held-out part
+    of the calibration text recorded in the manifest (never the calibration sentences), with the thresholds
+    recorded there. One report row per metric: "max diff" is 1 - metric, the tolerance 1 - threshold.
+    """
+    from bortconv.quantize import calibration as cal
+    from bortconv.validate.validate import Check
+
+    info = manifest.get("int8") if isinstance(manifest.get("int8"), Mapping) else {}
+    gate_info = info.get("gate") if isinstance(info.get("gate"), Mapping) else {}
+    fields = GateThresholds.__dataclass_fields__
+    recorded = gate_info.get("thresholds") if isinstance(gate_info.get("thresholds"), Mapping) else {}
+    thresholds = GateThresholds(**{k: float(v) for k, v in recorded.items() if k in fields})
+    calib = info.get("calibration") if isinstance(info.get("calibration"), Mapping) else {}
+    rows: list[Any] = []
+    user_file = Path(str(calib["file"])) if calib.get("file") else None
+    samples = calib.get("split_samples")  # the same split as quantization: held-out text is never calibration text
+    if user_file is not None and not user_file.is_file():
+        rows.append(Check("fidelity", "held-out text", "info",
+                          detail=f"calibration file {user_file} is not here; gating on the shipped WordNet text"))
+        user_file, samples = None, None
+    t0 = time.perf_counter()
+    split = cal.split_texts(user_file, int(samples) if samples else None)
+    cfg = json.loads((artifact_dir / "config.json").read_text())
+    pad_id = int(cfg.get("pad_token_id") or 0)
+    with_types = "token_type_ids" in session.input_names
+    tok_path = artifact_dir / "tokenizer.json"
+    if tok_path.is_file() and calib.get("token_ids", "tokenizer") == "tokenizer":
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(tok_path))
+        tok.no_padding()
+        tok.no_truncation()
+        held_rows = cal.token_rows(split.heldout, tok)
+    else:  # as quantization did for an artifact without a tokenizer: the same seeded token ids
+        held_rows = cal.random_rows(len(split.heldout), int(cfg["vocab_size"]), 2)
+    feeds = cal.feeds_for(held_rows, pad_id, with_types, batch=8)
+    task = str(manifest["task"])
+    metrics = fidelity(lambda f: reference.run(dict(f)), session.run, feeds, task)
+    seconds = (time.perf_counter() - t0) / max(1, len(_GATE_ROWS))
+    for key, (field_name, label) in _GATE_ROWS.items():
+        if key not in metrics:
+            continue
+        threshold = float(getattr(thresholds, field_name))
+        shortfall = round(1.0 - metrics[key], 9)  # 1 - 0.98 is 0.0200000000000000018 in binary
+        ok = metrics[key] >= threshold
+        rows.append(Check("fidelity", label, "pass" if ok else "fail", max_diff=shortfall,
+                          where=f"{len(held_rows)} held-out texts", tolerance=round(1.0 - threshold, 9),
+                          detail="" if ok else f"{metrics[key]:.4f} < {threshold} (int8 vs fp32 PyTorch)",
+                          seconds=seconds))
+    return rows

@@ -123,10 +123,10 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
                 backend.quantize(fp32_dir / "model.onnx", d / "model.onnx", scheme, calibration=calib,
                                  input_names=names, exclude=exclude)
             else:
-                import openvino as ov
+                from bortconv.converters.openvino_export import save_ir
                 model = backend.quantize(fp32_dir / "openvino_model.xml", scheme, calibration=calib,
                                          vnni=bool(cpu["vnni"]), exclude=exclude)
-                ov.save_model(model, str(d / "openvino_model.xml"), compress_to_fp16=False)
+                save_ir(model, d / "openvino_model.xml", fp16=False)  # stable node names: reproducible bytes
         except Exception as exc:  # the quantizer refused this scheme: a failed candidate, recorded, not fatal
             c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
             log.warning("int8 %s could not be built: %s", scheme, c.error)
@@ -156,7 +156,7 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     lat = interleaved(runners, feeds, rounds=4, runs_per_round=3)
     for i, c in enumerate(passing):
         c.median_ms = lat[f"{c.scheme}|{','.join(c.kept)}|{i}"].median_ms
-    chosen = min(passing, key=lambda c: c.median_ms or 0.0)
+    chosen = choose(passing)
     for name in _model_files(target):
         shutil.copy(chosen.path / name, out_dir / name)
     fp32_ms = lat["fp32"].median_ms
@@ -165,15 +165,34 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
         "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in groups[g]]},
         "gate": {"thresholds": opts.thresholds.to_dict(), "results": chosen.metrics, "passed": True,
                  "heldout_texts": len(held_rows)},
-        "calibration": {"source": source, "samples": len(calib_rows), "order": "file order, batch 1"},
+        "calibration": {"source": source, "samples": len(calib_rows), "order": "file order, batch 1",
+                        "file": None if opts.calibration is None else str(Path(opts.calibration).resolve()),
+                        "split_samples": opts.samples, "token_ids": "tokenizer" if tok is not None else "random"},
         "cpu": cpu,
         "candidates": [c.record() for c in tried],
         "speed_vs_fp32": {"shape": list(shape), "fp32_ms": round(fp32_ms, 2),
                           "int8_ms": round(chosen.median_ms or 0.0, 2),
                           "speedup": round(fp32_ms / (chosen.median_ms or fp32_ms), 3)},
-        "chosen_because": "fastest of the schemes that passed the gate, measured in this run" if len(passing) > 1
-        else "the only scheme that passed the gate",
+        "chosen_because": RULE if len(passing) > 1 else "the only scheme that passed the gate",
     }
+
+
+#: A passing scheme later in the preference order replaces an earlier one only when clearly faster: near-ties
+#: (timing noise on a shared machine) keep the preferred scheme, so the same source quantizes to the same bytes.
+MIN_GAIN = 0.15
+MIN_GAIN_MS = 0.5
+RULE = (f"the first passing scheme in this CPU's preference order, unless another passing one was at least "
+        f"{MIN_GAIN:.0%} and {MIN_GAIN_MS} ms faster in this run")
+
+
+def choose(passing: list[_Candidate]) -> _Candidate:
+    """The kept candidate of those that passed (in preference order, with their measured median_ms)."""
+    chosen = passing[0]
+    for c in passing[1:]:
+        a, b = chosen.median_ms or 0.0, c.median_ms or 0.0
+        if b <= a * (1 - MIN_GAIN) and a - b >= MIN_GAIN_MS:
+            chosen = c
+    return chosen
 
 
 def _thresholds(t: GateThresholds, task: str) -> str:

