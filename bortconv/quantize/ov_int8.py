@@ -8,6 +8,7 @@ The Gather of the word embedding is quantized by NNCF as well, so the IR shrinks
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 SCHEMES = ("nncf-ptq", "nncf-ptq-smoothquant-off", "nncf-weights-only")
+
+log = logging.getLogger(__name__)
 
 
 def default_candidates(vnni: bool) -> tuple[str, ...]:
@@ -46,6 +49,9 @@ def quantize(fp32_xml: Path, scheme: str, *, calibration: Sequence[dict[str, np.
 
     from bortconv.converters.onnx_export import _quiet
 
+    # NNCF logs its bit-width statistics table at INFO through its own stdout handler (redirect_stdout misses
+    # it): it belongs in the debug log, not in the output of `bortconv export --json`.
+    nncf.set_log_level(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
     model = ov.Core().read_model(str(fp32_xml))
     if scheme == "nncf-weights-only":
         with _quiet():
