@@ -160,6 +160,11 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     for name in _model_files(target):
         shutil.copy(chosen.path / name, out_dir / name)
     fp32_ms = lat["fp32"].median_ms
+    slower = (chosen.median_ms or 0.0) > fp32_ms
+    if slower:  # said, not hidden: on CPUs without int8 dot-product instructions this can happen
+        log.warning("int8 %s runs slower than fp32 on this CPU (%.1f vs %.1f ms at 1x128, VNNI: %s); it is "
+                    "smaller, but deploy fp32 where latency matters", chosen.scheme, chosen.median_ms, fp32_ms,
+                    cpu.get("vnni"))
     return {
         "scheme": chosen.scheme,
         "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in groups[g]]},
@@ -172,7 +177,8 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
         "candidates": [c.record() for c in tried],
         "speed_vs_fp32": {"shape": list(shape), "fp32_ms": round(fp32_ms, 2),
                           "int8_ms": round(chosen.median_ms or 0.0, 2),
-                          "speedup": round(fp32_ms / (chosen.median_ms or fp32_ms), 3)},
+                          "speedup": round(fp32_ms / (chosen.median_ms or fp32_ms), 3),
+                          "slower_than_fp32": slower},
         "chosen_because": RULE if len(passing) > 1 else "the only scheme that passed the gate",
     }
 
