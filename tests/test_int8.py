@@ -221,3 +221,16 @@ def test_quantize_command_on_existing_artifact(artifact, tmp_path):
     again = subprocess.run([sys.executable, "-m", "bortconv", "quantize", str(tmp_path / "q"), "-o",
                             str(tmp_path / "qq")], capture_output=True, text=True)
     assert again.returncode == 2 and "takes an fp32 artifact" in again.stderr
+
+
+@pytest.mark.parametrize("vnni,first_onnx,first_openvino", [
+    (True, "dynamic-s8", "nncf-ptq"),
+    # without VNNI: 7-bit weights for ORT (u8 x s8 sums saturate), weight-only for OpenVINO (its int8
+    # FullyConnected falls back to jit_gemm_i8, slower than fp32 there)
+    (False, "dynamic-s8-reduced", "nncf-weights-only"),
+])
+def test_preferred_scheme_depends_on_the_cpu(vnni, first_onnx, first_openvino):
+    from bortconv.quantize import ort_int8, ov_int8
+    assert ort_int8.default_candidates(vnni)[0] == first_onnx
+    assert ov_int8.default_candidates(vnni)[0] == first_openvino
+    assert set(ov_int8.default_candidates(vnni)) == set(ov_int8.SCHEMES)
