@@ -100,9 +100,9 @@ class Target(str, enum.Enum):
 
 
 class OpenVinoRoute(str, enum.Enum):
-    """Where an OpenVINO IR is converted from. AUTO: from the ONNX graph (PyTorch only if that conversion
-    fails), so the same source always gives the same IR; FASTEST converts both and keeps the one that ran
-    faster here, which can differ from run to run."""
+    """Where an OpenVINO IR is converted from. AUTO: both ways, timed; the ONNX route is kept unless the PyTorch
+    one is clearly faster (so near-ties give the same IR every run); ONNX/PYTORCH: one way, untimed; FASTEST:
+    whichever timed faster, which can differ from run to run."""
 
     AUTO = "auto"
     ONNX = "onnx"

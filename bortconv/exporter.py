@@ -181,6 +181,7 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
             release()
     else:
         from bortconv.converters import openvino_export as ovx
+        from bortconv.validate.speed import KEEP_RULE
         route = opts.openvino_from.value
         label = {"auto": "from ONNX and from PyTorch, keeping the clearly faster", "onnx": "from ONNX",
                  "pytorch": "from PyTorch", "fastest": "from ONNX and from PyTorch, keeping the faster"}[route]
@@ -192,7 +193,8 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
         if len(cands) > 1:  # the measurement that chose the route
             ov_info |= {"openvino_candidates": {c.source: round(c.median_ms or 0.0, 2) for c in cands},
                         "openvino_candidates_shape": list(bench_shape),
-                        "openvino_rule": ovx.route_rule() if route == "auto" else "faster in this run"}
+                        "openvino_rule": f"ONNX route preferred; {KEEP_RULE}" if route == "auto"
+                        else "faster in this run"}
 
     from bortconv.runtime import open_session
     with prog.step("checking parity against PyTorch"):

@@ -38,4 +38,22 @@ def write_manifest(directory: Path, fields: dict[str, object]) -> dict[str, obje
 
 
 def read_manifest(directory: Path) -> dict[str, object]:
-    return json.loads((directory / MANIFEST_FILE).read_text())
+    """manifest.json of an artifact directory; InputError (exit 2) naming what is wrong if there is none."""
+    from bortconv._jsonfile import read_json
+    from bortconv.errors import InputError
+
+    if not directory.is_dir():
+        raise InputError(f"{directory}: no such directory")
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise InputError(f"{directory}: no {MANIFEST_FILE}; not a bortconv artifact directory")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: not a bortconv manifest (not a JSON object)")
+    return manifest
+
+
+def carried_fields(manifest: dict[str, object]) -> dict[str, object]:
+    """The fields a derived artifact (int8 from fp32) inherits: all but the file list and the tool versions,
+    which write_manifest fills in anew."""
+    return {k: v for k, v in manifest.items() if k not in ("files", "versions", "format_version")}

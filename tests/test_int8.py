@@ -109,14 +109,13 @@ def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, sch
     assert info["gate"]["passed"]
     if scheme is None:  # every candidate for this CPU was tried; the preferred passing one was kept unless
         # another passing one was clearly faster (the rule that keeps the choice reproducible)
-        from bortconv.quantize.pipeline import MIN_GAIN, MIN_GAIN_MS
+        from bortconv.validate.speed import clearly_faster
         assert len(info["candidates"]) >= 3 and info["scheme"] in {c["scheme"] for c in info["candidates"]}
         passing = [c for c in info["candidates"] if c["passed"]]
         chosen = [c for c in passing if c["scheme"] == info["scheme"] and c["kept_fp32"] == info["kept_fp32"]["groups"]]
         assert chosen[0]["median_ms"] <= passing[0]["median_ms"]
         best = chosen[0]["median_ms"]
-        assert not any(c["median_ms"] <= best * (1 - MIN_GAIN) and best - c["median_ms"] >= MIN_GAIN_MS
-                       for c in passing), passing
+        assert not any(clearly_faster(c["median_ms"], best) for c in passing), passing
     # `bortconv validate` re-runs the gate the artifact passed: exit 0, one fidelity row per metric
     proc = _validate(out)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -34,17 +34,24 @@ FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Tracer and exporter warnings go to the debug log, not the user's terminal."""
+    """Tracer, exporter and quantizer chatter goes to the debug log, not the user's terminal: Python warnings,
+    stdout, transformers' logger, and the root logger (onnxruntime.quantization logs its advice there at
+    WARNING) unless bortconv runs with --debug."""
     buf = io.StringIO()
     tf_logging = sys.modules["transformers"].utils.logging if "transformers" in sys.modules else None
     level = tf_logging.get_verbosity() if tf_logging else None
     if tf_logging:
         tf_logging.set_verbosity_error()
+    root = logging.getLogger()
+    root_level = root.level
+    if not log.isEnabledFor(logging.DEBUG):
+        root.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
             warnings.simplefilter("always")
             yield
     finally:
+        root.setLevel(root_level)
         if tf_logging:
             tf_logging.set_verbosity(level)
     for w in caught:

@@ -1,7 +1,7 @@
 """OpenVINO IR from the plain ONNX graph (by default) or from the PyTorch module.
 
 Route (`--openvino-from`): by default (auto) both are converted and timed, and the PyTorch IR is kept only when
-it is clearly faster (see MIN_GAIN); near-ties go to the ONNX route, so the same source gives the same IR on
+it is clearly faster (`validate.speed.keep_preferred`); near-ties go to the ONNX route, so the same source gives the same IR on
 every run. `fastest` keeps whichever timed faster, with no margin: not reproducible, because on Bort the two
 routes are within timing noise of each other (bort_4_8_768_1024, 2 threads, OpenVINO 2026.4, median of 5 x 10 runs,
 ms: 1x128 pytorch 184 / onnx 187; 4x128 496 / 462; 1x512 251 / 247), so the choice was a coin toss.
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class OvCandidate:
     source: str  # "pytorch" or "onnx"
     model: Any
-    median_ms: float | None  # timed only when choosing the fastest route
+    median_ms: float | None  # None when only one route was converted (nothing to choose, nothing timed)
 
 
 def _name_io(model: Any, names: list[str], output_name: str) -> Any:
@@ -65,25 +65,13 @@ def from_onnx(onnx_path: Path, *, output_name: str, names: list[str]) -> Any:
     return _name_io(model, names, output_name)
 
 
-#: "auto" keeps the PyTorch-converted IR only when it is clearly faster than the ONNX-converted one: by this
-#: fraction and by MIN_GAIN_MS. Within that, the two are timing noise apart and the ONNX route wins, so the same
-#: source gives the same IR run after run (issue: reproducible exports) while a real difference still counts.
-MIN_GAIN = 0.15
-MIN_GAIN_MS = 0.5
-
-
-def route_rule() -> str:
-    return (f"PyTorch route kept only if at least {MIN_GAIN:.0%} and {MIN_GAIN_MS} ms faster than the ONNX "
-            f"route (interleaved timing); otherwise ONNX")
-
-
 def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_shape: tuple[int, int] | None,
                   threads: int | None, bench_feeds: dict[str, np.ndarray],
                   route: str = "auto") -> tuple[OvCandidate, list[OvCandidate]]:
     """Convert by `route` ("auto", "onnx", "pytorch" or "fastest"); return the IR kept and every candidate.
 
     "auto" converts both ways, times both in this process, and keeps the PyTorch IR only when it is clearly
-    faster (:data:`MIN_GAIN`), so near-ties resolve to ONNX every time; "fastest" keeps whichever measured
+    faster (:func:`bortconv.validate.speed.keep_preferred`), so near-ties resolve to ONNX every time; "fastest" keeps whichever measured
     faster (no margin: not reproducible); "onnx"/"pytorch" convert one way and time nothing."""
     names = input_names(module)
     makers = {"pytorch": lambda: from_pytorch(module, output_name=output_name, static_shape=static_shape),
@@ -109,9 +97,8 @@ def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_sha
     by = {c.source: c for c in candidates}
     if route == "fastest":
         return min(candidates, key=lambda c: c.median_ms or 0.0), candidates
-    onnx_ms, torch_ms = ms["onnx"], ms["pytorch"]
-    clearly = torch_ms <= onnx_ms * (1 - MIN_GAIN) and onnx_ms - torch_ms >= MIN_GAIN_MS
-    return by["pytorch" if clearly else "onnx"], candidates
+    from bortconv.validate.speed import keep_preferred
+    return by[keep_preferred({"onnx": ms["onnx"], "pytorch": ms["pytorch"]})], candidates
 
 
 def time_models(models: dict[str, Any], feeds: dict[str, np.ndarray], threads: int | None) -> dict[str, float]:

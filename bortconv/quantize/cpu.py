@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 @lru_cache(maxsize=1)
-def cpu_features() -> dict[str, object]:
-    """Model name and the int8-relevant instruction-set flags of this machine (Linux /proc/cpuinfo)."""
+def cpu_flags() -> tuple[str, frozenset[str]]:
+    """(model name, instruction-set flags) of this machine from /proc/cpuinfo (Linux); no flags elsewhere."""
     flags: set[str] = set()
     model = platform.processor() or platform.machine()
     info = Path("/proc/cpuinfo")
@@ -21,6 +21,12 @@ def cpu_features() -> dict[str, object]:
                 flags = set(val.split())
             elif key.strip() == "model name":
                 model = val.strip()
+    return model, frozenset(flags)
+
+
+def cpu_features() -> dict[str, object]:
+    """Model name and the int8-relevant instruction-set features of this machine."""
+    model, flags = cpu_flags()
     return {
         "model": model,
         "avx2": "avx2" in flags,

@@ -112,18 +112,10 @@ def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: An
     t0 = time.perf_counter()
     split = cal.split_texts(user_file, int(samples) if samples else None)
     cfg = json.loads((artifact_dir / "config.json").read_text())
-    pad_id = int(cfg.get("pad_token_id") or 0)
-    with_types = "token_type_ids" in session.input_names
-    tok_path = artifact_dir / "tokenizer.json"
-    if tok_path.is_file() and calib.get("token_ids", "tokenizer") == "tokenizer":
-        from tokenizers import Tokenizer
-        tok = Tokenizer.from_file(str(tok_path))
-        tok.no_padding()
-        tok.no_truncation()
-        held_rows = cal.token_rows(split.heldout, tok)
-    else:  # as quantization did for an artifact without a tokenizer: the same seeded token ids
-        held_rows = cal.random_rows(len(split.heldout), int(cfg["vocab_size"]), 2)
-    feeds = cal.feeds_for(held_rows, pad_id, with_types, batch=8)
+    # as quantization did: the artifact's tokenizer, or (if it calibrated without one) the same seeded ids
+    tok = cal.load_tokenizer(artifact_dir) if calib.get("token_ids", "tokenizer") == "tokenizer" else None
+    n_held, feeds = cal.heldout_feeds(split, tok, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0),
+                                      "token_type_ids" in session.input_names)
     task = str(manifest["task"])
     metrics = fidelity(lambda f: reference.run(dict(f)), session.run, feeds, task)
     seconds = (time.perf_counter() - t0) / max(1, len(_GATE_ROWS))
@@ -134,7 +126,7 @@ def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: An
         shortfall = round(1.0 - metrics[key], 9)  # 1 - 0.98 is 0.0200000000000000018 in binary
         ok = metrics[key] >= threshold
         rows.append(Check("fidelity", label, "pass" if ok else "fail", max_diff=shortfall,
-                          where=f"{len(held_rows)} held-out texts", tolerance=round(1.0 - threshold, 9),
+                          where=f"{n_held} held-out texts", tolerance=round(1.0 - threshold, 9),
                           detail="" if ok else f"{metrics[key]:.4f} < {threshold} (int8 vs fp32 PyTorch)",
                           seconds=seconds))
     return rows

@@ -13,7 +13,6 @@ Which one is used is decided by measurement: the fastest that passes the accurac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -55,20 +54,6 @@ def node_groups(model_path: Path) -> dict[str, list[str]]:
     return groups
 
 
-@contextlib.contextmanager
-def _root_log_quiet() -> Iterator[None]:
-    """onnxruntime.quantization logs its advice ("failed to infer the type of tensor", "consider
-    pre-processing") on the root logger at WARNING: debug-log material here, where those are expected."""
-    root = logging.getLogger()
-    level = root.level
-    if not log.isEnabledFor(logging.DEBUG):
-        root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 class _Reader:
     """ORT CalibrationDataReader over a fixed list of feeds."""
 
@@ -90,7 +75,7 @@ def quantize(fp32: Path, out: Path, scheme: str, *, calibration: Sequence[dict[s
     # The fused graph carries contrib ops the quantizer cannot type; without a default it fails with
     # "Unable to find data type for weight_name" (export-notes).
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-    with _quiet(), _root_log_quiet():
+    with _quiet():
         if scheme.startswith("dynamic"):
             quantize_dynamic(str(fp32), str(out), per_channel=True, reduce_range=scheme.endswith("reduced"),
                              weight_type=QuantType.QUInt8 if scheme == "dynamic-u8" else QuantType.QInt8,

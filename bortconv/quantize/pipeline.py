@@ -41,17 +41,6 @@ def _model_files(target: str) -> tuple[str, ...]:
     return ("model.onnx",) if target == "onnx" else ("openvino_model.xml", "openvino_model.bin")
 
 
-def _tokenizer(directory: Path) -> Any:
-    path = directory / "tokenizer.json"
-    if not path.is_file():
-        return None
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_file(str(path))
-    tok.no_padding()
-    tok.no_truncation()
-    return tok
-
-
 class _Candidate:
     def __init__(self, scheme: str, path: Path, kept: list[str]) -> None:
         self.scheme, self.path, self.kept = scheme, path, kept
@@ -71,7 +60,7 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     """Write the int8 model files of the fp32 artifact in `fp32_dir` into `out_dir`; returns manifest fields."""
     from bortconv.runtime import open_session
     from bortconv.validate.parity import make_feeds
-    from bortconv.validate.speed import interleaved
+    from bortconv.validate.speed import KEEP_RULE, interleaved, keep_preferred
 
     cpu = cpu_features()
     split = cal.split_texts(opts.calibration, opts.samples)
@@ -80,18 +69,15 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     ref_session = open_session(fp32_dir, opts.threads)
     names = ref_session.input_names
     with_types = "token_type_ids" in names
-    tok = _tokenizer(fp32_dir)
-    if tok is not None:
-        calib_rows, held_rows = cal.token_rows(split.calibration, tok), cal.token_rows(split.heldout, tok)
-        source = split.source
-    else:
+    tok = cal.load_tokenizer(fp32_dir)
+    source = split.source
+    if tok is None:
         log.warning("%s has no tokenizer: calibrating on random token ids (pass --vocab/--merges to export "
                     "for text calibration)", fp32_dir)
-        calib_rows = cal.random_rows(len(split.calibration), int(cfg["vocab_size"]), 1)
-        held_rows = cal.random_rows(len(split.heldout), int(cfg["vocab_size"]), 2)
         source = "random token ids (artifact has no tokenizer)"
+    calib_rows = cal.rows_for(split.calibration, tok, int(cfg["vocab_size"]), cal.CALIBRATION_SEED)
     calib = cal.feeds_for(calib_rows, pad_id, with_types)
-    held = cal.feeds_for(held_rows, pad_id, with_types, batch=8)
+    n_held, held = cal.heldout_feeds(split, tok, int(cfg["vocab_size"]), pad_id, with_types)
 
     def gate(c: _Candidate, feeds: list | None = None) -> dict[str, float]:
         sess = open_session(c.path, opts.threads)
@@ -156,7 +142,8 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     lat = interleaved(runners, feeds, rounds=4, runs_per_round=3)
     for i, c in enumerate(passing):
         c.median_ms = lat[f"{c.scheme}|{','.join(c.kept)}|{i}"].median_ms
-    chosen = choose(passing)
+    # passing candidates are in this CPU's preference order: a later one is kept only if clearly faster
+    chosen = passing[int(keep_preferred({str(i): c.median_ms or 0.0 for i, c in enumerate(passing)}))]
     for name in _model_files(target):
         shutil.copy(chosen.path / name, out_dir / name)
     fp32_ms = lat["fp32"].median_ms
@@ -169,7 +156,7 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
         "scheme": chosen.scheme,
         "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in groups[g]]},
         "gate": {"thresholds": opts.thresholds.to_dict(), "results": chosen.metrics, "passed": True,
-                 "heldout_texts": len(held_rows)},
+                 "heldout_texts": n_held},
         "calibration": {"source": source, "samples": len(calib_rows), "order": "file order, batch 1",
                         "file": None if opts.calibration is None else str(Path(opts.calibration).resolve()),
                         "split_samples": opts.samples, "token_ids": "tokenizer" if tok is not None else "random"},
@@ -179,26 +166,9 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
                           "int8_ms": round(chosen.median_ms or 0.0, 2),
                           "speedup": round(fp32_ms / (chosen.median_ms or fp32_ms), 3),
                           "slower_than_fp32": slower},
-        "chosen_because": RULE if len(passing) > 1 else "the only scheme that passed the gate",
+        "chosen_because": f"of the schemes that passed, in this CPU's preference order: {KEEP_RULE}"
+        if len(passing) > 1 else "the only scheme that passed the gate",
     }
-
-
-#: A passing scheme later in the preference order replaces an earlier one only when clearly faster: near-ties
-#: (timing noise on a shared machine) keep the preferred scheme, so the same source quantizes to the same bytes.
-MIN_GAIN = 0.15
-MIN_GAIN_MS = 0.5
-RULE = (f"the first passing scheme in this CPU's preference order, unless another passing one was at least "
-        f"{MIN_GAIN:.0%} and {MIN_GAIN_MS} ms faster in this run")
-
-
-def choose(passing: list[_Candidate]) -> _Candidate:
-    """The kept candidate of those that passed (in preference order, with their measured median_ms)."""
-    chosen = passing[0]
-    for c in passing[1:]:
-        a, b = chosen.median_ms or 0.0, c.median_ms or 0.0
-        if b <= a * (1 - MIN_GAIN) and a - b >= MIN_GAIN_MS:
-            chosen = c
-    return chosen
 
 
 def _thresholds(t: GateThresholds, task: str) -> str:
@@ -234,11 +204,9 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
                        force: bool = False) -> dict[str, Any]:
     """`bortconv quantize`: an existing fp32 artifact directory -> a new int8 one (atomically)."""
     from bortconv._atomic import atomic_directory, check_output_dir
-    from bortconv.manifest import MANIFEST_FILE, read_manifest, write_manifest
+    from bortconv.manifest import MANIFEST_FILE, carried_fields, read_manifest, write_manifest
 
     src, out = Path(artifact_dir), Path(output_dir)
-    if not (src / MANIFEST_FILE).is_file():
-        raise InputError(f"{src}: no {MANIFEST_FILE}; not a bortconv artifact directory")
     manifest = read_manifest(src)
     if manifest.get("precision") != "fp32":
         raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
@@ -252,8 +220,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
         work.mkdir()
         info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
         shutil.rmtree(work)
-        fields = {k: v for k, v in manifest.items() if k not in ("files", "versions", "format_version")}
-        fields |= {"precision": "int8", "int8": info, "quantized_from": str(src.resolve()),
-                   "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged "
-                                     "by the gate)"}
+        fields = carried_fields(manifest) | {
+            "precision": "int8", "int8": info, "quantized_from": str(src.resolve()),
+            "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by the gate)"}
         return write_manifest(tmp, fields)

@@ -173,36 +173,15 @@ def parse_int_list(value: str | Sequence[int], option: str) -> tuple[int, ...]:
 def machine_info() -> dict[str, Any]:
     """CPU model, the SIMD/matrix features int8 and fp32 speed depend on, cores, library versions."""
     from bortconv.manifest import versions
+    from bortconv.quantize.cpu import cpu_features, cpu_flags
 
-    model, flags = "", set()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            key, _, val = line.partition(":")
-            if key.strip() == "Model name" and not model:
-                model = val.strip()
-            elif key.strip() == "Flags":
-                flags = set(val.split())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    if not flags and Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, val = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = val.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(val.split())
-    features = {
-        "avx2": "avx2" in flags,
-        "avx512": "avx512f" in flags,
-        "vnni": bool({"avx512_vnni", "avx_vnni"} & flags),
-        "amx": bool({"amx_tile", "amx_int8", "amx_bf16"} & flags),
-    }
+    _, flags = cpu_flags()
+    feats = cpu_features()
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
-    return {"cpu": model or platform.processor() or "unknown", "features": features,
+    return {"cpu": feats["model"] or "unknown", "features": {k: feats[k] for k in ("avx2", "avx512", "vnni", "amx")},
             "feature_flags": sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "avx_vnni")),
             "cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
             "versions": {k: v for k, v in versions().items() if v}}
@@ -227,7 +206,7 @@ def ensure_int8_baseline(onnx_dir: Path, threads: int | None) -> Path:
     """The baseline's fused ONNX through bortconv's ONNX Runtime int8 scheme (dynamic s8, per-channel,
     QAttention/QEmbedLayerNorm), built once beside it. No accuracy gate: its weights are random and it exists
     to be timed, so the int8 Bort artifacts have a same-pipeline int8 comparison."""
-    from bortconv.manifest import read_manifest, write_manifest
+    from bortconv.manifest import carried_fields, read_manifest, write_manifest
     from bortconv.quantize import ort_int8
 
     out = onnx_dir.parent / "onnx-int8"
@@ -240,8 +219,7 @@ def ensure_int8_baseline(onnx_dir: Path, threads: int | None) -> Path:
     shutil.copy(onnx_dir / "config.json", tmp / "config.json")
     ort_int8.quantize(onnx_dir / "model.onnx", tmp / "model.onnx", "dynamic-s8", calibration=[],
                       input_names=["input_ids", "attention_mask"])
-    fields = {k: v for k, v in read_manifest(onnx_dir).items() if k not in ("files", "versions", "format_version")}
-    write_manifest(tmp, fields | {"precision": "int8", "int8": {"scheme": "dynamic-s8", "gate": "none (baseline)"}})
+    write_manifest(tmp, carried_fields(read_manifest(onnx_dir)) | {"precision": "int8", "int8": {"scheme": "dynamic-s8", "gate": "none (baseline)"}})
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -315,15 +293,11 @@ def _read_config(d: Path) -> dict[str, Any]:
 
 
 def _check_artifact(d: Path) -> dict[str, Any]:
-    if not d.is_dir():
-        raise InputError(f"{d}: no such directory")
-    if not (d / "manifest.json").is_file():
-        raise InputError(f"{d}: no manifest.json; not a bortconv artifact directory")
-    from bortconv._jsonfile import read_json
-    manifest = read_json(d / "manifest.json")
+    from bortconv.manifest import read_manifest
+    manifest = read_manifest(d)
     if not _model_files(d):
         raise InputError(f"{d}: holds neither model.onnx nor openvino_model.xml")
-    return manifest if isinstance(manifest, dict) else {}
+    return manifest
 
 
 def probe_memory(kind: str, path: Path, threads: int, batch: int, seq_len: int) -> dict[str, float] | None:

@@ -22,6 +22,31 @@ class Latency:
                 "p99_ms": round(self.p99_ms, 3), "runs": self.runs, "spread": round(self.spread, 3)}
 
 
+#: A measured choice between options timed in one run keeps the preferred one unless another is faster by at
+#: least this fraction and this many ms. Within that margin they are timing noise apart, and letting noise
+#: decide would make the same input give different artifacts from run to run (reproducible exports).
+CLEAR_GAIN = 0.15
+CLEAR_GAIN_MS = 0.5
+KEEP_RULE = (f"the preferred option unless another was at least {CLEAR_GAIN:.0%} and {CLEAR_GAIN_MS} ms faster in "
+             f"the same run")
+
+
+def clearly_faster(candidate_ms: float, incumbent_ms: float) -> bool:
+    """Whether `candidate_ms` beats `incumbent_ms` by more than timing noise (see :data:`CLEAR_GAIN`)."""
+    return candidate_ms <= incumbent_ms * (1 - CLEAR_GAIN) and incumbent_ms - candidate_ms >= CLEAR_GAIN_MS
+
+
+def keep_preferred(ms_by_option: Mapping[str, float]) -> str:
+    """The option to keep of those timed, given in preference order: the first, replaced by a later one only
+    when that one is clearly faster than the current choice."""
+    options = list(ms_by_option)
+    kept = options[0]
+    for option in options[1:]:
+        if clearly_faster(ms_by_option[option], ms_by_option[kept]):
+            kept = option
+    return kept
+
+
 def measure(fn: Callable[[Mapping[str, np.ndarray]], object], feeds: Mapping[str, np.ndarray], *,
             warmup: int = 3, runs: int = 20, max_seconds: float = 30.0) -> Latency:
     """Call `fn(feeds)` `warmup` times untimed, then up to `runs` times (stopping after `max_seconds`)."""

@@ -203,15 +203,9 @@ class FidelityGate(Protocol):
 
 def read_artifact_manifest(artifact_dir: Path) -> dict[str, Any]:
     """manifest.json of an artifact directory, checked for the fields validate needs (InputError if not)."""
-    if not artifact_dir.is_dir():
-        raise InputError(f"{artifact_dir}: no such directory")
+    from bortconv.manifest import read_manifest
+    manifest = read_manifest(artifact_dir)
     path = artifact_dir / MANIFEST_FILE
-    if not path.is_file():
-        raise InputError(f"{artifact_dir}: no {MANIFEST_FILE}; not a bortconv artifact directory")
-    from bortconv._jsonfile import read_json
-    manifest = read_json(path)
-    if not isinstance(manifest, dict):
-        raise InputError(f"{path}: not a bortconv manifest (not a JSON object)")
     missing = [k for k in ("files", "target", "precision", "task", "output") if k not in manifest]
     if missing or not isinstance(manifest.get("files"), dict):
         raise InputError(f"{path}: not a bortconv manifest (missing {', '.join(missing) or 'files'})")
