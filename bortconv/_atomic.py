@@ -18,7 +18,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
+import threading
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,28 +89,59 @@ def check_output_dir(out: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while a temporary directory is made and its path recorded, and while the
+    finished output is swapped in.
+
+    Without this a Ctrl-C landing between mkdtemp's mkdir and the assignment of its result leaves a
+    directory nobody knows the name of (CI caught exactly that). A signal mask would not do: the OS hands a
+    process-directed signal to any thread that does not block it (torch, onnxruntime and OpenVINO keep
+    pools), so the Python-level handlers are swapped for a recorder instead, and what arrived is re-raised
+    in this thread, to the handlers it was meant for, once the step is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only; elsewhere there is nothing to defer
+        return
+    arrived: list[int] = []
+    held = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
 def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success it replaces `out`."""
     out = Path(out)
     check_output_dir(out, force)
     parent = out.parent if str(out.parent) else Path(".")
     remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{out.name}-{os.getpid()}-{_host_tag()}-", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any mkdir'd directory
+    tmp: Path | None = None
     try:
+        with _interrupts_deferred():
+            tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{out.name}-{os.getpid()}-{_host_tag()}-", dir=parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any mkdir'd dir
         yield tmp
         check_output_dir(out, force)  # something may have appeared there meanwhile
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=TMP_MARK + out.name + "-old-", dir=parent))
-            os.rename(out, trash / "old")
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-        if not any(part.startswith(TMP_MARK) for part in out.resolve().parts):
-            committed.append(out)
+        # the swap and its record happen as one step for Ctrl-C: never the old output moved aside with the
+        # new one not yet in place, never a finished output the interrupt message says was not written
+        with _interrupts_deferred():
+            if out.exists():
+                trash = Path(tempfile.mkdtemp(prefix=TMP_MARK + out.name + "-old-", dir=parent))
+                os.rename(out, trash / "old")
+                os.rename(tmp, out)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(tmp, out)
+            if not any(part.startswith(TMP_MARK) for part in out.resolve().parts):
+                committed.append(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
