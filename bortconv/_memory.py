@@ -23,3 +23,178 @@ def release() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):  # musl or another libc without malloc_trim
         pass
+
+
+# --- a memory budget: --max-memory -------------------------------------------------------------------------
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from bortconv.errors import InputError, MemoryBudgetError
+
+log = logging.getLogger(__name__)
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
+_UNIT = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+#: how often the watchdog reads the resident set size
+POLL_S = 0.02
+
+
+def parse_size(text: str, option: str = "--max-memory") -> int:
+    """'1.5G', '1500M', '1536MiB', '2000000000' -> bytes (binary units: 1G = 2**30)."""
+    m = _SIZE.fullmatch(str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise InputError(f"{option} {text!r}: expected a size such as 1.5G, 1500M or 2000000000 (bytes)")
+    return int(float(m.group(1)) * _UNIT[m.group(2).lower()])
+
+
+def fmt_size(n: float) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set size now (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Budget:
+    """What a budgeted run used: the limit, the peak the watchdog saw, and where it was exceeded."""
+
+    limit: int
+    what: str
+    peak: int = 0
+    tripped_at: int | None = None
+    stage: str = "starting"
+    stages: dict[str, int] = field(default_factory=dict)  # peak RSS per stage
+
+    def enter(self, stage: str) -> None:
+        """Name the stage the run is in (for the message and the per-stage peaks)."""
+        self.stage = stage
+
+    def _sample(self) -> int | None:
+        rss = rss_bytes()
+        if rss is not None:
+            self.peak = max(self.peak, rss)
+            self.stages[self.stage] = max(self.stages.get(self.stage, 0), rss)
+        return rss
+
+
+_active: list[Budget] = []
+
+
+def active_budget() -> Budget | None:
+    """The budget the current run is under, if any (the exporter plans its stages to fit it)."""
+    return _active[-1] if _active else None
+
+
+def enter_stage(label: str) -> None:
+    """Record the stage a budgeted run is in (a no-op without a budget)."""
+    if _active:
+        _active[-1].enter(label)
+
+
+@contextmanager
+def memory_budget(limit: int | None, what: str) -> Iterator[Budget | None]:
+    """Keep the process's RSS under `limit` bytes while the block runs, or stop it cleanly.
+
+    A watchdog thread reads the RSS every 20 ms. Past the limit it interrupts the main thread (the same path
+    as Ctrl-C, so every temporary file is removed on the way out) and the block ends in
+    :class:`MemoryBudgetError`, naming the stage and the RSS seen: never the kernel's OOM killer, never a
+    half-written output. A stage inside one long native call (the ONNX exporter, the OpenVINO compiler) is
+    interrupted when that call returns, so it may pass the limit by what that call allocates; the plan made
+    before the run (:func:`bortconv.exporter` refuses budgets below its measured need) keeps that rare.
+    With `limit` None the block runs unwatched.
+    """
+    if limit is None:
+        yield None
+        return
+    if rss_bytes() is None:
+        raise InputError("--max-memory: this platform does not report a process's resident memory "
+                         "(/proc/self/statm); run without it")
+    import _thread
+    budget = Budget(limit, what)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(POLL_S):
+            rss = budget._sample()
+            if rss is not None and rss > limit and budget.tripped_at is None:
+                budget.tripped_at = rss
+                _thread.interrupt_main()  # raises KeyboardInterrupt in the main thread
+                return
+
+    budget._sample()
+    watcher = threading.Thread(target=watch, name="bortconv-memory-budget", daemon=True)
+    watcher.start()
+    _active.append(budget)
+    try:
+        try:
+            yield budget
+        finally:
+            _active.remove(budget)
+            stop.set()
+            watcher.join()
+        if budget.tripped_at is not None:  # tripped as the block ended: let the pending interrupt fire here
+            for _ in range(1000):
+                time.sleep(0)
+    except KeyboardInterrupt:
+        if budget.tripped_at is None:
+            raise  # a real Ctrl-C
+    if budget.tripped_at is not None:
+        raise MemoryBudgetError(
+            f"{what}: resident memory reached {fmt_size(budget.tripped_at)} while {budget.stage}, over "
+            f"--max-memory {fmt_size(limit)}; stopped, nothing was written")
+    log.info("%s: peak RSS %s (budget %s)", what, fmt_size(budget.peak), fmt_size(limit))
+
+
+#: Peak RSS of `bortconv export` (MB) as fixed + per_weight x (fp32 weight MB), by (target, int8, both
+#: OpenVINO routes). Measured on Bort (300 MB of fp32 weights) and all-MiniLM-L6-v2 (91 MB) with this
+#: version's stage order (PyTorch outputs recorded and the model freed before the optimizer); the
+#: largest stage is torch.onnx.export for fp32, calibration for int8. Kept a little above what was seen.
+EXPORT_PEAK_MB: dict[tuple[str, bool, bool], tuple[float, float]] = {
+    ("onnx", False, False): (430.0, 3.0),
+    ("openvino", False, False): (430.0, 3.0),
+    ("openvino", False, True): (430.0, 3.0),
+    ("onnx", True, False): (430.0, 3.0),
+    ("openvino", True, False): (430.0, 3.0),
+    ("openvino", True, True): (430.0, 3.0),
+}
+
+
+def export_need(weights: int, *, target: str, int8: bool, both_routes: bool, fill_mask: bool = False) -> int:
+    """Bytes of resident memory `bortconv export` is expected to peak at for a model of `weights` fp32 bytes."""
+    fixed, per = EXPORT_PEAK_MB[(target, int8, both_routes and target == "openvino")]
+    extra = weights if fill_mask else 0  # fill-mask keeps the PyTorch model through parity
+    return int(fixed * 2**20 + per * weights + extra)
+
+
+def fit_budget(limit: int, weights: int, *, target: str, int8: bool, route: str, fill_mask: bool) -> str:
+    """The OpenVINO route to take under a `limit`-byte budget; raises MemoryBudgetError if nothing fits.
+
+    `auto` converts to OpenVINO both from ONNX and from PyTorch and keeps the faster; when only one fits,
+    the ONNX route (auto's preference on a near-tie) is taken and the manifest says why."""
+    both = target == "openvino" and route in ("auto", "fastest")
+    need = export_need(weights, target=target, int8=int8, both_routes=both, fill_mask=fill_mask)
+    if need <= limit:
+        return route
+    if both and route == "auto":
+        single = export_need(weights, target=target, int8=int8, both_routes=False, fill_mask=fill_mask)
+        if single <= limit:
+            log.warning("--max-memory %s: converting to OpenVINO from ONNX only (both routes need about %s)",
+                        fmt_size(limit), fmt_size(need))
+            return "onnx"
+        need = single
+    raise MemoryBudgetError(
+        f"export: this model ({fmt_size(weights)} of fp32 weights{', int8' if int8 else ''}) needs about "
+        f"{fmt_size(need)} of resident memory, over --max-memory {fmt_size(limit)}; nothing was written")

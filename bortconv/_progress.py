@@ -22,6 +22,8 @@ class Progress:
     @contextmanager
     def step(self, label: str) -> Iterator[None]:
         self.n += 1
+        from bortconv._memory import enter_stage
+        enter_stage(label)  # a --max-memory message names the stage it stopped in
         if self.enabled:
             self.stream.write(f"[{self.n}/{self.total}] {label} ...")
             self.stream.flush()

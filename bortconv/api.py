@@ -114,14 +114,26 @@ def inspect_checkpoint(checkpoint: str | os.PathLike[str], *, variant: str | Non
 def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
             dtype: str | DType = DType.FLOAT32, variant: str | None = None, heads: int | None = None,
             decoder_layer_norm_eps: float | None = None, force: bool = False, vocab: str | os.PathLike[str] | None = None,
-            merges: str | os.PathLike[str] | None = None) -> ConversionResult:
+            merges: str | os.PathLike[str] | None = None, max_memory: int | str | None = None) -> ConversionResult:
     """Convert a Bort `.params` checkpoint into a Hugging Face BERT directory.
 
     The directory holds ``config.json`` (``model_type: bert``), ``model.safetensors`` and a conversion record;
     it loads with ``transformers.AutoModel*.from_pretrained``. With `vocab` (gluonnlp vocabulary JSON) and
     `merges` (GPT-2 BPE merges) Bort's tokenizer is written beside the model. Nothing is left at `output_dir`
-    if any step fails. Raises a :class:`bortconv.errors.BortconvError` subclass on bad input.
+    if any step fails. Raises a :class:`bortconv.errors.BortconvError` subclass on bad input. With `max_memory`
+    (bytes or "1G") the run stops cleanly if its resident memory passes that budget (it streams: about 90 MB
+    for the full-size Bort).
     """
+    from bortconv._memory import memory_budget, parse_size
+    limit = None if max_memory is None else parse_size(str(max_memory))
+    with memory_budget(limit, "convert"):
+        return _convert(checkpoint, output_dir, dtype=dtype, variant=variant, heads=heads,
+                        decoder_layer_norm_eps=decoder_layer_norm_eps, force=force, vocab=vocab, merges=merges)
+
+
+def _convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str], *, dtype: str | DType,
+             variant: str | None, heads: int | None, decoder_layer_norm_eps: float | None, force: bool,
+             vocab: str | os.PathLike[str] | None, merges: str | os.PathLike[str] | None) -> ConversionResult:
     opts = _options(dtype=dtype, variant=variant, heads=heads, decoder_layer_norm_eps=decoder_layer_norm_eps,
                     force=force)
     out = Path(output_dir)

@@ -54,7 +54,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     result = convert(args.checkpoint, args.output, dtype=args.dtype, variant=args.variant, heads=args.heads,
                      decoder_layer_norm_eps=args.decoder_ln_eps, force=args.force, vocab=args.vocab,
-                     merges=args.merges)
+                     merges=args.merges, max_memory=args.max_memory)
     if args.json:
         _emit_json(result.to_dict())
     else:
@@ -71,7 +71,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                     fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
                     force=args.force, vocab=args.vocab, merges=args.merges, int8=args.int8,
                     calibration=args.calibration, samples=args.samples, int8_scheme=args.int8_scheme,
-                    bench=not args.no_bench, progress=not args.quiet, openvino_from=args.openvino_from)
+                    bench=not args.no_bench, progress=not args.quiet, openvino_from=args.openvino_from,
+                    max_memory=args.max_memory)
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -110,8 +111,9 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from bortconv.quantize.pipeline import Int8Options, quantize_directory
 
-    manifest = quantize_directory(args.artifact, args.output, force=args.force, opts=Int8Options(
-        calibration=args.calibration, samples=args.samples, scheme=args.int8_scheme, threads=args.threads))
+    manifest = quantize_directory(args.artifact, args.output, force=args.force, max_memory=args.max_memory,
+                                  opts=Int8Options(calibration=args.calibration, samples=args.samples,
+                                                   scheme=args.int8_scheme, threads=args.threads))
     info = manifest["int8"]
     if args.json:
         _emit_json({"output_dir": args.output, "int8": info,
@@ -221,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merges", help="GPT-2 BPE merges file (vocab.bpe)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
+                   "refused up front if it cannot, stopped cleanly if passed (exit 2)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("tokenizer", help="write Bort's tokenizer (tokenizer.json) from its vocab and merges")
@@ -258,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
+                   "refused up front if it cannot, stopped cleanly if passed (exit 2)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quantize", help="quantize an fp32 ONNX/OpenVINO artifact directory to int8")
@@ -269,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="threads for the gate and timing runs")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
+                   "refused up front if it cannot, stopped cleanly if passed (exit 2)")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("make-demo", help="write a Bort-shaped demo checkpoint (random weights, released layout)")

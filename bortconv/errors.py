@@ -97,6 +97,13 @@ class AccuracyGateError(BortconvError):
     advice = "Calibrate on text like yours (--calibration), allow more samples, or deploy fp32."
 
 
+class MemoryBudgetError(BortconvError):
+    """The run needs, or reached, more resident memory than --max-memory allows."""
+
+    advice = ("Raise --max-memory to at least the figure in the message (the README lists measured peaks), "
+              "or export on a larger machine.")
+
+
 class MissingDependencyError(BortconvError):
     """An optional dependency needed for this command is not installed."""
 
@@ -111,6 +118,7 @@ CATALOGUE: tuple[type[BortconvError], ...] = (
     BadWeightsError,
     OutputExistsError,
     TokenizerError,
+    MemoryBudgetError,
     MissingDependencyError,
     ExportError,
     ParityError,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bortconv._atomic import atomic_directory, check_output_dir
-from bortconv._memory import release
+from bortconv._memory import active_budget, fit_budget, memory_budget, parse_size, release
 from bortconv._progress import Progress
 from bortconv.config import ExportOptions, OpenVinoRoute, Target, Task, parse_enum, parse_static_shape
 from bortconv.errors import InputError, ParityError
@@ -77,7 +77,8 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
            force: bool = False, vocab: str | None = None, merges: str | None = None,
            int8: bool = False, calibration: str | None = None, samples: int | None = None,
            int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
-           progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO) -> ExportResult:
+           progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO,
+           max_memory: int | str | None = None) -> ExportResult:
     """Export `source` (a Bort `.params` file or a BERT-family Hugging Face directory) for CPU inference.
 
     Writes ``model.onnx`` (target onnx) or ``openvino_model.xml/.bin`` (target openvino), plus config,
@@ -85,6 +86,9 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
     a failing artifact raises :class:`bortconv.errors.ParityError` and leaves nothing at `output_dir`.
     With `int8`, the checked fp32 artifact is then quantized under the accuracy gate (see
     :mod:`bortconv.quantize.pipeline`), calibrated on `calibration` (default: the shipped English set).
+    With `max_memory` (bytes, or a size such as "1.5G") the run is planned to fit that resident-memory budget,
+    refused up front if it cannot, and stopped cleanly (:class:`bortconv.errors.MemoryBudgetError`) if it
+    passes it anyway.
     """
     opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
                          task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
@@ -108,7 +112,8 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
     check_output_dir(out, opts.force)
     precision = "fp16" if opts.fp16 else "int8" if int8 else "fp32"
     prog = Progress((5 if kind == "params" else 4) + int(bench) + int(int8), enabled=progress)
-    with atomic_directory(out, force=opts.force) as tmp:
+    limit = None if max_memory is None else parse_size(str(max_memory))
+    with memory_budget(limit, "export"), atomic_directory(out, force=opts.force) as tmp:
         work = tmp / WORK
         work.mkdir()
         result = _export_into(src, kind, tmp, work, opts, prog, vocab, merges, bench, int8_opts)
@@ -127,7 +132,7 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
                  vocab: str | None, merges: str | None, bench: bool, int8: Any) -> dict[str, Any]:
     from bortconv.api import convert, sha256_file
     from bortconv.converters import hf_model
-    from bortconv.validate.parity import TOLERANCES, check_parity, make_feeds, parity_shapes
+    from bortconv.validate.parity import TOLERANCES, check_parity, make_feeds, parity_shapes, record_reference
 
     precision = "fp16" if opts.fp16 else "fp32"  # of the artifact parity checks; int8 is gated afterwards
 
@@ -155,18 +160,38 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
         module = hf_model.task_module(model, task)
     cfg = model.config
     output = task.output_name
+    route = opts.openvino_from.value
+    budget = active_budget()
+    if budget is not None:  # plan to fit --max-memory before the heavy stages, or refuse now
+        weights = 4 * sum(p.numel() for p in model.parameters())
+        route = fit_budget(budget.limit, weights, target=opts.target.value, int8=int8 is not None,
+                           route=route, fill_mask=task is Task.FILL_MASK)
 
     from bortconv.converters import onnx_export as ox
-    with prog.step(f"exporting ONNX (opset {opts.opset})"):
-        plain = ox.export_onnx(module, work / "plain.onnx", output_name=output, opset=opts.opset,
-                               static_shape=opts.static_shape)
-        release()  # the tracer's garbage: ~0.9 GB of RSS for Bort that the next stage would stack on
     fused_ops: dict[str, int] = {}
     ov_info: dict[str, Any] = {}
     names = ox.input_names(module)
+    with_types = "token_type_ids" in names
+    pad_id = cfg.pad_token_id or 0
     bench_shape = opts.static_shape or (1, min(128, cfg.max_position_embeddings))  # a model may be shorter
-    bench_feeds = make_feeds([bench_shape[1]] * bench_shape[0], bench_shape[1], cfg.vocab_size,
-                             cfg.pad_token_id or 0, 0, "token_type_ids" in names)
+    bench_feeds = make_feeds([bench_shape[1]] * bench_shape[0], bench_shape[1], cfg.vocab_size, pad_id, 0,
+                             with_types)
+    shapes = parity_shapes(opts.static_shape, cfg.max_position_embeddings)
+    needs_module = opts.target is Target.OPENVINO and route != "onnx"  # converting from PyTorch
+    keep_model = task is Task.FILL_MASK  # its logits (50k per token) would outweigh the model
+    with prog.step(f"exporting ONNX (opset {opts.opset})"):
+        plain = ox.export_onnx(module, work / "plain.onnx", output_name=output, opset=opts.opset,
+                               static_shape=opts.static_shape)
+        reference = _torch_runner(module, opts.threads)
+        if not keep_model:
+            # The PyTorch outputs parity compares against are recorded now (13 MB for Bort's hidden states),
+            # so the model's 300 MB are not held while the optimizer, the compiler and the artifact run.
+            reference = record_reference(reference, shapes=shapes, vocab_size=cfg.vocab_size, pad_id=pad_id,
+                                         with_types=with_types)
+            if not needs_module:
+                del model
+                module = None
+        release()  # the tracer's garbage: ~0.9 GB of RSS for Bort that the next stage would stack on
     if opts.target is Target.ONNX:
         artifact = tmp / "model.onnx"
         with prog.step("optimizing the ONNX graph for CPU" if not opts.portable else "writing portable ONNX"):
@@ -182,29 +207,35 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
     else:
         from bortconv.converters import openvino_export as ovx
         from bortconv.validate.speed import KEEP_RULE
-        route = opts.openvino_from.value
         label = {"auto": "from ONNX and from PyTorch, keeping the clearly faster", "onnx": "from ONNX",
                  "pytorch": "from PyTorch", "fastest": "from ONNX and from PyTorch, keeping the faster"}[route]
         with prog.step(f"converting to OpenVINO ({label})"):
-            best, cands = ovx.best_openvino(module, plain, output_name=output, static_shape=opts.static_shape,
-                                            threads=opts.threads, bench_feeds=bench_feeds, route=route)
+            best, cands = ovx.best_openvino(module if needs_module else None, plain, output_name=output,
+                                            static_shape=opts.static_shape, threads=opts.threads,
+                                            bench_feeds=bench_feeds, route=route, names=names)
             ovx.save_ir(best.model, tmp / "openvino_model.xml", fp16=opts.fp16)
         ov_info = {"openvino_source": best.source, "openvino_from": route}
+        if route != opts.openvino_from.value:
+            ov_info["openvino_from_reason"] = f"--max-memory (asked: {opts.openvino_from.value})"
         if len(cands) > 1:  # the measurement that chose the route
             ov_info |= {"openvino_candidates": {c.source: round(c.median_ms or 0.0, 2) for c in cands},
                         "openvino_candidates_shape": list(bench_shape),
                         "openvino_rule": f"ONNX route preferred; {KEEP_RULE}" if route == "auto"
                         else "faster in this run"}
+        del best, cands
+        if needs_module and not keep_model:
+            del model
+            module = None
+        release()
 
     from bortconv.runtime import open_session
     with prog.step("checking parity against PyTorch"):
         session = open_session(tmp, opts.threads)
         tol = TOLERANCES[(opts.target.value, precision)]
-        report = check_parity(session.run, _torch_runner(module, opts.threads), output=output,
-                              shapes=parity_shapes(opts.static_shape, cfg.max_position_embeddings),
-                              tolerance=tol, vocab_size=cfg.vocab_size, pad_id=cfg.pad_token_id or 0,
-                              with_types="token_type_ids" in session.input_names)
-        del session
+        report = check_parity(session.run, reference, output=output, shapes=shapes, tolerance=tol,
+                              vocab_size=cfg.vocab_size, pad_id=pad_id, with_types=with_types)
+        del session, reference
+        release()
     if not report.passed:
         w = report.worst()
         raise ParityError(
@@ -237,6 +268,8 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
     if bench:
         from bortconv.validate.speed import interleaved
         with prog.step(f"timing artifact vs PyTorch eager (batch {bench_shape[0]}, length {bench_shape[1]})"):
+            if module is None:  # let go once the reference was recorded: load it again (about 1 s)
+                module = hf_model.task_module(hf_model.load_pytorch(hf_dir, task), task)
             session = open_session(tmp, opts.threads)
             lat = interleaved({"artifact": session.run, "pytorch_eager": _torch_runner(module, opts.threads)},
                               bench_feeds)

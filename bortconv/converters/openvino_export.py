@@ -67,13 +67,14 @@ def from_onnx(onnx_path: Path, *, output_name: str, names: list[str]) -> Any:
 
 def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_shape: tuple[int, int] | None,
                   threads: int | None, bench_feeds: dict[str, np.ndarray],
-                  route: str = "auto") -> tuple[OvCandidate, list[OvCandidate]]:
+                  route: str = "auto", names: list[str] | None = None) -> tuple[OvCandidate, list[OvCandidate]]:
     """Convert by `route` ("auto", "onnx", "pytorch" or "fastest"); return the IR kept and every candidate.
 
     "auto" converts both ways, times both in this process, and keeps the PyTorch IR only when it is clearly
     faster (:func:`bortconv.validate.speed.keep_preferred`), so near-ties resolve to ONNX every time; "fastest" keeps whichever measured
-    faster (no margin: not reproducible); "onnx"/"pytorch" convert one way and time nothing."""
-    names = input_names(module)
+    faster (no margin: not reproducible); "onnx"/"pytorch" convert one way and time nothing. `module` may be
+    None for the "onnx" route (the exporter has freed it by then); `names` are then the ONNX inputs."""
+    names = names if names is not None else input_names(module)
     makers = {"pytorch": lambda: from_pytorch(module, output_name=output_name, static_shape=static_shape),
               "onnx": lambda: from_onnx(plain_onnx, output_name=output_name, names=names)}
     order = {"auto": ["onnx", "pytorch"], "onnx": ["onnx"], "pytorch": ["pytorch"],

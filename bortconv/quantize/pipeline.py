@@ -201,8 +201,17 @@ def _mixed_precision(scheme: str, groups: dict[str, list[str]], build: Any, prob
 
 
 def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts: Int8Options,
-                       force: bool = False) -> dict[str, Any]:
-    """`bortconv quantize`: an existing fp32 artifact directory -> a new int8 one (atomically)."""
+                       force: bool = False, max_memory: int | str | None = None) -> dict[str, Any]:
+    """`bortconv quantize`: an existing fp32 artifact directory -> a new int8 one (atomically), stopped
+    cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
+    from bortconv._memory import memory_budget, parse_size
+    limit = None if max_memory is None else parse_size(str(max_memory))
+    with memory_budget(limit, "quantize"):
+        return _quantize_directory(artifact_dir, output_dir, opts=opts, force=force)
+
+
+def _quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts: Int8Options,
+                        force: bool) -> dict[str, Any]:
     from bortconv._atomic import atomic_directory, check_output_dir
     from bortconv.manifest import MANIFEST_FILE, carried_fields, read_manifest, write_manifest
 

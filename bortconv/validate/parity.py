@@ -111,3 +111,29 @@ def check_parity(run_artifact: Callable[[Mapping[str, np.ndarray]], np.ndarray],
         diff, where = compare(got, want, feeds["attention_mask"], tolerance)
         rows.append(ParityRow(name, len(lengths), length, diff, where, tolerance, diff <= tolerance))
     return ParityReport(output=output, rows=tuple(rows))
+
+
+def record_reference(run_reference: Callable[[Mapping[str, np.ndarray]], np.ndarray], *,
+                     shapes: Sequence[tuple[str, tuple[int, ...], int]], vocab_size: int, pad_id: int,
+                     with_types: bool, seed: int = 0) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+    """Run the reference now on the feeds :func:`check_parity` will use, and return a runner that replays them.
+
+    The exporter records the PyTorch outputs (13 MB for Bort's hidden states) before it builds the artifact,
+    so the PyTorch model (300 MB) is not held while the optimizer and the artifact's session run. The replay
+    refuses feeds it was not recorded on: a parity check must never compare against the wrong outputs."""
+    recorded: dict[bytes, np.ndarray] = {}
+
+    def key(feeds: Mapping[str, np.ndarray]) -> bytes:
+        return b"|".join(np.ascontiguousarray(feeds[k]).tobytes() + str(feeds[k].shape).encode()
+                         for k in sorted(feeds))
+
+    for k, (_name, lengths, length) in enumerate(shapes):
+        feeds = make_feeds(lengths, length, vocab_size, pad_id, seed + k, with_types)
+        recorded[key(feeds)] = run_reference(feeds)
+
+    def replay(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        try:
+            return recorded[key(feeds)]
+        except KeyError:
+            raise RuntimeError("parity: no recorded reference output for these feeds") from None
+    return replay

@@ -1,0 +1,152 @@
+"""--max-memory: a resident-memory budget that is planned for, refused up front when it cannot hold, and
+enforced by a watchdog that stops the run cleanly (exit 2, nothing left behind) instead of the OOM killer.
+
+The watchdog rows allocate real memory past a real limit; the CLI rows run real exports of an mxnet-built
+Bort-shaped checkpoint. Peak figures for the full-size Bort are measured by benchmarks/bench_export.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bortconv._atomic import TMP_MARK, atomic_directory
+from bortconv._memory import (EXPORT_PEAK_MB, export_need, fit_budget, memory_budget, parse_size, rss_bytes)
+from bortconv.errors import InputError, MemoryBudgetError
+
+BORTCONV = [sys.executable, "-m", "bortconv"]
+CASE = "bort2_cls_fp16"  # Bort-shaped: 2 layers, 16 heads, units 1024, classifier head
+G, M = 2**30, 2**20
+
+# (text, bytes or None for "refused")
+SIZES = [("1.5G", int(1.5 * G)), ("1500M", 1500 * M), ("1536MiB", 1536 * M), ("2000000000", 2_000_000_000),
+         ("2gb", 2 * G), ("512k", 512 * 1024), ("", None), ("abc", None), ("-1G", None), ("0", None),
+         ("1.5X", None), ("1e9", None)]
+
+
+@pytest.mark.parametrize("text,expected", SIZES, ids=[repr(s[0]) for s in SIZES])
+def test_parse_size(text, expected):
+    if expected is None:
+        with pytest.raises(InputError, match="--max-memory"):
+            parse_size(text)
+    else:
+        assert parse_size(text) == expected
+
+
+def _touch(nbytes: int) -> np.ndarray:
+    a = np.ones(nbytes // 8)  # written: resident, not just reserved
+    for _ in range(50):  # Python bytecodes for the watchdog's interrupt to land on
+        time.sleep(0.01)
+    return a
+
+
+def test_watchdog_stops_the_block_and_nothing_is_left(tmp_path):
+    base = rss_bytes()
+    assert base is not None
+    out = tmp_path / "out"
+    with pytest.raises(MemoryBudgetError) as err:
+        with memory_budget(base + 150 * M, "export") as budget, atomic_directory(out) as tmp:
+            budget.enter("allocating")
+            (tmp / "model.onnx").write_bytes(b"partial")
+            held = _touch(400 * M)
+            del held
+    msg = str(err.value)
+    assert "while allocating" in msg and "--max-memory" in msg and "nothing was written" in msg, msg
+    assert budget.tripped_at is not None and budget.tripped_at > base + 150 * M
+    assert list(tmp_path.iterdir()) == []  # no OUT, no temporary directory
+
+
+def test_under_budget_and_real_interrupt_pass_through():
+    base = rss_bytes()
+    with memory_budget(base + 2 * G, "export") as budget:
+        held = _touch(100 * M)
+    assert budget.tripped_at is None and budget.peak >= base + 90 * M
+    del held
+    import _thread
+    with pytest.raises(KeyboardInterrupt):  # a real Ctrl-C is not turned into a budget error
+        with memory_budget(base + 2 * G, "export"):
+            _thread.interrupt_main()
+            time.sleep(0.5)
+
+
+# (weights MB, target, int8, route, budget MB) -> the route taken, or "refused"
+PLANS = [
+    (300, "onnx", False, "auto", 4096, "auto"),
+    (300, "openvino", False, "auto", 4096, "auto"),
+    (300, "onnx", False, "auto", 400, "refused"),
+    (300, "openvino", True, "pytorch", 400, "refused"),
+]
+
+
+@pytest.mark.parametrize("weights,target,int8,route,budget,taken", PLANS)
+def test_plan_table(weights, target, int8, route, budget, taken):
+    if taken == "refused":
+        with pytest.raises(MemoryBudgetError, match="needs about"):
+            fit_budget(budget * M, weights * M, target=target, int8=int8, route=route, fill_mask=False)
+    else:
+        assert fit_budget(budget * M, weights * M, target=target, int8=int8, route=route,
+                          fill_mask=False) == taken
+
+
+def test_openvino_takes_one_route_when_both_do_not_fit():
+    w = 300 * M
+    both = export_need(w, target="openvino", int8=False, both_routes=True)
+    one = export_need(w, target="openvino", int8=False, both_routes=False)
+    if both == one:
+        pytest.skip("both OpenVINO routes measured at the same peak: nothing to choose")
+    assert fit_budget((both + one) // 2, w, target="openvino", int8=False, route="auto", fill_mask=False) == "onnx"
+    assert set(EXPORT_PEAK_MB) >= {(t, q, b) for t in ("onnx", "openvino") for q in (False, True) for b in (False,)}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*BORTCONV, *args], capture_output=True, text=True)
+
+
+def test_cli_refuses_a_budget_below_the_plan_up_front(reference, tmp_path):
+    out = tmp_path / "out"
+    proc = _cli("export", str(reference[CASE].params), "--target", "onnx", "-o", str(out), "--max-memory", "450M",
+                "--no-bench", "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs about" in lines[0] and "--max-memory 450 MB" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_watchdog_stops_convert_cleanly(reference, tmp_path):
+    out = tmp_path / "out"  # 20 MB: below what the interpreter and numpy alone hold
+    proc = _cli("convert", str(reference[CASE].params), "-o", str(out), "--max-memory", "20M")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("bortconv: error: convert: resident memory reached") and \
+        proc.stderr.count("\n") == 1, proc.stderr
+    assert not any(p.name.startswith(TMP_MARK) or p == out for p in tmp_path.iterdir())
+
+
+def test_cli_bad_size(reference, tmp_path):
+    proc = _cli("export", str(reference[CASE].params), "--target", "onnx", "-o", str(tmp_path / "o"),
+                "--max-memory", "lots")
+    assert (proc.returncode, proc.stderr.count("\n")) == (2, 1) and "--max-memory 'lots'" in proc.stderr
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_cli_export_within_budget(reference, tmp_path, target):
+    """A budget the plan fits: the export completes, parity holds, and the child's own high-water mark (from
+    the kernel, not from the watchdog) stayed under the budget."""
+    import os
+    out, log = tmp_path / "out", tmp_path / "summary.json"
+    budget = 1500 * M
+    with open(log, "w") as f:
+        proc = subprocess.Popen([*BORTCONV, "export", str(reference[CASE].params), "--target", target, "-o",
+                                 str(out), "--max-memory", "1500M", "--no-bench", "--quiet", "--json", "--threads",
+                                 "2"], stdout=f, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0, stderr
+    summary = json.loads(log.read_text())
+    assert all(r["passed"] for rep in summary["parity"] for r in rep["rows"])
+    assert usage.ru_maxrss * 1024 < budget, f"peak {usage.ru_maxrss / 1024:.0f} MB"
