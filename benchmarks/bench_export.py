@@ -101,17 +101,27 @@ def bort_gemm_seconds(rates: dict[tuple[int, int, int], float], seq: int = L) ->
     return LAYERS * sum(2 * m * k * n / (rates[(m, k, n)] * 1e9) for m, k, n in shapes if (m, k, n) in rates)
 
 
+# Runs a command in a grandchild and prints its own peak RSS: Linux carries a process's high-water mark across
+# fork and exec, so ru_maxrss of a direct child of this benchmark (holding torch) would include our own size.
+PEAK_OF = ("import json, os, sys\n"
+           "pid = os.fork()\n"
+           "if pid == 0:\n"
+           "    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+           "_, status, usage = os.wait4(pid, 0)\n"
+           "sys.stderr.write(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss]) + '\\n')\n")
+
+
 def export(ckpt: Path, out: Path, target: str, threads: int, int8: bool) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one `bortconv export` child process (its own high-water mark)."""
+    """(wall seconds, peak RSS MB) of one `bortconv export` process (its own high-water mark)."""
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "bortconv", "export", str(ckpt), "--target", target, "-o", str(out), "--force",
+    cmd = ["-m", "bortconv", "export", str(ckpt), "--target", target, "-o", str(out), "--force",
            "--threads", str(threads), "--no-bench", "--quiet"] + (["--int8"] if int8 else [])
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"export failed ({proc.returncode}): {' '.join(cmd)}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+    proc = subprocess.run([sys.executable, "-c", PEAK_OF, *cmd], stderr=subprocess.PIPE, text=True)
+    sys.stderr.write("".join(proc.stderr.splitlines(keepends=True)[:-1]))
+    rc, peak_kb = json.loads(proc.stderr.strip().splitlines()[-1])
+    if rc:
+        raise SystemExit(f"export failed ({rc}): {' '.join(cmd)}")
+    return time.perf_counter() - t0, peak_kb / 1024
 
 
 def main() -> int:

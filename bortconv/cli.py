@@ -94,6 +94,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"\nspeed (batch {b}, length {length}, {sp['threads'] or 'default'} threads): artifact "
               f"{sp['artifact']['median_ms']:.1f} ms, PyTorch eager {sp['pytorch_eager']['median_ms']:.1f} ms "
               f"-> {sp['speedup_vs_pytorch']:.2f}x")
+    if result.peak_rss_mb is not None:
+        print(f"\npeak resident memory {result.peak_rss_mb:.0f} MB (--max-memory {result.max_memory_mb:.0f} MB)")
     return 0
 
 

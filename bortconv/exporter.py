@@ -21,6 +21,7 @@ from bortconv._memory import active_budget, fit_budget, memory_budget, parse_siz
 from bortconv._progress import Progress
 from bortconv.config import ExportOptions, OpenVinoRoute, Target, Task, parse_enum, parse_static_shape
 from bortconv.errors import InputError, ParityError
+from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class ExportResult:
     openvino_source: str | None
     timings: dict[str, float]
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: with max_memory: the kernel's high-water mark of the run's resident memory, MB
+    peak_rss_mb: float | None = None
+    max_memory_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "manifest"}
@@ -113,7 +117,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
     precision = "fp16" if opts.fp16 else "int8" if int8 else "fp32"
     prog = Progress((5 if kind == "params" else 4) + int(bench) + int(int8), enabled=progress)
     limit = None if max_memory is None else parse_size(str(max_memory))
-    with memory_budget(limit, "export"), atomic_directory(out, force=opts.force) as tmp:
+    with memory_budget(limit, "export") as budget, atomic_directory(out, force=opts.force) as tmp:
         work = tmp / WORK
         work.mkdir()
         result = _export_into(src, kind, tmp, work, opts, prog, vocab, merges, bench, int8_opts)
@@ -125,7 +129,9 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
                         precision=precision, files=files, fused_ops=result["fused_ops"],
                         parity=result["parity"], speed=result["speed_at_export"],
                         openvino_source=result.get("openvino_source"),
-                        timings=prog.timings, manifest=manifest)
+                        timings=prog.timings, manifest=manifest,
+                        peak_rss_mb=round(budget.peak / 2**20) if budget else None,
+                        max_memory_mb=round(budget.limit / 2**20) if budget else None)
 
 
 def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOptions, prog: Progress,
@@ -285,6 +291,10 @@ def _export_into(src: Path, kind: str, tmp: Path, work: Path, opts: ExportOption
         "static_shape": list(opts.static_shape) if opts.static_shape else None,
         "graph": "portable" if opts.portable else ("fused" if opts.target is Target.ONNX else "openvino"),
         "fused_ops": fused_ops, "parity": [report.to_dict()], "parity_threads": opts.threads,
+        **({"onnxruntime_session": {"disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
+                                    "why": "SkipLayerNormFusion re-creates a fused op that is slower on CPU than "
+                                           "the Add + LayerNormalization this graph holds"}}
+           if opts.target is Target.ONNX and not opts.portable else {}),
         "parity_checked": f"{'fp16' if opts.fp16 else 'fp32'} artifact vs PyTorch fp32"
                           + (" (before int8 quantization; int8 is judged by the gate)" if int8 else ""),
         "speed_at_export": speed, **ov_info, **({"int8": int8_info} if int8_info else {}),

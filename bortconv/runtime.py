@@ -24,6 +24,8 @@ MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 OV_XML = "openvino_model.xml"
 OV_BIN = "openvino_model.bin"
+#: ONNX Runtime graph optimizers an artifact's session must not run (see bortconv.converters.onnx_export)
+ORT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 class Session:
@@ -47,7 +49,10 @@ class OrtSession(Session):
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        # ORT's SkipLayerNormFusion would rebuild a fused op that is slower on CPU than the Add + LayerNormalization
+        # the artifact holds (bortconv.converters.onnx_export); the list is also in the manifest for other loaders
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 

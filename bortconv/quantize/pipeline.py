@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bortconv._memory import release
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.quantize import calibration as cal
 from bortconv.quantize.cpu import cpu_features
@@ -116,8 +117,11 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
         except Exception as exc:  # the quantizer refused this scheme: a failed candidate, recorded, not fatal
             c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
             log.warning("int8 %s could not be built: %s", scheme, c.error)
+            release()
             return c
+        release()  # the quantizer's graphs and calibration tensors: give them back before the next stage
         c.metrics = gate(c, feeds)
+        release()
         c.passed = passes(c.metrics, opts.thresholds)
         log.info("int8 %s (fp32: %s): %s -> %s", scheme, kept or "none", describe(c.metrics),
                  "pass" if c.passed else "fail")

@@ -315,7 +315,8 @@ def probe_memory(kind: str, path: Path, threads: int, batch: int, seq_len: int) 
 
 
 def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int, runs_per_round: int, warmup: int,
-               budget_s: float, turn_s: float = 0.5, gap_s: float = 0.02, min_rounds: int = 3) -> dict[str, Latency]:
+               budget_s: float, turn_s: float = 0.5, gap_s: float | None = None,
+               min_rounds: int = 3) -> dict[str, Latency]:
     """Like :func:`bortconv.validate.speed.interleaved`, for candidates whose costs differ 20-fold.
 
     Each candidate is warmed up, then every round runs each candidate in turn: fast ones up to
@@ -323,11 +324,13 @@ def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int, runs_per
     four seconds a turn while Bort takes a fifth of one. Rounds stop early after `budget_s` (at least
     `min_rounds` are run).
 
-    Between turns the harness idles `gap_s`: ONNX Runtime's and OpenMP's worker threads spin for a while after
-    a call, and on two cores a spinning pool of the previous candidate would be timed as the next one's
+    Between turns the harness idles `gap_s` (default :data:`bortconv.validate.speed.SETTLE_S`; ORT's workers
+    were measured spinning ~35 ms): ONNX Runtime's and OpenMP's worker threads spin for a while after a call, and on two cores a spinning pool of the previous candidate would be timed as the next one's
     slowness. A cheap candidate's turn also starts with one untimed call (its own pool wakes up), as it
     would in a service that runs only that model.
     """
+    from bortconv.validate.speed import SETTLE_S
+    gap_s = SETTLE_S if gap_s is None else gap_s
     cost: dict[str, float] = {}
     for name, fn in fns.items():
         for _ in range(max(warmup, 1)):

@@ -69,15 +69,28 @@ def summarize(times_ms: list[float]) -> Latency:
                    runs=len(times_ms), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
 
 
+#: pause before each candidate's block in :func:`interleaved` (ORT's spinning threads go idle after ~35 ms)
+SETTLE_S = 0.06
+
+
 def interleaved(fns: Mapping[str, Callable[[Mapping[str, np.ndarray]], object]], feeds: Mapping[str, np.ndarray],
                 *, rounds: int = 5, runs_per_round: int = 4) -> dict[str, Latency]:
-    """Measure several callables in alternating rounds, so drift on a shared machine hits them alike."""
+    """Measure several callables in alternating rounds, so drift on a shared machine hits them alike.
+
+    Each round starts from the next candidate in turn (no fixed order to favour one). Before a candidate's
+    block the harness pauses SETTLE_S and makes one untimed call: ONNX Runtime's worker threads keep spinning
+    for ~35 ms after a run returns (measured), which slowed whichever candidate came next, and the first call
+    after a switch runs with the other model's weights in the caches; a deployed model runs alone and warm."""
     samples: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
     for fn in fns.values():
         for _ in range(2):
             fn(feeds)
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
+            time.sleep(SETTLE_S)
+            fn(feeds)
             for _ in range(runs_per_round):
                 t0 = time.perf_counter()
                 fn(feeds)
