@@ -76,7 +76,8 @@ def test_export_matrix(reference, artifact, tmp_path, row, target):
         assert set(fused) >= (EXPECTED_FUSION if bert_like else EXPECTED_FUSION - {"EmbedLayerNormalization"})
         layers = json.loads((out / "config.json").read_text())["num_hidden_layers"]
         assert fused["Attention"] == layers and "SkipLayerNormalization" not in fused
-        assert fused["LayerNormalization"] == 2 * layers + (0 if bert_like else 1)  # + MiniLM's embedding LN
+        # two per layer (the embedding LN is inside EmbedLayerNormalization), + the MLM head's transform LN
+        assert fused["LayerNormalization"] == 2 * layers + (want_task == "fill-mask")
         assert manifest["onnxruntime_session"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
     else:
         # both routes converted and timed here; the kept one is named, with the numbers that chose it

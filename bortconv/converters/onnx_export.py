@@ -53,6 +53,8 @@ def _quiet() -> Iterator[None]:
     root_level = root.level
     if not log.isEnabledFor(logging.DEBUG):
         root.setLevel(logging.ERROR)
+        if "onnxruntime" in sys.modules:  # the quantizer's own sessions print C++ warnings (unused initializers)
+            sys.modules["onnxruntime"].set_default_logger_severity(3)
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
             warnings.simplefilter("always")

@@ -197,8 +197,9 @@ def _baseline_key(name: str) -> str:
 
     from bortconv.manifest import versions
     v = versions()
+    from bortconv.runtime import ORT_DISABLED_OPTIMIZERS  # the fusion recipe: a different one is a new build
     blob = json.dumps([name, BASELINES[name], SEED, v["bortconv"], v["torch"], v["transformers"], v["onnx"],
-                       v["onnxruntime"]], sort_keys=True)
+                       v["onnxruntime"], list(ORT_DISABLED_OPTIMIZERS)], sort_keys=True)
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
