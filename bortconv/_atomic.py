@@ -89,7 +89,7 @@ def check_output_dir(out: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
+def interrupts_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back while a temporary directory is made and its path recorded, and while the
     finished output is swapped in.
 
@@ -97,7 +97,11 @@ def _interrupts_deferred() -> Iterator[None]:
     directory nobody knows the name of (CI caught exactly that). A signal mask would not do: the OS hands a
     process-directed signal to any thread that does not block it (torch, onnxruntime and OpenVINO keep
     pools), so the Python-level handlers are swapped for a recorder instead, and what arrived is re-raised
-    in this thread, to the handlers it was meant for, once the step is done."""
+    in this thread, to the handlers it was meant for, once the step is done.
+
+    The exporter also holds interrupts around torch.onnx.export and OpenVINO's PyTorch conversion: a
+    KeyboardInterrupt raised inside TorchScript tracing can leave torch's C++ state broken, and CI once saw
+    such a run die with SIGSEGV instead of cleaning up. Ctrl-C there takes effect when the call returns."""
     if threading.current_thread() is not threading.main_thread():
         yield  # Python runs signal handlers in the main thread only; elsewhere there is nothing to defer
         return
@@ -122,7 +126,7 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
     remove_stale_temporaries(out)
     tmp: Path | None = None
     try:
-        with _interrupts_deferred():
+        with interrupts_deferred():
             tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{out.name}-{os.getpid()}-{_host_tag()}-", dir=parent))
             umask = os.umask(0)
             os.umask(umask)
@@ -133,7 +137,7 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
         check_output_dir(out, force)  # something may have appeared there meanwhile
         # the swap and its record happen as one step for Ctrl-C: never the old output moved aside with the
         # new one not yet in place, never a finished output the interrupt message says was not written
-        with _interrupts_deferred():
+        with interrupts_deferred():
             if out.exists():
                 trash = Path(tempfile.mkdtemp(prefix=TMP_MARK + out.name + "-old-", dir=parent))
                 os.rename(out, trash / "old")

@@ -98,7 +98,8 @@ def export_onnx(module: Any, path: Path, *, output_name: str, opset: int,
         dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
         dynamic[output_name] = {0: "batch", 1: "sequence"} if _is_seq(module) else {0: "batch"}
     try:
-        with _quiet(), torch.no_grad():
+        from bortconv._atomic import interrupts_deferred
+        with interrupts_deferred(), _quiet(), torch.no_grad():  # Ctrl-C lands after the tracer, not inside it
             torch.onnx.export(module, (), str(path), kwargs=feeds, input_names=names, output_names=[output_name],
                               dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
     except Exception as exc:  # the exporter's own failure: report it as ours, one line

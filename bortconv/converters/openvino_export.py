@@ -52,7 +52,8 @@ def from_pytorch(module: Any, *, output_name: str, static_shape: tuple[int, int]
     b, length = static_shape or (2, 16)
     shape = ov.PartialShape([b, length] if static_shape else [-1, -1])
     feeds = example_inputs(module, b, length)
-    with _quiet(), torch.no_grad():
+    from bortconv._atomic import interrupts_deferred
+    with interrupts_deferred(), _quiet(), torch.no_grad():  # Ctrl-C lands after the tracer, not inside it
         model = ov.convert_model(module, example_input=feeds, input=[(n, shape, ov.Type.i64) for n in names])
     return _name_io(model, names, output_name)
 
