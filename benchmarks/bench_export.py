@@ -101,27 +101,17 @@ def bort_gemm_seconds(rates: dict[tuple[int, int, int], float], seq: int = L) ->
     return LAYERS * sum(2 * m * k * n / (rates[(m, k, n)] * 1e9) for m, k, n in shapes if (m, k, n) in rates)
 
 
-# Runs a command in a grandchild and prints its own peak RSS: Linux carries a process's high-water mark across
-# fork and exec, so ru_maxrss of a direct child of this benchmark (holding torch) would include our own size.
-PEAK_OF = ("import json, os, sys\n"
-           "pid = os.fork()\n"
-           "if pid == 0:\n"
-           "    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
-           "_, status, usage = os.wait4(pid, 0)\n"
-           "sys.stderr.write(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss]) + '\\n')\n")
-
-
 def export(ckpt: Path, out: Path, target: str, threads: int, int8: bool) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one `bortconv export` process (its own high-water mark)."""
     t0 = time.perf_counter()
     cmd = ["-m", "bortconv", "export", str(ckpt), "--target", target, "-o", str(out), "--force",
            "--threads", str(threads), "--no-bench", "--quiet"] + (["--int8"] if int8 else [])
-    proc = subprocess.run([sys.executable, "-c", PEAK_OF, *cmd], stderr=subprocess.PIPE, text=True)
-    sys.stderr.write("".join(proc.stderr.splitlines(keepends=True)[:-1]))
-    rc, peak_kb = json.loads(proc.stderr.strip().splitlines()[-1])
+    from bortconv.validate._memprobe import peak_of
+    rc, peak_mb, _, stderr = peak_of(cmd)
+    sys.stderr.write(stderr)
     if rc:
         raise SystemExit(f"export failed ({rc}): {' '.join(cmd)}")
-    return time.perf_counter() - t0, peak_kb / 1024
+    return time.perf_counter() - t0, peak_mb
 
 
 def main() -> int:
@@ -200,8 +190,8 @@ def main() -> int:
               "checks": checks, "fastest": min(rows, key=lambda r: r["median_ms"])["artifact"]}
     print(f"CPU {result['cpu']['model']} (VNNI {result['cpu']['vnni']}, AMX {result['cpu']['amx']}), "
           f"{args.threads} threads, batch 1, seq {L}")
-    print(f"sgemm {gflops:.0f} GFLOP/s (best library and shape) -> fp32 floor for Bort's {bort_flops() / 1e9:.2f} GFLOP: "
-          f"{floor_ms:.1f} ms")
+    print(f"sgemm {gflops:.0f} GFLOP/s (best library and shape) -> fp32 floor for Bort's "
+          f"{bort_flops() / 1e9:.2f} GFLOP: {floor_ms:.1f} ms")
     print("sgemm by shape (GFLOP/s, best library): "
           + ", ".join(f"{m}x{k}x{n} {r:.0f}" for (m, k, n), r in rates.items()))
     for lib, r in by_lib.items():

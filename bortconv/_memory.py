@@ -1,4 +1,5 @@
-"""Give freed heap back to the operating system between export stages.
+"""Memory: give freed heap back between export stages, read the kernel's account of this process, and
+hold a run to a resident-memory budget (``--max-memory``).
 
 torch.onnx.export and ORT's optimizer free hundreds of MB of Python and protobuf objects, but glibc keeps the
 pages in its arenas, so the process's RSS (what a container's memory limit counts) stays at the stage's peak
@@ -10,7 +11,19 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import logging
+import os
+import re
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from bortconv.errors import InputError, MemoryBudgetError
+
+log = logging.getLogger(__name__)
 
 
 def release() -> None:
@@ -26,19 +39,6 @@ def release() -> None:
 
 
 # --- a memory budget: --max-memory -------------------------------------------------------------------------
-
-import logging
-import os
-import re
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-
-from bortconv.errors import InputError, MemoryBudgetError
-
-log = logging.getLogger(__name__)
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
 _UNIT = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -98,13 +98,8 @@ class Budget:
     peak: int = 0
     tripped_at: int | None = None
     stage: str = "starting"
-    stages: dict[str, int] = field(default_factory=dict)  # peak RSS per stage
     #: read the kernel's high-water mark, not the instantaneous RSS: a spike between two reads is not missed
     use_hwm: bool = False
-
-    def enter(self, stage: str) -> None:
-        """Name the stage the run is in (for the message and the per-stage peaks)."""
-        self.stage = stage
 
     def error(self) -> MemoryBudgetError:
         seen = self.tripped_at or self.peak
@@ -125,7 +120,6 @@ class Budget:
         rss = peak_rss_bytes() if self.use_hwm else rss_bytes()
         if rss is not None:
             self.peak = max(self.peak, rss)
-            self.stages[self.stage] = max(self.stages.get(self.stage, 0), rss)
         return rss
 
 
@@ -146,24 +140,26 @@ def check_budget() -> None:
 def enter_stage(label: str) -> None:
     """Record the stage a budgeted run is in (a no-op without a budget)."""
     if _active:
-        _active[-1].enter(label)
+        _active[-1].stage = label
 
 
 @contextmanager
-def memory_budget(limit: int | None, what: str) -> Iterator[Budget | None]:
-    """Keep the process's RSS under `limit` bytes while the block runs, or stop it cleanly.
+def memory_budget(max_memory: int | str | None, what: str) -> Iterator[Budget | None]:
+    """Keep the process's RSS under `max_memory` (bytes, or a size such as "1.5G") while the block runs, or
+    stop it cleanly.
 
-    A watchdog thread reads the RSS's high-water mark every 20 ms. Past the limit it interrupts the main thread (the same path
-    as Ctrl-C, so every temporary file is removed on the way out) and the block ends in
+    A watchdog thread reads the RSS's high-water mark every 20 ms. Past the limit it interrupts the main
+    thread (the same path as Ctrl-C, so every temporary file is removed on the way out) and the block ends in
     :class:`MemoryBudgetError`, naming the stage and the RSS seen: never the kernel's OOM killer, never a
     half-written output. A stage inside one long native call (the ONNX exporter, the OpenVINO compiler) is
     interrupted when that call returns, so it may pass the limit by what that call allocates; the plan made
     before the run (:func:`bortconv.exporter` refuses budgets below its measured need) keeps that rare.
-    With `limit` None the block runs unwatched.
+    With `max_memory` None the block runs unwatched.
     """
-    if limit is None:
+    if max_memory is None:
         yield None
         return
+    limit = parse_size(str(max_memory))
     if rss_bytes() is None:
         raise InputError("--max-memory: this platform does not report a process's resident memory "
                          "(/proc/self/statm); run without it")

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from bortconv._memory import enter_stage
+
 
 class Progress:
     """`with progress.step("exporting ONNX"): ...` prints "[2/6] exporting ONNX ... 4.1 s"."""
@@ -22,7 +24,6 @@ class Progress:
     @contextmanager
     def step(self, label: str) -> Iterator[None]:
         self.n += 1
-        from bortconv._memory import enter_stage
         enter_stage(label)  # a --max-memory message names the stage it stopped in
         if self.enabled:
             self.stream.write(f"[{self.n}/{self.total}] {label} ...")

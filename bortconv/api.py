@@ -11,6 +11,7 @@ from typing import Any
 
 from bortconv import __version__
 from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv._memory import memory_budget
 from bortconv.config import BortVariant, ConvertOptions, DType, Head
 from bortconv.converters.hf_writer import CONFIG_FILE, RECORD_FILE, WEIGHTS_FILE, write_hf_model
 from bortconv.converters.mapping import ConversionPlan, check_finite, count_nonfinite, plan_conversion
@@ -114,7 +115,8 @@ def inspect_checkpoint(checkpoint: str | os.PathLike[str], *, variant: str | Non
 def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
             dtype: str | DType = DType.FLOAT32, variant: str | None = None, heads: int | None = None,
             decoder_layer_norm_eps: float | None = None, force: bool = False, vocab: str | os.PathLike[str] | None = None,
-            merges: str | os.PathLike[str] | None = None, max_memory: int | str | None = None) -> ConversionResult:
+            merges: str | os.PathLike[str] | None = None,
+            max_memory: int | str | None = None) -> ConversionResult:
     """Convert a Bort `.params` checkpoint into a Hugging Face BERT directory.
 
     The directory holds ``config.json`` (``model_type: bert``), ``model.safetensors`` and a conversion record;
@@ -124,52 +126,43 @@ def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[st
     (bytes or "1G") the run stops cleanly if its resident memory passes that budget (it streams: about 90 MB
     for the full-size Bort).
     """
-    from bortconv._memory import memory_budget, parse_size
-    limit = None if max_memory is None else parse_size(str(max_memory))
-    with memory_budget(limit, "convert"):
-        return _convert(checkpoint, output_dir, dtype=dtype, variant=variant, heads=heads,
-                        decoder_layer_norm_eps=decoder_layer_norm_eps, force=force, vocab=vocab, merges=merges)
-
-
-def _convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[str], *, dtype: str | DType,
-             variant: str | None, heads: int | None, decoder_layer_norm_eps: float | None, force: bool,
-             vocab: str | os.PathLike[str] | None, merges: str | os.PathLike[str] | None) -> ConversionResult:
-    opts = _options(dtype=dtype, variant=variant, heads=heads, decoder_layer_norm_eps=decoder_layer_norm_eps,
-                    force=force)
-    out = Path(output_dir)
-    check_output_dir(out, opts.force)  # fail before reading anything
-    if bool(vocab) != bool(merges):
-        raise InputError("--vocab and --merges go together")
-    with read_params(checkpoint) as params:
-        plan = plan_conversion(params, opts)
-        if opts.check_finite:
-            check_finite(params, plan)
-        tokenizer = _tokenizer_for(vocab, merges, plan.variant.vocab_size) if vocab and merges else None
-        digest = sha256_file(params.path)
-        record = {
-            "tool": f"bortconv {__version__}",
-            "source": str(Path(checkpoint).resolve()),
-            "source_sha256": digest,
-            "source_dtype": plan.source_dtype,
-            "variant": plan.variant.to_dict(),
-            "head": plan.head.value,
-            "num_labels": plan.num_labels,
-            "dtype": opts.dtype.value,
-            "decoder_layer_norm_eps": opts.decoder_layer_norm_eps if plan.head is Head.MLM else None,
-            "deduplicated_source": plan.deduplicated,
-            "parameter_count": plan.parameter_count,
-        }
-        with atomic_directory(out, force=opts.force) as tmp:
-            sizes = write_hf_model(tmp, params, plan, opts.dtype, opts.decoder_layer_norm_eps, record)
-            if tokenizer is not None:
-                from bortconv.converters.tokenizer import write_tokenizer
-                for name, path in write_tokenizer(tokenizer[0], tmp, tokenizer[1]).items():
-                    sizes[name] = path.stat().st_size
-            sizes |= {name: (tmp / name).stat().st_size for name in (CONFIG_FILE, RECORD_FILE)}
-    return ConversionResult(
-        output_dir=str(out), source=str(checkpoint), source_sha256=digest, variant=plan.variant,
-        head=plan.head, num_labels=plan.num_labels, dtype=opts.dtype, source_dtype=plan.source_dtype,
-        parameter_count=plan.parameter_count, files=sizes)
+    with memory_budget(max_memory, "convert"):
+        opts = _options(dtype=dtype, variant=variant, heads=heads, decoder_layer_norm_eps=decoder_layer_norm_eps,
+                        force=force)
+        out = Path(output_dir)
+        check_output_dir(out, opts.force)  # fail before reading anything
+        if bool(vocab) != bool(merges):
+            raise InputError("--vocab and --merges go together")
+        with read_params(checkpoint) as params:
+            plan = plan_conversion(params, opts)
+            if opts.check_finite:
+                check_finite(params, plan)
+            tokenizer = _tokenizer_for(vocab, merges, plan.variant.vocab_size) if vocab and merges else None
+            digest = sha256_file(params.path)
+            record = {
+                "tool": f"bortconv {__version__}",
+                "source": str(Path(checkpoint).resolve()),
+                "source_sha256": digest,
+                "source_dtype": plan.source_dtype,
+                "variant": plan.variant.to_dict(),
+                "head": plan.head.value,
+                "num_labels": plan.num_labels,
+                "dtype": opts.dtype.value,
+                "decoder_layer_norm_eps": opts.decoder_layer_norm_eps if plan.head is Head.MLM else None,
+                "deduplicated_source": plan.deduplicated,
+                "parameter_count": plan.parameter_count,
+            }
+            with atomic_directory(out, force=opts.force) as tmp:
+                sizes = write_hf_model(tmp, params, plan, opts.dtype, opts.decoder_layer_norm_eps, record)
+                if tokenizer is not None:
+                    from bortconv.converters.tokenizer import write_tokenizer
+                    for name, path in write_tokenizer(tokenizer[0], tmp, tokenizer[1]).items():
+                        sizes[name] = path.stat().st_size
+                sizes |= {name: (tmp / name).stat().st_size for name in (CONFIG_FILE, RECORD_FILE)}
+        return ConversionResult(
+            output_dir=str(out), source=str(checkpoint), source_sha256=digest, variant=plan.variant,
+            head=plan.head, num_labels=plan.num_labels, dtype=opts.dtype, source_dtype=plan.source_dtype,
+            parameter_count=plan.parameter_count, files=sizes)
 
 
 def _tokenizer_for(vocab: str | os.PathLike[str], merges: str | os.PathLike[str], rows: int) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bortconv._atomic import atomic_directory, check_output_dir
-from bortconv._memory import active_budget, fit_budget, memory_budget, parse_size, release
+from bortconv._memory import active_budget, fit_budget, memory_budget, release
 from bortconv._progress import Progress
 from bortconv.config import ExportOptions, OpenVinoRoute, Target, Task, parse_enum, parse_static_shape
 from bortconv.errors import InputError, ParityError
@@ -116,8 +116,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *
     check_output_dir(out, opts.force)
     precision = "fp16" if opts.fp16 else "int8" if int8 else "fp32"
     prog = Progress((5 if kind == "params" else 4) + int(bench) + int(int8), enabled=progress)
-    limit = None if max_memory is None else parse_size(str(max_memory))
-    with memory_budget(limit, "export") as budget, atomic_directory(out, force=opts.force) as tmp:
+    with memory_budget(max_memory, "export") as budget, atomic_directory(out, force=opts.force) as tmp:
         work = tmp / WORK
         work.mkdir()
         result = _export_into(src, kind, tmp, work, opts, prog, vocab, merges, bench, int8_opts)

@@ -8,9 +8,9 @@ Fusion (onnxruntime.transformers.optimizer, model_type "bert")::
     Add(bias) -> Gelu(erf)                                    =>  BiasGelu              (one per layer)
 
 SkipLayerNormalization is *not* fused, and sessions are opened with ORT's own SkipLayerNormFusion disabled
-(:data:`ORT_DISABLED_OPTIMIZERS`, recorded in the manifest): onnxruntime 1.32's CPU kernel for it takes 0.26-0.30
-ms per 128x1024 call against 0.05-0.08 ms for Add + Add + LayerNormalization, 12% of Bort's time at batch 1,
-length 128 (profiled; fused graph 17.7 ms -> 15.9 ms in one interleaved run, parity unchanged).
+(:data:`bortconv.runtime.ORT_DISABLED_OPTIMIZERS`, recorded in the manifest): onnxruntime 1.32's CPU kernel
+for it takes 0.26-0.30 ms per 128x1024 call against 0.05-0.08 ms for Add + Add + LayerNormalization, 12% of
+Bort's time at batch 1, length 128 (profiled; fused graph 17.7 ms -> 15.9 ms in one interleaved run, parity unchanged).
 
 Two traps handled here (../shared/docs/export-notes.md): transformers 5's SDPA attention does not fuse, so
 the module is loaded with eager attention; and head size 128 confuses the optimizer's head detection, so
@@ -30,10 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.errors import ExportError
-from bortconv.runtime import ORT_DISABLED_OPTIMIZERS  # noqa: F401  (what a session on the fused graph needs)
 
 log = logging.getLogger(__name__)
-
 
 FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "Gelu", "FastGelu",
              "LayerNormalization")

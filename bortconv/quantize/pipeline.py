@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bortconv._memory import release
+from bortconv._memory import memory_budget, release
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.quantize import calibration as cal
 from bortconv.quantize.cpu import cpu_features
@@ -208,32 +208,26 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
                        force: bool = False, max_memory: int | str | None = None) -> dict[str, Any]:
     """`bortconv quantize`: an existing fp32 artifact directory -> a new int8 one (atomically), stopped
     cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
-    from bortconv._memory import memory_budget, parse_size
-    limit = None if max_memory is None else parse_size(str(max_memory))
-    with memory_budget(limit, "quantize"):
-        return _quantize_directory(artifact_dir, output_dir, opts=opts, force=force)
+    with memory_budget(max_memory, "quantize"):
+        from bortconv._atomic import atomic_directory, check_output_dir
+        from bortconv.manifest import MANIFEST_FILE, carried_fields, read_manifest, write_manifest
 
-
-def _quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts: Int8Options,
-                        force: bool) -> dict[str, Any]:
-    from bortconv._atomic import atomic_directory, check_output_dir
-    from bortconv.manifest import MANIFEST_FILE, carried_fields, read_manifest, write_manifest
-
-    src, out = Path(artifact_dir), Path(output_dir)
-    manifest = read_manifest(src)
-    if manifest.get("precision") != "fp32":
-        raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
-    target, task = str(manifest["target"]), str(manifest["task"])
-    check_output_dir(out, force)
-    with atomic_directory(out, force=force) as tmp:
-        for p in src.iterdir():
-            if p.is_file() and p.name != MANIFEST_FILE and p.name not in _model_files(target):
-                shutil.copy(p, tmp / p.name)
-        work = tmp / ".work"
-        work.mkdir()
-        info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
-        shutil.rmtree(work)
-        fields = carried_fields(manifest) | {
-            "precision": "int8", "int8": info, "quantized_from": str(src.resolve()),
-            "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by the gate)"}
-        return write_manifest(tmp, fields)
+        src, out = Path(artifact_dir), Path(output_dir)
+        manifest = read_manifest(src)
+        if manifest.get("precision") != "fp32":
+            raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
+        target, task = str(manifest["target"]), str(manifest["task"])
+        check_output_dir(out, force)
+        with atomic_directory(out, force=force) as tmp:
+            for p in src.iterdir():
+                if p.is_file() and p.name != MANIFEST_FILE and p.name not in _model_files(target):
+                    shutil.copy(p, tmp / p.name)
+            work = tmp / ".work"
+            work.mkdir()
+            info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
+            shutil.rmtree(work)
+            fields = carried_fields(manifest) | {
+                "precision": "int8", "int8": info, "quantized_from": str(src.resolve()),
+                "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by "
+                                  "the gate)"}
+            return write_manifest(tmp, fields)

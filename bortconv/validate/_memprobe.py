@@ -3,6 +3,7 @@
     python -m bortconv.validate._memprobe artifact|pytorch PATH THREADS BATCH LENGTH
 
 A fresh process is the only clean way to attribute peak memory to one candidate (see bortconv.validate.bench).
+:func:`peak_of` runs any command that way (benchmarks/bench_export.py and the --max-memory tests use it).
 On Linux the peak is ``VmHWM`` of /proc/self/status: the high-water mark of this process's own address space.
 ``ru_maxrss`` is not used there because Linux carries the parent's high-water mark into a forked-and-exec'd
 child, so a child of a large benchmark process would report the parent's size.
@@ -15,31 +16,22 @@ import sys
 import time
 from pathlib import Path
 
+from bortconv._memory import peak_rss_bytes, rss_bytes
 
-def _status_mb(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return None
+
+def _ru_maxrss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def _rss_mb() -> float:
-    now = _status_mb("VmRSS")
-    if now is not None:
-        return now
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    now = rss_bytes()
+    return now / 2**20 if now is not None else _ru_maxrss_mb()
 
 
 def _peak_mb() -> float:
-    peak = _status_mb("VmHWM")
-    if peak is not None:
-        return peak
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    peak = peak_rss_bytes()
+    return peak / 2**20 if peak is not None else _ru_maxrss_mb()
 
 
 def main(argv: list[str]) -> int:
@@ -72,6 +64,28 @@ def main(argv: list[str]) -> int:
         session.run(feeds)
     print(json.dumps({"rss_after_imports_mb": before, "peak_rss_mb": _peak_mb(), "load_s": load_s}))
     return 0
+
+
+# Forks once more before exec: the grandchild's ru_maxrss starts from this small launcher, not from the caller.
+_PEAK_OF = ("import json, os, sys\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+            "_, status, usage = os.wait4(pid, 0)\n"
+            "sys.stderr.write(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss]) + '\\n')\n")
+
+
+def peak_of(args: list[str]) -> tuple[int, float, str, str]:
+    """Run ``python ARGS`` and return (exit code, its own peak RSS in MB, stdout, stderr) (POSIX).
+
+    ru_maxrss of a direct child of a large process (pytest, a benchmark holding torch) would include the
+    parent's high-water mark, which Linux carries across fork and exec; the launcher forks once more from a
+    small interpreter, so the figure is the command's own."""
+    import subprocess
+    proc = subprocess.run([sys.executable, "-c", _PEAK_OF, *args], capture_output=True, text=True)
+    *rest, last = proc.stderr.splitlines() or [""]
+    rc, peak_kb = json.loads(last)
+    return rc, peak_kb / 1024, proc.stdout, "\n".join(rest)
 
 
 if __name__ == "__main__":

@@ -325,9 +325,9 @@ def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int, runs_per
     four seconds a turn while Bort takes a fifth of one. Rounds stop early after `budget_s` (at least
     `min_rounds` are run).
 
-    Between turns the harness idles `gap_s` (default :data:`bortconv.validate.speed.SETTLE_S`; ORT's workers
-    were measured spinning ~35 ms): ONNX Runtime's and OpenMP's worker threads spin for a while after a call, and on two cores a spinning pool of the previous candidate would be timed as the next one's
-    slowness. A cheap candidate's turn also starts with one untimed call (its own pool wakes up), as it
+    Between turns the harness idles `gap_s` (default :data:`bortconv.validate.speed.SETTLE_S`): ONNX
+    Runtime's and OpenMP's worker threads spin for a while after a call (ORT's ~35 ms, measured), and on two
+    cores a spinning pool of the previous candidate would be timed as the next one's slowness. A cheap candidate's turn also starts with one untimed call (its own pool wakes up), as it
     would in a service that runs only that model.
     """
     from bortconv.validate.speed import SETTLE_S
