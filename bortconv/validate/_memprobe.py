@@ -85,7 +85,7 @@ def peak_of(args: list[str]) -> tuple[int, float, str, str]:
     proc = subprocess.run([sys.executable, "-c", _PEAK_OF, *args], capture_output=True, text=True)
     *rest, last = proc.stderr.splitlines() or [""]
     rc, peak_kb = json.loads(last)
-    return rc, peak_kb / 1024, proc.stdout, "\n".join(rest)
+    return rc, peak_kb / 1024, proc.stdout, "".join(line + "\n" for line in rest)
 
 
 if __name__ == "__main__":
