@@ -135,8 +135,8 @@ def main() -> int:
 
     from bortconv.converters.hf_model import load_pytorch, task_module
     from bortconv.runtime import open_session
-    from bortconv.validate.parity import make_feeds
-    from bortconv.validate.speed import interleaved
+    from bortconv.measure import make_feeds
+    from bortconv.measure import interleaved
 
     torch.set_num_threads(args.threads)
     hf = work / "hf"

@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--json", help="write the full bench report here")
     args = ap.parse_args()
 
-    from bortconv.validate.bench import bench
+    from bortconv.pipeline.bench import bench
     from bortconv.validate.report import markdown_table, write_json
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-headline-"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from bortconv._version import __version__
 
 _API = {"convert", "inspect_checkpoint", "ConversionResult", "CheckpointInfo", "sha256_file", "write_tokenizer_dir"}
 
@@ -17,7 +17,7 @@ def __getattr__(name: str) -> Any:  # lazy: `import bortconv` must stay light (t
         from bortconv import api
         return getattr(api, name)
     if name == "export":
-        from bortconv.exporter import export
+        from bortconv.pipeline.export import export
         return export
     if name == "read_params":
         from bortconv.converters.params_reader import read_params

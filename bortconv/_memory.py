@@ -153,7 +153,7 @@ def memory_budget(max_memory: int | str | None, what: str) -> Iterator[Budget | 
     :class:`MemoryBudgetError`, naming the stage and the RSS seen: never the kernel's OOM killer, never a
     half-written output. A stage inside one long native call (the ONNX exporter, the OpenVINO compiler) is
     interrupted when that call returns, so it may pass the limit by what that call allocates; the plan made
-    before the run (:func:`bortconv.exporter` refuses budgets below its measured need) keeps that rare.
+    before the run (:func:`bortconv.pipeline.export.export` refuses budgets below its measured need) keeps that rare.
     With `max_memory` None the block runs unwatched.
     """
     if max_memory is None:

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from bortconv import __version__
+from bortconv._version import __version__
 from bortconv.errors import BortconvError
 
 log = logging.getLogger("bortconv")
@@ -65,7 +65,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bortconv.exporter import export
+    from bortconv.pipeline.export import export
 
     result = export(args.source, args.output, target=args.target, task=args.task, opset=args.opset,
                     fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
@@ -111,7 +111,8 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from bortconv.quantize.pipeline import Int8Options, quantize_directory
+    from bortconv.config import Int8Options
+    from bortconv.quantize.pipeline import quantize_directory
 
     manifest = quantize_directory(args.artifact, args.output, force=args.force, max_memory=args.max_memory,
                                   opts=Int8Options(calibration=args.calibration, samples=args.samples,
@@ -148,9 +149,8 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bortconv.errors import IntegrityError, ParityError
     from bortconv.validate import report as rp
-    from bortconv.validate.validate import validate_all
+    from bortconv.validate.gate import raise_for_failures, validate_all
 
     backends = ["pytorch"] + (["mxnet"] if args.reference_backend == "mxnet" else [])
     reports = validate_all(args.artifacts, reference=args.reference, tolerance=args.tolerance, backends=backends,
@@ -162,25 +162,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rp.write_json(rp.validation_json(reports), args.json)
     if args.junit:
         rp.write_junit(reports, args.junit)
-    bad = [r for r in reports if not r.passed]
-    if bad:
-        first = bad[0].failures[0]
-        what = f"{first.group} {first.name}" + (
-            f": {first.detail}" if first.detail or first.max_diff is None or first.tolerance is None
-            else f": max abs diff {first.max_diff:.3g} at {first.where} > tolerance {first.tolerance:g}")
-        failed = [c for r in bad for c in r.failures]
-        error = IntegrityError if any(c.group in ("integrity", "reference") for c in failed) else ParityError
-        if len(reports) == 1:
-            msg = f"{bad[0].artifact}: {len(bad[0].failures)} of {len(bad[0].checks)} checks failed (first: {what})"
-        else:
-            msg = f"{len(bad)} of {len(reports)} artifacts failed validation (first: {bad[0].artifact}: {what})"
-        raise error(msg)
+    raise_for_failures(reports)
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bortconv.validate import report as rp
-    from bortconv.validate.bench import bench
+    from bortconv.pipeline.bench import bench
 
     logging.getLogger("bortconv.validate.bench").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch,
@@ -199,22 +187,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=int, help="number of attention heads (not visible in tensor shapes)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bortconv", description="Take Amazon's Bort out of MXNet checkpoints: Hugging Face, ONNX, OpenVINO, "
-                                     "with parity checks against the original.")
-    parser.add_argument("--version", action="version", version=f"bortconv {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    p = sub.add_parser("inspect", help="describe a Bort .params checkpoint")
+def _args_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     _add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("convert", help="convert a Bort .params checkpoint to a Hugging Face BERT directory")
+
+def _args_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"], help="weights dtype (default fp32)")
@@ -227,18 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
                    "refused up front if it cannot, stopped cleanly if passed (exit 2)")
-    p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("tokenizer", help="write Bort's tokenizer (tokenizer.json) from its vocab and merges")
+
+def _args_tokenizer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab", required=True, help="gluonnlp vocabulary JSON")
     p.add_argument("--merges", required=True, help="GPT-2 BPE merges file (vocab.bpe)")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     p.add_argument("--max-length", type=int, default=512, help="truncation length incl. special tokens")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
-    p.set_defaults(func=cmd_tokenizer)
 
-    p = sub.add_parser("export", help="export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO")
+
+def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a Bort .params file or a Hugging Face model directory")
     p.add_argument("--target", required=True, help="onnx or openvino")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
@@ -266,9 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
                    "refused up front if it cannot, stopped cleanly if passed (exit 2)")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("quantize", help="quantize an fp32 ONNX/OpenVINO artifact directory to int8")
+
+def _args_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="an fp32 artifact directory written by bortconv export")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     p.add_argument("--calibration", help="calibration text file, one sentence per line (default: shipped set)")
@@ -279,15 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
                    "refused up front if it cannot, stopped cleanly if passed (exit 2)")
-    p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("make-demo", help="write a Bort-shaped demo checkpoint (random weights, released layout)")
+
+def _args_make_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="where to write the .params file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rewrite the file if it exists")
-    p.set_defaults(func=cmd_make_demo)
 
-    p = sub.add_parser("validate", help="check an artifact directory: file hashes, and parity against its source")
+
+def _args_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
     p.add_argument("--reference", metavar="SOURCE", help="the .params file or HF directory the artifact came "
                                                          "from (default: the manifest's source)")
@@ -299,9 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
     p.add_argument("--junit", metavar="FILE", help="write the report as JUnit XML")
     p.add_argument("--fail-fast", action="store_true", help="stop after the first group of checks that fails")
-    p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("bench", help="latency, throughput, load time, memory and size; vs BERT-large")
+
+def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
     p.add_argument("--baseline", default="bert-large", help="bert-large (default), bert-base or none")
     p.add_argument("--seq-lens", default="16,64,128,256,512", help="sequence lengths (default 16,64,128,256,512)")
@@ -315,14 +294,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where random-weight baselines are kept (default ~/.cache/bortconv/bench)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
     p.add_argument("--plot", metavar="FILE.png", help="write latency vs sequence length (needs matplotlib)")
-    p.set_defaults(func=cmd_bench)
-    return parser
+
+
+#: command -> (help line, the function that adds its arguments); COMMANDS maps it to what runs it
+SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "inspect": ("describe a Bort .params checkpoint", _args_inspect),
+    "convert": ("convert a Bort .params checkpoint to a Hugging Face BERT directory", _args_convert),
+    "tokenizer": ("write Bort's tokenizer (tokenizer.json) from its vocab and merges", _args_tokenizer),
+    "export": ("export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO", _args_export),
+    "quantize": ("quantize an fp32 ONNX/OpenVINO artifact directory to int8", _args_quantize),
+    "make-demo": ("write a Bort-shaped demo checkpoint (random weights, released layout)", _args_make_demo),
+    "validate": ("check an artifact directory: file hashes, and parity against its source", _args_validate),
+    "bench": ("latency, throughput, load time, memory and size; vs BERT-large", _args_bench),
+}
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo,
     "validate": cmd_validate, "bench": cmd_bench, "quantize": cmd_quantize,
     "tokenizer": cmd_tokenizer}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bortconv", description="Take Amazon's Bort out of MXNet checkpoints: Hugging Face, ONNX, OpenVINO, "
+                                     "with parity checks against the original.")
+    parser.add_argument("--version", action="version", version=f"bortconv {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_line, add_arguments) in SPECS.items():
+        p = sub.add_parser(name, help=help_line)
+        add_arguments(p)
+        p.set_defaults(func=COMMANDS[name])
+    return parser
 
 
 class _Terminated(BaseException):

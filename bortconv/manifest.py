@@ -6,10 +6,11 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from bortconv import __version__
+from bortconv._hashing import sha256_file
+from bortconv._version import __version__
 from bortconv.config import FORMAT_VERSION
+from bortconv.layout import MANIFEST_FILE
 
-MANIFEST_FILE = "manifest.json"
 VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "openvino", "tokenizers", "numpy")
 
 
@@ -25,7 +26,6 @@ def versions() -> dict[str, str | None]:
 
 def file_hashes(directory: Path) -> dict[str, dict[str, object]]:
     """name -> {sha256, bytes} for every file in the directory except the manifest itself."""
-    from bortconv.api import sha256_file
     return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bortconv.validate.bench import interleave
+from bortconv.measure import interleave
 
 CASE = "bort2_enc_fp16"
 

@@ -109,7 +109,7 @@ def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, sch
     assert info["gate"]["passed"]
     if scheme is None:  # every candidate for this CPU was tried; the preferred passing one was kept unless
         # another passing one was clearly faster (the rule that keeps the choice reproducible)
-        from bortconv.validate.speed import clearly_faster
+        from bortconv.measure import clearly_faster
         assert len(info["candidates"]) >= 3 and info["scheme"] in {c["scheme"] for c in info["candidates"]}
         passing = [c for c in info["candidates"] if c["passed"]]
         chosen = [c for c in passing if c["scheme"] == info["scheme"] and c["kept_fp32"] == info["kept_fp32"]["groups"]]

@@ -99,7 +99,7 @@ def test_export_twice_is_byte_identical(exported, row):
 def test_openvino_route_is_measured_and_recorded(exported):
     """Both routes were converted and timed; the kept one and the rule are in the manifest, and a near-tie
     (anything short of a clear PyTorch win) went to ONNX."""
-    from bortconv.validate.speed import clearly_faster
+    from bortconv.measure import clearly_faster
     for rid in ("openvino-fp32", "openvino-fp16"):
         for d in exported[rid]:
             manifest = json.loads((d / MANIFEST).read_text())
@@ -152,5 +152,5 @@ def test_bort_checkpoint_exports_identically(reference, artifact, tmp_path):
 ])
 def test_measured_choices_keep_the_preferred_option_within_noise(ms, kept):
     """The one rule both measured choices (OpenVINO route, int8 scheme) use; what makes them reproducible."""
-    from bortconv.validate.speed import keep_preferred
+    from bortconv.measure import keep_preferred
     assert keep_preferred(ms) == kept

@@ -10,24 +10,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from bortconv.config import Task
 from bortconv.errors import InputError, MappingError, MissingDependencyError, shown
+from bortconv.layout import CONFIG_FILE, WEIGHT_FILES
+from bortconv.measure import Runner
 
 log = logging.getLogger(__name__)
 
 BERT_TYPES = {"bert", "bort"}
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TASK_CLASS = {Task.FEATURE_EXTRACTION: "BertModel", Task.FILL_MASK: "BertForMaskedLM",
               Task.TEXT_CLASSIFICATION: "BertForSequenceClassification"}
 ARCH_TASK = {"BertForMaskedLM": Task.FILL_MASK, "BertForSequenceClassification": Task.TEXT_CLASSIFICATION}
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
-    cfg_path = model_dir / "config.json"
+    cfg_path = model_dir / CONFIG_FILE
     if not cfg_path.is_file():
         raise InputError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
     from bortconv._jsonfile import read_json
@@ -189,3 +190,30 @@ def task_module(model: Any, task: Task) -> Any:
             return out.last_hidden_state if task is Task.FEATURE_EXTRACTION else out.logits
 
     return TaskModule().eval()
+
+
+def torch_runner(module: Any, threads: int | None = None) -> Runner:
+    """The one PyTorch runner: `module` (a :func:`task_module`) as feeds -> numpy output, fp32, no autograd.
+
+    Export's reference, validate's reference, `bench`'s eager baseline and the memory probe all run PyTorch
+    through it, so they time and compare the same thing.
+    """
+    import numpy as np
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+            return out.float().numpy()  # type: ignore[no-any-return]
+    return run
+
+
+def pytorch_runner(model_dir: str | os.PathLike[str], task: Task | str, *, threads: int | None = None,
+                   attn_implementation: str = "eager") -> Runner:
+    """:func:`torch_runner` of the task model loaded from `model_dir` (the model export traces, by default)."""
+    task = Task(task)
+    model = load_pytorch(model_dir, task, attn_implementation=attn_implementation)
+    return torch_runner(task_module(model, task), threads)

@@ -13,12 +13,11 @@ from bortconv.converters.gluon_names import HF_ARCHITECTURES
 from bortconv.converters.mapping import ConversionPlan
 from bortconv.converters.params_reader import ParamsFile
 from bortconv.converters.safetensors_io import TensorSource, read_safetensors_header, write_safetensors
+from bortconv.layout import CONFIG_FILE, CONVERSION_RECORD, WEIGHT_FILES
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-RECORD_FILE = "bortconv_conversion.json"
+WEIGHTS_FILE = WEIGHT_FILES[0]  # what a conversion writes
 
 # Bort's special-token ids in its gluonnlp vocabulary: <s>=0, <pad>=1, </s>=2.
 BOS_ID, PAD_ID, EOS_ID = 0, 1, 2
@@ -84,6 +83,6 @@ def write_hf_model(out_dir: Path, params: ParamsFile, plan: ConversionPlan, dtyp
         raise OSError(f"{weights}: header does not list the tensors that were written")
     (out_dir / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     full_record = {"format_version": FORMAT_VERSION} | record
-    (out_dir / RECORD_FILE).write_text(json.dumps(full_record, indent=2, sort_keys=True) + "\n")
+    (out_dir / CONVERSION_RECORD).write_text(json.dumps(full_record, indent=2, sort_keys=True) + "\n")
     log.info("wrote %s (%d tensors, %.1f MB)", weights, len(sources), size / 1e6)
     return {WEIGHTS_FILE: size}

@@ -1,7 +1,7 @@
 """OpenVINO IR from the plain ONNX graph (by default) or from the PyTorch module.
 
 Route (`--openvino-from`): by default (auto) both are converted and timed, and the PyTorch IR is kept only when
-it is clearly faster (`validate.speed.keep_preferred`); near-ties go to the ONNX route, so the same source gives the same IR on
+it is clearly faster (`measure.keep_preferred`); near-ties go to the ONNX route, so the same source gives the same IR on
 every run. `fastest` keeps whichever timed faster, with no margin: not reproducible, because on Bort the two
 routes are within timing noise of each other (bort_4_8_768_1024, 2 threads, OpenVINO 2026.4, median of 5 x 10 runs,
 ms: 1x128 pytorch 184 / onnx 187; 4x128 496 / 462; 1x512 251 / 247), so the choice was a coin toss.
@@ -72,9 +72,10 @@ def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_sha
     """Convert by `route` ("auto", "onnx", "pytorch" or "fastest"); return the IR kept and every candidate.
 
     "auto" converts both ways, times both in this process, and keeps the PyTorch IR only when it is clearly
-    faster (:func:`bortconv.validate.speed.keep_preferred`), so near-ties resolve to ONNX every time; "fastest" keeps whichever measured
-    faster (no margin: not reproducible); "onnx"/"pytorch" convert one way and time nothing. `module` may be
-    None for the "onnx" route (the exporter has freed it by then); `names` are then the ONNX inputs."""
+    faster (:func:`bortconv.measure.keep_preferred`), so near-ties resolve to ONNX every time; "fastest" keeps
+    whichever measured faster (no margin: not reproducible); "onnx"/"pytorch" convert one way and time nothing.
+    `module` may be None for the "onnx" route (the exporter has freed it by then); `names` are then the ONNX
+    inputs."""
     names = names if names is not None else input_names(module)
     makers = {"pytorch": lambda: from_pytorch(module, output_name=output_name, static_shape=static_shape),
               "onnx": lambda: from_onnx(plain_onnx, output_name=output_name, names=names)}
@@ -99,14 +100,14 @@ def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_sha
     by = {c.source: c for c in candidates}
     if route == "fastest":
         return min(candidates, key=lambda c: c.median_ms or 0.0), candidates
-    from bortconv.validate.speed import keep_preferred
+    from bortconv.measure import keep_preferred
     return by[keep_preferred({"onnx": ms["onnx"], "pytorch": ms["pytorch"]})], candidates
 
 
 def time_models(models: dict[str, Any], feeds: dict[str, np.ndarray], threads: int | None) -> dict[str, float]:
     """Median latency (ms) of each compiled model at one shape, measured in alternating rounds."""
     from bortconv.runtime import OpenVinoSession
-    from bortconv.validate.speed import interleaved
+    from bortconv.measure import interleaved
 
     sessions = {k: OpenVinoSession("", threads, model=m) for k, m in models.items()}
     lat = interleaved({k: s.run for k, s in sessions.items()}, feeds, rounds=5, runs_per_round=3)

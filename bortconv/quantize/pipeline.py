@@ -8,38 +8,32 @@ numbers, and the caller leaves nothing behind.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bortconv._memory import memory_budget, release
+from bortconv.config import GateThresholds, Int8Options
 from bortconv.errors import AccuracyGateError, InputError
+from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
+from bortconv.measure import KEEP_RULE, Runner, interleaved, keep_preferred, make_feeds
 from bortconv.quantize import calibration as cal
 from bortconv.quantize.cpu import cpu_features
-from bortconv.quantize.gate import GateThresholds, describe, fidelity, passes
+from bortconv.quantize.metrics import describe, describe_thresholds, fidelity, passes
 
 log = logging.getLogger(__name__)
 
 SENSITIVITY_TEXTS = 32  # held-out texts used to rank layers for mixed precision (the gate uses all)
+#: the shape int8 candidates are timed at against the fp32 artifact
+TIMING_SHAPE = (1, 128)
 
-
-@dataclass(frozen=True)
-class Int8Options:
-    """Options of int8 quantization (``--int8`` on export, and ``bortconv quantize``)."""
-
-    calibration: str | None = None  # text file, one sentence per line; None: the shipped WordNet set
-    samples: int | None = None  # calibration sentences; the rest of the file (up to 200) is held out
-    scheme: str | None = None  # force one scheme instead of choosing by measurement
-    thresholds: GateThresholds = field(default_factory=GateThresholds)
-    threads: int | None = None
-    mixed_precision: bool = True
-
-
-def _model_files(target: str) -> tuple[str, ...]:
-    return ("model.onnx",) if target == "onnx" else ("openvino_model.xml", "openvino_model.bin")
+__all__ = ["GateThresholds", "Int8Options", "quantize_artifact", "quantize_directory"]
 
 
 class _Candidate:
@@ -50,139 +44,193 @@ class _Candidate:
         self.median_ms: float | None = None
         self.error: str | None = None
 
+    @property
+    def key(self) -> str:
+        return f"{self.scheme}|{','.join(self.kept)}|{self.path.name}"
+
     def record(self) -> dict[str, Any]:
         rec = {"scheme": self.scheme, "kept_fp32": self.kept, "gate": self.metrics, "passed": self.passed,
                "median_ms": None if self.median_ms is None else round(self.median_ms, 2)}
         return rec | ({"error": self.error} if self.error else {})
 
 
-def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, opts: Int8Options,
-                      work: Path) -> dict[str, Any]:
-    """Write the int8 model files of the fp32 artifact in `fp32_dir` into `out_dir`; returns manifest fields."""
-    from bortconv.runtime import open_session
-    from bortconv.validate.parity import make_feeds
-    from bortconv.validate.speed import KEEP_RULE, interleaved, keep_preferred
+@dataclass
+class _Setup:
+    """What every candidate is built, gated and timed with: read once from the fp32 artifact."""
 
-    cpu = cpu_features()
+    fp32_dir: Path
+    target: str
+    task: str
+    opts: Int8Options
+    cpu: dict[str, object]
+    config: dict[str, Any]
+    reference: Any  # the fp32 artifact's session
+    tokenizer: Any
+    source: str
+    calib_rows: list[list[int]]
+    calibration: list[dict[str, np.ndarray]]
+    heldout_texts: int
+    heldout: list[dict[str, np.ndarray]]
+    backend: Any  # bortconv.quantize.ort_int8 or ov_int8
+    groups: dict[str, list[str]]
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.config.get("pad_token_id") or 0)
+
+    @property
+    def with_types(self) -> bool:
+        return "token_type_ids" in self.reference.input_names
+
+
+def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setup:
+    """Open the fp32 reference, split the text into calibration and held-out feeds, group the model's nodes."""
+    from bortconv.runtime import open_session
+
     split = cal.split_texts(opts.calibration, opts.samples)
-    cfg = json.loads((fp32_dir / "config.json").read_text())
-    pad_id = int(cfg.get("pad_token_id") or 0)
-    ref_session = open_session(fp32_dir, opts.threads)
-    names = ref_session.input_names
-    with_types = "token_type_ids" in names
+    config = json.loads((fp32_dir / CONFIG_FILE).read_text())
+    pad_id, vocab = int(config.get("pad_token_id") or 0), int(config["vocab_size"])
+    reference = open_session(fp32_dir, opts.threads)
+    with_types = "token_type_ids" in reference.input_names
     tok = cal.load_tokenizer(fp32_dir)
     source = split.source
     if tok is None:
         log.warning("%s has no tokenizer: calibrating on random token ids (pass --vocab/--merges to export "
                     "for text calibration)", fp32_dir)
         source = "random token ids (artifact has no tokenizer)"
-    calib_rows = cal.rows_for(split.calibration, tok, int(cfg["vocab_size"]), cal.CALIBRATION_SEED)
-    calib = cal.feeds_for(calib_rows, pad_id, with_types)
-    n_held, held = cal.heldout_feeds(split, tok, int(cfg["vocab_size"]), pad_id, with_types)
-
-    def gate(c: _Candidate, feeds: list | None = None) -> dict[str, float]:
-        sess = open_session(c.path, opts.threads)
-        return fidelity(ref_session.run, sess.run, feeds or held, task)
-
+    calib_rows = cal.rows_for(split.calibration, tok, vocab, cal.CALIBRATION_SEED)
+    n_held, held = cal.heldout_feeds(split, tok, vocab, pad_id, with_types)
     if target == "onnx":
         from bortconv.quantize import ort_int8 as backend
-        groups = backend.node_groups(fp32_dir / "model.onnx")
+        groups = backend.node_groups(fp32_dir / model_files(target)[0])
     else:
         import openvino as ov
 
         from bortconv.quantize import ov_int8 as backend
-        groups = backend.node_groups(ov.Core().read_model(str(fp32_dir / "openvino_model.xml")))
-    schemes = (opts.scheme,) if opts.scheme else backend.default_candidates(bool(cpu["vnni"]))
+        groups = backend.node_groups(ov.Core().read_model(str(fp32_dir / model_files(target)[0])))
     if opts.scheme and opts.scheme not in backend.SCHEMES:
         raise InputError(f"--int8-scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}")
+    return _Setup(fp32_dir, target, task, opts, cpu_features(), config, reference, tok, source, calib_rows,
+                  cal.feeds_for(calib_rows, pad_id, with_types), n_held, held, backend, groups)
 
-    counter = iter(range(10_000))
 
-    def build(scheme: str, kept: list[str], feeds: list | None = None) -> _Candidate:
-        d = work / f"cand{next(counter)}"
+class _Builder:
+    """Builds one candidate per call in its own directory under `work`, gates it, and says how it did."""
+
+    def __init__(self, setup: _Setup, work: Path) -> None:
+        self.s, self.work, self.made = setup, work, itertools.count()
+
+    def __call__(self, scheme: str, kept: list[str], feeds: list | None = None) -> _Candidate:
+        s = self.s
+        d = self.work / f"cand{next(self.made)}"
         d.mkdir()
-        for name in ("config.json",):
-            shutil.copy(fp32_dir / name, d / name)
-        exclude = [n for g in kept for n in groups[g]]
+        shutil.copy(s.fp32_dir / CONFIG_FILE, d / CONFIG_FILE)
         c = _Candidate(scheme, d, kept)
         try:
-            if target == "onnx":
-                backend.quantize(fp32_dir / "model.onnx", d / "model.onnx", scheme, calibration=calib,
-                                 input_names=names, exclude=exclude)
-            else:
-                from bortconv.converters.openvino_export import save_ir
-                model = backend.quantize(fp32_dir / "openvino_model.xml", scheme, calibration=calib,
-                                         vnni=bool(cpu["vnni"]), exclude=exclude)
-                save_ir(model, d / "openvino_model.xml", fp16=False)  # stable node names: reproducible bytes
+            self._quantize(c, [n for g in kept for n in s.groups[g]])
         except Exception as exc:  # the quantizer refused this scheme: a failed candidate, recorded, not fatal
             c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}" if str(exc) else type(exc).__name__
             log.warning("int8 %s could not be built: %s", scheme, c.error)
             release()
             return c
         release()  # the quantizer's graphs and calibration tensors: give them back before the next stage
-        c.metrics = gate(c, feeds)
+        c.metrics = self.gate(c, feeds)
         release()
-        c.passed = passes(c.metrics, opts.thresholds)
+        c.passed = passes(c.metrics, s.opts.thresholds)
         log.info("int8 %s (fp32: %s): %s -> %s", scheme, kept or "none", describe(c.metrics),
                  "pass" if c.passed else "fail")
         return c
 
-    tried = [build(s, []) for s in schemes]
+    def _quantize(self, c: _Candidate, exclude: list[str]) -> None:
+        s = self.s
+        src = s.fp32_dir / model_files(s.target)[0]
+        if s.target == "onnx":
+            s.backend.quantize(src, c.path / model_files(s.target)[0], c.scheme, calibration=s.calibration,
+                               input_names=s.reference.input_names, exclude=exclude)
+        else:
+            from bortconv.converters.openvino_export import save_ir
+            model = s.backend.quantize(src, c.scheme, calibration=s.calibration, vnni=bool(s.cpu["vnni"]),
+                                       exclude=exclude)
+            save_ir(model, c.path / model_files(s.target)[0], fp16=False)  # stable node names: reproducible bytes
+
+    def gate(self, c: _Candidate, feeds: list | None = None) -> dict[str, float]:
+        from bortconv.runtime import open_session
+        sess = open_session(c.path, self.s.opts.threads)
+        return fidelity(self.s.reference.run, sess.run, feeds or self.s.heldout, self.s.task)
+
+
+def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
+    """Every candidate scheme, preferred first; mixed precision for the preferred one if it fails alone."""
+    schemes = (s.opts.scheme,) if s.opts.scheme else s.backend.default_candidates(bool(s.cpu["vnni"]))
+    tried = [build(scheme, []) for scheme in schemes]
     # The first scheme is the one expected to be fastest on this CPU: if it fails with every layer in int8,
     # find out whether keeping a few sensitive layers in fp32 saves it before settling for a slower scheme.
-    if not tried[0].passed and not tried[0].error and opts.mixed_precision:
-        tried += _mixed_precision(tried[0].scheme, groups, build, held[:max(1, SENSITIVITY_TEXTS // 8)])
-    passing = [c for c in tried if c.passed]
-    if not passing:
+    if not tried[0].passed and not tried[0].error and s.opts.mixed_precision:
+        tried += _mixed_precision(tried[0].scheme, s.groups, build, s.heldout[:max(1, SENSITIVITY_TEXTS // 8)])
+    if not any(c.passed for c in tried):
         best = max(tried, key=lambda c: min((v for k, v in c.metrics.items() if k != "texts"), default=-1.0))
         raise AccuracyGateError(
-            f"int8 {target}: no scheme passes the accuracy gate ({_thresholds(opts.thresholds, task)}); "
+            f"int8 {s.target}: no scheme passes the accuracy gate ({describe_thresholds(s.opts.thresholds, s.task)}); "
             f"best was {best.scheme} with fp32 layers {best.kept or 'none'}: {describe(best.metrics)}")
+    return tried
 
-    shape = (1, 128)
-    feeds = make_feeds([shape[1]], shape[1], int(cfg["vocab_size"]), pad_id, 0, with_types)
-    runners = {"fp32": ref_session.run} | {f"{c.scheme}|{','.join(c.kept)}|{i}": open_session(c.path, opts.threads).run
-                                            for i, c in enumerate(passing)}
+
+def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, float]:
+    """Time the passing candidates against fp32 in one interleaved run; keep the first in this CPU's
+    preference order unless a later one is clearly faster. Returns (chosen, fp32 median ms)."""
+    from bortconv.runtime import open_session
+
+    feeds = make_feeds([TIMING_SHAPE[1]], TIMING_SHAPE[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
+    runners: dict[str, Runner] = {"fp32": s.reference.run}
+    runners |= {c.key: open_session(c.path, s.opts.threads).run for c in passing}
     lat = interleaved(runners, feeds, rounds=4, runs_per_round=3)
-    for i, c in enumerate(passing):
-        c.median_ms = lat[f"{c.scheme}|{','.join(c.kept)}|{i}"].median_ms
-    # passing candidates are in this CPU's preference order: a later one is kept only if clearly faster
+    for c in passing:
+        c.median_ms = lat[c.key].median_ms
     chosen = passing[int(keep_preferred({str(i): c.median_ms or 0.0 for i, c in enumerate(passing)}))]
-    for name in _model_files(target):
-        shutil.copy(chosen.path / name, out_dir / name)
-    fp32_ms = lat["fp32"].median_ms
+    return chosen, lat["fp32"].median_ms
+
+
+def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, fp32_ms: float,
+                     n_passing: int) -> dict[str, Any]:
     slower = (chosen.median_ms or 0.0) > fp32_ms
     if slower:  # said, not hidden: on CPUs without int8 dot-product instructions this can happen
         log.warning("int8 %s runs slower than fp32 on this CPU (%.1f vs %.1f ms at 1x128, VNNI: %s); it is "
                     "smaller, but deploy fp32 where latency matters", chosen.scheme, chosen.median_ms, fp32_ms,
-                    cpu.get("vnni"))
+                    s.cpu.get("vnni"))
+    opts = s.opts
     return {
         "scheme": chosen.scheme,
-        "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in groups[g]]},
+        "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in s.groups[g]]},
         "gate": {"thresholds": opts.thresholds.to_dict(), "results": chosen.metrics, "passed": True,
-                 "heldout_texts": n_held},
-        "calibration": {"source": source, "samples": len(calib_rows), "order": "file order, batch 1",
+                 "heldout_texts": s.heldout_texts},
+        "calibration": {"source": s.source, "samples": len(s.calib_rows), "order": "file order, batch 1",
                         "file": None if opts.calibration is None else str(Path(opts.calibration).resolve()),
-                        "split_samples": opts.samples, "token_ids": "tokenizer" if tok is not None else "random"},
-        "cpu": cpu,
+                        "split_samples": opts.samples,
+                        "token_ids": "tokenizer" if s.tokenizer is not None else "random"},
+        "cpu": s.cpu,
         "candidates": [c.record() for c in tried],
-        "speed_vs_fp32": {"shape": list(shape), "fp32_ms": round(fp32_ms, 2),
+        "speed_vs_fp32": {"shape": list(TIMING_SHAPE), "fp32_ms": round(fp32_ms, 2),
                           "int8_ms": round(chosen.median_ms or 0.0, 2),
                           "speedup": round(fp32_ms / (chosen.median_ms or fp32_ms), 3),
                           "slower_than_fp32": slower},
         "chosen_because": f"of the schemes that passed, in this CPU's preference order: {KEEP_RULE}"
-        if len(passing) > 1 else "the only scheme that passed the gate",
+        if n_passing > 1 else "the only scheme that passed the gate",
     }
 
 
-def _thresholds(t: GateThresholds, task: str) -> str:
-    if task == "feature-extraction":
-        return f"token cosine >= {t.token_cosine}, sentence cosine >= {t.sentence_cosine}"
-    return f"top-1 agreement >= {t.top1_agreement}" if task == "fill-mask" else \
-        f"label agreement >= {t.label_agreement}"
+def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, opts: Int8Options,
+                      work: Path) -> dict[str, Any]:
+    """Write the int8 model files of the fp32 artifact in `fp32_dir` into `out_dir`; returns manifest fields."""
+    setup = _prepare(fp32_dir, target, task, opts)
+    tried = _search(setup, _Builder(setup, work))
+    passing = [c for c in tried if c.passed]
+    chosen, fp32_ms = _time_and_choose(setup, passing)
+    for name in model_files(target):
+        shutil.copy(chosen.path / name, out_dir / name)
+    return _manifest_fields(setup, tried, chosen, fp32_ms, len(passing))
 
 
-def _mixed_precision(scheme: str, groups: dict[str, list[str]], build: Any, probe: list) -> list[_Candidate]:
+def _mixed_precision(scheme: str, groups: dict[str, list[str]], build: _Builder, probe: list) -> list[_Candidate]:
     """Rank layer groups by how much quantizing each alone hurts (on a few held-out batches), then keep them
     in fp32 one by one, most sensitive first, until the gate passes."""
     names = sorted(groups)
@@ -210,7 +258,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
     cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
     with memory_budget(max_memory, "quantize"):
         from bortconv._atomic import atomic_directory, check_output_dir
-        from bortconv.manifest import MANIFEST_FILE, carried_fields, read_manifest, write_manifest
+        from bortconv.manifest import carried_fields, read_manifest, write_manifest
 
         src, out = Path(artifact_dir), Path(output_dir)
         manifest = read_manifest(src)
@@ -220,9 +268,9 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
         check_output_dir(out, force)
         with atomic_directory(out, force=force) as tmp:
             for p in src.iterdir():
-                if p.is_file() and p.name != MANIFEST_FILE and p.name not in _model_files(target):
+                if p.is_file() and p.name != MANIFEST_FILE and p.name not in model_files(target):
                     shutil.copy(p, tmp / p.name)
-            work = tmp / ".work"
+            work = tmp / WORK_DIR
             work.mkdir()
             info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
             shutil.rmtree(work)

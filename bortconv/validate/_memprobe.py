@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bortconv._memory import peak_rss_bytes, rss_bytes
+from bortconv.layout import CONFIG_FILE, OV_XML
 
 
 def _ru_maxrss_mb() -> float:
@@ -36,25 +37,21 @@ def _peak_mb() -> float:
 
 def main(argv: list[str]) -> int:
     kind, path, threads, batch, length = argv[0], Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4])
-    cfg = json.loads((path / "config.json").read_text())
-    from bortconv.validate.parity import make_feeds
+    cfg = json.loads((path / CONFIG_FILE).read_text())
+    from bortconv.measure import make_feeds
     if kind == "pytorch":
-        import torch
-
-        from bortconv.converters import hf_model
-        torch.set_num_threads(threads)
+        from bortconv.converters.hf_model import pytorch_runner
+        __import__("torch")
         before = _rss_mb()
         t0 = time.perf_counter()
-        module = hf_model.task_module(hf_model.load_pytorch(path, "feature-extraction", attn_implementation="sdpa"),
-                                      hf_model.Task.FEATURE_EXTRACTION)
+        run = pytorch_runner(path, "feature-extraction", threads=threads, attn_implementation="sdpa")
         load_s = time.perf_counter() - t0
         feeds = make_feeds([length] * batch, length, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0), 0,
                            int(cfg.get("type_vocab_size", 1)) > 1)
-        with torch.inference_mode():
-            module(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+        run(feeds)
     else:
         from bortconv.runtime import open_session
-        __import__("openvino" if (path / "openvino_model.xml").is_file() else "onnxruntime")
+        __import__("openvino" if (path / OV_XML).is_file() else "onnxruntime")
         before = _rss_mb()
         t0 = time.perf_counter()
         session = open_session(path, threads)

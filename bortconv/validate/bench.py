@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from bortconv.errors import InputError
-from bortconv.validate.speed import Latency, summarize
+from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, OV_XML, WEIGHT_FILES, model_files
+from bortconv.measure import Runner, interleave, make_feeds
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,14 @@ DEFAULT_SEQ_LENS = (16, 64, 128, 256, 512)
 DEFAULT_BATCHES = (1, 8)
 #: (p90 - min) / median above this: the machine was noisy during the measurement; said in the report
 WIDE_SPREAD = 0.3
+#: a fast candidate's turn in a round lasts about this long (slow ones run once): see measure.interleave
+TURN_S = 0.5
 SEED = 0
 
-Runner = Callable[[Mapping[str, np.ndarray]], object]
+#: builds a baseline once: (name, cache root, threads) -> (HF directory, fused-ONNX artifact directory)
+BaselineBuilder = Callable[[str, Path, int], tuple[Path, Path]]
+#: the baseline's fused ONNX through the int8 pipeline: (fused-ONNX directory, threads) -> int8 directory
+Int8BaselineBuilder = Callable[[Path, int], Path]
 
 
 @dataclass(frozen=True)
@@ -192,87 +198,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BORTCONV_CACHE", Path.home() / ".cache" / "bortconv")) / "bench"
 
 
-def _baseline_key(name: str) -> str:
-    import hashlib
-
-    from bortconv.manifest import versions
-    v = versions()
-    from bortconv.runtime import ORT_DISABLED_OPTIMIZERS  # the fusion recipe: a different one is a new build
-    blob = json.dumps([name, BASELINES[name], SEED, v["bortconv"], v["torch"], v["transformers"], v["onnx"],
-                       v["onnxruntime"], list(ORT_DISABLED_OPTIMIZERS)], sort_keys=True)
-    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
-
-
-def ensure_int8_baseline(onnx_dir: Path, threads: int | None) -> Path:
-    """The baseline's fused ONNX through bortconv's ONNX Runtime int8 scheme (dynamic s8, per-channel,
-    QAttention/QEmbedLayerNorm), built once beside it. No accuracy gate: its weights are random and it exists
-    to be timed, so the int8 Bort artifacts have a same-pipeline int8 comparison."""
-    from bortconv.manifest import carried_fields, read_manifest, write_manifest
-    from bortconv.quantize import ort_int8
-
-    out = onnx_dir.parent / "onnx-int8"
-    if (out / "manifest.json").is_file():
-        return out
-    log.info("quantizing the baseline to int8 in %s (once)", out)
-    tmp = onnx_dir.parent / f"onnx-int8.tmp{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    import shutil
-    shutil.copy(onnx_dir / "config.json", tmp / "config.json")
-    ort_int8.quantize(onnx_dir / "model.onnx", tmp / "model.onnx", "dynamic-s8", calibration=[],
-                      input_names=["input_ids", "attention_mask"])
-    write_manifest(tmp, carried_fields(read_manifest(onnx_dir)) | {"precision": "int8", "int8": {"scheme": "dynamic-s8", "gate": "none (baseline)"}})
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
-
-
-def ensure_baseline(name: str, root: Path, threads: int | None) -> tuple[Path, Path]:
-    """(HF directory, fused-ONNX artifact directory) of a random-weight baseline, built once into `root`.
-
-    The HF directory is a ``BertModel`` (no pooler, like Bort's encoder) with seeded random weights, written
-    by ``save_pretrained`` as safetensors; the ONNX directory is ``bortconv.export`` of it: the same
-    pipeline, fusions and parity gate as Bort's artifacts.
-    """
-    import torch
-    import transformers
-
-    from bortconv.converters.hf_model import _transformers_quiet
-    from bortconv.exporter import export
-
-    base = root / _baseline_key(name)
-    hf_dir, onnx_dir = base / "hf", base / "onnx"
-    if not (hf_dir / "model.safetensors").is_file():
-        log.info("writing the random-weight %s baseline to %s (once)", name, hf_dir)
-        tmp = base / f"hf.tmp{os.getpid()}"
-        with _transformers_quiet(transformers):
-            torch.manual_seed(SEED)
-            model = transformers.BertModel(transformers.BertConfig(**BASELINES[name]), add_pooling_layer=False)
-            model.save_pretrained(str(tmp), safe_serialization=True)
-            del model
-        if hf_dir.exists():
-            import shutil
-            shutil.rmtree(hf_dir)
-        tmp.rename(hf_dir)
-    if not (onnx_dir / "manifest.json").is_file():
-        log.info("exporting the %s baseline to fused ONNX in %s (once)", name, onnx_dir)
-        export(hf_dir, onnx_dir, target="onnx", threads=threads, bench=False, progress=False, force=True)
-    return hf_dir, onnx_dir
-
-
 def _eager_runner(hf_dir: Path, threads: int) -> Runner:
-    """transformers' BertModel as a user runs it: eager mode, default (SDPA) attention, fp32, inference_mode."""
-    import torch
-
-    from bortconv.converters import hf_model
-    torch.set_num_threads(threads)
-    model = hf_model.load_pytorch(hf_dir, "feature-extraction", attn_implementation="sdpa")
-    module = hf_model.task_module(model, hf_model.Task.FEATURE_EXTRACTION)
-
-    def run(feeds: Mapping[str, np.ndarray]) -> object:
-        with torch.inference_mode():
-            return module(**{k: torch.from_numpy(v) for k, v in feeds.items()})
-    return run
+    """transformers' BertModel as a user runs it: eager mode, default (SDPA) attention, fp32, no autograd."""
+    from bortconv.converters.hf_model import pytorch_runner
+    return pytorch_runner(hf_dir, "feature-extraction", threads=threads, attn_implementation="sdpa")
 
 
 def _dir_size(path: Path, names: Sequence[str] | None = None) -> int:
@@ -281,13 +210,12 @@ def _dir_size(path: Path, names: Sequence[str] | None = None) -> int:
 
 
 def _model_files(d: Path) -> list[str]:
-    from bortconv.runtime import ONNX_FILE, OV_BIN, OV_XML
-    return [n for n in (ONNX_FILE, OV_XML, OV_BIN) if (d / n).is_file()]
+    return [n for t in ("onnx", "openvino") for n in model_files(t) if (d / n).is_file()]
 
 
 def _read_config(d: Path) -> dict[str, Any]:
     try:
-        cfg = json.loads((d / "config.json").read_text())
+        cfg = json.loads((d / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{d}: no readable config.json; not a bortconv artifact directory") from None
     return cfg if isinstance(cfg, dict) else {}
@@ -315,47 +243,6 @@ def probe_memory(kind: str, path: Path, threads: int, batch: int, seq_len: int) 
         return None
 
 
-def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int, runs_per_round: int, warmup: int,
-               budget_s: float, turn_s: float = 0.5, gap_s: float | None = None,
-               min_rounds: int = 3) -> dict[str, Latency]:
-    """Like :func:`bortconv.validate.speed.interleaved`, for candidates whose costs differ 20-fold.
-
-    Each candidate is warmed up, then every round runs each candidate in turn: fast ones up to
-    `runs_per_round` times (as many as fit in `turn_s`), slow ones once, so BERT-large eager does not take
-    four seconds a turn while Bort takes a fifth of one. Rounds stop early after `budget_s` (at least
-    `min_rounds` are run).
-
-    Between turns the harness idles `gap_s` (default :data:`bortconv.validate.speed.SETTLE_S`): ONNX
-    Runtime's and OpenMP's worker threads spin for a while after a call (ORT's ~35 ms, measured), and on two
-    cores a spinning pool of the previous candidate would be timed as the next one's slowness. A cheap candidate's turn also starts with one untimed call (its own pool wakes up), as it
-    would in a service that runs only that model.
-    """
-    from bortconv.validate.speed import SETTLE_S
-    gap_s = SETTLE_S if gap_s is None else gap_s
-    cost: dict[str, float] = {}
-    for name, fn in fns.items():
-        for _ in range(max(warmup, 1)):
-            t0 = time.perf_counter()
-            fn()
-            cost[name] = time.perf_counter() - t0
-    per_turn = {name: max(1, min(runs_per_round, int(turn_s / max(c, 1e-6)))) for name, c in cost.items()}
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    start = time.perf_counter()
-    for r in range(rounds):
-        if r >= min_rounds and time.perf_counter() - start > budget_s:
-            log.info("time budget of %.0f s reached after %d rounds", budget_s, r)
-            break
-        for name, fn in fns.items():
-            time.sleep(gap_s)
-            if cost[name] < turn_s / 4:
-                fn()
-            for _ in range(per_turn[name]):
-                t0 = time.perf_counter()
-                fn()
-                samples[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: summarize(times) for name, times in samples.items()}
-
-
 @dataclass
 class _Live:
     """A candidate while it is being measured: its runner and what its inputs look like."""
@@ -368,7 +255,6 @@ class _Live:
 
 
 def _feeds(live: _Live, batch: int, seq_len: int) -> dict[str, np.ndarray]:
-    from bortconv.validate.parity import make_feeds
     return make_feeds([seq_len] * batch, seq_len, live.vocab_size, live.pad_id, SEED, live.with_types)
 
 
@@ -376,11 +262,13 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
           seq_lens: Sequence[int] | str = DEFAULT_SEQ_LENS, batches: Sequence[int] | str = DEFAULT_BATCHES,
           threads: int | None = None, rounds: int = 5, runs_per_round: int = 4, warmup: int = 2,
           budget_s: float = 60.0, memory: bool = True, baseline_cache: str | os.PathLike[str] | None = None,
-          baseline_int8: bool | None = None) -> BenchReport:
+          baseline_int8: bool | None = None, build_baseline: BaselineBuilder | None = None,
+          build_int8_baseline: Int8BaselineBuilder | None = None) -> BenchReport:
     """Benchmark artifact directories (and a BERT baseline) at every (batch, sequence length).
 
     `baseline` is ``bert-large``, ``bert-base`` or ``none``. Baselines are built with random weights once and
-    cached under `baseline_cache` (default :func:`cache_dir`). `baseline_int8` adds the baseline through the
+    cached under `baseline_cache` by `build_baseline` and `build_int8_baseline`, which the export pipeline
+    provides (:func:`bortconv.pipeline.bench.bench` passes them). `baseline_int8` adds the baseline through the
     int8 pipeline too (default: when any artifact is int8). Raises InputError for bad input.
     """
     dirs = [Path(a) for a in artifacts]
@@ -404,13 +292,14 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     for d, name, manifest in zip(dirs, names, manifests):
         live.append(_open_artifact(d, name, manifest, threads))
     if baseline != "none":
-        root = Path(baseline_cache) if baseline_cache else cache_dir()
-        hf_dir, onnx_dir = ensure_baseline(baseline, root, threads)
+        if build_baseline is None or build_int8_baseline is None:
+            raise InputError("bench: a baseline needs its builders (use bortconv.pipeline.bench.bench)")
+        hf_dir, onnx_dir = build_baseline(baseline, Path(baseline_cache) if baseline_cache else cache_dir(), threads)
         live += _open_baselines(baseline, hf_dir, onnx_dir, threads)
         if baseline_int8 is None:
             baseline_int8 = any(m.get("precision") == "int8" for m in manifests)
         if baseline_int8:
-            q = _open_artifact(ensure_int8_baseline(onnx_dir, threads), f"{baseline} (fused ONNX int8)",
+            q = _open_artifact(build_int8_baseline(onnx_dir, threads), f"{baseline} (fused ONNX int8)",
                                {"precision": "int8"}, threads)
             q.candidate = replace(q.candidate, kind="baseline", baseline=baseline, pipeline=PIPELINE_INT8)
             live.append(q)
@@ -425,7 +314,8 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
             feeds = {lv.candidate.name: _feeds(lv, batch, seq_len) for lv in active}
             fns = {lv.candidate.name: (lambda run=lv.run, f=feeds[lv.candidate.name]: run(f)) for lv in active}
             log.info("measuring batch %d, length %d: %s", batch, seq_len, ", ".join(fns))
-            lat = interleave(fns, rounds=rounds, runs_per_round=runs_per_round, warmup=warmup, budget_s=budget_s)
+            lat = interleave(fns, rounds=rounds, runs_per_round=runs_per_round, warmup=warmup, budget_s=budget_s,
+                             turn_s=TURN_S)
             for name, la in lat.items():
                 results.append(Measurement(name, batch, seq_len, la.median_ms, la.p90_ms, la.p99_ms, la.runs,
                                            la.spread))
@@ -485,7 +375,7 @@ def _open_artifact(d: Path, name: str, manifest: Mapping[str, Any], threads: int
 
 
 def _runtime_of(d: Path) -> str:
-    return "openvino" if (d / "openvino_model.xml").is_file() else "onnxruntime"
+    return "openvino" if (d / OV_XML).is_file() else "onnxruntime"
 
 
 def _import_runtime(d: Path) -> None:
@@ -504,10 +394,10 @@ def _open_baselines(name: str, hf_dir: Path, onnx_dir: Path, threads: int) -> li
     eager = _eager_runner(hf_dir, threads)
     eager_load = time.perf_counter() - t0
     live = [_Live(Candidate(name=f"{name} (PyTorch eager)", kind="baseline", runtime="pytorch", precision="fp32",
-                            path=str(hf_dir), size_bytes=_dir_size(hf_dir, ["model.safetensors"]), load_s=eager_load,
+                            path=str(hf_dir), size_bytes=_dir_size(hf_dir, [WEIGHT_FILES[0]]), load_s=eager_load,
                             baseline=name, pipeline=EAGER, max_length=int(cfg["max_position_embeddings"])),
                   eager, vocab, pad, int(cfg.get("type_vocab_size", 1)) > 1)]
-    art = _open_artifact(onnx_dir, f"{name} (fused ONNX)", json.loads((onnx_dir / "manifest.json").read_text()),
+    art = _open_artifact(onnx_dir, f"{name} (fused ONNX)", json.loads((onnx_dir / MANIFEST_FILE).read_text()),
                          threads)
     art.candidate = replace(art.candidate, kind="baseline", baseline=name, pipeline=PIPELINE)
     return live + [art]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bortconv.runtime import pad_batch
+from bortconv.measure import Runner, make_feeds
 
 #: (name, batch, valid lengths per row, padded length). Rows shorter than the length are right-padded.
 PARITY_SHAPES: tuple[tuple[str, tuple[int, ...], int], ...] = (
@@ -70,20 +70,6 @@ def parity_shapes(static_shape: tuple[int, int] | None, max_length: int) -> list
             for n, lens, length in PARITY_SHAPES]
 
 
-def make_feeds(lengths: Sequence[int], length: int, vocab_size: int, pad_id: int, seed: int,
-               with_types: bool, special: tuple[int, int] = (0, 2)) -> dict[str, np.ndarray]:
-    """A batch of random token ids (first token BOS, last valid token EOS), right-padded with pad_id."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for n in lengths:
-        row = rng.integers(min(4, vocab_size - 1), vocab_size, size=n).tolist()
-        row[0] = special[0]
-        if n > 1:
-            row[-1] = special[1]
-        rows.append(row)
-    return pad_batch(rows, pad_id, length, with_types)
-
-
 def compare(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None, tol: float) -> tuple[float, tuple[int, ...]]:
     """Max abs diff (and where), over valid positions only when `mask` is given (sequence outputs)."""
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
@@ -96,8 +82,8 @@ def compare(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None, tol: flo
     return float(diff[idx]), tuple(int(i) for i in idx)
 
 
-def check_parity(run_artifact: Callable[[Mapping[str, np.ndarray]], np.ndarray],
-                 run_reference: Callable[[Mapping[str, np.ndarray]], np.ndarray], *, output: str,
+def check_parity(run_artifact: Runner,
+                 run_reference: Runner, *, output: str,
                  shapes: Sequence[tuple[str, tuple[int, ...], int]], tolerance: float, vocab_size: int,
                  pad_id: int, with_types: bool, seed: int = 0) -> ParityReport:
     """Run both on every shape; compare at valid positions."""
@@ -113,9 +99,9 @@ def check_parity(run_artifact: Callable[[Mapping[str, np.ndarray]], np.ndarray],
     return ParityReport(output=output, rows=tuple(rows))
 
 
-def record_reference(run_reference: Callable[[Mapping[str, np.ndarray]], np.ndarray], *,
+def record_reference(run_reference: Runner, *,
                      shapes: Sequence[tuple[str, tuple[int, ...], int]], vocab_size: int, pad_id: int,
-                     with_types: bool, seed: int = 0) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+                     with_types: bool, seed: int = 0) -> Runner:
     """Run the reference now on the feeds :func:`check_parity` will use, and return a runner that replays them.
 
     The exporter records the PyTorch outputs (13 MB for Bort's hidden states) before it builds the artifact,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bortconv.validate.bench import BenchReport
-    from bortconv.validate.validate import ValidationReport
+    from bortconv.validate.checks import ValidationReport
 
 VERDICT = {"pass": "ok", "fail": "FAIL", "skip": "skip", "info": "note"}
 

@@ -1,0 +1,143 @@
+"""Measurement shared by every stage: model inputs (feeds), interleaved latency, and the measured-choice rule.
+
+A leaf: the OpenVINO route (converters), the int8 scheme (quantize), parity and `bortconv bench` (validate)
+are all chosen or judged by measurement, so timing and feeds sit below them all.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: A model run: feeds keyed by input name (int64 arrays) -> its output. Every runner in bortconv has this type.
+Runner = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, length: int | None = None,
+              with_types: bool = False) -> dict[str, np.ndarray]:
+    """Right-pad id lists into input_ids/attention_mask (and zero token_type_ids) int64 arrays."""
+    n = length or max(len(r) for r in rows)
+    ids = np.full((len(rows), n), pad_id, np.int64)
+    mask = np.zeros((len(rows), n), np.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if with_types:
+        feeds["token_type_ids"] = np.zeros_like(ids)
+    return feeds
+
+
+def make_feeds(lengths: Sequence[int], length: int, vocab_size: int, pad_id: int, seed: int,
+               with_types: bool, special: tuple[int, int] = (0, 2)) -> dict[str, np.ndarray]:
+    """A batch of random token ids (first token BOS, last valid token EOS), right-padded with pad_id."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in lengths:
+        row = rng.integers(min(4, vocab_size - 1), vocab_size, size=n).tolist()
+        row[0] = special[0]
+        if n > 1:
+            row[-1] = special[1]
+        rows.append(row)
+    return pad_batch(rows, pad_id, length, with_types)
+
+
+@dataclass(frozen=True)
+class Latency:
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    runs: int
+    spread: float  # (p90 - min) / median: a wide spread means a noisy machine
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median_ms": round(self.median_ms, 3), "p90_ms": round(self.p90_ms, 3),
+                "p99_ms": round(self.p99_ms, 3), "runs": self.runs, "spread": round(self.spread, 3)}
+
+
+def summarize(times_ms: list[float]) -> Latency:
+    """Median, p90, p99 and spread of a list of latencies (ms)."""
+    arr = np.array(times_ms)
+    med = float(np.median(arr))
+    return Latency(median_ms=med, p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
+                   runs=len(times_ms), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
+
+
+#: A measured choice between options timed in one run keeps the preferred one unless another is faster by at
+#: least this fraction and this many ms. Within that margin they are timing noise apart, and letting noise
+#: decide would make the same input give different artifacts from run to run (reproducible exports).
+CLEAR_GAIN = 0.15
+CLEAR_GAIN_MS = 0.5
+KEEP_RULE = (f"the preferred option unless another was at least {CLEAR_GAIN:.0%} and {CLEAR_GAIN_MS} ms faster in "
+             f"the same run")
+
+
+def clearly_faster(candidate_ms: float, incumbent_ms: float) -> bool:
+    """Whether `candidate_ms` beats `incumbent_ms` by more than timing noise (see :data:`CLEAR_GAIN`)."""
+    return candidate_ms <= incumbent_ms * (1 - CLEAR_GAIN) and incumbent_ms - candidate_ms >= CLEAR_GAIN_MS
+
+
+def keep_preferred(ms_by_option: Mapping[str, float]) -> str:
+    """The option to keep of those timed, given in preference order: the first, replaced by a later one only
+    when that one is clearly faster than the current choice."""
+    options = list(ms_by_option)
+    kept = options[0]
+    for option in options[1:]:
+        if clearly_faster(ms_by_option[option], ms_by_option[kept]):
+            kept = option
+    return kept
+
+
+#: pause before each candidate's block (ONNX Runtime's spinning worker threads go idle after ~35 ms, measured)
+SETTLE_S = 0.06
+
+
+def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int = 5, runs_per_round: int = 4,
+               warmup: int = 2, budget_s: float = math.inf, turn_s: float = math.inf, gap_s: float = SETTLE_S,
+               min_rounds: int = 3) -> dict[str, Latency]:
+    """Time several zero-argument callables in alternating rounds, so drift on a shared machine hits them alike.
+
+    Each candidate is called `warmup` times untimed (at least once, which also measures its cost). Every round
+    then gives each candidate a turn, starting from the next candidate in turn (no fixed order to favour
+    one). A turn idles `gap_s` first: ONNX Runtime's and OpenMP's workers keep spinning after a call (ORT's
+    ~35 ms), and on two cores the previous candidate's spinning pool would be timed as this one's slowness.
+    A cheap candidate's turn starts with one untimed call (its own pool wakes up and its weights return to
+    the caches, as in a service that runs only that model), then runs up to `runs_per_round` times, as many
+    as fit in `turn_s`: slow candidates (BERT-large eager) run once a turn. Rounds stop after `budget_s`
+    once `min_rounds` have run.
+    """
+    cost: dict[str, float] = {}
+    for name, fn in fns.items():
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            fn()
+            cost[name] = time.perf_counter() - t0
+    per_turn = {name: runs_per_round if math.isinf(turn_s) else max(1, min(runs_per_round, int(turn_s / max(c, 1e-6))))
+                for name, c in cost.items()}
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    start = time.perf_counter()
+    for r in range(rounds):
+        if r >= min_rounds and time.perf_counter() - start > budget_s:
+            break
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
+            time.sleep(gap_s)
+            if cost[name] < turn_s / 4:
+                fn()
+            for _ in range(per_turn[name]):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: summarize(times) for name, times in samples.items()}
+
+
+def interleaved(fns: Mapping[str, Runner], feeds: Mapping[str, np.ndarray], *, rounds: int = 5,
+                runs_per_round: int = 4) -> dict[str, Latency]:
+    """:func:`interleave` of runners on one set of feeds: the timing behind every measured choice at export."""
+    return interleave({name: (lambda fn=fn: fn(feeds)) for name, fn in fns.items()}, rounds=rounds,
+                      runs_per_round=runs_per_round)

@@ -1,0 +1,126 @@
+"""`bortconv export`: a Bort checkpoint (or a BERT-family HF directory) -> a checked CPU artifact directory.
+
+Pipeline (:mod:`bortconv.pipeline.steps`): [convert .params] -> load PyTorch task model -> ONNX -> (fused ONNX |
+OpenVINO IR) -> parity against the PyTorch model -> config, tokenizer -> [int8 under the gate] -> timing ->
+manifest. Everything is built in a temporary directory beside OUT_DIR and renamed into place only after parity
+(and the gate) passed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv._memory import memory_budget
+from bortconv._progress import Progress
+from bortconv.config import (ExportOptions, GateThresholds, Int8Options, OpenVinoRoute, Target, Task, parse_enum,
+                             parse_static_shape)
+from bortconv.errors import InputError
+from bortconv.layout import WORK_DIR
+from bortconv.pipeline import steps
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote and measured."""
+
+    output_dir: str
+    target: str
+    task: str
+    precision: str
+    files: dict[str, int]
+    fused_ops: dict[str, int]
+    parity: list[dict[str, Any]]
+    speed: dict[str, Any]
+    openvino_source: str | None
+    timings: dict[str, float]
+    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: with max_memory: the kernel's high-water mark of the run's resident memory, MB
+    peak_rss_mb: float | None = None
+    max_memory_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "manifest"}
+
+
+def export_options(*, target: str | Target, task: str | Task | None = None, opset: int = 17, fp16: bool = False,
+                   static_shape: str | tuple[int, int] | None = None, threads: int | None = None,
+                   portable: bool = False, force: bool = False, vocab: str | None = None, merges: str | None = None,
+                   int8: bool = False, calibration: str | None = None, samples: int | None = None,
+                   int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
+                   progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO,
+                   max_memory: int | str | None = None) -> ExportOptions:
+    """The :class:`ExportOptions` of export's keyword arguments (the CLI's options), checked."""
+    int8_opts = Int8Options(calibration=calibration, samples=samples, scheme=int8_scheme, threads=threads,
+                            thresholds=GateThresholds(**(int8_gate or {}))) if int8 else None
+    opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
+                         task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
+                         opset=opset, fp16=fp16, static_shape=parse_static_shape(static_shape), threads=threads,
+                         portable=portable, force=force,
+                         openvino_from=parse_enum(OpenVinoRoute, openvino_from,  # type: ignore[arg-type]
+                                                  "--openvino-from"),
+                         vocab=vocab, merges=merges, int8=int8_opts, bench=bench, progress=progress,
+                         max_memory=max_memory)
+    if not int8 and (calibration or samples or int8_scheme):
+        raise InputError("--calibration, --samples and --int8-scheme need --int8")
+    return opts
+
+
+def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], options: ExportOptions | None = None,
+           **keywords: Any) -> ExportResult:
+    """Export `source` (a Bort `.params` file or a BERT-family Hugging Face directory) for CPU inference.
+
+    Writes ``model.onnx`` (target onnx) or ``openvino_model.xml/.bin`` (target openvino), plus config,
+    tokenizer and ``manifest.json``. Parity against the PyTorch model is checked before anything is kept;
+    a failing artifact raises :class:`bortconv.errors.ParityError` and leaves nothing at `output_dir`.
+    With `int8`, the checked fp32 artifact is then quantized under the accuracy gate (see
+    :mod:`bortconv.quantize.pipeline`), calibrated on `calibration` (default: the shipped English set).
+    With `max_memory` (bytes, or a size such as "1.5G") the run is planned to fit that resident-memory budget,
+    refused up front if it cannot, and stopped cleanly (:class:`bortconv.errors.MemoryBudgetError`) if it
+    passes it anyway.
+
+    Options are an :class:`bortconv.config.ExportOptions`, or the same as keywords (:func:`export_options`:
+    ``target="openvino", int8=True, ...``); not both.
+    """
+    if options is None:
+        options = export_options(**keywords)
+    elif keywords:
+        raise InputError(f"export: pass an ExportOptions or keywords, not both (got {', '.join(sorted(keywords))})")
+    src, out = Path(source), Path(output_dir)
+    kind = steps.source_kind(src)
+    check_output_dir(out, options.force)
+    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.int8 is not None),
+                    enabled=options.progress)
+    with memory_budget(options.max_memory, "export") as budget, atomic_directory(out, force=options.force) as tmp:
+        work = tmp / WORK_DIR
+        work.mkdir()
+        fields = _export_into(src, tmp, work, options, prog)
+        shutil.rmtree(work)
+        from bortconv.manifest import write_manifest
+        manifest = write_manifest(tmp, fields)
+    files = {name: int(info["bytes"]) for name, info in manifest["files"].items()}  # type: ignore[index]
+    return ExportResult(output_dir=str(out), target=options.target.value, task=str(fields["task"]),
+                        precision=options.precision, files=files, fused_ops=fields["fused_ops"],
+                        parity=fields["parity"], speed=fields["speed_at_export"],
+                        openvino_source=fields.get("openvino_source"), timings=prog.timings, manifest=manifest,
+                        peak_rss_mb=round(budget.peak / 2**20) if budget else None,
+                        max_memory_mb=round(budget.limit / 2**20) if budget else None)
+
+
+def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
+    """The chain of steps, building into `tmp`; returns the manifest's fields."""
+    source = steps.resolve_source(src, work, prog, opts.vocab, opts.merges)
+    loaded = steps.load_model(source, opts, prog)
+    route = steps.plan_memory(loaded, opts, int8=opts.int8 is not None)
+    traced = steps.trace_onnx(loaded, opts, work, prog, route)
+    build = steps.build_onnx if opts.target is Target.ONNX else steps.build_openvino
+    built = build(traced, loaded, opts, tmp, prog)
+    parity = steps.check_parity(tmp, traced, loaded, opts, prog)
+    steps.carry_files(source, tmp)
+    int8_info = steps.quantize(tmp, work, opts, loaded.task, opts.int8, prog) if opts.int8 is not None else {}
+    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog) if opts.bench else {}
+    return steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed)

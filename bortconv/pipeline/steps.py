@@ -1,0 +1,318 @@
+"""The export pipeline's steps. Each takes and returns typed values; :func:`bortconv.pipeline.export.export`
+chains them (as onnxruntime's ``BertOnnxModel.optimize`` chains its ``fuse_*`` steps):
+
+    resolve_source -> load_model -> plan_memory -> trace_onnx -> build_onnx | build_openvino
+        -> check_parity -> carry_files -> [quantize] -> time_against_pytorch -> manifest_fields
+
+Memory: the PyTorch outputs parity compares against are recorded right after tracing and the model is let go
+before the optimizer or the compiler runs (see :class:`Loaded`), unless a later step still needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bortconv._hashing import sha256_file
+from bortconv._memory import active_budget, fit_budget, release
+from bortconv._progress import Progress
+from bortconv.config import ExportOptions, Int8Options, Target, Task
+from bortconv.errors import InputError, ParityError
+from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, WEIGHT_FILES, model_files
+from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds
+from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
+
+log = logging.getLogger(__name__)
+
+#: how each --openvino-from route is announced in the progress line
+ROUTE_LABEL = {"auto": "from ONNX and from PyTorch, keeping the clearly faster", "onnx": "from ONNX",
+               "pytorch": "from PyTorch", "fastest": "from ONNX and from PyTorch, keeping the faster"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the export starts from: a Hugging Face directory (a `.params` file converted into one)."""
+
+    path: Path
+    kind: str  # "params" or "hf"
+    hf_dir: Path
+    sha256: str | None
+    tokenizer_dir: Path | None  # a tokenizer built from --vocab/--merges, if any
+
+
+@dataclass
+class Loaded:
+    """The PyTorch task model and the facts every later step reads from it. `module` is None once let go."""
+
+    task: Task
+    module: Any
+    vocab_size: int
+    max_positions: int
+    num_heads: int
+    hidden_size: int
+    pad_id: int
+    names: list[str]
+    weight_bytes: int
+
+    @property
+    def output(self) -> str:
+        return self.task.output_name
+
+    @property
+    def with_types(self) -> bool:
+        return "token_type_ids" in self.names
+
+    def let_go(self) -> None:
+        self.module = None
+        release()
+
+
+@dataclass
+class Traced:
+    """The plain ONNX graph, the reference outputs parity compares against, and the timing shape."""
+
+    plain: Path
+    reference: Runner
+    shapes: list[tuple[str, tuple[int, ...], int]]
+    bench_shape: tuple[int, int]
+    bench_feeds: dict[str, np.ndarray]
+    route: str  # the OpenVINO route taken (may differ from the one asked for under --max-memory)
+    needs_module: bool = False
+
+
+@dataclass
+class Built:
+    """What building the artifact's model files recorded."""
+
+    fused_ops: dict[str, int] = field(default_factory=dict)
+    openvino: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_source(src: Path, work: Path, prog: Progress, vocab: str | None, merges: str | None) -> Source:
+    """Convert a `.params` source into a Hugging Face directory in `work`, and build the tokenizer if asked."""
+    from bortconv.converters import hf_model
+    from bortconv.converters.convert import convert
+
+    if src.is_dir():
+        hf_dir = src
+        weights = next((hf_dir / f for f in WEIGHT_FILES if (hf_dir / f).is_file()), None)
+        source = Source(src, "hf", hf_dir, sha256_file(weights) if weights else None, None)
+    else:
+        with prog.step(f"converting {src.name}"):
+            conv = convert(src, work / "hf")
+        source = Source(src, "params", work / "hf", conv.source_sha256, None)
+    if not (vocab or merges):
+        return source
+    if not (vocab and merges):
+        raise InputError("--vocab and --merges go together")
+    from bortconv.converters import tokenizer as tok
+    gv = tok.read_gluon_vocab(vocab)
+    tok.check_vocab_size(gv, int(hf_model.read_config(source.hf_dir)["vocab_size"]), vocab)
+    tok.write_tokenizer(tok.build_tokenizer(vocab, merges), work / "tok", gv)
+    return Source(source.path, source.kind, source.hf_dir, source.sha256, work / "tok")
+
+
+def load_model(source: Source, opts: ExportOptions, prog: Progress) -> Loaded:
+    """The PyTorch task model the artifact must compute (the source's own head unless --task says otherwise)."""
+    from bortconv.converters import hf_model
+    from bortconv.converters import onnx_export as ox
+
+    task = opts.task or hf_model.default_task(source.hf_dir)
+    with prog.step(f"loading PyTorch model ({task.value})"):
+        model = hf_model.load_pytorch(source.hf_dir, task)
+        module = hf_model.task_module(model, task)
+    cfg = model.config
+    return Loaded(task=task, module=module, vocab_size=cfg.vocab_size, max_positions=cfg.max_position_embeddings,
+                  num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size, pad_id=cfg.pad_token_id or 0,
+                  names=ox.input_names(module), weight_bytes=4 * sum(p.numel() for p in model.parameters()))
+
+
+def plan_memory(loaded: Loaded, opts: ExportOptions, int8: bool) -> str:
+    """The OpenVINO route to take: the one asked for, or under --max-memory the one that fits (or refuse now)."""
+    route = opts.openvino_from.value
+    budget = active_budget()
+    if budget is not None:  # plan to fit --max-memory before the heavy stages, or refuse now
+        route = fit_budget(budget.limit, loaded.weight_bytes, target=opts.target.value, int8=int8, route=route,
+                           fill_mask=loaded.task is Task.FILL_MASK)
+    return route
+
+
+def trace_onnx(loaded: Loaded, opts: ExportOptions, work: Path, prog: Progress, route: str) -> Traced:
+    """Trace the plain ONNX graph and record the PyTorch outputs parity will compare against."""
+    from bortconv.converters import hf_model
+    from bortconv.converters import onnx_export as ox
+    from bortconv.validate.parity import parity_shapes, record_reference
+
+    bench_shape = opts.static_shape or (1, min(128, loaded.max_positions))  # a model may be shorter
+    bench_feeds = make_feeds([bench_shape[1]] * bench_shape[0], bench_shape[1], loaded.vocab_size, loaded.pad_id, 0,
+                             loaded.with_types)
+    shapes = parity_shapes(opts.static_shape, loaded.max_positions)
+    needs_module = opts.target is Target.OPENVINO and route != "onnx"  # converting from PyTorch
+    keep_model = loaded.task is Task.FILL_MASK  # its logits (50k per token) would outweigh the model
+    with prog.step(f"exporting ONNX (opset {opts.opset})"):
+        plain = ox.export_onnx(loaded.module, work / "plain.onnx", output_name=loaded.output, opset=opts.opset,
+                               static_shape=opts.static_shape)
+        reference = hf_model.torch_runner(loaded.module, opts.threads)
+        if not keep_model:
+            # The PyTorch outputs parity compares against are recorded now (13 MB for Bort's hidden states),
+            # so the model's 300 MB are not held while the optimizer, the compiler and the artifact run.
+            reference = record_reference(reference, shapes=shapes, vocab_size=loaded.vocab_size,
+                                         pad_id=loaded.pad_id, with_types=loaded.with_types)
+            if not needs_module:
+                loaded.module = None
+        release()  # the tracer's garbage: ~0.9 GB of RSS for Bort that the next stage would stack on
+    return Traced(plain, reference, shapes, bench_shape, bench_feeds, route, needs_module)
+
+
+def build_onnx(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Path, prog: Progress) -> Built:
+    """The artifact's model.onnx: fused for ONNX Runtime's CPU kernels, or the portable plain graph."""
+    from bortconv.converters import onnx_export as ox
+
+    artifact = tmp / ONNX_FILE
+    with prog.step("optimizing the ONNX graph for CPU" if not opts.portable else "writing portable ONNX"):
+        if opts.portable:
+            shutil.copy(traced.plain, artifact)
+            fused_ops = ox.op_counts(artifact)
+        else:
+            fused_ops = ox.fuse_for_cpu(traced.plain, artifact, num_heads=loaded.num_heads,
+                                        hidden_size=loaded.hidden_size)
+        if opts.fp16:
+            ox.to_fp16(artifact, artifact)
+        release()
+    return Built(fused_ops=fused_ops)
+
+
+def build_openvino(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Path, prog: Progress) -> Built:
+    """The artifact's OpenVINO IR, converted by the route `traced.route` (measured when there are two)."""
+    from bortconv.converters import openvino_export as ovx
+
+    route = traced.route
+    with prog.step(f"converting to OpenVINO ({ROUTE_LABEL[route]})"):
+        best, cands = ovx.best_openvino(loaded.module if traced.needs_module else None, traced.plain,
+                                        output_name=loaded.output, static_shape=opts.static_shape,
+                                        threads=opts.threads, bench_feeds=traced.bench_feeds, route=route,
+                                        names=loaded.names)
+        ovx.save_ir(best.model, tmp / OV_XML, fp16=opts.fp16)
+    info: dict[str, Any] = {"openvino_source": best.source, "openvino_from": route}
+    if route != opts.openvino_from.value:
+        info["openvino_from_reason"] = f"--max-memory (asked: {opts.openvino_from.value})"
+    if len(cands) > 1:  # the measurement that chose the route
+        info |= {"openvino_candidates": {c.source: round(c.median_ms or 0.0, 2) for c in cands},
+                 "openvino_candidates_shape": list(traced.bench_shape),
+                 "openvino_rule": f"ONNX route preferred; {KEEP_RULE}" if route == "auto" else "faster in this run"}
+    del best, cands
+    if traced.needs_module and loaded.task is not Task.FILL_MASK:
+        loaded.module = None
+    release()
+    return Built(openvino=info)
+
+
+def check_parity(tmp: Path, traced: Traced, loaded: Loaded, opts: ExportOptions, prog: Progress) -> Any:
+    """The artifact against the PyTorch model over the shape table; ParityError (nothing kept) if it drifts."""
+    from bortconv.runtime import open_session
+    from bortconv.validate.parity import TOLERANCES
+    from bortconv.validate.parity import check_parity as run_parity
+
+    precision = "fp16" if opts.fp16 else "fp32"  # of the artifact parity checks; int8 is gated afterwards
+    with prog.step("checking parity against PyTorch"):
+        session = open_session(tmp, opts.threads)
+        report = run_parity(session.run, traced.reference, output=loaded.output, shapes=traced.shapes,
+                            tolerance=TOLERANCES[(opts.target.value, precision)], vocab_size=loaded.vocab_size,
+                            pad_id=loaded.pad_id, with_types=loaded.with_types)
+        del session
+        traced.reference = _released
+        release()
+    if not report.passed:
+        w = report.worst()
+        raise ParityError(
+            f"{opts.target.value} {precision} artifact: output '{loaded.output}' at shape {w.shape} differs from "
+            f"the PyTorch model by {w.max_abs_diff:.3g} at index {list(w.where)} (tolerance {w.tolerance:g}); "
+            f"nothing was written")
+    return report
+
+
+def _released(feeds: Any) -> np.ndarray:
+    raise RuntimeError("the parity reference was released after the parity step")
+
+
+def carry_files(source: Source, tmp: Path) -> None:
+    """Config, conversion record and tokenizer files, from the built tokenizer first, then the source."""
+    for name in CARRIED_FILES:
+        for d in (source.tokenizer_dir, source.hf_dir):
+            if d is not None and (d / name).is_file():
+                shutil.copy(d / name, tmp / name)
+                break
+
+
+def quantize(tmp: Path, work: Path, opts: ExportOptions, task: Task, int8: Int8Options,
+             prog: Progress) -> dict[str, Any]:
+    """int8 under the accuracy gate: the checked fp32 model files move aside and the int8 ones take their place."""
+    from bortconv.quantize.pipeline import quantize_artifact
+
+    with prog.step("quantizing to int8 under the accuracy gate"):
+        fp32_dir = work / "fp32"
+        fp32_dir.mkdir()
+        for name in os.listdir(tmp):
+            if (tmp / name).is_file():
+                (shutil.move if name in model_files(opts.target.value) else shutil.copy)(tmp / name, fp32_dir / name)
+        (work / "q").mkdir()
+        return quantize_artifact(fp32_dir, tmp, target=opts.target.value, task=task.value, opts=int8,
+                                 work=work / "q")
+
+
+def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Traced, opts: ExportOptions,
+                         prog: Progress) -> dict[str, Any]:
+    """Median latency of the artifact and of PyTorch eager, interleaved in one run, and their ratio."""
+    from bortconv.converters import hf_model
+    from bortconv.runtime import open_session
+
+    b, length = traced.bench_shape
+    with prog.step(f"timing artifact vs PyTorch eager (batch {b}, length {length})"):
+        if loaded.module is None:  # let go once the reference was recorded: load it again (about 1 s)
+            loaded.module = hf_model.task_module(hf_model.load_pytorch(source.hf_dir, loaded.task), loaded.task)
+        session = open_session(tmp, opts.threads)
+        lat = interleaved({"artifact": session.run,
+                           "pytorch_eager": hf_model.torch_runner(loaded.module, opts.threads)}, traced.bench_feeds)
+        del session
+    return {"shape": list(traced.bench_shape), "threads": opts.threads,
+            **{k: v.to_dict() for k, v in lat.items()},
+            "speedup_vs_pytorch": round(lat["pytorch_eager"].median_ms / lat["artifact"].median_ms, 3)}
+
+
+def manifest_fields(source: Source, loaded: Loaded, opts: ExportOptions, built: Built, parity: Any,
+                    int8_info: dict[str, Any], speed: dict[str, Any]) -> dict[str, Any]:
+    """Everything the manifest records about this export (write_manifest adds versions and file hashes)."""
+    onnx_session = {"onnxruntime_session": {
+        "disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
+        "why": "SkipLayerNormFusion re-creates a fused op that is slower on CPU than the Add + LayerNormalization "
+               "this graph holds"}} if opts.target is Target.ONNX and not opts.portable else {}
+    return {
+        "target": opts.target.value, "task": loaded.task.value,
+        "precision": "int8" if int8_info else "fp16" if opts.fp16 else "fp32",
+        "source": str(source.path.resolve()), "source_kind": source.kind, "source_sha256": source.sha256,
+        "inputs": loaded.names, "output": loaded.output, "opset": opts.opset,
+        "static_shape": list(opts.static_shape) if opts.static_shape else None,
+        "graph": "portable" if opts.portable else ("fused" if opts.target is Target.ONNX else "openvino"),
+        "fused_ops": built.fused_ops, "parity": [parity.to_dict()], "parity_threads": opts.threads,
+        **onnx_session,
+        "parity_checked": f"{'fp16' if opts.fp16 else 'fp32'} artifact vs PyTorch fp32"
+                          + (" (before int8 quantization; int8 is judged by the gate)" if int8_info else ""),
+        "speed_at_export": speed, **built.openvino, **({"int8": int8_info} if int8_info else {}),
+    }
+
+
+def source_kind(source: Path) -> str:
+    """'params' or 'hf' for an export source; InputError (exit 2) for anything else."""
+    if not source.exists():
+        raise InputError(f"{source}: no such file or directory")
+    if source.is_dir():
+        if not (source / CONFIG_FILE).is_file():
+            raise InputError(f"{source}: directory has no config.json; expected a Hugging Face model directory")
+        return "hf"
+    return "params"

@@ -1,0 +1,187 @@
+"""The package's structure, read from the source (nothing is imported, so no import side effects):
+
+- imports go downward only: a part imports the parts below it in :data:`LAYERS` and nothing above;
+- no import cycle between modules, nor between parts, counting lazy imports inside functions (the ones that
+  hid the old exporter -> quantize -> validate -> exporter cycle);
+- serving and packaging reach only the torch-free runtime, the layout and the manifest;
+- no function in bortconv/ is longer than :data:`MAX_FUNCTION_LINES`.
+
+The `test_lean_import` habit (torchao) applied to structure.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "bortconv"
+MAX_FUNCTION_LINES = 80
+
+#: part -> layer. A part may import its own modules and parts of a lower layer only.
+LAYERS: dict[str, int] = {
+    # shared leaves: import no stage
+    "errors": 0, "_version": 0, "layout": 0, "_hashing": 0,
+    "config": 1, "_jsonfile": 1, "_memory": 1, "measure": 1,
+    "_atomic": 2, "_progress": 2,
+    "runtime": 3, "manifest": 3,
+    # stages, bottom up
+    "converters": 4,
+    "quantize": 5,
+    "validate": 6,
+    "finetune": 6,  # above converters: produces a Hugging Face directory that export takes
+    "serve": 6, "package": 6,  # deployment: torch-free, see SERVING_MAY_IMPORT
+    # the export pipeline orchestrates the stages; the facades sit on top
+    "pipeline": 7,
+    "api": 8, "demo": 8,
+    "cli": 9, "__init__": 9, "__main__": 10,
+}
+#: serving and packaging use only the torch-free runtime, the layout and the manifest (and the leaves under them)
+SERVING_MAY_IMPORT = {"errors", "_version", "layout", "_jsonfile", "_hashing", "_atomic", "_progress", "runtime",
+                      "manifest", "config"}
+SERVING = ("serve", "package")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _part(module: str) -> str:
+    bits = module.split(".")
+    return "__init__" if len(bits) == 1 else bits[1]
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for sub in node.body:
+                lines.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+    return lines
+
+
+def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_pkg else module.split(".")[:-1]
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports_of(module: str) -> set[str]:
+    """bortconv modules that `module` imports anywhere in its source (module level or inside functions)."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_lines(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, path.name == "__init__.py", node)
+            for a in node.names:
+                found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base)
+    out = set()
+    for name in found:
+        while name and name not in MODULES:  # `import bortconv.x.y` names a module; `from m import f` resolves to m
+            name = name.rpartition(".")[0]
+        if name.startswith("bortconv") and name != module:
+            out.add(name)
+    return out
+
+
+GRAPH = {m: imports_of(m) for m in MODULES}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component with more than one node (Tarjan), as sorted lists."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_every_part_has_a_layer():
+    assert sorted({_part(m) for m in MODULES} - set(LAYERS)) == []
+
+
+def test_no_import_cycle_between_modules():
+    assert _cycles(GRAPH) == []
+
+
+def test_no_import_cycle_between_parts():
+    parts: dict[str, set[str]] = {}
+    for m, deps in GRAPH.items():
+        parts.setdefault(_part(m), set()).update(_part(d) for d in deps if _part(d) != _part(m))
+    assert _cycles(parts) == []
+
+
+def test_imports_go_downward_only():
+    upward = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() for d in deps
+                    if _part(d) != _part(m) and LAYERS[_part(d)] >= LAYERS[_part(m)])
+    assert upward == []
+
+
+@pytest.mark.parametrize("part", SERVING)
+def test_serving_uses_only_runtime_layout_manifest(part):
+    reached = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if _part(m) == part for d in deps
+                     if _part(d) != part and _part(d) not in SERVING_MAY_IMPORT)
+    assert reached == []
+
+
+def test_no_function_over_the_limit():
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name}: {n} lines")
+    assert long == []
+
+
+def test_the_checker_sees_lazy_imports_and_cycles():
+    """The analysis itself: a lazy import inside a function is an edge, and a two-module loop is a cycle."""
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert "bortconv.errors" in GRAPH["bortconv.cli"] or any(
+        "bortconv.errors" in GRAPH[d] for d in GRAPH["bortconv.cli"])
