@@ -180,7 +180,7 @@ def main() -> int:
         "openvino int8 no slower than fp32": m["openvino-int8"]["median_ms"] <= m["openvino-fp32"]["median_ms"],
         "int8 artifacts <= 80 MB": max(m["onnx-int8"]["size_mb"], m["openvino-int8"]["size_mb"]) <= 80,
     }
-    from bortconv.quantize.cpu import cpu_features
+    from bortconv.cpu import cpu_features
     result = {"cpu": cpu_features(), "threads": args.threads, "shape": [1, L], "sgemm_gflops": round(gflops, 1),
               "sgemm_by_shape": {"x".join(map(str, k)): round(v, 1) for k, v in rates.items()},
               "sgemm_by_library": {lib: {"x".join(map(str, k)): round(v, 1) for k, v in r.items()}

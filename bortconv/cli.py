@@ -66,36 +66,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bortconv.pipeline.export import export
+    from bortconv.pipeline.summary import summary
 
     result = export(args.source, args.output, target=args.target, task=args.task, opset=args.opset,
                     fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
                     force=args.force, vocab=args.vocab, merges=args.merges, int8=args.int8,
                     calibration=args.calibration, samples=args.samples, int8_scheme=args.int8_scheme,
                     bench=not args.no_bench, progress=not args.quiet, openvino_from=args.openvino_from,
-                    max_memory=args.max_memory)
+                    max_memory=args.max_memory, precision=args.precision, ungated=args.ungated)
     if args.json:
         _emit_json(result.to_dict())
         return 0
-    print(f"\n{result.output_dir}: {result.target} {result.precision} {result.task}"
-          + (f" (OpenVINO IR converted from {result.openvino_source})" if result.openvino_source else ""))
-    for name, size in sorted(result.files.items()):
-        print(f"  {name:<28} {size / 1e6:>9.1f} MB")
-    if result.fused_ops:
-        print("  fused ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.fused_ops.items())))
-    print("\nparity vs PyTorch (max abs diff at valid positions)")
-    for rep in result.parity:
-        for r in rep["rows"]:
-            verdict = "ok" if r["passed"] else "FAIL"
-            print(f"  {rep['output']:<18} {r['shape']:<16} {r['max_abs_diff']:>10.2e}  tol {r['tolerance']:.0e}  "
-                  f"{verdict}")
-    sp = result.speed
-    if sp:
-        b, length = sp["shape"]
-        print(f"\nspeed (batch {b}, length {length}, {sp['threads'] or 'default'} threads): artifact "
-              f"{sp['artifact']['median_ms']:.1f} ms, PyTorch eager {sp['pytorch_eager']['median_ms']:.1f} ms "
-              f"-> {sp['speedup_vs_pytorch']:.2f}x")
-    if result.peak_rss_mb is not None:
-        print(f"\npeak resident memory {result.peak_rss_mb:.0f} MB (--max-memory {result.max_memory_mb:.0f} MB)")
+    print(summary(result))
     return 0
 
 
@@ -116,17 +98,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     manifest = quantize_directory(args.artifact, args.output, force=args.force, max_memory=args.max_memory,
                                   opts=Int8Options(calibration=args.calibration, samples=args.samples,
-                                                   scheme=args.int8_scheme, threads=args.threads))
+                                                   scheme=args.int8_scheme, threads=args.threads,
+                                                   precision=args.precision))
     info = manifest["int8"]
     if args.json:
         _emit_json({"output_dir": args.output, "int8": info,
                     "files": {k: v["bytes"] for k, v in manifest["files"].items()}})
         return 0
-    gate = ", ".join(f"{k} {v:.4f}" for k, v in info["gate"]["results"].items() if k != "texts")
+    from bortconv.pipeline.summary import gate_lines
+
     sp = info["speed_vs_fp32"]
     print(f"wrote {args.output}: {manifest['target']} int8 ({info['scheme']}), fp32 layers kept: "
           f"{', '.join(info['kept_fp32']['groups']) or 'none'}")
-    print(f"  gate on {info['gate']['heldout_texts']} held-out texts: {gate}")
+    print(f"  gate on {info['gate']['heldout_texts']} held-out probes:")
+    print("\n".join(gate_lines(info["gate"]["results"])))
     print(f"  speed (batch 1, length 128): fp32 {sp['fp32_ms']:.1f} ms, int8 {sp['int8_ms']:.1f} ms -> "
           f"{sp['speedup']:.2f}x")
     return 0
@@ -224,7 +209,12 @@ def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="feature-extraction, fill-mask or text-classification (default: "
                                   "text-classification if the checkpoint has a classifier, else feature-extraction)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--fp16", action="store_true", help="fp16 weights (never the default; recorded in the manifest)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default=None,
+                   help="fp32 (default); fp16 weights; bf16 inference (OpenVINO, CPUs with AMX or AVX512_BF16, under "
+                        "the bf16 gate); int8 (under the int8 gate). Recorded in the manifest with how to load it")
+    p.add_argument("--fp16", action="store_true", help="alias of --precision fp16")
+    p.add_argument("--ungated", action="store_true", help="bf16 on a CPU without native bf16: build it untested "
+                                                          "(the manifest says no gate ran)")
     p.add_argument("--static-shape", metavar="B,L", help="fixed batch and length for edge targets")
     p.add_argument("--threads", type=int, default=None, help="threads for the parity and speed runs")
     p.add_argument("--portable", action="store_true", help="ONNX with standard ops only (no ORT fusions)")
@@ -234,7 +224,7 @@ def _args_export(p: argparse.ArgumentParser) -> None:
                         "fastest keeps whichever timed faster (not reproducible)")
     p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes the tokenizer)")
     p.add_argument("--merges", help="GPT-2 BPE merges file")
-    p.add_argument("--int8", action="store_true", help="quantize to int8 under the accuracy gate")
+    p.add_argument("--int8", action="store_true", help="alias of --precision int8")
     p.add_argument("--calibration", help="int8: calibration text file, one sentence per line "
                                          "(default: the shipped English set)")
     p.add_argument("--samples", type=int, help="int8: calibration sentences (the rest of the file is held out)")
@@ -250,6 +240,8 @@ def _args_export(p: argparse.ArgumentParser) -> None:
 def _args_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="an fp32 artifact directory written by bortconv export")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
+    p.add_argument("--precision", default="int8", choices=["fp32", "fp16", "bf16", "int8"],
+                   help="int8 (default; the only precision quantize makes: bf16 is export --precision bf16)")
     p.add_argument("--calibration", help="calibration text file, one sentence per line (default: shipped set)")
     p.add_argument("--samples", type=int, help="calibration sentences (the rest of the file is held out)")
     p.add_argument("--int8-scheme", help="force one scheme instead of choosing the fastest that passes")

@@ -93,6 +93,10 @@ class ConvertOptions:
             heads_from_name(self.variant)
 
 
+#: --precision choices; --fp16 and --int8 stay as aliases
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
 class Target(str, enum.Enum):
     ONNX = "onnx"
     OPENVINO = "openvino"
@@ -150,11 +154,22 @@ class GateThresholds:
     token_cosine: float = 0.99  # mean over tokens
     sentence_cosine: float = 0.995  # mean over sentences
     sentence_cosine_p5: float = 0.99  # 5th percentile: no sizeable minority of texts may fall apart
+    sentence_cosine_worst: float = 0.98  # every held-out text and every length: no single input falls apart
     top1_agreement: float = 0.95  # fill-mask
     label_agreement: float = 0.98  # text-classification
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+#: the gate of each precision that is not atol-exact. bf16 and fp16 inference keep ~3 significant digits, so
+#: their outputs must stay much closer to fp32 than int8's.
+GATE_DEFAULTS: dict[str, GateThresholds] = {
+    "int8": GateThresholds(),
+    "bf16": GateThresholds(token_cosine=0.999, sentence_cosine=0.999, sentence_cosine_p5=0.998,
+                           sentence_cosine_worst=0.995, top1_agreement=0.98, label_agreement=0.99),
+}
+GATE_DEFAULTS["fp16"] = GATE_DEFAULTS["bf16"]
 
 
 #: metric the gate measures -> (the GateThresholds field it must reach, its name in reports). The one table
@@ -163,6 +178,7 @@ GATE_METRICS: dict[str, tuple[str, str]] = {
     "token_cosine_mean": ("token_cosine", "mean token cosine"),
     "sentence_cosine_mean": ("sentence_cosine", "mean sentence cosine"),
     "sentence_cosine_p5": ("sentence_cosine_p5", "5th pct sentence cosine"),
+    "sentence_cosine_worst": ("sentence_cosine_worst", "worst sentence cosine"),
     "top1_agreement": ("top1_agreement", "top-1 agreement"),
     "label_agreement": ("label_agreement", "label agreement"),
 }
@@ -178,6 +194,7 @@ class Int8Options:
     thresholds: GateThresholds = field(default_factory=GateThresholds)
     threads: int | None = None
     mixed_precision: bool = True
+    precision: str = "int8"  # what `bortconv quantize --precision` asked for (only int8 quantizes)
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,8 @@ class ExportOptions:
     vocab: str | None = None  # gluonnlp vocabulary JSON: with merges, the artifact gets Bort's tokenizer
     merges: str | None = None
     int8: Int8Options | None = None  # quantize under the accuracy gate after the fp32 artifact passed parity
+    bf16: bool = False  # OpenVINO: fp16-stored weights, inference pinned to bf16, under the bf16 gate
+    ungated: bool = False  # bf16 on a CPU without native bf16: build it anyway, untested (the manifest says so)
     bench: bool = True  # time the artifact against PyTorch eager
     progress: bool = True
     max_memory: int | str | None = None  # bytes, or a size such as "1.5G"
@@ -209,8 +228,21 @@ class ExportOptions:
             raise InputError("--portable applies to --target onnx only")
         if self.int8 is not None and self.fp16:
             raise InputError("--int8 and --fp16 exclude each other")
+        if self.bf16 and (self.fp16 or self.int8 is not None):
+            raise InputError("--precision takes one of fp32, fp16, bf16, int8")
+        if self.bf16 and self.target is not Target.OPENVINO:
+            raise InputError("--precision bf16: ONNX Runtime's x86 CPU kernels have no bf16 GEMM, so a bf16 ONNX "
+                             "model would be cast back to fp32 or refused; use --target openvino for bf16, or fp32 / "
+                             "int8 for ONNX Runtime")
+        if self.ungated and not self.bf16:
+            raise InputError("--ungated applies to --precision bf16 only (int8 and fp32 are always checked)")
 
     @property
     def precision(self) -> str:
         """The artifact's precision: what its manifest records."""
-        return "int8" if self.int8 is not None else "fp16" if self.fp16 else "fp32"
+        return "int8" if self.int8 is not None else "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+    @property
+    def weights_fp16(self) -> bool:
+        """Whether model files store fp16 weights (fp16 artifacts, and bf16 ones: half the size)."""
+        return self.fp16 or self.bf16

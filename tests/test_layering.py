@@ -20,12 +20,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bortconv"
 MAX_FUNCTION_LINES = 80
 
 #: part -> layer. A part may import its own modules and parts of a lower layer only.
-LAYERS: dict[str, int] = {
+LAYERS: dict[str, float] = {
     # shared leaves: import no stage
-    "errors": 0, "_version": 0, "layout": 0, "_hashing": 0,
+    "errors": 0, "_version": 0, "layout": 0, "_hashing": 0, "cpu": 0,
     "config": 1, "_jsonfile": 1, "_memory": 1, "measure": 1,
     "_atomic": 2, "_progress": 2,
-    "runtime": 3, "manifest": 3,
+    "runtime": 3, "manifest": 3, "loaders": 3.5,
     # stages, bottom up
     "converters": 4,
     "quantize": 5,

@@ -17,8 +17,8 @@ from typing import Any
 from bortconv._atomic import atomic_directory, check_output_dir
 from bortconv._memory import memory_budget
 from bortconv._progress import Progress
-from bortconv.config import (ExportOptions, GateThresholds, Int8Options, OpenVinoRoute, Target, Task, parse_enum,
-                             parse_static_shape)
+from bortconv.config import (PRECISIONS, ExportOptions, GateThresholds, Int8Options, OpenVinoRoute, Target, Task,
+                             parse_enum, parse_static_shape)
 from bortconv.errors import InputError
 from bortconv.layout import WORK_DIR
 from bortconv.pipeline import steps
@@ -53,8 +53,17 @@ def export_options(*, target: str | Target, task: str | Task | None = None, opse
                    int8: bool = False, calibration: str | None = None, samples: int | None = None,
                    int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
                    progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO,
-                   max_memory: int | str | None = None) -> ExportOptions:
-    """The :class:`ExportOptions` of export's keyword arguments (the CLI's options), checked."""
+                   max_memory: int | str | None = None, precision: str | None = None,
+                   ungated: bool = False) -> ExportOptions:
+    """The :class:`ExportOptions` of export's keyword arguments (the CLI's options), checked.
+
+    `precision` is fp32, fp16, bf16 or int8; `fp16=True` and `int8=True` are its aliases (they must agree)."""
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise InputError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+        if (fp16 and precision != "fp16") or (int8 and precision != "int8"):
+            raise InputError(f"--precision {precision} disagrees with --{'fp16' if fp16 else 'int8'}")
+        fp16, int8 = precision == "fp16", precision == "int8"
     int8_opts = Int8Options(calibration=calibration, samples=samples, scheme=int8_scheme, threads=threads,
                             thresholds=GateThresholds(**(int8_gate or {}))) if int8 else None
     opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
@@ -64,7 +73,7 @@ def export_options(*, target: str | Target, task: str | Task | None = None, opse
                          openvino_from=parse_enum(OpenVinoRoute, openvino_from,  # type: ignore[arg-type]
                                                   "--openvino-from"),
                          vocab=vocab, merges=merges, int8=int8_opts, bench=bench, progress=progress,
-                         max_memory=max_memory)
+                         max_memory=max_memory, bf16=precision == "bf16", ungated=ungated)
     if not int8 and (calibration or samples or int8_scheme):
         raise InputError("--calibration, --samples and --int8-scheme need --int8")
     return opts
@@ -93,8 +102,9 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     src, out = Path(source), Path(output_dir)
     kind = steps.source_kind(src)
     check_output_dir(out, options.force)
-    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.int8 is not None),
-                    enabled=options.progress)
+    steps.check_precision_here(options)
+    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.int8 is not None)
+                    + int(steps.gate_runs(options) and not options.ungated), enabled=options.progress)
     with memory_budget(options.max_memory, "export") as budget, atomic_directory(out, force=options.force) as tmp:
         work = tmp / WORK_DIR
         work.mkdir()
@@ -121,6 +131,7 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     built = build(traced, loaded, opts, tmp, prog)
     parity = steps.check_parity(tmp, traced, loaded, opts, prog)
     steps.carry_files(source, tmp)
+    deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8_info = steps.quantize(tmp, work, opts, loaded.task, opts.int8, prog) if opts.int8 is not None else {}
-    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog) if opts.bench else {}
-    return steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed)
+    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if opts.bench else {}
+    return steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()

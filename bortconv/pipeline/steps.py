@@ -198,7 +198,7 @@ def build_openvino(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Pat
                                         output_name=loaded.output, static_shape=opts.static_shape,
                                         threads=opts.threads, bench_feeds=traced.bench_feeds, route=route,
                                         names=loaded.names)
-        ovx.save_ir(best.model, tmp / OV_XML, fp16=opts.fp16)
+        ovx.save_ir(best.model, tmp / OV_XML, fp16=opts.weights_fp16)
     info: dict[str, Any] = {"openvino_source": best.source, "openvino_from": route}
     if route != opts.openvino_from.value:
         info["openvino_from_reason"] = f"--max-memory (asked: {opts.openvino_from.value})"
@@ -219,7 +219,7 @@ def check_parity(tmp: Path, traced: Traced, loaded: Loaded, opts: ExportOptions,
     from bortconv.validate.parity import TOLERANCES
     from bortconv.validate.parity import check_parity as run_parity
 
-    precision = "fp16" if opts.fp16 else "fp32"  # of the artifact parity checks; int8 is gated afterwards
+    precision = "fp16" if opts.weights_fp16 else "fp32"  # of the weights parity checks (pinned to f32 compute)
     with prog.step("checking parity against PyTorch"):
         session = open_session(tmp, opts.threads)
         report = run_parity(session.run, traced.reference, output=loaded.output, shapes=traced.shapes,
@@ -267,8 +267,10 @@ def quantize(tmp: Path, work: Path, opts: ExportOptions, task: Task, int8: Int8O
 
 
 def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Traced, opts: ExportOptions,
-                         prog: Progress) -> dict[str, Any]:
-    """Median latency of the artifact and of PyTorch eager, interleaved in one run, and their ratio."""
+                         prog: Progress, deployment: Deployment) -> dict[str, Any]:
+    """Median latency of the artifact and of PyTorch eager, interleaved in one run, and their ratio; for an
+    OpenVINO fp32 artifact on a CPU with native bf16, its bf16 inference in the same run (the summary's
+    "--precision bf16" option)."""
     from bortconv.converters import hf_model
     from bortconv.runtime import open_session
 
@@ -276,13 +278,20 @@ def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Trac
     with prog.step(f"timing artifact vs PyTorch eager (batch {b}, length {length})"):
         if loaded.module is None:  # let go once the reference was recorded: load it again (about 1 s)
             loaded.module = hf_model.task_module(hf_model.load_pytorch(source.hf_dir, loaded.task), loaded.task)
-        session = open_session(tmp, opts.threads)
-        lat = interleaved({"artifact": session.run,
-                           "pytorch_eager": hf_model.torch_runner(loaded.module, opts.threads)}, traced.bench_feeds)
-        del session
-    return {"shape": list(traced.bench_shape), "threads": opts.threads,
-            **{k: v.to_dict() for k, v in lat.items()},
-            "speedup_vs_pytorch": round(lat["pytorch_eager"].median_ms / lat["artifact"].median_ms, 3)}
+        runners = {"artifact": open_session(tmp, opts.threads).run,
+                   "pytorch_eager": hf_model.torch_runner(loaded.module, opts.threads)}
+        if deployment.bf16_option is not None:
+            runners["bf16"] = open_session(tmp, opts.threads, precision="bf16").run
+        lat = interleaved(runners, traced.bench_feeds)
+        del runners
+    speed = {"shape": list(traced.bench_shape), "threads": opts.threads,
+             **{k: v.to_dict() for k, v in lat.items() if k != "bf16"},
+             "speedup_vs_pytorch": round(lat["pytorch_eager"].median_ms / lat["artifact"].median_ms, 3)}
+    if deployment.bf16_option is not None:
+        speed["options"] = {"bf16": deployment.bf16_option | {
+            "median_ms": round(lat["bf16"].median_ms, 3),
+            "speedup_vs_fp32": round(lat["artifact"].median_ms / lat["bf16"].median_ms, 3)}}
+    return speed
 
 
 def manifest_fields(source: Source, loaded: Loaded, opts: ExportOptions, built: Built, parity: Any,
@@ -294,17 +303,99 @@ def manifest_fields(source: Source, loaded: Loaded, opts: ExportOptions, built: 
                "this graph holds"}} if opts.target is Target.ONNX and not opts.portable else {}
     return {
         "target": opts.target.value, "task": loaded.task.value,
-        "precision": "int8" if int8_info else "fp16" if opts.fp16 else "fp32",
+        "precision": opts.precision,
         "source": str(source.path.resolve()), "source_kind": source.kind, "source_sha256": source.sha256,
         "inputs": loaded.names, "output": loaded.output, "opset": opts.opset,
         "static_shape": list(opts.static_shape) if opts.static_shape else None,
         "graph": "portable" if opts.portable else ("fused" if opts.target is Target.ONNX else "openvino"),
         "fused_ops": built.fused_ops, "parity": [parity.to_dict()], "parity_threads": opts.threads,
         **onnx_session,
-        "parity_checked": f"{'fp16' if opts.fp16 else 'fp32'} artifact vs PyTorch fp32"
-                          + (" (before int8 quantization; int8 is judged by the gate)" if int8_info else ""),
+        "parity_checked": f"{'fp16' if opts.weights_fp16 else 'fp32'} weights, f32 inference, vs PyTorch fp32"
+                          + {"int8": " (before int8 quantization; int8 is judged by the gate)",
+                             "bf16": " (bf16 inference is judged by the gate)"}.get(opts.precision, ""),
         "speed_at_export": speed, **built.openvino, **({"int8": int8_info} if int8_info else {}),
     }
+
+
+def check_precision_here(opts: ExportOptions) -> None:
+    """bf16 needs a CPU that computes it natively, or an explicit --ungated: refuse before anything runs."""
+    from bortconv.loaders import native_bf16
+    if opts.bf16 and not opts.ungated:
+        native, have = native_bf16()
+        if not native:
+            from bortconv.cpu import cpu_flags
+            raise InputError(f"--precision bf16: this CPU ({cpu_flags()[0]}) has no native bf16 ({have}); the gate "
+                             f"cannot measure what a bf16 CPU computes here. Export on a CPU with AMX or AVX512_BF16, "
+                             f"or pass --ungated to build it untested")
+
+
+@dataclass
+class Deployment:
+    """How the artifact is loaded (the manifest's contract) and what the deployment gate found on this CPU."""
+
+    loading: dict[str, Any]
+    gate: dict[str, Any] = field(default_factory=dict)
+    bf16_option: dict[str, Any] | None = None  # fp32 OpenVINO: bf16 inference of the same IR, gated here
+
+    def fields(self) -> dict[str, Any]:
+        return {"loading": self.loading, **({"deployment_gate": self.gate} if self.gate else {})}
+
+
+def gate_runs(opts: ExportOptions) -> bool:
+    """Whether export runs the deployment gate itself (int8's runs inside quantization)."""
+    if opts.int8 is not None:
+        return False
+    if opts.bf16:
+        return True
+    from bortconv.loaders import stock_precision
+    return opts.target is Target.OPENVINO and stock_precision() != "f32"
+
+
+def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progress) -> Deployment:
+    """The artifact as it will be loaded, judged on held-out text of every length (int8 is gated by quantize).
+
+    bf16: bortconv's runtime (pinned bf16) and a stock load, held to the bf16 gate. fp32/fp16 OpenVINO where
+    OpenVINO infers in bf16 by default (AMX): the stock load held to the bf16 gate, and the same IR pinned to
+    bf16 judged as an option. The reference is the artifact pinned to f32, which passed atol parity."""
+    import json
+
+    from bortconv.config import GATE_DEFAULTS
+    from bortconv.errors import AccuracyGateError
+    from bortconv.loaders import loading_contract, native_bf16
+    from bortconv.quantize.deployment import DeploymentGate, heldout_text
+    from bortconv.runtime import open_session
+
+    deployment = Deployment(loading_contract(opts.target.value, opts.precision))
+    if not gate_runs(opts):
+        return deployment
+    if opts.bf16 and opts.ungated:
+        deployment.gate = {"ran": False, "why": "--ungated: built without the bf16 gate (CPU without native bf16)"}
+        return deployment
+    thresholds = GATE_DEFAULTS["bf16"]
+    loaders = ("bortconv", "stock") if opts.bf16 else ("stock",)
+    with prog.step(f"judging the {' and '.join(loaders)} load{'s' if len(loaders) > 1 else ''} on held-out text "
+                   f"of every length"):
+        reference = open_session(tmp, opts.threads, precision="f32")
+        config = json.loads((tmp / CONFIG_FILE).read_text())
+        gate = DeploymentGate.for_artifact(tmp, reference.run, loaded.task.value, heldout_text(None, None),
+                                           config=config, with_types=loaded.with_types)
+        verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, loaders=loaders,
+                                      pinned="bf16" if opts.bf16 else "f32")
+        if not opts.bf16 and native_bf16()[0]:
+            option = gate.judge(open_session(tmp, opts.threads, precision="bf16").run, "bortconv", "bf16", thresholds)
+            deployment.bf16_option = {"passes_gate": option.passed, "gate": option.to_dict()}
+        del reference
+        release()
+    deployment.gate = {"ran": True, "thresholds": thresholds.to_dict(), "heldout": gate.record(),
+                       "reference": "the artifact pinned to f32 (which passed atol parity against PyTorch)",
+                       "results": {v.loader: v.to_dict() for v in verdicts}}
+    failed = [v for v in verdicts if not v.passed]
+    if failed:
+        v = failed[0]
+        raise AccuracyGateError(f"{opts.target.value} {opts.precision} artifact under the {v.loader} load "
+                                f"({v.inference_precision} on this CPU): {', '.join(v.failed)} (worst at "
+                                f"{v.metrics.get('worst_at')}); nothing was written")
+    return deployment
 
 
 def source_kind(source: Path) -> str:

@@ -8,6 +8,7 @@ valid positions; text-classification: label agreement. The thresholds and their 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,20 +51,73 @@ def fidelity(reference: Runner, candidate: Runner, feeds: Sequence[Mapping[str, 
     return out
 
 
-def passes(metrics: Mapping[str, float], t: GateThresholds) -> bool:
+def passes(metrics: Mapping[str, Any], t: GateThresholds) -> bool:
     """Whether every gated metric present in `metrics` reaches its threshold."""
     return all(metrics[k] >= getattr(t, field) for k, (field, _) in GATE_METRICS.items() if k in metrics)
 
 
-def describe(metrics: Mapping[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "texts")
+def describe(metrics: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in GATE_METRICS or k.endswith("_p5"))
 
 
 #: which metrics the gate measures for each task
-TASK_METRICS = {"feature-extraction": ("token_cosine_mean", "sentence_cosine_mean", "sentence_cosine_p5"),
+TASK_METRICS = {"feature-extraction": ("token_cosine_mean", "sentence_cosine_mean", "sentence_cosine_p5",
+                                       "sentence_cosine_worst"),
                 "fill-mask": ("top1_agreement",), "text-classification": ("label_agreement",)}
 
 
 def describe_thresholds(t: GateThresholds, task: str) -> str:
     """The gate a task's artifact must pass, for messages: "mean token cosine >= 0.99, ..."."""
     return ", ".join(f"{GATE_METRICS[k][1]} >= {getattr(t, GATE_METRICS[k][0])}" for k in TASK_METRICS[task])
+
+
+def _rows(ref: np.ndarray, got: np.ndarray, mask: np.ndarray, task: str) -> tuple[list[float], list[float]]:
+    """(per-token cosines, per-row score) of one batch: sentence cosine of mean-pooled vectors for encoders,
+    the fraction of agreeing labels / top-1 tokens per row for the heads."""
+    if task == "text-classification":
+        return [], (ref.argmax(-1) == got.argmax(-1)).astype(float).tolist()
+    if task == "fill-mask":
+        agree = ref.argmax(-1) == got.argmax(-1)
+        return [], [float(agree[i][mask[i]].mean()) for i in range(len(agree))]
+    m = mask[..., None]
+    pooled = _cos((ref * m).sum(1) / m.sum(1), (got * m).sum(1) / m.sum(1))
+    return _cos(ref, got)[mask].tolist(), pooled.tolist()
+
+
+def deployed_fidelity(reference: Sequence[np.ndarray], candidate: Runner, probes: Sequence[Any],
+                      task: str) -> dict[str, Any]:
+    """Fidelity of `candidate` on the gate's probes (:mod:`bortconv.quantize.heldout`) against the reference's
+    outputs for the same probes: mean, 5th percentile and worst case over every row, and where the worst was.
+
+    Encoders are scored by sentence cosine (mean-pooled over valid tokens) and token cosine; fill-mask by top-1
+    agreement and classifiers by label agreement, as the int8 gate always has.
+    """
+    tok: list[float] = []
+    scores: list[tuple[float, str, int]] = []  # (score, label, length)
+    for probe, ref in zip(probes, reference):
+        mask = probe.feeds["attention_mask"].astype(bool)
+        t, per_row = _rows(ref, candidate(probe.feeds), mask, task)
+        tok += t
+        for i, v in enumerate(per_row):
+            label = probe.label + (f" row {i}" if len(per_row) > 1 else "")
+            scores.append((v, label, int(mask[i].sum())))
+    values = np.array([s[0] for s in scores])
+    worst = min(scores)
+    by_length: dict[int, float] = {}
+    for v, _, n in scores:
+        by_length[n] = min(by_length.get(n, 1.0), v)
+    out: dict[str, Any] = {"texts": float(len(scores)), "worst_at": worst[1],
+                           "worst_length": min(by_length, key=by_length.__getitem__),
+                           "lengths": len(by_length)}
+    if task == "feature-extraction":
+        out |= {"token_cosine_mean": float(np.mean(tok)), "sentence_cosine_mean": float(values.mean()),
+                "sentence_cosine_p5": float(np.percentile(values, 5)), "sentence_cosine_worst": float(worst[0])}
+    else:
+        out["top1_agreement" if task == "fill-mask" else "label_agreement"] = float(values.mean())
+    return out
+
+
+def failures(metrics: Mapping[str, Any], t: GateThresholds) -> list[str]:
+    """One phrase per gated metric below its threshold, e.g. "worst sentence cosine 0.7706 < 0.98"."""
+    return [f"{label} {metrics[k]:.4f} < {getattr(t, field)}" for k, (field, label) in GATE_METRICS.items()
+            if k in metrics and metrics[k] < getattr(t, field)]

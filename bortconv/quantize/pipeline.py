@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 
 from bortconv._memory import memory_budget, release
-from bortconv.config import GateThresholds, Int8Options
+from bortconv.config import GATE_METRICS, GateThresholds, Int8Options
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
 from bortconv.measure import KEEP_RULE, Runner, interleaved, keep_preferred, make_feeds
 from bortconv.quantize import calibration as cal
-from bortconv.quantize.cpu import cpu_features
-from bortconv.quantize.metrics import describe, describe_thresholds, fidelity, passes
+from bortconv.cpu import cpu_features
+from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
+from bortconv.quantize.metrics import describe, describe_thresholds
 
 log = logging.getLogger(__name__)
 
-SENSITIVITY_TEXTS = 32  # held-out texts used to rank layers for mixed precision (the gate uses all)
+SENSITIVITY_PROBES = 12  # held-out probes used to rank layers for mixed precision (the gate uses all)
+GATED = tuple(GATE_METRICS)
 #: the shape int8 candidates are timed at against the fp32 artifact
 TIMING_SHAPE = (1, 128)
 
@@ -39,7 +41,8 @@ __all__ = ["GateThresholds", "Int8Options", "quantize_artifact", "quantize_direc
 class _Candidate:
     def __init__(self, scheme: str, path: Path, kept: list[str]) -> None:
         self.scheme, self.path, self.kept = scheme, path, kept
-        self.metrics: dict[str, float] = {}
+        self.metrics: dict[str, float] = {}  # bortconv's loader: what mixed precision ranks by
+        self.verdicts: list[LoaderVerdict] = []
         self.passed = False
         self.median_ms: float | None = None
         self.error: str | None = None
@@ -49,7 +52,8 @@ class _Candidate:
         return f"{self.scheme}|{','.join(self.kept)}|{self.path.name}"
 
     def record(self) -> dict[str, Any]:
-        rec = {"scheme": self.scheme, "kept_fp32": self.kept, "gate": self.metrics, "passed": self.passed,
+        rec = {"scheme": self.scheme, "kept_fp32": self.kept, "passed": self.passed,
+               "gate": {v.loader: v.to_dict() for v in self.verdicts} or self.metrics,
                "median_ms": None if self.median_ms is None else round(self.median_ms, 2)}
         return rec | ({"error": self.error} if self.error else {})
 
@@ -69,8 +73,7 @@ class _Setup:
     source: str
     calib_rows: list[list[int]]
     calibration: list[dict[str, np.ndarray]]
-    heldout_texts: int
-    heldout: list[dict[str, np.ndarray]]
+    gate: DeploymentGate
     backend: Any  # bortconv.quantize.ort_int8 or ov_int8
     groups: dict[str, list[str]]
 
@@ -98,8 +101,11 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
         log.warning("%s has no tokenizer: calibrating on random token ids (pass --vocab/--merges to export "
                     "for text calibration)", fp32_dir)
         source = "random token ids (artifact has no tokenizer)"
+    max_len = int(config.get("max_position_embeddings") or 512)
     calib_rows = cal.rows_for(split.calibration, tok, vocab, cal.CALIBRATION_SEED)
-    n_held, held = cal.heldout_feeds(split, tok, vocab, pad_id, with_types)
+    calib_rows += cal.long_rows(split.calibration, tok, vocab, max_len, cal.CALIBRATION_SEED)
+    gate = DeploymentGate.for_artifact(fp32_dir, reference.run, task, heldout_text(opts.calibration, opts.samples),
+                                       config=config, with_types=with_types, tokenizer=tok)
     if target == "onnx":
         from bortconv.quantize import ort_int8 as backend
         groups = backend.node_groups(fp32_dir / model_files(target)[0])
@@ -111,7 +117,7 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
     if opts.scheme and opts.scheme not in backend.SCHEMES:
         raise InputError(f"--int8-scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}")
     return _Setup(fp32_dir, target, task, opts, cpu_features(), config, reference, tok, source, calib_rows,
-                  cal.feeds_for(calib_rows, pad_id, with_types), n_held, held, backend, groups)
+                  cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups)
 
 
 class _Builder:
@@ -120,7 +126,7 @@ class _Builder:
     def __init__(self, setup: _Setup, work: Path) -> None:
         self.s, self.work, self.made = setup, work, itertools.count()
 
-    def __call__(self, scheme: str, kept: list[str], feeds: list | None = None) -> _Candidate:
+    def __call__(self, scheme: str, kept: list[str], probe: bool = False) -> _Candidate:
         s = self.s
         d = self.work / f"cand{next(self.made)}"
         d.mkdir()
@@ -134,9 +140,8 @@ class _Builder:
             release()
             return c
         release()  # the quantizer's graphs and calibration tensors: give them back before the next stage
-        c.metrics = self.gate(c, feeds)
+        self.gate(c, probe)
         release()
-        c.passed = passes(c.metrics, s.opts.thresholds)
         log.info("int8 %s (fp32: %s): %s -> %s", scheme, kept or "none", describe(c.metrics),
                  "pass" if c.passed else "fail")
         return c
@@ -153,10 +158,19 @@ class _Builder:
                                        exclude=exclude)
             save_ir(model, c.path / model_files(s.target)[0], fp16=False)  # stable node names: reproducible bytes
 
-    def gate(self, c: _Candidate, feeds: list | None = None) -> dict[str, float]:
-        from bortconv.runtime import open_session
-        sess = open_session(c.path, self.s.opts.threads)
-        return fidelity(self.s.reference.run, sess.run, feeds or self.s.heldout, self.s.task)
+    def gate(self, c: _Candidate, probe: bool) -> None:
+        """The deployment gate under every loader (`probe`: bortconv's loader on a few probes, for ranking)."""
+        s = self.s
+        if probe:
+            from bortconv.runtime import open_session
+            from bortconv.quantize.metrics import deployed_fidelity
+            pick = range(0, len(s.gate.probes), max(1, len(s.gate.probes) // SENSITIVITY_PROBES))
+            c.metrics = deployed_fidelity([s.gate.outputs[i] for i in pick], open_session(c.path, s.opts.threads).run,
+                                          [s.gate.probes[i] for i in pick], s.task)
+            return
+        c.verdicts = s.gate.judge_loaders(c.path, s.opts.thresholds, s.opts.threads, pinned="f32")
+        c.metrics = c.verdicts[0].metrics
+        c.passed = all(v.passed for v in c.verdicts)
 
 
 def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
@@ -166,12 +180,15 @@ def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
     # The first scheme is the one expected to be fastest on this CPU: if it fails with every layer in int8,
     # find out whether keeping a few sensitive layers in fp32 saves it before settling for a slower scheme.
     if not tried[0].passed and not tried[0].error and s.opts.mixed_precision:
-        tried += _mixed_precision(tried[0].scheme, s.groups, build, s.heldout[:max(1, SENSITIVITY_TEXTS // 8)])
+        tried += _mixed_precision(tried[0].scheme, s.groups, build)
     if not any(c.passed for c in tried):
-        best = max(tried, key=lambda c: min((v for k, v in c.metrics.items() if k != "texts"), default=-1.0))
+        best = max(tried, key=lambda c: _score(c.metrics))
+        failed = "; ".join(f"{v.loader} loader: {', '.join(v.failed)} (worst at {v.metrics.get('worst_at')})"
+                           for v in best.verdicts if v.failed)
         raise AccuracyGateError(
-            f"int8 {s.target}: no scheme passes the accuracy gate ({describe_thresholds(s.opts.thresholds, s.task)}); "
-            f"best was {best.scheme} with fp32 layers {best.kept or 'none'}: {describe(best.metrics)}")
+            f"int8 {s.target}: no scheme passes the accuracy gate ({describe_thresholds(s.opts.thresholds, s.task)}) "
+            f"on {len(s.gate.probes)} held-out probes of 1 to {s.gate.record()['lengths'][-1:] or '?'} tokens; "
+            f"best was {best.scheme} with fp32 layers {best.kept or 'none'}: {failed or describe(best.metrics)}")
     return tried
 
 
@@ -201,8 +218,9 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, fp3
     return {
         "scheme": chosen.scheme,
         "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in s.groups[g]]},
-        "gate": {"thresholds": opts.thresholds.to_dict(), "results": chosen.metrics, "passed": True,
-                 "heldout_texts": s.heldout_texts},
+        "gate": {"thresholds": opts.thresholds.to_dict(), "passed": True,
+                 "results": {v.loader: v.to_dict() for v in chosen.verdicts},
+                 "heldout": s.gate.record(), "heldout_texts": len(s.gate.probes)},
         "calibration": {"source": s.source, "samples": len(s.calib_rows), "order": "file order, batch 1",
                         "file": None if opts.calibration is None else str(Path(opts.calibration).resolve()),
                         "split_samples": opts.samples,
@@ -230,14 +248,19 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     return _manifest_fields(setup, tried, chosen, fp32_ms, len(passing))
 
 
-def _mixed_precision(scheme: str, groups: dict[str, list[str]], build: _Builder, probe: list) -> list[_Candidate]:
+def _score(metrics: dict[str, Any]) -> float:
+    """The lowest gated metric: what ranks candidates and layer groups (higher is closer to fp32)."""
+    return min((float(v) for k, v in metrics.items() if k in GATED), default=-1.0)
+
+
+def _mixed_precision(scheme: str, groups: dict[str, list[str]], build: _Builder) -> list[_Candidate]:
     """Rank layer groups by how much quantizing each alone hurts (on a few held-out batches), then keep them
     in fp32 one by one, most sensitive first, until the gate passes."""
     names = sorted(groups)
     scores = {}
     for g in names:  # only g quantized: its own damage
-        c = build(scheme, [h for h in names if h != g], probe)
-        scores[g] = min(v for k, v in c.metrics.items() if k != "texts")
+        c = build(scheme, [h for h in names if h != g], probe=True)
+        scores[g] = _score(c.metrics)
         shutil.rmtree(c.path)
     order = sorted(names, key=lambda g: scores[g])
     log.info("int8 sensitivity (lower is more sensitive): %s", {g: round(scores[g], 5) for g in order})
@@ -262,6 +285,9 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
 
         src, out = Path(artifact_dir), Path(output_dir)
         manifest = read_manifest(src)
+        if opts.precision != "int8":
+            raise InputError(f"--precision {opts.precision}: quantize makes int8 artifacts; for bf16 use "
+                             f"bortconv export --precision bf16")
         if manifest.get("precision") != "fp32":
             raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
         target, task = str(manifest["target"]), str(manifest["task"])
@@ -274,8 +300,10 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
             work.mkdir()
             info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
             shutil.rmtree(work)
+            from bortconv.loaders import loading_contract
             fields = carried_fields(manifest) | {
                 "precision": "int8", "int8": info, "quantized_from": str(src.resolve()),
+                "loading": loading_contract(target, "int8"),
                 "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by "
                                   "the gate)"}
             return write_manifest(tmp, fields)

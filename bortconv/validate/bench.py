@@ -179,7 +179,7 @@ def parse_int_list(value: str | Sequence[int], option: str) -> tuple[int, ...]:
 def machine_info() -> dict[str, Any]:
     """CPU model, the SIMD/matrix features int8 and fp32 speed depend on, cores, library versions."""
     from bortconv.manifest import versions
-    from bortconv.quantize.cpu import cpu_features, cpu_flags
+    from bortconv.cpu import cpu_features, cpu_flags
 
     _, flags = cpu_flags()
     feats = cpu_features()

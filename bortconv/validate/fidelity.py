@@ -1,4 +1,15 @@
-"""`bortconv validate` for gated precisions (int8): re-run the gate the artifact passed when it was made."""
+"""`bortconv validate` for what depends on the CPU it runs on: the deployment gate re-run here.
+
+- int8 and bf16 artifacts: the gate they passed when they were made (:mod:`bortconv.quantize.deployment`),
+  with the thresholds and held-out text their manifest records, under bortconv's runtime and a stock load;
+- fp32 and fp16 artifacts (whose atol parity is checked pinned to f32): a stock load, in whatever precision
+  OpenVINO picks on this CPU (bf16 on CPUs with AMX), held to the bf16 gate;
+- bf16 artifacts on a CPU without native bf16: a failing row, since OpenVINO cannot give them here what they
+  were built for.
+
+One row per loader and metric: "max diff" is 1 - metric and the tolerance 1 - threshold, so the table reads
+like the atol rows; "where" names the input the worst value came from (e.g. "length 32").
+"""
 
 from __future__ import annotations
 
@@ -8,10 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bortconv.config import GATE_METRICS, GateThresholds
+from bortconv.config import GATE_DEFAULTS, GATE_METRICS, GateThresholds
 from bortconv.layout import CONFIG_FILE
-from bortconv.quantize import calibration as cal
-from bortconv.quantize.metrics import fidelity
+from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
 from bortconv.validate.checks import Check
 
 
@@ -20,43 +30,67 @@ def _section(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: Any, session: Any, *,
-                  threads: int | None) -> Sequence[Check]:
-    """The int8 session judged against the fp32 PyTorch model of its source (`reference`).
-
-    On the held-out part of the calibration text recorded in the manifest (never the calibration sentences),
-    with the thresholds recorded there. One report row per metric: "max diff" is 1 - metric and the tolerance
-    1 - threshold, so the table reads like the atol rows: pass when the shortfall is within the tolerance.
-    """
-    info = _section(manifest, "int8")
-    recorded = _section(_section(info, "gate"), "thresholds")
+def _thresholds(manifest: Mapping[str, Any], precision: str) -> GateThresholds:
+    recorded = _section(_section(_section(manifest, precision), "gate"), "thresholds")
     fields = GateThresholds.__dataclass_fields__
-    thresholds = GateThresholds(**{k: float(v) for k, v in recorded.items() if k in fields})
-    calib = _section(info, "calibration")
-    rows: list[Check] = []
+    base = GATE_DEFAULTS.get(precision, GATE_DEFAULTS["bf16"]).to_dict()
+    return GateThresholds(**(base | {k: float(v) for k, v in recorded.items() if k in fields}))
+
+
+def _text(manifest: Mapping[str, Any], precision: str, rows: list[Check]) -> Any:
+    """The held-out text the gate ran on when the artifact was made (never its calibration text)."""
+    calib = _section(_section(manifest, precision), "calibration")
     user_file = Path(str(calib["file"])) if calib.get("file") else None
-    samples = calib.get("split_samples")  # the same split as quantization: held-out text is never calibration text
+    samples = calib.get("split_samples")
     if user_file is not None and not user_file.is_file():
         rows.append(Check("fidelity", "held-out text", "info",
-                          detail=f"calibration file {user_file} is not here; gating on the shipped WordNet text"))
+                          detail=f"calibration file {user_file} is not here; gating on the shipped held-out text"))
         user_file, samples = None, None
-    t0 = time.perf_counter()
-    split = cal.split_texts(user_file, int(samples) if samples else None)
-    cfg = json.loads((artifact_dir / CONFIG_FILE).read_text())
-    # as quantization did: the artifact's tokenizer, or (if it calibrated without one) the same seeded ids
-    tok = cal.load_tokenizer(artifact_dir) if calib.get("token_ids", "tokenizer") == "tokenizer" else None
-    n_held, feeds = cal.heldout_feeds(split, tok, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0),
-                                      "token_type_ids" in session.input_names)
-    metrics = fidelity(lambda f: reference.run(dict(f)), session.run, feeds, str(manifest["task"]))
-    seconds = (time.perf_counter() - t0) / max(1, len(GATE_METRICS))
+    return heldout_text(user_file, int(samples) if samples else None)
+
+
+def _rows(verdict: LoaderVerdict, n_probes: int, seconds: float) -> list[Check]:
+    group = f"fidelity/{verdict.loader}"
+    rows = [Check(group, "inference precision", "info", where=verdict.inference_precision,
+                  detail=f"on this CPU, as {verdict.loader} loading compiles it")]
     for key, (field_name, label) in GATE_METRICS.items():
-        if key not in metrics:
+        if key not in verdict.metrics:
             continue
-        threshold = float(getattr(thresholds, field_name))
-        shortfall = round(1.0 - metrics[key], 9)  # 1 - 0.98 is 0.0200000000000000018 in binary
-        ok = metrics[key] >= threshold
-        rows.append(Check("fidelity", label, "pass" if ok else "fail", max_diff=shortfall,
-                          where=f"{n_held} held-out texts", tolerance=round(1.0 - threshold, 9),
-                          detail="" if ok else f"{metrics[key]:.4f} < {threshold} (int8 vs fp32 PyTorch)",
-                          seconds=seconds))
+        value, threshold = float(verdict.metrics[key]), float(getattr(verdict.thresholds, field_name))
+        ok = value >= threshold
+        where = f"worst at {verdict.metrics['worst_at']}" if key == "sentence_cosine_worst" else f"{n_probes} probes"
+        rows.append(Check(group, label, "pass" if ok else "fail", max_diff=round(1.0 - value, 9), where=where,
+                          tolerance=round(1.0 - threshold, 9), seconds=seconds,
+                          detail="" if ok else f"{value:.4f} < {threshold} ({verdict.loader} load, "
+                                               f"{verdict.inference_precision}, {where})"))
+    return rows
+
+
+def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: Any, session: Any, *,
+                  threads: int | None) -> Sequence[Check]:
+    """The deployment gate on this CPU for `artifact_dir`, against the fp32 PyTorch model of its source."""
+    from bortconv.loaders import native_bf16, stock_precision
+
+    precision = str(manifest["precision"])
+    rows: list[Check] = []
+    if precision == "bf16":
+        native, why = native_bf16()
+        rows.append(Check("fidelity", "native bf16", "pass" if native else "fail", where=why,
+                          detail="" if native else "this CPU has no native bf16 (AMX-BF16 or AVX512_BF16): OpenVINO "
+                                                   "cannot run this artifact as it was built; deploy fp32 here"))
+    gated = precision in ("int8", "bf16")
+    text = _text(manifest, precision, rows) if gated else heldout_text(None, None)
+    cfg = json.loads((artifact_dir / CONFIG_FILE).read_text())
+    t0 = time.perf_counter()
+    gate = DeploymentGate.for_artifact(artifact_dir, lambda f: reference.run(dict(f)), str(manifest["task"]), text,
+                                       config=cfg, with_types="token_type_ids" in session.input_names)
+    loaders = ("bortconv", "stock") if gated else ("stock",)
+    thresholds = _thresholds(manifest, precision) if gated else GATE_DEFAULTS["bf16"]
+    verdicts = gate.judge_loaders(artifact_dir, thresholds, threads, loaders=loaders)
+    seconds = (time.perf_counter() - t0) / max(1, len(verdicts) * len(GATE_METRICS))
+    if manifest.get("target") == "openvino":
+        rows.append(Check("fidelity", "stock precision here", "info", where=stock_precision(),
+                          detail='what ov.Core().compile_model(xml, "CPU") infers in on this CPU'))
+    for v in verdicts:
+        rows += _rows(v, len(gate.probes), seconds)
     return rows

@@ -10,8 +10,9 @@ Groups of checks, in the order they run:
     parity/pytorch   the artifact vs the source through the PyTorch model, over the shape table of
                      validate/parity.py, with the (target, precision) tolerance of validate/parity.py
     parity/mxnet     the same against MXNet itself (``backends=("pytorch", "mxnet")``; needs mxnet importable)
-    fidelity         int8 artifacts: judged by task agreement on held-out text, not atol
-                     (:data:`PRECISION_GATES`, :mod:`bortconv.validate.fidelity`)
+    fidelity         int8 and bf16 artifacts: the deployment gate (held-out text of every length, under
+                     bortconv's runtime and a stock load, on this CPU) instead of atol; fp32 and fp16 artifacts:
+                     after atol parity, a stock load held to the bf16 gate (:mod:`bortconv.validate.fidelity`)
 
 Heavy libraries (torch, onnxruntime, openvino, mxnet) are imported only by the checks that need them.
 """
@@ -53,7 +54,9 @@ class FidelityGate(Protocol):
 
 
 #: precision -> the gate that judges artifacts of that precision instead of atol parity.
-PRECISION_GATES: dict[str, FidelityGate] = {"int8": fidelity_gate}
+PRECISION_GATES: dict[str, FidelityGate] = {"int8": fidelity_gate, "bf16": fidelity_gate}
+#: the gate that also runs, after atol parity, for atol-exact precisions: how a stock loader on this CPU does
+STOCK_GATE: FidelityGate = fidelity_gate
 
 __all__ = ["Check", "ValidationReport", "ReferenceCache", "parse_tolerance", "validate", "validate_all",
            "PRECISION_GATES"]
@@ -215,15 +218,17 @@ def _run(plan: _Plan, reference: str | os.PathLike[str] | None, backends: tuple[
         return _report(d, manifest, ref_path, backends, checks, t_start, threads, stopped_after="reference")
     session = _open(d, threads, checks)
     if session is not None:
+        _set_torch_threads(threads)
         if plan.gate is not None:
             checks += list(plan.gate(d, manifest, ref, session, threads=threads))
         else:
-            _set_torch_threads(threads)
             for backend in backends:
                 b_tol = tol if plan.explicit_tolerance or backend == "pytorch" else \
                     max(tol, MXNET_FLOOR.get(ref.task, 0.0))
                 checks += check_parity_against(f"parity/{backend}", session,
                                                lambda f, b=backend: ref.run(f, b), ref, manifest, b_tol)
+            if not (fail_fast and any(c.failed for c in checks)):
+                checks += list(STOCK_GATE(d, manifest, ref, session, threads=threads))
         del session
     return _report(d, manifest, ref_path, backends, checks, t_start, threads)
 

@@ -1,5 +1,5 @@
-"""What the CPU can do for int8: the choice of scheme depends on it (export-notes: u8s8 saturates on AVX2
-without VNNI; VNNI/AMX make int8 pay)."""
+"""What the CPU can do: the int8 scheme (u8s8 saturates on AVX2 without VNNI; VNNI/AMX make int8 pay) and bf16
+(native on AMX-BF16 and AVX512_BF16) depend on it, at export and again wherever `validate` runs."""
 
 from __future__ import annotations
 
@@ -33,4 +33,5 @@ def cpu_features() -> dict[str, object]:
         "avx512": "avx512f" in flags,
         "vnni": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
         "amx": "amx_int8" in flags,
+        "bf16": bool(flags & {"amx_bf16", "avx512_bf16"}),
     }

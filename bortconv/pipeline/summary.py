@@ -1,0 +1,70 @@
+"""The export summary a person reads: files, parity, how to load the artifact, the gate, speed and the options
+measured on this machine (e.g. ``fp32 35 ms; bf16 15 ms (2.3x) passes the gate: --precision bf16``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bortconv.pipeline.export import ExportResult
+
+
+def gate_lines(results: dict[str, Any]) -> list[str]:
+    out = []
+    for loader, v in results.items():
+        m = v["metrics"]
+        score = (f"sentence cosine mean {m['sentence_cosine_mean']:.5f}, worst {m['sentence_cosine_worst']:.5f} "
+                 f"at {m['worst_at']}" if "sentence_cosine_mean" in m else
+                 ", ".join(f"{k} {m[k]:.4f}" for k in ("label_agreement", "top1_agreement") if k in m))
+        out.append(f"  {loader:<9} load ({v['inference_precision']}): {score} -> {'ok' if v['passed'] else 'FAIL'}")
+    return out
+
+
+def _loading_lines(loading: dict[str, Any]) -> list[str]:
+    stock = loading.get("stock", {})
+    lines = [f"\nloading ({loading['runtime']}): weights {loading['weights']}, bortconv's runtime infers in "
+             f"{loading['inference_precision']} with {loading['config']}"]
+    if stock:
+        lines.append(f"  stock {stock['call']} infers in {stock['inference_precision_here']} on this CPU"
+                     + (f"; {stock['note']}" if stock.get("note") else ""))
+    return lines
+
+
+def _speed_lines(sp: dict[str, Any], precision: str) -> list[str]:
+    b, length = sp["shape"]
+    lines = [f"\nspeed (batch {b}, length {length}, {sp['threads'] or 'default'} threads): artifact "
+             f"{sp['artifact']['median_ms']:.1f} ms, PyTorch eager {sp['pytorch_eager']['median_ms']:.1f} ms "
+             f"-> {sp['speedup_vs_pytorch']:.2f}x"]
+    bf16 = sp.get("options", {}).get("bf16")
+    if bf16:
+        verdict = "passes the gate: --precision bf16" if bf16["passes_gate"] else "fails the bf16 gate here"
+        lines.append(f"options measured here: {precision} {sp['artifact']['median_ms']:.1f} ms; bf16 "
+                     f"{bf16['median_ms']:.1f} ms ({bf16['speedup_vs_fp32']:.1f}x) {verdict}")
+    return lines
+
+
+def summary(result: ExportResult) -> str:
+    """The human-readable summary of an export."""
+    m = result.manifest
+    lines = [f"\n{result.output_dir}: {result.target} {result.precision} {result.task}"
+             + (f" (OpenVINO IR converted from {result.openvino_source})" if result.openvino_source else "")]
+    lines += [f"  {name:<28} {size / 1e6:>9.1f} MB" for name, size in sorted(result.files.items())]
+    if result.fused_ops:
+        lines.append("  fused ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.fused_ops.items())))
+    lines.append("\nparity vs PyTorch (max abs diff at valid positions)")
+    for rep in result.parity:
+        lines += [f"  {rep['output']:<18} {r['shape']:<16} {r['max_abs_diff']:>10.2e}  tol {r['tolerance']:.0e}  "
+                  f"{'ok' if r['passed'] else 'FAIL'}" for r in rep["rows"]]
+    if m.get("loading"):
+        lines += _loading_lines(m["loading"])
+    gate = m.get("deployment_gate") or m.get("int8", {}).get("gate", {})
+    if gate.get("results"):
+        lines.append(f"\ndeployment gate ({gate['heldout']['probes']} held-out probes, lengths "
+                     f"{'-'.join(map(str, gate['heldout']['lengths']))}; {gate['heldout']['text'].split(' (')[0]})")
+        lines += gate_lines(gate["results"])
+    elif gate.get("ran") is False:
+        lines.append(f"\ndeployment gate: not run ({gate['why']})")
+    if result.speed:
+        lines += _speed_lines(result.speed, result.precision)
+    if result.peak_rss_mb is not None:
+        lines.append(f"\npeak resident memory {result.peak_rss_mb:.0f} MB (--max-memory {result.max_memory_mb:.0f} MB)")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""Held-out probes for the deployment gate: what an artifact is judged on before it ships, and again in `validate`.
+
+Deployments see texts of every length from one token to the model's 512, alone and in padded batches, so the
+gate does too, on real text the calibration never saw:
+
+    text        each held-out sentence at its natural length, batch 1
+    length      a held-out passage cut to exactly L tokens, for L = 8 and each multiple of 16 up to the
+                model's maximum with its neighbours (L-1, L, L+1: the sizes where kernels change blocking;
+                a length-32 int8 collapse under bf16 was found exactly there), batch 1
+    padded      batches of 4 rows of different lengths, right-padded (what a batching server runs)
+
+The shipped text is ``bortconv/data/heldout_en.txt``: WordNet 3.0 example sentences (WordNet licence,
+bortconv/data/LICENSE-WordNet.txt) disjoint from the calibration set ``calibration_en.txt`` and from the
+tests' own held-out text. With ``--calibration FILE`` the held-out part of the user's file (the lines after
+the calibration samples) is used instead, so the gate never sees calibration text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from bortconv.measure import pad_batch
+
+HELDOUT_FILE = "heldout_en.txt"
+#: one passage per length, cut from passages of at least this many tokens
+PADDED_BATCH = 4
+PROBE_SEED = 3  # random token ids for artifacts without a tokenizer
+
+
+def sweep_lengths(max_length: int) -> tuple[int, ...]:
+    """8, and every multiple of 16 up to `max_length` with its neighbours, capped at `max_length`."""
+    lengths = {8}
+    for m in range(16, max_length + 16, 16):
+        lengths.update(x for x in (m - 1, m, m + 1) if 2 <= x <= max_length)
+    return tuple(sorted(lengths))
+
+
+def padded_lengths(max_length: int) -> tuple[tuple[int, ...], ...]:
+    """Row lengths of the padded batches: long, one shorter, half, and short, at 32, 128 and the maximum."""
+    out = []
+    for top in sorted({min(32, max_length), min(128, max_length), max_length}):
+        out.append(tuple(max(2, x) for x in (top, top - 1, top // 2 + 1, min(8, top))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One batch the gate runs, and what each of its rows is (for the report's "worst at")."""
+
+    kind: str  # "text", "length" or "padded"
+    label: str  # e.g. "length 32", "text 17", "padded b4-l128 row 2" (the row is added per row)
+    feeds: dict[str, np.ndarray]
+
+    @property
+    def length(self) -> int:
+        return int(self.feeds["input_ids"].shape[1])
+
+
+def shipped_texts() -> list[str]:
+    """The held-out sentences that ship with bortconv."""
+    text = resources.files("bortconv.data").joinpath(HELDOUT_FILE).read_text(encoding="utf-8")
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _cut(ids: list[int], special_last: bool, n: int) -> list[int]:
+    """The first `n` ids of a passage's encoding, keeping its closing special token (</s>, [SEP]) last."""
+    if len(ids) <= n:
+        return ids
+    return ids[:n - 1] + ids[-1:] if special_last else ids[:n]
+
+
+def passages(texts: list[str], tokenizer: Any, min_tokens: int) -> list[tuple[list[int], bool]]:
+    """Consecutive held-out sentences joined into passages of at least `min_tokens` tokens (ids, ends in a
+    special token). A passage starts at every 7th sentence, so lengths are cut from different text."""
+    out = []
+    for start in range(0, len(texts), 7):
+        words: list[str] = []
+        enc = None
+        for t in texts[start:] + texts[:start]:
+            words.append(t if t.endswith((".", "!", "?")) else t + ".")
+            if len(words) % 8 == 0 or len(words) == len(texts):
+                enc = tokenizer.encode(" ".join(words))
+                if len(enc.ids) >= min_tokens:
+                    break
+        if enc is None:
+            enc = tokenizer.encode(" ".join(words))
+        out.append((list(enc.ids), bool(enc.special_tokens_mask and enc.special_tokens_mask[-1])))
+        if len(out) >= 16:
+            break
+    return out
+
+
+def probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, with_types: bool,
+           max_length: int, max_texts: int = 96) -> list[Probe]:
+    """The gate's probes over `texts` (held-out, never calibration), cut to the model's `max_length`."""
+    lengths = sweep_lengths(max_length)
+    if tokenizer is None:
+        return _random_probes(lengths, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
+                              max_length=max_length)
+    out = []
+    for i, t in enumerate(texts[:max_texts]):
+        ids = list(tokenizer.encode(t).ids)[:max_length]
+        if ids:
+            out.append(Probe("text", f"text {i}", pad_batch([ids], pad_id, None, with_types)))
+    pool = passages(texts, tokenizer, max_length)
+    for k, n in enumerate(lengths):
+        ids, special_last = pool[k % len(pool)]
+        out.append(Probe("length", f"length {n}", pad_batch([_cut(ids, special_last, n)], pad_id, None, with_types)))
+    for k, rows in enumerate(padded_lengths(max_length)):
+        batch = [_cut(*pool[(k + j) % len(pool)], n) for j, n in enumerate(rows)]
+        out.append(Probe("padded", f"padded b{len(rows)}-l{rows[0]}", pad_batch(batch, pad_id, None, with_types)))
+    return out
+
+
+def _random_probes(lengths: tuple[int, ...], *, vocab_size: int, pad_id: int, with_types: bool,
+                   max_length: int) -> list[Probe]:
+    """Seeded random ids at the same lengths, for artifacts without a tokenizer (said so in the manifest)."""
+    rng = np.random.default_rng(PROBE_SEED)
+
+    def row(n: int) -> list[int]:
+        return [0] + rng.integers(min(4, vocab_size - 1), vocab_size, size=max(0, n - 2)).tolist() + [2][:n - 1]
+
+    out = [Probe("length", f"length {n}", pad_batch([row(n)], pad_id, None, with_types)) for n in lengths]
+    out += [Probe("padded", f"padded b{len(r)}-l{r[0]}", pad_batch([row(n) for n in r], pad_id, None, with_types))
+            for r in padded_lengths(max_length)]
+    return out
