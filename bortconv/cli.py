@@ -6,12 +6,14 @@ Heavy libraries are imported inside the commands that need them, so `bortconv --
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bortconv._version import __version__
 from bortconv.errors import BortconvError
@@ -158,7 +160,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("bortconv.validate.bench").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
-                   budget_s=args.budget, memory=not args.no_memory, baseline_cache=args.cache_dir)
+                   budget_s=args.budget, memory=not args.no_memory, baseline_cache=args.cache_dir,
+                   cold_start=args.cold_start)
     print(rp.bench_markdown(result), end="")
     if args.json:
         rp.write_json(result.to_dict(), args.json)
@@ -283,9 +286,19 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per candidate and shape (default 2)")
     p.add_argument("--budget", type=float, default=60.0, help="seconds per shape after 3 rounds (default 60)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
+    p.add_argument("--cold-start", action="store_true", help="OpenVINO artifacts: load time and first inference in "
+                   "fresh processes, without and with the compiled-model cache (CACHE_DIR)")
     p.add_argument("--cache-dir", help="where random-weight baselines are kept (default ~/.cache/bortconv/bench)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
     p.add_argument("--plot", metavar="FILE.png", help="write latency vs sequence length (needs matplotlib)")
+
+
+def _extension(module: str, name: str) -> Callable[[Any], Any]:
+    """A command that lives in its own stage (finetune, package, serve): imported when the command is built
+    or run, so each stays the one home of its options and `bortconv --help` stays light."""
+    def call(arg: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(arg)
+    return call
 
 
 #: command -> (help line, the function that adds its arguments); COMMANDS maps it to what runs it
@@ -298,13 +311,20 @@ SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "make-demo": ("write a Bort-shaped demo checkpoint (random weights, released layout)", _args_make_demo),
     "validate": ("check an artifact directory: file hashes, and parity against its source", _args_validate),
     "bench": ("latency, throughput, load time, memory and size; vs BERT-large", _args_bench),
+    "finetune": ("fine-tune Bort (or any BERT) for classification with Agora, or a plain search",
+                 _extension("bortconv.finetune.cli", "add_arguments")),
+    "package": ("write a Triton or OVMS model repository from an artifact directory",
+                _extension("bortconv.package.cli", "add_arguments")),
+    "serve": ("serve an artifact over the Open Inference (KServe v2) protocol with KServe's model server",
+              _extension("bortconv.serve.cli", "add_arguments")),
 }
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo,
     "validate": cmd_validate, "bench": cmd_bench, "quantize": cmd_quantize,
-    "tokenizer": cmd_tokenizer}
+    "tokenizer": cmd_tokenizer, "finetune": _extension("bortconv.finetune.cli", "run"),
+    "package": _extension("bortconv.package.cli", "run"), "serve": _extension("bortconv.serve.cli", "run")}
 
 
 def build_parser() -> argparse.ArgumentParser:

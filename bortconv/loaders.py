@@ -109,7 +109,8 @@ def loading_contract(target: str, precision: str) -> dict[str, Any]:
     """The manifest's `loading` section: per runtime, how the weights are stored, which precision inference
     runs in under bortconv's runtime and under stock loading on this CPU, and the exact load configuration."""
     from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
-    weights = {"fp32": "fp32", "fp16": "fp16", "bf16": "fp32 (bf16 at compile time)", "int8": "int8 (+fp32)"}
+    weights = {"fp32": "fp32", "fp16": "fp16", "bf16": "fp16 (OpenVINO-compressed; bf16 at compile time)",
+               "int8": "int8 (+fp32)"}
     if target == "openvino":
         pinned = OV_INFERENCE_PRECISION[precision]
         stock = stock_precision()

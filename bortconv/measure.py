@@ -18,8 +18,8 @@ Runner = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, length: int | None = None,
-              with_types: bool = False) -> dict[str, np.ndarray]:
-    """Right-pad id lists into input_ids/attention_mask (and zero token_type_ids) int64 arrays."""
+              with_types: bool = False, type_rows: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+    """Right-pad id lists into input_ids/attention_mask (and token_type_ids: zeros, or `type_rows`) int64 arrays."""
     n = length or max(len(r) for r in rows)
     ids = np.full((len(rows), n), pad_id, np.int64)
     mask = np.zeros((len(rows), n), np.int64)
@@ -28,7 +28,10 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, length: int | None = N
         mask[i, :len(r)] = 1
     feeds = {"input_ids": ids, "attention_mask": mask}
     if with_types:
-        feeds["token_type_ids"] = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for i, t in enumerate(type_rows or ()):
+            types[i, :len(t)] = t
+        feeds["token_type_ids"] = types
     return feeds
 
 

@@ -6,26 +6,63 @@ Install with ``pip install 'bortconv[runtime]'`` (no torch, no transformers)::
     rt = BortRuntime("out/bort-openvino")
     vectors = rt.encode(["a sentence", "another one"])   # mean-pooled, one row per text
     labels = rt.predict(["great film"])                   # text-classification artifacts
+    labels = rt.predict(["a premise"], text_pairs=["its hypothesis"])   # pairs: <s> A </s> B </s>
+
+Text is tokenized by one of two backends, chosen with ``tokenizer=``:
+
+- ``"tokenizers"``: ``tokenizer.json`` through the Hugging Face ``tokenizers`` package (the reference);
+- ``"openvino"``: the tokenizer as OpenVINO string ops (``openvino_tokenizer.xml`` for single texts,
+  ``openvino_tokenizer_pair.xml`` for pairs, written and checked id for id against tokenizer.json at export):
+  needs ``openvino`` + ``openvino-tokenizers`` only, no ``tokenizers`` import;
+- ``"auto"`` (default): ``tokenizers`` when it is installed and the artifact has tokenizer.json, else the
+  OpenVINO IR. The reference wins where both are there: it is what the IR was checked against, and it keeps
+  ``rt.tokenizer`` a ``tokenizers.Tokenizer`` for code that uses it directly.
+
+``cache_dir=`` turns on OpenVINO's compiled-model cache (``CACHE_DIR``): the first load compiles and writes a
+blob there, later processes load the blob instead of compiling (see :func:`measure_cold_start`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bortconv.errors import InputError, MissingDependencyError
+from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.pad_batch)
+from bortconv.layout import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    OV_TOKENIZER_PAIR_XML,
+    OV_TOKENIZER_XML,
+    TOKENIZER_FILE,
+)
+from bortconv.layout import ONNX_FILE as _ONNX_FILE
+from bortconv.layout import OV_BIN as _OV_BIN
+from bortconv.layout import OV_XML as _OV_XML
 
-MANIFEST = "manifest.json"
-ONNX_FILE = "model.onnx"
-OV_XML = "openvino_model.xml"
-OV_BIN = "openvino_model.bin"
+log = logging.getLogger(__name__)
+
+MANIFEST = MANIFEST_FILE
+ONNX_FILE = _ONNX_FILE
+OV_XML = _OV_XML
+OV_BIN = _OV_BIN
 #: ONNX Runtime graph optimizers an artifact's session must not run (see bortconv.converters.onnx_export)
 ORT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+#: the tokenizer backends BortRuntime accepts (module docstring)
+TOKENIZER_BACKENDS = ("auto", "tokenizers", "openvino")
+#: names of the string inputs of the OpenVINO tokenizer IRs (and of the text-in models built from them)
+TEXT_INPUT = "text"
+TEXT_PAIR_INPUT = "text_b"
 
 
 class Session:
@@ -60,20 +97,32 @@ class OrtSession(Session):
         return self.session.run([self.output_name], {k: feeds[k] for k in self.input_names})[0]
 
 
+def openvino_config(threads: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                    precision: str = "f32") -> dict[str, Any]:
+    """The CPU plugin properties bortconv compiles an artifact's IR with (also what packaging writes out)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    # pinned (f32 for fp32/fp16/int8 artifacts, bf16 for bf16 ones: the manifest's loading section): the CPU
+    # plugin would otherwise pick bf16 inference on CPUs with AMX, which an fp32 artifact was not checked in
+    config["INFERENCE_PRECISION_HINT"] = precision
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(Path(cache_dir).expanduser())
+    return config
+
+
 class OpenVinoSession(Session):
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 model: Any = None) -> None:
+                 model: Any = None, *, cache_dir: str | os.PathLike[str] | None = None,
+                 precision: str = "f32") -> None:
         try:
             import openvino as ov
         except ImportError:
             raise MissingDependencyError("OpenVINO artifacts need: pip install openvino") from None
         core = ov.Core()
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        # fp32 stays fp32: the CPU plugin would otherwise pick bf16/f16 inference on CPUs that have it
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(model if model is not None else str(path), "CPU", config)
+        # compiled from the path, not a read model: with CACHE_DIR a cache hit then skips reading the IR too
+        self.compiled = core.compile_model(model if model is not None else str(path), "CPU",
+                                           openvino_config(threads, cache_dir, precision))
         self.request = self.compiled.create_infer_request()
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self.output_name = self.compiled.outputs[0].get_any_name()
@@ -83,69 +132,243 @@ class OpenVinoSession(Session):
         return np.array(res[self.compiled.outputs[0]])
 
 
-def open_session(artifact_dir: str | os.PathLike[str], threads: int | None = None) -> Session:
-    """The session for whichever model file the directory holds."""
+def open_session(artifact_dir: str | os.PathLike[str], threads: int | None = None, *,
+                 cache_dir: str | os.PathLike[str] | None = None, precision: str | None = None) -> Session:
+    """The session for whichever model file the directory holds (`cache_dir`: OpenVINO's CACHE_DIR)."""
     d = Path(artifact_dir)
     if (d / OV_XML).is_file():
-        return OpenVinoSession(d / OV_XML, threads)
+        return OpenVinoSession(d / OV_XML, threads, cache_dir=cache_dir,
+                               precision=precision or pinned_precision(d))
     if (d / ONNX_FILE).is_file():
+        if cache_dir is not None:
+            raise InputError(f"{d}: a compiled-model cache (cache_dir) applies to OpenVINO artifacts; this one "
+                             f"holds {ONNX_FILE}")
         return OrtSession(d / ONNX_FILE, threads)
     raise InputError(f"{d}: holds neither {ONNX_FILE} nor {OV_XML}")
 
 
-def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, length: int | None = None,
-              with_types: bool = False) -> dict[str, np.ndarray]:
-    """Right-pad id lists into input_ids/attention_mask (and zero token_type_ids) int64 arrays."""
-    n = length or max(len(r) for r in rows)
-    ids = np.full((len(rows), n), pad_id, np.int64)
-    mask = np.zeros((len(rows), n), np.int64)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = r
-        mask[i, :len(r)] = 1
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    if with_types:
-        feeds["token_type_ids"] = np.zeros_like(ids)
-    return feeds
+def pinned_precision(artifact_dir: str | os.PathLike[str]) -> str:
+    """The OpenVINO inference precision an artifact is pinned to: its manifest's ``loading.inference_precision``
+    (bf16 for bf16 artifacts), f32 for everything else and for directories without a manifest."""
+    path = Path(artifact_dir) / MANIFEST_FILE
+    try:
+        loading = json.loads(path.read_text()).get("loading") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        loading = None
+    precision = loading.get("inference_precision") if isinstance(loading, dict) else None
+    return precision if precision in ("f32", "bf16") else "f32"
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer IR
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenized text or pair, as the OpenVINO tokenizer gives it (the fields of a `tokenizers` Encoding
+    that bortconv reads)."""
+
+    ids: list[int]
+    type_ids: list[int]
+
+    @property
+    def attention_mask(self) -> list[int]:
+        return [1] * len(self.ids)
+
+
+def import_openvino_tokenizers() -> Any:
+    """`openvino_tokenizers`, which registers the string ops an OpenVINO tokenizer IR needs to compile."""
+    try:
+        import openvino_tokenizers
+    except ImportError:
+        raise MissingDependencyError("the OpenVINO tokenizer needs: pip install openvino-tokenizers (the version "
+                                     "of the installed openvino, e.g. 2026.4.1.x with openvino 2026.4.1)") from None
+    return openvino_tokenizers
+
+
+_CORE: list[Any] = []
+
+
+def tokenizer_core() -> Any:
+    """One process-wide ov.Core with the tokenizer ops registered.
+
+    Kept alive on purpose: a model holding openvino_tokenizers' ops must not outlive the Core that loaded the
+    extension (a read model used after its Core was freed crashed with SIGSEGV)."""
+    if not _CORE:
+        import_openvino_tokenizers()
+        import openvino as ov
+        _CORE.append(ov.Core())
+    return _CORE[0]
+
+
+class OpenVinoTokenizer:
+    """The tokenizer IRs of an artifact: single texts through ``openvino_tokenizer.xml``, pairs through
+    ``openvino_tokenizer_pair.xml``. No `tokenizers` or `transformers` import."""
+
+    def __init__(self, artifact_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(artifact_dir)
+        if not (self.dir / OV_TOKENIZER_XML).is_file():
+            raise InputError(f"{self.dir}: no {OV_TOKENIZER_XML}; export the artifact with a tokenizer to "
+                             f"--target openvino")
+        self._core = tokenizer_core()
+        self._single = self._core.compile_model(str(self.dir / OV_TOKENIZER_XML), "CPU")
+        self._pair: Any = None
+
+    @property
+    def gives_token_types(self) -> bool:
+        """True if the IR outputs token_type_ids (BERT's WordPiece does; Bort's template makes none)."""
+        return any(o.get_any_name() == "token_type_ids" for o in self._single.outputs)
+
+    def _pair_model(self) -> Any:
+        if self._pair is None:
+            path = self.dir / OV_TOKENIZER_PAIR_XML
+            if not path.is_file():
+                raise InputError(f"{self.dir}: no {OV_TOKENIZER_PAIR_XML}; this artifact cannot tokenize pairs")
+            self._pair = self._core.compile_model(str(path), "CPU")
+        return self._pair
+
+    @staticmethod
+    def _rows(result: Any, compiled: Any) -> list[Encoded]:
+        names = {o.get_any_name(): o for o in compiled.outputs}
+        ids, mask = result[names["input_ids"]], result[names["attention_mask"]].astype(bool)
+        types = result[names["token_type_ids"]] if "token_type_ids" in names else np.zeros_like(ids)
+        return [Encoded(ids[i][mask[i]].tolist(), types[i][mask[i]].tolist()) for i in range(len(ids))]
+
+    def encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
+        """Token ids of single texts (``<s> A </s>``), truncated as tokenizer.json truncates."""
+        if not texts:
+            return []
+        return self._rows(self._single([np.array(list(texts), dtype=str)]), self._single)
+
+    def encode_pairs(self, texts: Sequence[str], texts_b: Sequence[str]) -> list[Encoded]:
+        """Token ids of pairs (``<s> A </s> B </s>`` for Bort), truncated as tokenizer.json truncates."""
+        if len(texts) != len(texts_b):
+            raise InputError(f"{len(texts)} first texts but {len(texts_b)} second texts")
+        if not texts:
+            return []
+        pair = self._pair_model()
+        return self._rows(pair([np.array(list(texts), dtype=str), np.array(list(texts_b), dtype=str)]), pair)
+
+    def encode_batch(self, items: Sequence[str | tuple[str, str]]) -> list[Encoded]:
+        """Like `tokenizers.Tokenizer.encode_batch`: each item a text or a (first, second) pair."""
+        singles = [i for i, it in enumerate(items) if isinstance(it, str)]
+        pairs = [i for i, it in enumerate(items) if not isinstance(it, str)]
+        out: list[Any] = [None] * len(items)
+        for i, enc in zip(singles, self.encode_texts([str(items[i]) for i in singles])):
+            out[i] = enc
+        for i, enc in zip(pairs, self.encode_pairs([items[i][0] for i in pairs], [items[i][1] for i in pairs])):
+            out[i] = enc
+        return out
+
+
+class _TokenizersBackend:
+    """tokenizer.json through the `tokenizers` package, unpadded (padding is the runtime's business)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise MissingDependencyError("text input needs: pip install tokenizers (or tokenizer='openvino' with "
+                                         "an OpenVINO artifact)") from None
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.no_padding()
+
+    def encode_batch(self, items: Sequence[str | tuple[str, str]]) -> list[Any]:
+        return self.tokenizer.encode_batch(list(items))
+
+
+def _tokenizers_installed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("tokenizers") is not None
+
+
+def resolve_tokenizer_backend(artifact_dir: Path, choice: str) -> str:
+    """"tokenizers" or "openvino": what `choice` ("auto", "tokenizers", "openvino") means for this artifact."""
+    if choice not in TOKENIZER_BACKENDS:
+        raise InputError(f"tokenizer={choice!r}: choose one of {', '.join(TOKENIZER_BACKENDS)}")
+    if choice != "auto":
+        return choice
+    has_json, has_ir = (artifact_dir / TOKENIZER_FILE).is_file(), (artifact_dir / OV_TOKENIZER_XML).is_file()
+    if has_json and _tokenizers_installed():
+        return "tokenizers"
+    if has_ir:
+        return "openvino"
+    return "tokenizers"  # and its loader names what is missing
+
+
+# ---------------------------------------------------------------------------------------------- runtime
+
+
+def artifact_name(artifact_dir: str | os.PathLike[str]) -> str:
+    """A model name for the artifact (serving, packaging): its directory's name in letters, digits, _ . -"""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(artifact_dir).resolve().name).lstrip("._-")
+    return name[:128] or "bort"
 
 
 class BortRuntime:
-    """An exported artifact directory ready to run: tokenizer + session, batching by length."""
+    """An exported artifact directory ready to run: tokenizer + session, batching by length.
+
+    `tokenizer`: "auto", "tokenizers" or "openvino" (module docstring); `cache_dir`: OpenVINO's compiled-model
+    cache for OpenVINO artifacts.
+    """
 
     def __init__(self, artifact_dir: str | os.PathLike[str], *, threads: int | None = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, tokenizer: str = "auto",
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(artifact_dir)
         mpath = self.dir / MANIFEST
         if not mpath.is_file():
             raise InputError(f"{self.dir}: no {MANIFEST}; not a bortconv artifact directory")
         self.manifest = json.loads(mpath.read_text())
         self.task = self.manifest["task"]
-        self.session = open_session(self.dir, threads)
+        self.tokenizer_choice = tokenizer
+        self.tokenizer_backend = resolve_tokenizer_backend(self.dir, tokenizer)
+        t0 = time.perf_counter()
+        self.session = open_session(self.dir, threads, cache_dir=cache_dir)
+        #: seconds open_session took (read + compile, or a cache load)
+        self.load_seconds = time.perf_counter() - t0
         self.batch_size = batch_size
         static = self.manifest.get("static_shape")
         self.static_shape = tuple(static) if static else None
-        cfg = json.loads((self.dir / "config.json").read_text())
+        cfg = json.loads((self.dir / CONFIG_FILE).read_text())
+        #: the artifact's config.json
+        self.config: dict[str, Any] = cfg
         self.pad_id = int(cfg.get("pad_token_id") or 0)
         self.id2label = cfg.get("id2label") or {}
-        self._tokenizer = None
+        self._tokenizer: Any = None
+        self._backend: Any = None
 
     @property
     def tokenizer(self) -> Any:
+        """The tokenizer: a `tokenizers.Tokenizer` (backend "tokenizers") or an :class:`OpenVinoTokenizer`.
+
+        Both have ``encode_batch(items)`` giving objects with ``.ids`` and ``.type_ids``."""
         if self._tokenizer is None:
-            path = self.dir / "tokenizer.json"
-            if not path.is_file():
-                raise InputError(f"{self.dir}: no tokenizer.json; pass token ids to run_ids() instead")
-            try:
-                from tokenizers import Tokenizer
-            except ImportError:
-                raise MissingDependencyError("text input needs: pip install tokenizers") from None
-            self._tokenizer = Tokenizer.from_file(str(path))
-            self._tokenizer.no_padding()
+            if self.tokenizer_backend == "openvino":
+                self._backend = self._tokenizer = OpenVinoTokenizer(self.dir)
+            else:
+                path = self.dir / TOKENIZER_FILE
+                if not path.is_file():
+                    raise InputError(f"{self.dir}: no {TOKENIZER_FILE}; pass token ids to run_ids() instead")
+                self._backend = _TokenizersBackend(path)
+                self._tokenizer = self._backend.tokenizer
         return self._tokenizer
 
-    def run_ids(self, rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    def _encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None) -> list[Any]:
+        self.tokenizer  # noqa: B018 - loads the backend
+        if text_pairs is None:
+            return self._backend.encode_batch(list(texts))
+        if len(text_pairs) != len(texts):
+            raise InputError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+        return self._backend.encode_batch(list(zip(texts, text_pairs)))
+
+    def run_ids(self, rows: Sequence[Sequence[int]],
+                type_rows: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
         """Run token-id rows; returns one output per row (sequence outputs cut to the row's length).
 
-        Rows are sorted by length and batched so short texts are not padded to the longest one.
+        Rows are sorted by length and batched so short texts are not padded to the longest one. `type_rows`
+        (token type ids, for models that take them) default to zeros.
         """
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out: list[np.ndarray | None] = [None] * len(rows)
@@ -154,32 +377,101 @@ class BortRuntime:
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             batch = [rows[i] for i in idx]
+            types = [type_rows[i] for i in idx] if type_rows is not None else None
             if self.static_shape:
                 if max(len(r) for r in batch) > length:
                     raise InputError(f"a text has {max(len(r) for r in batch)} tokens; this artifact's "
                                      f"static shape allows {length}")
                 batch = batch + [[self.pad_id]] * (bs - len(batch))
-            result = self.session.run(pad_batch(batch, self.pad_id, length, with_types))
+            result = self.session.run(pad_batch(batch, self.pad_id, length, with_types, types))
             for j, i in enumerate(idx):
                 out[i] = result[j, :len(rows[i])] if result.ndim == 3 else result[j]
         return out  # type: ignore[return-value]
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        """Token ids of each text, as the model sees them (special tokens included, unpadded)."""
+        return [list(e.ids) for e in self._encode(texts, None)]
 
-    def encode(self, texts: Sequence[str], *, pooling: str = "mean") -> np.ndarray:
+    def tokenize_pairs(self, texts: Sequence[str], text_pairs: Sequence[str]) -> list[list[int]]:
+        """Token ids of each (text, text_pair): ``<s> A </s> B </s>`` for Bort, ``[CLS] A [SEP] B [SEP]`` for BERT."""
+        return [list(e.ids) for e in self._encode(texts, text_pairs)]
+
+    def run_texts(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Tokenize and run: the model's output per text (or pair), sequence outputs cut to the text's tokens."""
+        encs = self._encode(texts, text_pairs)
+        return self.run_ids([e.ids for e in encs], [e.type_ids for e in encs])
+
+    def encode(self, texts: Sequence[str], *, pooling: str = "mean",
+               text_pairs: Sequence[str] | None = None) -> np.ndarray:
         """Sentence vectors: mean over tokens (or the first token with pooling="first") of the encoder output."""
         if self.task != "feature-extraction":
             raise InputError(f"{self.dir}: encode() needs a feature-extraction artifact, this one is {self.task}")
-        outs = self.run_ids(self.tokenize(texts))
+        if pooling not in ("mean", "first"):
+            raise InputError(f"pooling={pooling!r}: choose mean or first")
+        outs = self.run_texts(texts, text_pairs)
         return np.stack([o.mean(axis=0) if pooling == "mean" else o[0] for o in outs])
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str], *, text_pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Labels and probabilities for a text-classification artifact."""
         if self.task != "text-classification":
             raise InputError(f"{self.dir}: predict() needs a text-classification artifact, this one is {self.task}")
-        logits = np.stack(self.run_ids(self.tokenize(texts)))
+        logits = np.stack(self.run_texts(texts, text_pairs))
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-        return [{"label": self.id2label.get(str(int(p.argmax())), str(int(p.argmax()))),
-                 "score": float(p.max()), "logits": lg.tolist()} for p, lg in zip(probs, logits)]
+        return [{"label": self.label_of(int(p.argmax())), "score": float(p.max()), "logits": lg.tolist()}
+                for p, lg in zip(probs, logits)]
+
+    def label_of(self, index: int) -> str:
+        """The configured label name of class `index` (config.json id2label), or the index as text."""
+        return self.id2label.get(str(index), str(index))
+
+
+# ---------------------------------------------------------------------------------------------- cold start
+
+_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+from bortconv.runtime import BortRuntime
+rt = BortRuntime(sys.argv[1], threads=int(sys.argv[2]) or None, cache_dir=sys.argv[3] or None)
+load = time.perf_counter() - t0
+t1 = time.perf_counter()
+rt.run_ids([[0] + [5] * int(sys.argv[4]) + [2]])
+first = time.perf_counter() - t1
+print(json.dumps({"load_s": load, "session_s": rt.load_seconds, "first_inference_ms": first * 1e3}))
+"""
+
+
+def _probe(artifact_dir: Path, threads: int | None, cache_dir: Path | None, length: int) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(artifact_dir), str(threads or 0),
+                           str(cache_dir or ""), str(length)], capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        raise InputError(f"{artifact_dir}: the cold-start probe failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_cold_start(artifact_dir: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str],
+                       threads: int | None = None, runs: int = 3, length: int = 126) -> dict[str, Any]:
+    """Load time and first-inference latency of an OpenVINO artifact, each in a fresh process, without and
+    with the compiled-model cache.
+
+    `cache_dir` must be empty or absent: the first cached run fills it ("cache_fill"), the following `runs`
+    read it ("cache_hit"); "no_cache" is `runs` processes without it. Each row: medians of ``load_s`` (process
+    start to a ready BortRuntime, imports included), ``session_s`` (read + compile, or blob load) and
+    ``first_inference_ms`` (one text of `length` + 2 tokens).
+    """
+    d, cache = Path(artifact_dir), Path(cache_dir)
+    if not (d / OV_XML).is_file():
+        raise InputError(f"{d}: the compiled-model cache applies to OpenVINO artifacts ({OV_XML})")
+    if cache.exists() and any(cache.iterdir()):
+        raise InputError(f"{cache}: the cache directory must start empty, to measure filling it")
+
+    def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+
+    no_cache = median_row([_probe(d, threads, None, length) for _ in range(runs)])
+    fill = _probe(d, threads, cache, length)
+    hit = median_row([_probe(d, threads, cache, length) for _ in range(runs)])
+    blob = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    return {"artifact": str(d), "runs": runs, "threads": threads, "no_cache": no_cache, "cache_fill": fill,
+            "cache_hit": hit, "cache_bytes": blob,
+            "load_speedup": no_cache["session_s"] / hit["session_s"] if hit["session_s"] else None}

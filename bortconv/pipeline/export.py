@@ -104,7 +104,9 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     check_output_dir(out, options.force)
     steps.check_precision_here(options)
     prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.int8 is not None)
-                    + int(steps.gate_runs(options) and not options.ungated), enabled=options.progress)
+                    + int(steps.gate_runs(options) and not options.ungated)
+                    + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
+                    enabled=options.progress)
     with memory_budget(options.max_memory, "export") as budget, atomic_directory(out, force=options.force) as tmp:
         work = tmp / WORK_DIR
         work.mkdir()
@@ -131,7 +133,9 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     built = build(traced, loaded, opts, tmp, prog)
     parity = steps.check_parity(tmp, traced, loaded, opts, prog)
     steps.carry_files(source, tmp)
+    tokenizer_ir = steps.tokenizer_as_ops(tmp, opts, prog)
     deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8_info = steps.quantize(tmp, work, opts, loaded.task, opts.int8, prog) if opts.int8 is not None else {}
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if opts.bench else {}
-    return steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
+    return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
+            | tokenizer_ir)

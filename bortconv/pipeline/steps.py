@@ -24,7 +24,7 @@ from bortconv._memory import active_budget, fit_budget, release
 from bortconv._progress import Progress
 from bortconv.config import ExportOptions, Int8Options, Target, Task
 from bortconv.errors import InputError, ParityError
-from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, WEIGHT_FILES, model_files
+from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, TOKENIZER_FILE, WEIGHT_FILES, model_files
 from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds
 from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
 
@@ -315,6 +315,24 @@ def manifest_fields(source: Source, loaded: Loaded, opts: ExportOptions, built: 
                              "bf16": " (bf16 inference is judged by the gate)"}.get(opts.precision, ""),
         "speed_at_export": speed, **built.openvino, **({"int8": int8_info} if int8_info else {}),
     }
+
+
+def has_tokenizer(src: Path, opts: ExportOptions) -> bool:
+    """Whether the artifact will carry a tokenizer (built from --vocab/--merges, or the source's own)."""
+    return bool(opts.vocab and opts.merges) or (src.is_dir() and (src / TOKENIZER_FILE).is_file())
+
+
+def tokenizer_as_ops(tmp: Path, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
+    """OpenVINO artifacts with a tokenizer carry it as OpenVINO ops too (single texts and pairs), checked id
+    for id against tokenizer.json on held-out text and pairs of it; a failed conversion fails the export."""
+    from bortconv.converters.ov_tokenizer import write_openvino_tokenizers
+    from bortconv.quantize.heldout import shipped_texts
+
+    if opts.target is not Target.OPENVINO or not (tmp / TOKENIZER_FILE).is_file():
+        return {}
+    texts = shipped_texts()
+    with prog.step("converting the tokenizer to OpenVINO ops (checked against tokenizer.json)"):
+        return write_openvino_tokenizers(tmp, texts, list(zip(texts[::2], texts[1::2])))
 
 
 def check_precision_here(opts: ExportOptions) -> None:

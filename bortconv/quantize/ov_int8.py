@@ -78,8 +78,32 @@ def quantize(fp32_xml: Path, scheme: str, *, calibration: Sequence[dict[str, np.
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=-1)
     elif scheme not in ("nncf-ptq", "nncf-ptq-fp-attention"):
         raise ValueError(f"unknown OpenVINO int8 scheme {scheme}")
-    types = list(FLOAT_OPS) if scheme == "nncf-ptq-fp-attention" else []
+    float_attention = scheme == "nncf-ptq-fp-attention"
+    names = list(exclude) + (activation_matmuls(model) if float_attention else [])
+    scope = nncf.IgnoredScope(names=names, types=list(FLOAT_OPS) if float_attention else [], validate=False)
     with _quiet():
         return nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
-                             ignored_scope=nncf.IgnoredScope(names=list(exclude), types=types, validate=False),
-                             advanced_parameters=advanced)
+                             ignored_scope=scope, advanced_parameters=advanced)
+
+
+#: ops a weight passes through between its Constant and the MatMul that uses it
+_WEIGHT_PATH = ("Convert", "Multiply", "Subtract", "Reshape", "Transpose", "FakeQuantize", "Unsqueeze")
+
+
+def _from_constant(output: Any, depth: int = 0) -> bool:
+    node = output.get_node()
+    kind = node.get_type_name()
+    if kind == "Constant":
+        return True
+    if depth > 6 or kind not in _WEIGHT_PATH:
+        return False
+    inputs = range(1 if kind in ("FakeQuantize", "Reshape", "Transpose", "Unsqueeze", "Convert")
+                   else node.get_input_size())
+    return all(_from_constant(node.input_value(i), depth + 1) for i in inputs)
+
+
+def activation_matmuls(model: Any) -> list[str]:
+    """MatMuls of two activations (attention scores and context where attention is not one SDPA op): kept in
+    float with SDPA in "nncf-ptq-fp-attention" (see FLOAT_OPS)."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+            and not any(_from_constant(op.input_value(i)) for i in (0, 1))]

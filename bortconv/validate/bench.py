@@ -131,6 +131,7 @@ class BenchReport:
     results: tuple[Measurement, ...]
     ratios: tuple[Ratio, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    cold_start: tuple[dict[str, Any], ...] = ()  # per OpenVINO artifact: without and with CACHE_DIR
 
     def result(self, candidate: str, batch: int, seq_len: int) -> Measurement | None:
         return next((m for m in self.results if (m.candidate, m.batch, m.seq_len) == (candidate, batch, seq_len)),
@@ -157,6 +158,7 @@ class BenchReport:
                 "candidates": [asdict(c) for c in self.candidates],
                 "results": [m.to_dict() for m in self.results],
                 "ratios": [asdict(r) for r in self.ratios], "notes": list(self.notes),
+                "cold_start": list(self.cold_start),
                 "fastest": [{"batch": b, "seq_len": n, "artifact": best.candidate, "p50_ms": round(best.p50_ms, 3)}
                             for b, n in sorted({(m.batch, m.seq_len) for m in self.results})
                             if (best := self.best_artifact(b, n)) is not None]}
@@ -263,13 +265,15 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
           threads: int | None = None, rounds: int = 5, runs_per_round: int = 4, warmup: int = 2,
           budget_s: float = 60.0, memory: bool = True, baseline_cache: str | os.PathLike[str] | None = None,
           baseline_int8: bool | None = None, build_baseline: BaselineBuilder | None = None,
-          build_int8_baseline: Int8BaselineBuilder | None = None) -> BenchReport:
+          build_int8_baseline: Int8BaselineBuilder | None = None, cold_start: bool = False) -> BenchReport:
     """Benchmark artifact directories (and a BERT baseline) at every (batch, sequence length).
 
     `baseline` is ``bert-large``, ``bert-base`` or ``none``. Baselines are built with random weights once and
     cached under `baseline_cache` by `build_baseline` and `build_int8_baseline`, which the export pipeline
     provides (:func:`bortconv.pipeline.bench.bench` passes them). `baseline_int8` adds the baseline through the
-    int8 pipeline too (default: when any artifact is int8). Raises InputError for bad input.
+    int8 pipeline too (default: when any artifact is int8). `cold_start` adds, per OpenVINO artifact, load time
+    and first-inference latency in fresh processes without and with the compiled-model cache. Raises InputError
+    for bad input.
     """
     dirs = [Path(a) for a in artifacts]
     if not dirs:
@@ -327,17 +331,35 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
                      f"was busy: compare ratios (measured interleaved) rather than absolute times, or re-run")
     candidates = [lv.candidate for lv in live]
     if memory:  # after all timing: the children would otherwise compete with it for the cores
-        from concurrent.futures import ThreadPoolExecutor
-        shape = (max(bs), max(lens))
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            candidates = list(pool.map(lambda c: _with_memory(c, threads, shape), candidates))
+        candidates = _memory_of(candidates, threads, (max(bs), max(lens)))
+    cold = _cold_starts(dirs, threads) if cold_start else ()
     ratios = _ratios(candidates, results)
     del live
     settings = {"threads": threads, "batches": list(bs), "seq_lens": list(lens), "rounds": rounds,
                 "runs_per_round": runs_per_round, "warmup": warmup, "budget_s": budget_s, "baseline": baseline,
                 "statistic": "median of interleaved runs", "eager_attention": "sdpa"}
     return BenchReport(machine=machine, settings=settings, candidates=tuple(candidates),
-                       results=tuple(results), ratios=tuple(ratios), notes=tuple(dict.fromkeys(notes)))
+                       results=tuple(results), ratios=tuple(ratios), notes=tuple(dict.fromkeys(notes)),
+                       cold_start=cold)
+
+
+def _memory_of(candidates: Sequence[Candidate], threads: int, shape: tuple[int, int]) -> list[Candidate]:
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda c: _with_memory(c, threads, shape), candidates))
+
+
+def _cold_starts(dirs: Sequence[Path], threads: int) -> tuple[dict[str, Any], ...]:
+    """:func:`bortconv.runtime.measure_cold_start` of each OpenVINO artifact, with a fresh cache directory."""
+    import tempfile
+
+    from bortconv.runtime import measure_cold_start
+    out = []
+    for d in dirs:
+        if (d / OV_XML).is_file():
+            with tempfile.TemporaryDirectory(prefix="bortconv-cache-") as cache:
+                out.append(measure_cold_start(d, cache_dir=Path(cache) / "blobs", threads=threads))
+    return tuple(out)
 
 
 def _unique_names(dirs: Sequence[Path]) -> list[str]:

@@ -153,6 +153,20 @@ def _ms(x: float) -> str:
     return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
+def _cold_start_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Cold start per OpenVINO artifact: fresh processes, without the compiled-model cache and with it."""
+    out = []
+    for r in rows:
+        for key, label in (("no_cache", "no cache"), ("cache_fill", "cache fill"), ("cache_hit", "cache hit")):
+            row = r[key]
+            size = f"{r['cache_bytes'] / 1e6:.0f}" if key != "no_cache" else ""
+            out.append([Path(r["artifact"]).name, label, f"{row['load_s']:.2f}", f"{row['session_s']:.2f}",
+                        f"{row['first_inference_ms']:.0f}", size])
+    return ("Cold start (fresh process each, medians of 3; OpenVINO CACHE_DIR):\n\n"
+            + markdown_table(["artifact", "cache", "load s", "session s", "first inference ms", "cache MB"], out,
+                             right=(2, 3, 4, 5)))
+
+
 def bench_markdown(report: BenchReport) -> str:
     """Markdown: the machine, the candidates (size, load, memory), latency per shape with speedups, notes."""
     m = report.machine
@@ -180,6 +194,8 @@ def bench_markdown(report: BenchReport) -> str:
             row.append("" if sp is None else f"**{sp:.1f}x**" if sp >= 1 else f"{sp:.2f}x")
         rows.append(row)
     lines.append(markdown_table(header, rows, right=tuple(range(1, len(header)))))
+    if report.cold_start:
+        lines += ["", _cold_start_table(report.cold_start)]
     fastest = _fastest_lines(report)
     if fastest:
         lines += ["", *fastest]

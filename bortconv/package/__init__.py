@@ -1,0 +1,16 @@
+"""Model repositories for serving engines: `bortconv package ARTIFACT --format triton|ovms -o REPO`.
+
+- :mod:`bortconv.package.triton`: Triton ``config.pbtxt`` + version directory (ONNX Runtime or OpenVINO backend);
+- :mod:`bortconv.package.ovms`: OpenVINO Model Server ``config.json``, with text-in models
+  (:mod:`bortconv.package.textin`) where the artifact carries the OpenVINO tokenizer;
+- :mod:`bortconv.package.signature`: the model file's real inputs and outputs;
+- :mod:`bortconv.package.ovms_schema`: OVMS's own config schema, to check against.
+
+Torch-free: uses only bortconv's runtime, layout, manifest and atomic writes (plus onnxruntime/openvino).
+"""
+
+from __future__ import annotations
+
+from bortconv.package.repository import FORMATS, package_artifact
+
+__all__ = ["FORMATS", "package_artifact"]

@@ -1,0 +1,63 @@
+"""`bortconv package`: an artifact directory -> a model repository that Triton or OVMS loads unchanged.
+
+Written with :func:`bortconv._atomic.atomic_directory`: the repository is built beside REPO and renamed into
+place only when complete, so a failure leaves REPO as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv.errors import InputError
+from bortconv.manifest import read_manifest
+from bortconv.runtime import artifact_name
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("triton", "ovms")
+#: a model name both servers take as a directory name and in URLs
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise InputError(f"--name {name!r}: a model name is 1-128 letters, digits, '_', '.' or '-', starting "
+                         f"with a letter or digit")
+    return name
+
+
+def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLike[str], *, fmt: str,
+                     name: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Write a `fmt` ("triton" or "ovms") model repository for the artifact at `artifact_dir` into `repo`.
+
+    Returns a summary: format, repo, models written (name -> files), seconds. Raises InputError (not an
+    artifact, unknown format, bad name) or OutputExistsError (REPO not empty, without `force`): exit 2.
+    """
+    from bortconv.package.signature import read_signature
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    src, out = Path(artifact_dir), Path(repo)
+    manifest = read_manifest(src)
+    if "task" not in manifest:
+        raise InputError(f"{src}: its manifest names no task; not an artifact written by bortconv export")
+    model_name = check_name(name) if name is not None else artifact_name(src)
+    check_output_dir(out, force)  # refuse before reading the model
+    t0 = time.perf_counter()
+    sig = read_signature(src)
+    with atomic_directory(out, force=force) as tmp:
+        if fmt == "triton":
+            from bortconv.package.triton import write_triton
+            written = write_triton(src, tmp, model_name, sig, manifest)
+        else:
+            from bortconv.package.ovms import write_ovms
+            written = write_ovms(src, tmp, model_name, sig, manifest)
+    log.info("wrote a %s repository for %s to %s", fmt, src, out)
+    return {"format": fmt, "repo": str(out), "artifact": str(src), "task": manifest["task"],
+            "runtime": sig.runtime, **written, "seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,10 @@
+"""`bortconv serve`: an artifact behind KServe's model server, Open Inference Protocol (v2) over REST.
+
+- :mod:`bortconv.serve.server`: the server (host binding, logging, clean SIGTERM);
+- :mod:`bortconv.serve.model`: the kserve.Model: request parsing, outputs by task;
+- :mod:`bortconv.serve.batcher`: the async batcher that merges concurrent requests, sorted by length;
+- :mod:`bortconv.serve.cli`: the command's arguments.
+
+Torch-free: uses only bortconv's runtime (plus kserve, onnxruntime/openvino). Nothing heavy is imported
+until a server starts.
+"""

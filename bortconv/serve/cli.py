@@ -1,0 +1,39 @@
+"""`bortconv serve ARTIFACT_DIR [--host 127.0.0.1] [--port N] [--name NAME] [--log-level L] [--cache-dir DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from bortconv.runtime import TOKENIZER_BACKENDS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
+    parser.add_argument("artifact", metavar="ARTIFACT_DIR", help="an artifact directory written by bortconv export")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    parser.add_argument("--name", help="model name in the URLs (default: the artifact directory's name)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="info logs one line per request (default info)")
+    parser.add_argument("--cache-dir", help="OpenVINO compiled-model cache: later starts load it instead of "
+                                            "compiling (OpenVINO artifacts)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--tokenizer", default="auto", choices=TOKENIZER_BACKENDS,
+                        help="tokenizer.json via `tokenizers`, or the OpenVINO tokenizer IR (default auto: "
+                             "tokenizers if installed)")
+    parser.add_argument("--max-batch", type=int, default=64,
+                        help="texts one batched call may hold (default 64)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="how long the first request of a call waits for others (default 5 ms)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean drain (bad input raises BortconvError: exit 2)."""
+    from bortconv.errors import InputError
+    from bortconv.serve.server import serve
+
+    if args.max_batch < 1 or args.max_wait_ms < 0:
+        raise InputError("--max-batch must be >= 1 and --max-wait-ms >= 0")
+    return serve(args.artifact, host=args.host, port=args.port, name=args.name, log_level=args.log_level,
+                 cache_dir=args.cache_dir, threads=args.threads, tokenizer=args.tokenizer,
+                 max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)

@@ -1,0 +1,121 @@
+"""The artifact as a KServe model: Open Inference Protocol (v2) tensors in, BortRuntime's results out.
+
+Request: ``text`` BYTES [n] (UTF-8 strings), and ``text_b`` BYTES [n] for pairs (``<s> A </s> B </s>``).
+Response: :mod:`bortconv.serve.outputs` (``embedding``; ``logits`` + ``label``; fill-mask ``logits`` +
+``attention_mask``). A request that is not well formed gets HTTP 400 with ``{"error": "..."}`` (kserve's
+InvalidInput); the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse
+from kserve.errors import InvalidInput
+
+from bortconv.errors import BortconvError
+from bortconv.runtime import TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime
+from bortconv.serve.batcher import Item, LengthBatcher
+from bortconv.serve.outputs import output_types, pool, response_arrays
+
+log = logging.getLogger("bortconv.serve")
+
+#: texts one request may carry (a bound on one request's memory and time)
+MAX_TEXTS = 256
+
+
+def parse_request(payload: Any) -> list[Item]:
+    """The (text, text_b or None) items of a v2 request; InvalidInput (HTTP 400) naming what is wrong."""
+    inputs = list(getattr(payload, "inputs", None) or [])
+    if not inputs:
+        raise InvalidInput(f"no inputs: send {TEXT_INPUT!r} as BYTES [n] (and {TEXT_PAIR_INPUT!r} for pairs)")
+    by_name: dict[str, list[str]] = {}
+    for tensor in inputs:
+        if tensor.name not in (TEXT_INPUT, TEXT_PAIR_INPUT):
+            raise InvalidInput(f"unknown input {tensor.name!r}: this model takes {TEXT_INPUT!r} and "
+                               f"{TEXT_PAIR_INPUT!r}")
+        if tensor.name in by_name:
+            raise InvalidInput(f"input {tensor.name!r} given twice")
+        if tensor.datatype != "BYTES":
+            raise InvalidInput(f"input {tensor.name!r} has datatype {tensor.datatype}; it must be BYTES")
+        shape, data = list(tensor.shape or []), tensor.data
+        if len(shape) != 1 or not isinstance(data, list) or shape[0] != len(data):
+            raise InvalidInput(f"input {tensor.name!r} must have shape [n] with n strings; got shape {shape} "
+                               f"and {len(data) if isinstance(data, list) else type(data).__name__} values")
+        if not all(isinstance(t, str) for t in data):
+            raise InvalidInput(f"input {tensor.name!r}: every element must be a string")
+        by_name[tensor.name] = data
+    texts, pairs = by_name.get(TEXT_INPUT), by_name.get(TEXT_PAIR_INPUT)
+    if texts is None:
+        raise InvalidInput(f"{TEXT_PAIR_INPUT!r} needs {TEXT_INPUT!r}: the pair's first texts")
+    if not 1 <= len(texts) <= MAX_TEXTS:
+        raise InvalidInput(f"{TEXT_INPUT!r} has {len(texts)} texts; send 1 to {MAX_TEXTS} per request")
+    if pairs is not None and len(pairs) != len(texts):
+        raise InvalidInput(f"{TEXT_INPUT!r} has {len(texts)} texts but {TEXT_PAIR_INPUT!r} {len(pairs)}")
+    return list(zip(texts, pairs if pairs is not None else [None] * len(texts)))
+
+
+def _tensor(name: str, array: np.ndarray, datatype: str) -> InferOutput:
+    out = InferOutput(name, list(array.shape), datatype)
+    out.set_data_from_numpy(array, binary_data=False)
+    return out
+
+
+class BortModel(kserve.Model):
+    """A bortconv artifact served through KServe's model server, requests batched by :class:`LengthBatcher`."""
+
+    def __init__(self, name: str, runtime: BortRuntime, *, max_batch: int = 64, max_wait_ms: float = 5.0) -> None:
+        super().__init__(name)
+        self.runtime = runtime
+        self.task = runtime.task
+        self.batcher = LengthBatcher(self.run_items, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        self.ready = True
+
+    # ------------------------------------------------------------------ what runs in the worker thread
+
+    def run_items(self, items: list[Item]) -> list[np.ndarray]:
+        """One output per item (pooled for feature-extraction): singles and pairs each in one runtime call."""
+        out: list[Any] = [None] * len(items)
+        for pairs in (False, True):
+            idx = [i for i, (_, b) in enumerate(items) if (b is not None) == pairs]
+            if not idx:
+                continue
+            rows = self.runtime.run_texts([items[i][0] for i in idx],
+                                          [items[i][1] for i in idx] if pairs else None)  # type: ignore[misc]
+            for i, row in zip(idx, rows):
+                out[i] = pool(self.task, row)
+        return out
+
+    # ------------------------------------------------------------------ the v2 protocol
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]},
+                {"name": TEXT_PAIR_INPUT, "datatype": "BYTES", "shape": [-1], "optional": True}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return output_types(self.task, self.runtime.config, len(self.runtime.id2label))
+
+    def outputs_for(self, rows: Sequence[np.ndarray]) -> list[InferOutput]:
+        """The response tensors of one request's rows."""
+        return [_tensor(name, array, datatype)
+                for name, array, datatype in response_arrays(self.task, rows, self.runtime.label_of)]
+
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> InferResponse:
+        t0 = time.perf_counter()
+        items = parse_request(payload)
+        try:
+            rows = await self.batcher.submit(items)
+        except BortconvError as exc:  # e.g. a text longer than a static-shape artifact takes
+            raise InvalidInput(exc.message) from None
+        response_id = getattr(payload, "id", None) or str(uuid.uuid4())
+        response = InferResponse(response_id=response_id, model_name=self.name, infer_outputs=self.outputs_for(rows))
+        log.info("infer %s id=%s texts=%d pairs=%s %.1f ms", self.name, response_id, len(items),
+                 items[0][1] is not None, (time.perf_counter() - t0) * 1e3)
+        return response

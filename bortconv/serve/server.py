@@ -1,0 +1,174 @@
+"""Run an artifact behind KServe's model server (REST, Open Inference Protocol v2), on one host and port.
+
+Endpoints (KServe's own): ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/NAME``
+(metadata), ``GET /v2/models/NAME/ready``, ``POST /v2/models/NAME/infer``.
+
+Two things differ from ``kserve.ModelServer.start``, which this subclass replaces: it binds the host it is
+given (kserve hard-codes 0.0.0.0; bortconv defaults to 127.0.0.1), and SIGTERM/SIGINT end it with exit
+code 0 after uvicorn's graceful shutdown (no new connections, requests in flight answered, up to
+`grace_seconds`). kserve's own handler only stops its multi-process and gRPC servers, and uvicorn re-raises
+the signal once it has drained, which would otherwise kill the process by the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bortconv.errors import InputError, MissingDependencyError
+from bortconv.runtime import BortRuntime, artifact_name
+
+log = logging.getLogger("bortconv.serve")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@contextlib.contextmanager
+def _argv_hidden() -> Iterator[None]:
+    """kserve parses sys.argv when it is imported; bortconv's own options must not reach its parser."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def import_serving() -> Any:
+    """bortconv.serve.model (which imports kserve), or MissingDependencyError naming the extra."""
+    import warnings
+
+    # kserve 0.21 passes FastAPI's deprecated ORJSONResponse; nothing a user of bortconv can act on
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    try:
+        with _argv_hidden():
+            from bortconv.serve import model
+    except ImportError as exc:
+        raise MissingDependencyError(f"serving needs kserve: pip install 'bortconv[serve]' ({exc.name} is "
+                                     f"missing)") from None
+    return model
+
+
+class _OneLineClientErrors(logging.Filter):
+    """kserve logs every 4xx it answers (bad input, unknown model) as an ERROR with a traceback; a client's
+    mistake is not the server's error: one INFO line instead."""
+
+    HANDLERS = {"invalid_input_handler", "model_not_found_handler", "model_not_ready_handler"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName in self.HANDLERS and record.exc_info:
+            exc = record.exc_info[1]
+            record.msg, record.args = "request refused (%s): %s", (type(exc).__name__, exc)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger("kserve").isEnabledFor(logging.INFO)
+        return True
+
+
+def configure_logging(level: str) -> None:
+    """Per-request lines (logger bortconv.serve, INFO) and kserve's/uvicorn's logs at `level`."""
+    if level not in LOG_LEVELS:
+        raise InputError(f"--log-level {level!r}: choose one of {', '.join(LOG_LEVELS)}")
+    numeric = getattr(logging, level.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    serve_log = logging.getLogger("bortconv.serve")
+    serve_log.handlers = [handler]
+    serve_log.propagate = False
+    serve_log.setLevel(numeric)
+    for name in ("kserve", "uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(numeric)
+    kserve_log = logging.getLogger("kserve")
+    if not any(isinstance(f, _OneLineClientErrors) for f in kserve_log.filters):
+        kserve_log.addFilter(_OneLineClientErrors())
+    # kserve.trace times every request twice (wall, cpu): debug only, like uvicorn's access line
+    logging.getLogger("kserve.trace").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    # uvicorn's access line repeats bortconv's per-request line: shown at debug only
+    logging.getLogger("uvicorn.access").setLevel(max(numeric, logging.DEBUG if level == "debug" else logging.WARNING))
+
+
+def _server_class(kserve: Any) -> type:
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.protocol.rest.server import RESTServer
+
+    class HostServer(kserve.ModelServer):  # type: ignore[misc, name-defined]
+        """kserve.ModelServer, one REST worker, bound to `host`, no gRPC (module docstring)."""
+
+        def __init__(self, host: str, **kwargs: Any) -> None:
+            super().__init__(workers=1, enable_grpc=False, enable_latency_logging=False, **kwargs)
+            self.host = host
+
+        def start(self, models: list[Any]) -> None:
+            self._register_and_check_atleast_one_model_is_ready(models)
+            self._rest_server = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane,
+                                           self.model_repository_extension, self.http_port,
+                                           access_log_format=self.access_log_format, workers=1,
+                                           grace_period=self.grace_period, event_loop=self.event_loop,
+                                           timeout_keep_alive=self.timeout_keep_alive)
+            self._rest_server.config.host = self.host
+            self.servers.append(self._rest_server.start())
+            asyncio.run(self._serve())
+
+    return HostServer
+
+
+@contextlib.contextmanager
+def _signals_noted() -> Iterator[list[int]]:
+    """While serving, SIGTERM/SIGINT are uvicorn's (it drains); the copy it re-raises afterwards lands here."""
+    seen: list[int] = []
+    held = [signal.SIGINT, signal.SIGTERM]
+    previous = {s: signal.signal(s, lambda signum, frame: seen.append(signum)) for s in held}
+    try:
+        yield seen
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse a port that cannot be listened on now (in use, or not a port) with exit 2, not uvicorn's exit 1."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port}: not a TCP port")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as exc:
+        raise InputError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+
+
+def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, name: str | None = None,
+          log_level: str = "info", cache_dir: str | Path | None = None, threads: int | None = None,
+          tokenizer: str = "auto", max_batch: int = 64, max_wait_ms: float = 5.0,
+          grace_seconds: int = 30) -> int:
+    """Serve the artifact until SIGTERM or SIGINT; returns 0 after a clean drain.
+
+    Bad input (not an artifact, a bad option, no tokenizer) raises a BortconvError before anything listens."""
+    configure_logging(log_level)
+    _check_listen(host, port)
+    serving = import_serving()
+    runtime = BortRuntime(artifact_dir, threads=threads, tokenizer=tokenizer, cache_dir=cache_dir)
+    runtime.tokenizer  # noqa: B018 - a server that cannot read text must fail now, with exit 2
+    model_name = name or artifact_name(artifact_dir)
+    model = serving.BortModel(model_name, runtime, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    import kserve
+
+    server = _server_class(kserve)(host, http_port=port, grace_period=grace_seconds)
+    configure_logging(log_level)  # kserve configured its loggers when the server was made; ours win
+    log.warning("serving %s (%s, %s tokenizer, load %.2f s) as %r on http://%s:%d", artifact_dir, runtime.task,
+                runtime.tokenizer_backend, runtime.load_seconds, model_name, host, port)
+    with _signals_noted() as seen:
+        server.start([model])
+    model.batcher.shutdown()
+    log.warning("stopped%s after %d batched calls (%d texts)", f" on signal {seen[0]}" if seen else "",
+                model.batcher.calls, model.batcher.items_run)
+    return 0

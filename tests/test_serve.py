@@ -1,0 +1,270 @@
+"""`bortconv serve`: a real KServe model server in a subprocess on 127.0.0.1, spoken to with a real HTTP client.
+
+Every wait is bounded (server start 120 s, a request 60 s, shutdown 60 s) and every loop has a fixed count.
+Results are compared with BortRuntime run directly on the same texts: within 1e-5 (fp32; the server merges
+concurrent requests, so a text is padded with different neighbours than in the direct call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from test_ov_tokenizer import HELDOUT, long_texts, ov_artifact, with_ov_tokenizer
+
+from bortconv.runtime import BortRuntime, measure_cold_start
+
+TOL = 1e-5
+CLIENTS, REQUESTS = 8, 256  # 8 concurrent clients, 256 requests in total (32 each)
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def infer(self, texts: list[str], pairs: list[str] | None = None, model: str = "bort",
+              session: requests.Session | None = None) -> requests.Response:
+        inputs = [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
+        if pairs is not None:
+            inputs.append({"name": "text_b", "shape": [len(pairs)], "datatype": "BYTES", "data": pairs})
+        return (session or requests).post(f"{self.url}/v2/models/{model}/infer", json={"inputs": inputs}, timeout=60)
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/v2/health/ready", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code (bounded wait)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(artifact_dir: Path, log: Path, *extra: str) -> Iterator[Server]:
+    port = free_port()
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bortconv.serve", str(artifact_dir), "--port", str(port),
+                                 "--name", "bort", "--log-level", "info", "--threads", "2", *extra],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        deadline = time.monotonic() + 120
+        while not server.ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server did not become ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            server.stop()
+
+
+def outputs(resp: requests.Response) -> dict[str, np.ndarray]:
+    assert resp.status_code == 200, resp.text
+    return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in resp.json()["outputs"]}
+
+
+# ---------------------------------------------------------------------------------------------- MiniLM server
+
+
+@pytest.fixture(scope="module")
+def minilm(artifact, tmp_path_factory) -> Iterator[tuple[Server, BortRuntime]]:
+    """all-MiniLM-L6-v2 served with the OpenVINO tokenizer IR; the runtime to compare with. Teardown: SIGTERM
+    after everything the module sent, which must end the process with 0."""
+    d = tmp_path_factory.mktemp("serve-minilm")
+    art = with_ov_tokenizer(ov_artifact(artifact, "minilm"), d / "art")
+    with serving(art, d / "server.log", "--tokenizer", "openvino") as server:
+        yield server, BortRuntime(art, threads=2)
+        assert server.stop() == 0, server.log.read_text()[-3000:]
+
+
+def test_metadata_and_health(minilm):
+    server, _ = minilm
+    meta = requests.get(f"{server.url}/v2/models/bort", timeout=10).json()
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [("text", "BYTES", [-1]),
+                                                                             ("text_b", "BYTES", [-1])]
+    assert meta["outputs"] == [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}]
+    assert requests.get(f"{server.url}/v2/models/bort/ready", timeout=10).status_code == 200
+    assert requests.get(f"{server.url}/v2/health/live", timeout=10).status_code == 200
+
+
+def test_embeddings_equal_the_runtime(minilm):
+    server, rt = minilm
+    texts = HELDOUT[:6] + long_texts()[:1] + ["", "Café naïve 中文 😀"]
+    got = outputs(server.infer(texts))["embedding"]
+    want = rt.encode(texts)
+    assert got.shape == (len(texts), 384) and np.abs(got - want).max() <= TOL
+    got = outputs(server.infer(texts[:3], texts[3:6]))["embedding"]
+    assert np.abs(got - rt.encode(texts[:3], text_pairs=texts[3:6])).max() <= TOL
+
+
+def test_concurrent_clients(minilm):
+    """8 clients x 32 requests (256 in total) of 1-4 texts each: 0 errors, every result the runtime's."""
+    server, rt = minilm
+    pool = HELDOUT[:200]
+    want = dict(zip(pool, rt.encode(pool)))
+    errors, worst, lock = [], [0.0], threading.Lock()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        with requests.Session() as session:
+            for _ in range(REQUESTS // CLIENTS):
+                texts = rng.sample(pool, rng.randint(1, 4))
+                try:
+                    got = outputs(server.infer(texts, session=session))["embedding"]
+                    diff = float(np.abs(got - np.stack([want[t] for t in texts])).max())
+                    with lock:
+                        worst[0] = max(worst[0], diff)
+                except Exception as exc:  # counted, not raised: the number of errors is the assertion
+                    with lock:
+                        errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == [] and worst[0] <= TOL, (errors[:3], worst)
+
+
+MALFORMED = [  # (row, path, body, expected status, what the error names)
+    ("not JSON", "bort", b"{this is not json", 422, "json"),
+    ("no inputs", "bort", {"inputs": []}, 400, "no inputs"),
+    ("wrong datatype", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.5]}]},
+     400, "must be BYTES"),
+    ("wrong shape", "bort", {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a"]}]},
+     400, "shape [n]"),
+    ("2-D shape", "bort", {"inputs": [{"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": ["a"]}]},
+     400, "shape [n]"),
+    ("unknown input", "bort", {"inputs": [{"name": "sentence", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+     400, "unknown input 'sentence'"),
+    ("pair without text", "bort", {"inputs": [{"name": "text_b", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+     400, "needs 'text'"),
+    ("pair count differs", "bort", {"inputs": [
+        {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+        {"name": "text_b", "shape": [1], "datatype": "BYTES", "data": ["c"]}]}, 400, "but 'text_b' 1"),
+    ("too many texts", "bort", {"inputs": [{"name": "text", "shape": [300], "datatype": "BYTES",
+                                            "data": ["a"] * 300}]}, 400, "send 1 to 256"),
+    ("unknown model", "nope", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+     404, "nope"),
+]
+
+
+@pytest.mark.parametrize(("row", "model", "body", "status", "says"), MALFORMED, ids=[r[0] for r in MALFORMED])
+def test_malformed_requests_get_4xx_and_the_server_stays_ready(row, model, body, status, says, minilm):
+    server, rt = minilm
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    resp = requests.post(f"{server.url}/v2/models/{model}/infer", data=data, timeout=30,
+                         headers={"content-type": "application/json"})
+    assert resp.status_code == status and says.lower() in resp.text.lower(), resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    assert server.ready()
+    assert np.abs(outputs(server.infer(["still serving"]))["embedding"] - rt.encode(["still serving"])).max() <= TOL
+
+
+# ---------------------------------------------------------------------------------------------- classifier
+
+
+def test_classifier_served_then_sigterm_drains(artifact, tmp_path):
+    """Bort text-classification (logits + labels, singles and pairs); then SIGTERM with requests in flight:
+    every one of them is answered, the process exits 0, and the log holds one line per request."""
+    art = with_ov_tokenizer(ov_artifact(artifact, "bort2_cls_fp16"), tmp_path / "art")
+    rt = BortRuntime(art, threads=2)
+    texts = HELDOUT[20:26] + long_texts()[2:]
+    with serving(art, tmp_path / "server.log") as server:
+        out = outputs(server.infer(texts, texts[::-1]))
+        want = rt.predict(texts, text_pairs=texts[::-1])
+        assert np.abs(out["logits"] - np.array([p["logits"] for p in want])).max() <= TOL
+        assert out["label"].tolist() == [p["label"] for p in want]
+        results: list[int] = []
+        def client() -> None:
+            results.append(server.infer(long_texts() * 4).status_code)
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # the requests are in flight (each takes longer than this on 2 cores)
+        code = server.stop()
+        for t in threads:
+            t.join(timeout=60)
+    log = (tmp_path / "server.log").read_text()
+    assert code == 0, log[-3000:]
+    assert results == [200] * 6, (results, log[-3000:])
+    assert len(re.findall(r"bortconv\.serve INFO infer bort ", log)) == 7
+    assert "stopped on signal 15" in log
+
+
+def test_fill_mask_outputs(artifact):
+    """fill-mask: logits [n, L, vocab] padded with zeros past each text, and the attention mask. In-process
+    through the module the server uses (kserve itself is not imported here: its v2 protos clash with
+    tritonclient's, which test_package imports, in one process)."""
+    from bortconv.serve.outputs import output_types, response_arrays
+
+    rt = BortRuntime(artifact("bort2_mlm_fp32", "onnx", task="fill-mask"), threads=2)
+    rows = rt.run_ids([[0, 10, 20, 2], [0, 2]])
+    (n1, logits, t1), (n2, mask, t2) = response_arrays("fill-mask", rows, rt.label_of)
+    assert (n1, t1, logits.shape, n2, t2, mask.shape) == ("logits", "FP32", (2, 4, 4000), "attention_mask", "INT64",
+                                                          (2, 4))
+    assert np.abs(logits[0] - rows[0]).max() <= TOL and np.abs(logits[1, :2] - rows[1]).max() <= TOL
+    assert not logits[1, 2:].any() and mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert output_types("fill-mask", rt.config, 0)[0]["shape"] == [-1, -1, 4000]
+
+
+# ---------------------------------------------------------------------------------------------- start-up
+
+
+def test_bad_start_exits_2(artifact, tmp_path):
+    rows = [([str(tmp_path / "missing")], "no manifest.json"),
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts")]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        rows.append(([str(artifact("bort2_enc_fp16", "onnx")), "--port", str(busy.getsockname()[1])],
+                     "cannot listen"))
+        for args, says in rows:
+            proc = subprocess.run([sys.executable, "-m", "bortconv.serve", *args], capture_output=True, text=True,
+                                  timeout=120)
+            line = proc.stderr.strip().splitlines()[-1]
+            assert proc.returncode == 2 and line.startswith("bortconv: error:") and says in line, proc.stderr
+
+
+def test_compiled_model_cache(artifact, tmp_path):
+    """cache_dir: the first process fills the cache, the next loads from it; the outputs do not change."""
+    art = ov_artifact(artifact, "minilm")
+    report = measure_cold_start(art, cache_dir=tmp_path / "cache", threads=2, runs=1)
+    assert report["cache_bytes"] > 0 and report["cache_hit"]["first_inference_ms"] > 0
+    cached = BortRuntime(art, threads=2, cache_dir=tmp_path / "cache")
+    plain = BortRuntime(art, threads=2)
+    ids = [[101, 7592, 2088, 102], [101, 102]]
+    for a, b in zip(cached.run_ids(ids), plain.run_ids(ids)):
+        assert np.abs(a - b).max() <= TOL
