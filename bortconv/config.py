@@ -93,6 +93,12 @@ class ConvertOptions:
             heads_from_name(self.variant)
 
 
+#: how BortRuntime turns text into ids (bortconv.runtime): the tokenizers library, the OpenVINO tokenizer IR, or
+#: auto (tokenizers when installed). Here, not in the runtime, so `bortconv serve --help` imports nothing heavy.
+TOKENIZER_BACKENDS = ("auto", "tokenizers", "openvino")
+#: serving engines `bortconv package` writes model repositories for
+PACKAGE_FORMATS = ("triton", "ovms")
+
 #: --precision choices; --fp16 and --int8 stay as aliases
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 

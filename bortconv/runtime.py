@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from bortconv.config import TOKENIZER_BACKENDS
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.pad_batch)
 from bortconv.layout import (
@@ -59,7 +60,6 @@ OV_BIN = _OV_BIN
 #: ONNX Runtime graph optimizers an artifact's session must not run (see bortconv.converters.onnx_export)
 ORT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 #: the tokenizer backends BortRuntime accepts (module docstring)
-TOKENIZER_BACKENDS = ("auto", "tokenizers", "openvino")
 #: names of the string inputs of the OpenVINO tokenizer IRs (and of the text-in models built from them)
 TEXT_INPUT = "text"
 TEXT_PAIR_INPUT = "text_b"

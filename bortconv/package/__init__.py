@@ -11,6 +11,13 @@ Torch-free: uses only bortconv's runtime, layout, manifest and atomic writes (pl
 
 from __future__ import annotations
 
-from bortconv.package.repository import FORMATS, package_artifact
+from typing import Any
 
 __all__ = ["FORMATS", "package_artifact"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: `bortconv package --help` must not import openvino or numpy
+    if name in __all__:
+        from bortconv.package import repository
+        return getattr(repository, name)
+    raise AttributeError(f"module 'bortconv.package' has no attribute {name!r}")

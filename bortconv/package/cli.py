@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bortconv.package.repository import FORMATS
+from bortconv.config import PACKAGE_FORMATS as FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

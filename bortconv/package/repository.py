@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv.config import PACKAGE_FORMATS
 from bortconv.errors import InputError
 from bortconv.manifest import read_manifest
 from bortconv.runtime import artifact_name
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("triton", "ovms")
+FORMATS = PACKAGE_FORMATS
 #: a model name both servers take as a directory name and in URLs
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 

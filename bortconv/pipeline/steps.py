@@ -399,7 +399,7 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
                                            config=config, with_types=loaded.with_types)
         verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, loaders=loaders,
                                       pinned="bf16" if opts.bf16 else "f32")
-        if not opts.bf16 and native_bf16()[0]:
+        if not opts.bf16 and opts.bench and native_bf16()[0]:  # the summary's option, timed with the artifact
             option = gate.judge(open_session(tmp, opts.threads, precision="bf16").run, "bortconv", "bf16", thresholds)
             deployment.bf16_option = {"passes_gate": option.passed, "gate": option.to_dict()}
         del reference

@@ -95,7 +95,7 @@ def passages(texts: list[str], tokenizer: Any, min_tokens: int) -> list[tuple[li
 
 
 def probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, with_types: bool,
-           max_length: int, max_texts: int = 96) -> list[Probe]:
+           max_length: int, max_texts: int = 48) -> list[Probe]:
     """The gate's probes over `texts` (held-out, never calibration), cut to the model's `max_length`."""
     lengths = sweep_lengths(max_length)
     if tokenizer is None:

@@ -71,13 +71,25 @@ def describe_thresholds(t: GateThresholds, task: str) -> str:
     return ", ".join(f"{GATE_METRICS[k][1]} >= {getattr(t, GATE_METRICS[k][0])}" for k in TASK_METRICS[task])
 
 
+#: two classes or tokens whose reference logits are this close (relative to the top logit) are a tie: bf16 keeps
+#: ~3 significant digits, so picking either is agreement (a random-weight MLM head has many such near-ties)
+TIE_REL = 0.01
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per position: the candidate's top-1 is the reference's, or ties with it in the reference's own logits."""
+    top = ref.max(-1)
+    picked = np.take_along_axis(ref, got.argmax(-1)[..., None], -1)[..., 0]
+    return (ref.argmax(-1) == got.argmax(-1)) | (top - picked <= TIE_REL * np.maximum(np.abs(top), 1e-6))
+
+
 def _rows(ref: np.ndarray, got: np.ndarray, mask: np.ndarray, task: str) -> tuple[list[float], list[float]]:
     """(per-token cosines, per-row score) of one batch: sentence cosine of mean-pooled vectors for encoders,
-    the fraction of agreeing labels / top-1 tokens per row for the heads."""
+    the fraction of agreeing labels / top-1 tokens per row (:func:`agreement`) for the heads."""
     if task == "text-classification":
-        return [], (ref.argmax(-1) == got.argmax(-1)).astype(float).tolist()
+        return [], agreement(ref, got).astype(float).tolist()
     if task == "fill-mask":
-        agree = ref.argmax(-1) == got.argmax(-1)
+        agree = agreement(ref, got)
         return [], [float(agree[i][mask[i]].mean()) for i in range(len(agree))]
     m = mask[..., None]
     pooled = _cos((ref * m).sum(1) / m.sum(1), (got * m).sum(1) / m.sum(1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bortconv.runtime import TOKENIZER_BACKENDS
+from bortconv.config import TOKENIZER_BACKENDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
