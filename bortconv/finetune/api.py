@@ -1,0 +1,76 @@
+"""``bortconv finetune`` as a Python call: options, the run, and what it wrote.
+
+    from bortconv.finetune import FinetuneOptions, finetune
+    res = finetune("bort.params", "train.tsv", "dev.tsv", "out/bort-topics",
+                   FinetuneOptions(teacher="out/teacher", vocab="vocab.json", merges="vocab.bpe", budget_minutes=20))
+    res = finetune(".../MiniLM", "train.tsv", "dev.tsv", "out/plain", method="plain", budget_minutes=5)  # keywords
+
+OUT_DIR is a Hugging Face ``BertForSequenceClassification`` directory (weights, config with ``id2label``, the
+source's tokenizer files) plus the training record ``bortconv_finetune.json``; ``bortconv export`` takes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv.errors import InputError
+from bortconv.finetune.data import check_same_task, label_order, read_examples
+from bortconv.finetune.options import FinetuneOptions, Method
+
+WORK = ".work"
+__all__ = ["FinetuneOptions", "FinetuneResult", "Method", "finetune"]
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What :func:`finetune` wrote: the directory, its best dev accuracy, and the full training record."""
+
+    output_dir: str
+    method: str
+    dev_accuracy: float
+    record: dict[str, Any] = field(repr=False)
+    files: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output_dir": self.output_dir, "files": self.files, **self.record}
+
+
+def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev: str | os.PathLike[str],
+             out_dir: str | os.PathLike[str], options: FinetuneOptions | None = None,
+             **kwargs: Any) -> FinetuneResult:
+    """Fine-tune `source` (Bort `.params` or a BERT-family HF directory) on `train`, scored on `dev`.
+
+    Pass a :class:`FinetuneOptions`, or its fields as keywords (``method="plain", budget_minutes=5``). Bad input
+    raises :class:`bortconv.errors.InputError` (exit 2) before anything is written; OUT_DIR appears only when the
+    run is complete (an interrupted or failed run leaves nothing there)."""
+    if options is not None and kwargs:
+        raise TypeError("finetune(): pass options or keyword fields, not both")
+    opts = options if options is not None else FinetuneOptions(**kwargs)
+    t0 = time.perf_counter()
+    train_ds = read_examples(train, "--train")
+    dev_ds = read_examples(dev, "--dev")
+    check_same_task(train_ds, dev_ds, "--dev")
+    labels = label_order(train_ds.labels)
+    if len(labels) < 2:
+        raise InputError(f"--train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more")
+    out = Path(out_dir)
+    check_output_dir(out, opts.force)
+    from bortconv.finetune.determinism import deterministic_torch
+    from bortconv.finetune.run import run_finetune
+
+    with deterministic_torch(opts.threads), atomic_directory(out, force=opts.force) as tmp:
+        (tmp / WORK).mkdir()
+        record = run_finetune(source, train_ds, dev_ds, labels, tmp, tmp / WORK, opts, t0)
+        shutil.rmtree(tmp / WORK)
+        record["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
+        from bortconv.finetune.record import write_record
+        write_record(tmp, record)
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    return FinetuneResult(str(out), opts.method.value, float(record["best"]["dev_accuracy"]), record, files)
+

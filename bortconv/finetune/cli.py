@@ -1,0 +1,105 @@
+"""``bortconv finetune``: its arguments and its command function (bortconv.cli turns errors into exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bortconv.finetune.search import BORT_SPACE, SearchSpace
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The finetune command's arguments, added to `parser` (a subparser of bortconv's CLI)."""
+    parser.add_argument("source", help="a Bort .params checkpoint (with --vocab/--merges) or a BERT-family "
+                                       "Hugging Face directory with a tokenizer")
+    parser.add_argument("--train", required=True, help="training examples: TSV, CSV or JSONL with a header "
+                                                       "(text, label; text_b for pairs)")
+    parser.add_argument("--dev", required=True, help="dev examples, same columns: scores candidates and epochs")
+    parser.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
+    parser.add_argument("--teacher", help="agora: a sequence-classification HF directory or a bortconv "
+                                          "text-classification artifact that labels generated examples")
+    parser.add_argument("--method", choices=["agora", "plain"], default="agora",
+                        help="agora (default; needs --teacher) or plain: the same search without teacher or "
+                             "generated data")
+    parser.add_argument("--budget-minutes", type=float, default=10.0,
+                        help="wall-time budget; the search space is sampled to fit it (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of every training (default 0)")
+    parser.add_argument("--vocab", help="a .params source: gluonnlp vocabulary JSON")
+    parser.add_argument("--merges", help="a .params source: GPT-2 BPE merges file")
+    parser.add_argument("--variant", help="a .params source: bort_<layers>_<heads>_<ffn>_<units>")
+    parser.add_argument("--heads", type=int, help="a .params source: attention heads")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per training, best kept by dev (default 3)")
+    parser.add_argument("--max-length", type=int, default=128, help="tokens per example incl. specials "
+                                                                    "(default 128)")
+    parser.add_argument("--candidates", type=int, help="train exactly this many configurations (default: as many "
+                                                       "as fit the budget, at most --max-candidates)")
+    parser.add_argument("--max-candidates", type=int, default=16, help="upper bound of the sample (default 16)")
+    parser.add_argument("--per-mistake", type=int, default=4, help="agora: new examples per dev mistake "
+                                                                   "(default 4)")
+    parser.add_argument("--max-generated", type=int, help="agora: new examples per round at most (default: the "
+                                                          "training file's size)")
+    parser.add_argument("--teacher-targets", choices=["soft", "hard"], default="soft",
+                        help="agora: train on the teacher's probabilities (default) or its labels")
+    parser.add_argument("--lr", type=_floats, help="search space: learning rates, e.g. 1e-4,1e-5,9e-6")
+    parser.add_argument("--weight-decay", type=_floats, help="search space: weight decays, e.g. 0,10,100,350")
+    parser.add_argument("--warmup-ratio", type=_floats, help="search space: warmup ratios, e.g. 0.35,0.45")
+    parser.add_argument("--batch-size", type=_ints, help="search space: batch sizes, e.g. 8,16")
+    parser.add_argument("--seeds", type=_ints, help="search space: candidate seeds, e.g. 0,1,2,3,4")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, fixed for determinism (default 2)")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--json", action="store_true", help="print the training record as JSON")
+
+
+def space_from_args(args: argparse.Namespace) -> SearchSpace:
+    """The README's space, with any dimension the command line gives replaced."""
+    given = {"lr": args.lr, "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio,
+             "batch_size": args.batch_size, "seed": args.seeds}
+    if all(v is None for v in given.values()):
+        return BORT_SPACE
+    from dataclasses import replace
+    return replace(BORT_SPACE, **{k: v for k, v in given.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command: a short summary on stdout (or the record as JSON with --json); 0 on success."""
+    from bortconv.finetune.api import finetune
+    from bortconv.finetune.options import FinetuneOptions
+
+    opts = FinetuneOptions(
+        method=args.method, teacher=args.teacher, budget_minutes=args.budget_minutes, seed=args.seed,
+        vocab=args.vocab, merges=args.merges, variant=args.variant, heads=args.heads, space=space_from_args(args),
+        candidates=args.candidates, max_candidates=args.max_candidates, epochs=args.epochs,
+        max_length=args.max_length, per_mistake=args.per_mistake, max_generated=args.max_generated,
+        teacher_targets=args.teacher_targets, threads=args.threads, force=args.force, progress=not args.quiet)
+    result = finetune(args.source, args.train, args.dev, args.output, opts)
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        return 0
+    r = result.record
+    s, best = r["search"], r["best"]
+    print(f"wrote {result.output_dir}: {r['method']}, dev accuracy {best['dev_accuracy']:.4f} "
+          f"({_hyper(best['hyper'])}, round {best['round']}, epoch {best['epoch']})")
+    print(f"  {s['plan']['sampled']} of {s['plan']['space_size']} configurations, {s['trainings']} trainings in "
+          f"{len(s['rounds'])} round(s), {best['generated_in_training_set']} generated examples in the kept "
+          f"model's training set, {r['timings']['total_s'] / 60:.1f} min")
+    return 0
+
+
+def _hyper(h: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in h.items())

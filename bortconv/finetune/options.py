@@ -1,0 +1,80 @@
+"""The options of a fine-tuning run: one frozen, validated object (the CLI's flags, the API's keywords)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bortconv.errors import InputError
+from bortconv.finetune.generate import Generator
+from bortconv.finetune.search import BORT_SPACE, SearchSpace
+
+
+class Method(str, enum.Enum):
+    AGORA = "agora"
+    PLAIN = "plain"
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Options of :func:`finetune` (the CLI's flags). Validated on construction; InputError names the flag."""
+
+    method: Method = Method.AGORA
+    teacher: str | os.PathLike[str] | None = None  # agora: HF classifier dir or bortconv artifact dir
+    budget_minutes: float = 10.0
+    seed: int = 0
+    # a .params source: the tokenizer files and the shape, as `convert` takes them
+    vocab: str | os.PathLike[str] | None = None
+    merges: str | os.PathLike[str] | None = None
+    variant: str | None = None
+    heads: int | None = None
+    # the search
+    space: SearchSpace = BORT_SPACE
+    candidates: int | None = None  # fix |Θ| instead of fitting it to the budget
+    max_candidates: int = 16
+    epochs: int = 3
+    max_length: int = 128
+    # agora's data generation
+    per_mistake: int = 4
+    max_generated: int | None = None  # per round; default: the training file's size
+    max_replays: int = 1
+    teacher_targets: str = "soft"  # or "hard"
+    generator: Generator | None = field(default=None, compare=False)
+    # the run
+    threads: int = 2
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "method", Method(self.method))
+        except ValueError:
+            raise InputError(f"--method {self.method!r}: expected agora or plain") from None
+        if self.method is Method.AGORA and not self.teacher:
+            raise InputError("--teacher is needed for --method agora (it labels the generated data); "
+                             "--method plain trains without one")
+        if self.method is Method.PLAIN and self.teacher:
+            raise InputError("--teacher: --method plain uses no teacher (it is the baseline without one)")
+        if not self.budget_minutes > 0:
+            raise InputError(f"--budget-minutes {self.budget_minutes}: must be > 0")
+        for name, low in (("epochs", 1), ("max_length", 8), ("per_mistake", 1), ("threads", 1),
+                          ("max_candidates", 1), ("max_replays", 0)):
+            value = getattr(self, name)
+            if type(value) is not int or value < low:
+                raise InputError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
+        for name in ("candidates", "max_generated"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise InputError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= 1")
+        if self.teacher_targets not in ("soft", "hard"):
+            raise InputError(f"teacher_targets {self.teacher_targets!r}: expected soft or hard")
+        if self.generator is not None and not callable(self.generator):
+            raise InputError("generator: must be a callable (examples, per_example, rng) -> examples")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("generator", "space")}
+        d["method"] = self.method.value
+        d["space"] = self.space.to_dict()
+        return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in d.items()}

