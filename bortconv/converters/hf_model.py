@@ -120,12 +120,12 @@ def load_pytorch(model_dir: str | os.PathLike[str], task: Task | str | None = No
     if task not in available_tasks(d):
         have = ", ".join(t.value for t in available_tasks(d))
         raise InputError(f"{d}: --task {task.value} needs a head the checkpoint does not have (it has: {have})")
-    with _transformers_quiet(transformers):
+    with transformers_quiet(transformers):
         return _load(d, cfg, task, transformers, attn_implementation)
 
 
 @contextlib.contextmanager
-def _transformers_quiet(transformers: Any) -> Iterator[None]:
+def transformers_quiet(transformers: Any) -> Iterator[None]:
     """transformers' load report and progress bars are for its own users; bortconv reports its own."""
     logging_mod = transformers.utils.logging
     level = logging_mod.get_verbosity()

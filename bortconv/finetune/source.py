@@ -3,15 +3,15 @@ directory with a tokenizer; and the student model built on it (transformers impo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bortconv._hashing import sha256_file
+from bortconv.converters.hf_model import transformers_quiet as quiet_transformers  # noqa: F401 (used by run, teacher)
 from bortconv.errors import InputError, shown
 from bortconv.layout import TOKENIZER_FILES, WEIGHT_FILES
 
@@ -145,20 +145,6 @@ def load_mlm(src: Source) -> Any | None:
     from bortconv.converters import hf_model
 
     return hf_model.load_pytorch(src.model_dir, "fill-mask", attn_implementation="sdpa")
-
-
-@contextlib.contextmanager
-def quiet_transformers(transformers: Any) -> Iterator[None]:
-    """Silence transformers' own load reports and progress bars while a block runs (bortconv reports its own)."""
-    logging_mod = transformers.utils.logging
-    level = logging_mod.get_verbosity()
-    logging_mod.set_verbosity_error()
-    logging_mod.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging_mod.set_verbosity(level)
-        logging_mod.enable_progress_bar()
 
 
 def tokenizer_files(model_dir: Path) -> list[Path]:

@@ -70,7 +70,7 @@ def ensure_baseline(name: str, root: Path, threads: int | None) -> tuple[Path, P
     import torch
     import transformers
 
-    from bortconv.converters.hf_model import _transformers_quiet
+    from bortconv.converters.hf_model import transformers_quiet
     from bortconv.pipeline.export import export
 
     base = root / _baseline_key(name)
@@ -78,7 +78,7 @@ def ensure_baseline(name: str, root: Path, threads: int | None) -> tuple[Path, P
     if not (hf_dir / WEIGHT_FILES[0]).is_file():
         log.info("writing the random-weight %s baseline to %s (once)", name, hf_dir)
         tmp = base / f"hf.tmp{os.getpid()}"
-        with _transformers_quiet(transformers):
+        with transformers_quiet(transformers):
             torch.manual_seed(SEED)
             model = transformers.BertModel(transformers.BertConfig(**BASELINES[name]), add_pooling_layer=False)
             model.save_pretrained(str(tmp), safe_serialization=True)

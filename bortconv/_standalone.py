@@ -1,0 +1,24 @@
+"""A stage's command run on its own (``python -m bortconv.serve``, ``python -m bortconv.package``): its parser, and
+errors turned into the same one-line message and exit code as ``bortconv`` itself gives."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from bortconv.errors import BortconvError
+
+
+def run_standalone(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                   run: Callable[[argparse.Namespace], int], argv: list[str] | None = None) -> int:
+    """Parse `argv` with the command's own arguments and run it; BortconvError -> "bortconv: error: ..." + its
+    exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except BortconvError as exc:
+        print(f"bortconv: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
