@@ -396,7 +396,8 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
         reference = open_session(tmp, opts.threads, precision="f32")
         config = json.loads((tmp / CONFIG_FILE).read_text())
         gate = DeploymentGate.for_artifact(tmp, reference.run, loaded.task.value, heldout_text(None, None),
-                                           config=config, with_types=loaded.with_types)
+                                           config=config, with_types=loaded.with_types,
+                                           static_shape=opts.static_shape)
         verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, loaders=loaders,
                                       pinned="bf16" if opts.bf16 else "f32")
         if not opts.bf16 and opts.bench and native_bf16()[0]:  # the summary's option, timed with the artifact

@@ -75,11 +75,13 @@ class DeploymentGate:
 
     @classmethod
     def for_artifact(cls, artifact_dir: Path, reference: Runner, task: str, text: HeldoutText, *,
-                     config: dict[str, Any], with_types: bool, tokenizer: Any = None) -> DeploymentGate:
+                     config: dict[str, Any], with_types: bool, tokenizer: Any = None,
+                     static_shape: tuple[int, int] | None = None) -> DeploymentGate:
         tok = tokenizer if tokenizer is not None else cal.load_tokenizer(artifact_dir)
         probes = heldout.probes(list(text.texts), tok, vocab_size=int(config["vocab_size"]),
                                 pad_id=int(config.get("pad_token_id") or 0), with_types=with_types,
-                                max_length=int(config.get("max_position_embeddings") or 512))
+                                max_length=int(config.get("max_position_embeddings") or 512),
+                                static_shape=static_shape)
         return cls(probes, reference, task, text, tok is not None)
 
     @property

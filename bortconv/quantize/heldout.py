@@ -95,8 +95,13 @@ def passages(texts: list[str], tokenizer: Any, min_tokens: int) -> list[tuple[li
 
 
 def probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, with_types: bool,
-           max_length: int, max_texts: int = 48) -> list[Probe]:
-    """The gate's probes over `texts` (held-out, never calibration), cut to the model's `max_length`."""
+           max_length: int, max_texts: int = 48, static_shape: tuple[int, int] | None = None) -> list[Probe]:
+    """The gate's probes over `texts` (held-out, never calibration), cut to the model's `max_length`; for a
+    static-shape artifact (B, L), every probe of at most L tokens, padded to L and repeated to B rows."""
+    if static_shape:
+        return _fit_static(probes(texts, tokenizer, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
+                                  max_length=min(max_length, static_shape[1]), max_texts=max_texts),
+                           static_shape, pad_id, with_types)
     lengths = sweep_lengths(max_length)
     if tokenizer is None:
         return _random_probes(lengths, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
@@ -113,6 +118,19 @@ def probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, wi
     for k, rows in enumerate(padded_lengths(max_length)):
         batch = [_cut(*pool[(k + j) % len(pool)], n) for j, n in enumerate(rows)]
         out.append(Probe("padded", f"padded b{len(rows)}-l{rows[0]}", pad_batch(batch, pad_id, None, with_types)))
+    return out
+
+
+def _fit_static(found: list[Probe], shape: tuple[int, int], pad_id: int, with_types: bool) -> list[Probe]:
+    batch, length = shape
+    out = []
+    for p in found:
+        mask = p.feeds["attention_mask"].astype(bool)
+        rows = [p.feeds["input_ids"][i][mask[i]].tolist() for i in range(len(mask))]
+        rows = [r for r in rows if len(r) <= length]
+        if rows:
+            rows = (rows * batch)[:batch]
+            out.append(Probe(p.kind, p.label, pad_batch(rows, pad_id, length, with_types)))
     return out
 
 

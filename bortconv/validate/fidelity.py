@@ -82,8 +82,10 @@ def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: An
     text = _text(manifest, precision, rows) if gated else heldout_text(None, None)
     cfg = json.loads((artifact_dir / CONFIG_FILE).read_text())
     t0 = time.perf_counter()
+    static = manifest.get("static_shape")
     gate = DeploymentGate.for_artifact(artifact_dir, lambda f: reference.run(dict(f)), str(manifest["task"]), text,
-                                       config=cfg, with_types="token_type_ids" in session.input_names)
+                                       config=cfg, with_types="token_type_ids" in session.input_names,
+                                       static_shape=tuple(static) if static else None)  # type: ignore[arg-type]
     loaders = ("bortconv", "stock") if gated else ("stock",)
     thresholds = _thresholds(manifest, precision) if gated else GATE_DEFAULTS["bf16"]
     verdicts = gate.judge_loaders(artifact_dir, thresholds, threads, loaders=loaders)
