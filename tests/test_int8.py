@@ -209,7 +209,9 @@ def test_quantize_command_on_existing_artifact(artifact, tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["int8"]["scheme"] == "dynamic-s8" and summary["int8"]["gate"]["passed"]
-    assert summary["files"]["model.onnx"] < 0.35 * (fp32 / "model.onnx").stat().st_size
+    # all int8: under a third of fp32; the gate may keep a random-weight model's sensitive layers in fp32
+    limit = 0.35 if not summary["int8"]["kept_fp32"]["groups"] else 0.75
+    assert summary["files"]["model.onnx"] < limit * (fp32 / "model.onnx").stat().st_size, summary["int8"]["kept_fp32"]
     again = subprocess.run([sys.executable, "-m", "bortconv", "quantize", str(tmp_path / "q"), "-o",
                             str(tmp_path / "qq")], capture_output=True, text=True)
     assert again.returncode == 2 and "takes an fp32 artifact" in again.stderr
