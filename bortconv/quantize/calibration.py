@@ -57,8 +57,7 @@ def split_texts(path: str | os.PathLike[str] | None, samples: int | None) -> Tex
     return TextSplit(source, tuple(lines[:n]), tuple(lines[n:n + 200]))
 
 
-CALIBRATION_SEED, HELDOUT_SEED = 1, 2  # random token ids for artifacts without a tokenizer
-HELDOUT_BATCH = 8
+CALIBRATION_SEED = 1  # random token ids for artifacts without a tokenizer
 
 
 def load_tokenizer(directory: Path) -> Any:
@@ -76,13 +75,6 @@ def load_tokenizer(directory: Path) -> Any:
 def rows_for(texts: tuple[str, ...], tokenizer: Any, vocab_size: int, seed: int) -> list[list[int]]:
     """Token-id rows of `texts`; seeded random ids of as many rows when there is no tokenizer."""
     return token_rows(texts, tokenizer) if tokenizer is not None else random_rows(len(texts), vocab_size, seed)
-
-
-def heldout_feeds(split: TextSplit, tokenizer: Any, vocab_size: int, pad_id: int,
-                  with_types: bool) -> tuple[int, list[dict[str, np.ndarray]]]:
-    """(number of texts, feeds) the accuracy gate runs on: the same at quantization and in `validate`."""
-    rows = rows_for(split.heldout, tokenizer, vocab_size, HELDOUT_SEED)
-    return len(rows), feeds_for(rows, pad_id, with_types, batch=HELDOUT_BATCH)
 
 
 def token_rows(texts: tuple[str, ...], tokenizer: Any) -> list[list[int]]:

@@ -22,40 +22,6 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
 
 
-def fidelity(reference: Runner, candidate: Runner, feeds: Sequence[Mapping[str, np.ndarray]],
-             task: str) -> dict[str, float]:
-    """Fidelity metrics of `candidate` against `reference` over `feeds` (held-out text)."""
-    tok, sent, top1, label = [], [], [], []
-    for f in feeds:
-        ref, got = reference(f), candidate(f)
-        mask = f["attention_mask"].astype(bool)
-        if task == "text-classification":
-            label.extend((ref.argmax(-1) == got.argmax(-1)).tolist())
-        elif task == "fill-mask":
-            top1.extend((ref.argmax(-1) == got.argmax(-1))[mask].tolist())
-        else:
-            tok.extend(_cos(ref, got)[mask].tolist())
-            m = mask[..., None]
-            pooled_r = (ref * m).sum(1) / m.sum(1)
-            pooled_g = (got * m).sum(1) / m.sum(1)
-            sent.extend(_cos(pooled_r, pooled_g).tolist())
-    out: dict[str, float] = {"texts": float(sum(len(f["input_ids"]) for f in feeds))}
-    if tok:
-        out |= {"token_cosine_mean": float(np.mean(tok)), "token_cosine_p5": float(np.percentile(tok, 5))}
-    if sent:
-        out |= {"sentence_cosine_mean": float(np.mean(sent)), "sentence_cosine_p5": float(np.percentile(sent, 5))}
-    if top1:
-        out["top1_agreement"] = float(np.mean(top1))
-    if label:
-        out["label_agreement"] = float(np.mean(label))
-    return out
-
-
-def passes(metrics: Mapping[str, Any], t: GateThresholds) -> bool:
-    """Whether every gated metric present in `metrics` reaches its threshold."""
-    return all(metrics[k] >= getattr(t, field) for k, (field, _) in GATE_METRICS.items() if k in metrics)
-
-
 def describe(metrics: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in GATE_METRICS or k.endswith("_p5"))
 
