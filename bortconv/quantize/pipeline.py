@@ -26,7 +26,7 @@ from bortconv.measure import KEEP_RULE, Runner, interleaved, keep_preferred, mak
 from bortconv.quantize import calibration as cal
 from bortconv.cpu import cpu_features
 from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
-from bortconv.quantize.metrics import describe, describe_thresholds
+from bortconv.quantize.metrics import deployed_fidelity, describe, describe_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,6 @@ class _Builder:
         s = self.s
         if probe:
             from bortconv.runtime import open_session
-            from bortconv.quantize.metrics import deployed_fidelity
             pick = range(0, len(s.gate.probes), max(1, len(s.gate.probes) // SENSITIVITY_PROBES))
             c.metrics = deployed_fidelity([s.gate.outputs[i] for i in pick], open_session(c.path, s.opts.threads).run,
                                           [s.gate.probes[i] for i in pick], s.task)
