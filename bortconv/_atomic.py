@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bortconv._signals import raise_if_signalled
 from bortconv.errors import InputError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
         # the swap and its record happen as one step for Ctrl-C: never the old output moved aside with the
         # new one not yet in place, never a finished output the interrupt message says was not written
         with interrupts_deferred():
+            raise_if_signalled()  # an interrupt a library swallowed must not let the output land
             if out.exists():
                 trash = Path(tempfile.mkdtemp(prefix=TMP_MARK + out.name + "-old-", dir=parent))
                 os.rename(out, trash / "old")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from bortconv._memory import enter_stage
+from bortconv._signals import raise_if_signalled
 
 
 class Progress:
@@ -23,6 +24,7 @@ class Progress:
 
     @contextmanager
     def step(self, label: str) -> Iterator[None]:
+        raise_if_signalled()  # an interrupt a library swallowed during the last step stops the run here
         self.n += 1
         enter_stage(label)  # a --max-memory message names the stage it stopped in
         if self.enabled:
@@ -33,6 +35,7 @@ class Progress:
         end = " failed\n"
         try:
             yield
+            raise_if_signalled()
             ok = True
         except Exception:
             raise

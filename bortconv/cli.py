@@ -9,12 +9,12 @@ import argparse
 import importlib
 import json
 import logging
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bortconv._signals import Terminated, signals_raise
 from bortconv._version import __version__
 from bortconv.errors import BortconvError
 
@@ -348,15 +348,6 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     return globals().get(run.__name__, run) if run.__name__.startswith("cmd_") else run
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt: a BaseException, so no library's `except Exception` (the ONNX
-    exporter wrapper, the OpenVINO route fallback) can swallow it or turn it into an export error."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:  # turn SIGTERM into an exception so cleanup runs
-    raise _Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
     parser = build_parser()
@@ -370,10 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="bortconv: %(levelname)s: %(message)s")
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return args.func(args)
+        with signals_raise():  # SIGTERM raises too, so cleanup runs; neither can be lost (see _signals)
+            return args.func(args)
     except BortconvError as exc:
         if args.debug:
             traceback.print_exc()
@@ -382,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `bortconv inspect x | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, Terminated):
         # CPython remembers a KeyboardInterrupt that passed through exec() of a string (dataclasses and
         # namedtuples do that while torch/transformers import) and, under `python -m`, then exits by SIGINT
         # instead of with our 130 (Modules/main.c exit_sigint). A clean exec() clears that flag.

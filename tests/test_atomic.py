@@ -356,3 +356,44 @@ def test_interrupt_at_each_point_of_the_swap(tmp_path, monkeypatch, point, targe
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], point
     assert (out / "model.onnx").read_text() == expect, point
+
+
+# A signal whose exception a library swallowed: raised inside a __del__ (or a weakref callback, as importlib's
+# module-lock callback did in CI while torch imported), CPython prints "Exception ignored" and carries on.
+# The run must still stop before its output lands: at the next progress step, or at the commit.
+SWALLOWED = [
+    ("SIGINT", "signal.SIGINT", "after the last step"),
+    ("SIGTERM", "signal.SIGTERM", "after the last step"),
+    ("SIGINT", "signal.SIGINT", "between steps"),
+]
+
+
+@pytest.mark.parametrize("name,sig,where", SWALLOWED, ids=[f"{s[0]}-{s[2]}" for s in SWALLOWED])
+def test_swallowed_interrupt_still_stops_the_run(tmp_path, name, sig, where):
+    steps = ["one", "two"] if where == "between steps" else ["one"]
+    (tmp_path / "swallowed.py").write_text(
+        "import os, signal, sys\n"
+        "import bortconv.cli as cli\n"
+        "from bortconv._atomic import atomic_directory\n"
+        "from bortconv._progress import Progress\n"
+        "class Swallower:\n"
+        f"    def __del__(self): signal.raise_signal({sig})\n"
+        "def cmd_inspect(args):\n"
+        f"    progress = Progress({len(steps)})\n"
+        "    with atomic_directory('out') as tmp:\n"
+        f"        for i, label in enumerate({steps!r}):\n"
+        "            with progress.step(label):\n"
+        "                (tmp / f'{label}.txt').write_text(label)\n"
+        "                if i == 0:\n"
+        "                    Swallower()  # dropped at once: its __del__ raises, CPython ignores it\n"
+        "    return 0\n"
+        "cli.cmd_inspect = cmd_inspect\n"
+        "sys.exit(cli.main(['inspect', 'x.params']))\n")
+    proc = subprocess.run([sys.executable, "-m", "swallowed"], cwd=tmp_path, capture_output=True, text=True,
+                          preexec_fn=_default_sigint)
+    assert "Exception ignored" in proc.stderr, proc.stderr  # the library really swallowed it
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.rstrip().endswith(INTERRUPTED), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["swallowed.py"]
+    if where == "between steps":  # stopped as step one ended: step two never ran
+        assert "[1/2] one" in proc.stderr and "[2/2]" not in proc.stderr, proc.stderr
