@@ -26,7 +26,8 @@ OV_TOKENIZER_PAIR_BIN = "openvino_tokenizer_pair.bin"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_FILES = (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "vocab.txt", "vocab.json",
                    "merges.txt")
 #: files an artifact carries from its source (and `validate` compares with the reference's own copies)
 CARRIED_FILES = (CONFIG_FILE, CONVERSION_RECORD) + TOKENIZER_FILES

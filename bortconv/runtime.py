@@ -40,6 +40,7 @@ import numpy as np
 from bortconv.config import TOKENIZER_BACKENDS
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.pad_batch)
+from bortconv.pair_truncation import BORT_RULE, bort_truncated_lengths, pair_rule
 from bortconv.layout import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -261,7 +262,10 @@ class OpenVinoTokenizer:
 
 
 class _TokenizersBackend:
-    """tokenizer.json through the `tokenizers` package, unpadded (padding is the runtime's business)."""
+    """tokenizer.json through the `tokenizers` package, unpadded (padding is the runtime's business).
+
+    Pairs are cut by the rule the tokenizer files declare (:func:`bortconv.pair_truncation.pair_rule`): for
+    Bort's, each text is encoded whole, cut to :func:`bort_truncated_lengths`, and given the template."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -271,9 +275,32 @@ class _TokenizersBackend:
                                          "an OpenVINO artifact)") from None
         self.tokenizer = Tokenizer.from_file(str(path))
         self.tokenizer.no_padding()
+        self.rule = pair_rule(path.parent)
+        self._whole: Any = None
+        if self.rule == BORT_RULE:
+            truncation = self.tokenizer.truncation
+            self.max_length = int(truncation["max_length"]) if truncation else None
+            self._whole = Tokenizer.from_str(self.tokenizer.to_str())  # the same, cutting nothing
+            self._whole.no_truncation()
+            self._whole.no_padding()
+            self._pair_specials = self._whole.num_special_tokens_to_add(True)
 
     def encode_batch(self, items: Sequence[str | tuple[str, str]]) -> list[Any]:
-        return self.tokenizer.encode_batch(list(items))
+        items = list(items)
+        pairs = [i for i, it in enumerate(items) if not isinstance(it, str)]
+        if self._whole is None or self.max_length is None or not pairs:
+            return self.tokenizer.encode_batch(items)
+        out = self.tokenizer.encode_batch([it if isinstance(it, str) else "" for it in items])
+        flat = self._whole.encode_batch([t for i in pairs for t in items[i]], add_special_tokens=False)
+        budget = self.max_length - self._pair_specials
+        for k, i in enumerate(pairs):
+            a, b = flat[2 * k], flat[2 * k + 1]
+            keep_a, keep_b = bort_truncated_lengths([len(a.ids), len(b.ids)], budget)
+            if (keep_a, keep_b) != (len(a.ids), len(b.ids)):
+                a.truncate(keep_a)
+                b.truncate(keep_b)
+            out[i] = self._whole.post_process(a, b)
+        return out
 
 
 def _tokenizers_installed() -> bool:

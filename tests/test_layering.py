@@ -22,7 +22,7 @@ MAX_FUNCTION_LINES = 80
 #: part -> layer. A part may import its own modules and parts of a lower layer only.
 LAYERS: dict[str, float] = {
     # shared leaves: import no stage
-    "errors": 0, "_version": 0, "layout": 0, "_hashing": 0, "cpu": 0, "_standalone": 1, "_signals": 1,
+    "errors": 0, "_version": 0, "layout": 0, "_hashing": 0, "cpu": 0, "_standalone": 1, "_signals": 1, "pair_truncation": 1,
     "config": 1, "_jsonfile": 1, "_memory": 1, "measure": 1,
     "_atomic": 2, "_progress": 2,
     "runtime": 3, "manifest": 3, "loaders": 3.5,
@@ -38,7 +38,7 @@ LAYERS: dict[str, float] = {
     "cli": 9, "__init__": 9, "__main__": 10,
 }
 #: serving and packaging use only the torch-free runtime, the layout and the manifest (and the leaves under them)
-SERVING_MAY_IMPORT = {"errors", "_version", "layout", "_jsonfile", "_hashing", "_atomic", "_progress", "_signals", "runtime",
+SERVING_MAY_IMPORT = {"errors", "_version", "layout", "_jsonfile", "_hashing", "_atomic", "_progress", "_signals", "pair_truncation", "runtime",
                       "_standalone",
                       "manifest", "config"}
 SERVING = ("serve", "package")

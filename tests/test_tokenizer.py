@@ -26,13 +26,13 @@ from tokenizers import Tokenizer
 from bortconv.converters.tokenizer import (
     BortEncoder,
     GluonVocab,
-    bort_truncated_lengths,
     build_tokenizer,
     check_vocab_size,
     read_gluon_vocab,
     write_tokenizer,
 )
 from bortconv.errors import TokenizerError
+from bortconv.pair_truncation import bort_truncated_lengths
 
 FORTUNES = Path("/usr/share/games/fortunes")  # Debian fortunes-min; the corpus has enough without it
 MADEUP = ("madeupword0000", "madeupword0001", "madeupword0002")

@@ -23,10 +23,12 @@ corrected here (both found by the id check, which then gave 0 mismatches):
    (Bort's has none: ``<s>`` in text is ordinary text, as it was for gluonnlp). The split pattern is rebuilt
    from tokenizer.json's added tokens; with none it is ``[^\\s\\S]``, which matches nothing (the converter
    cannot build a BPE graph without the split step at all: its BPETokenizer then gets the wrong input count).
-2. *Which text of a pair keeps the odd token* when both must be cut to an odd budget and have the same length:
-   ``tokenizers``' longest_first gives it to the second text, the Truncate op to the first (on unequal lengths
-   both give it to the longer). Feeding Truncate the texts in swapped order, and swapping its outputs back,
-   gives exactly tokenizer.json's rule: "the longer one, the second on a tie".
+2. *Which text of a pair keeps the odd token* when both must be cut to an odd budget. The Truncate op gives it
+   to the longer text, the first on a tie; ``tokenizers``' longest_first to the longer, the second on a tie;
+   Bort's ``truncate_seqs_equal`` always to the first. The pair rule the tokenizer files declare
+   (:mod:`bortconv.pair_truncation`) decides: for Bort's, the Truncate node is replaced by that rule in standard
+   ops (:func:`_truncate_as_bort`), so the IR gives gluonnlp 0.8.3's ids; for tokenizer.json's, the texts go
+   into Truncate swapped and come out swapped back, which gives "the longer one, the second on a tie".
 
 The check (:func:`check_against_tokenizer_json`) runs the saved IRs against ``tokenizers`` on the caller's
 texts and pairs; one mismatch fails the export (:class:`ExportError`) and the IRs are removed.
@@ -48,7 +50,15 @@ from bortconv.layout import (
     OV_TOKENIZER_XML,
     TOKENIZER_FILE,
 )
-from bortconv.runtime import TEXT_INPUT, TEXT_PAIR_INPUT, OpenVinoTokenizer, import_openvino_tokenizers
+from bortconv.pair_truncation import BORT_RULE, pair_rule
+from bortconv.runtime import (
+    TEXT_INPUT,
+    TEXT_PAIR_INPUT,
+    OpenVinoTokenizer,
+    _tokenizers_installed,
+    _TokenizersBackend,
+    import_openvino_tokenizers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +116,7 @@ def _longest_first_ties_to_second(model: Any) -> int:
     """
     count = 0
     for node in [n for n in model.get_ordered_ops() if n.get_type_name() == "Truncate"]:
-        if node.get_input_size() < 9 or node.get_output_size() != 6:
-            raise ExportError(f"openvino_tokenizers' Truncate op has {node.get_input_size()} inputs and "
-                              f"{node.get_output_size()} outputs, not the 9 and 6 bortconv knows; pin "
-                              f"openvino-tokenizers to the version in bortconv's [export] extra")
+        _check_truncate_signature(node)
         sources = [node.input_value(i) for i in range(6)]
         consumers = [list(node.output(i).get_target_inputs()) for i in range(6)]
         for i in range(6):
@@ -119,6 +126,48 @@ def _longest_first_ties_to_second(model: Any) -> int:
                 target.replace_source_output(node.output((i + 3) % 6))
         count += 1
     return count
+
+
+def _truncate_as_bort(model: Any) -> int:
+    """Replace every pair Truncate node with Bort's ``truncate_seqs_equal`` in standard ops; returns how many.
+
+    A ragged text is (begins, ends, ids): cutting on the right keeps begins and ids and moves ends. With
+    lengths ``la``, ``lb`` and budget ``B`` (Truncate's max_length input, the specials already taken off)::
+
+        la + lb <= B   ->  (la, lb)            # nothing to cut
+        la <= B // 2   ->  (la, B - la)        # the short text whole, the other the rest
+        lb <= B // 2   ->  (B - lb, lb)
+        otherwise      ->  (B - B // 2, B // 2)   # both cut; the first takes the odd token
+    """
+    import numpy as np
+    from openvino import opset13 as ops
+
+    count = 0
+    for node in [n for n in model.get_ordered_ops() if n.get_type_name() == "Truncate"]:
+        _check_truncate_signature(node)
+        begin_a, end_a, ids_a, begin_b, end_b, ids_b = (node.input_value(i) for i in range(6))
+        budget = node.input_value(6)
+        la, lb = ops.subtract(end_a, begin_a), ops.subtract(end_b, begin_b)
+        half = ops.divide(budget, ops.constant(np.int32(2)))  # i32: floor division (budget >= 0)
+        fits = ops.less_equal(ops.add(la, lb), budget)
+        a_short, b_short = ops.less_equal(la, half), ops.less_equal(lb, half)
+        keep_a = ops.select(fits, la, ops.select(a_short, la, ops.select(b_short, ops.subtract(budget, lb),
+                                                                            ops.subtract(budget, half))))
+        keep_b = ops.select(fits, lb, ops.select(a_short, ops.subtract(budget, la), ops.select(b_short, lb, half)))
+        replacement = [begin_a, ops.add(begin_a, keep_a).output(0), ids_a,
+                       begin_b, ops.add(begin_b, keep_b).output(0), ids_b]
+        for i in range(6):
+            for target in list(node.output(i).get_target_inputs()):
+                target.replace_source_output(replacement[i])
+        count += 1
+    return count
+
+
+def _check_truncate_signature(node: Any) -> None:
+    if node.get_input_size() < 9 or node.get_output_size() != 6:
+        raise ExportError(f"openvino_tokenizers' Truncate op has {node.get_input_size()} inputs and "
+                          f"{node.get_output_size()} outputs, not the 9 and 6 bortconv knows; pin "
+                          f"openvino-tokenizers to the version in bortconv's [export] extra")
 
 
 def _name_inputs(model: Any, names: Sequence[str]) -> None:
@@ -133,7 +182,7 @@ def _number_nodes(model: Any) -> None:
         node.set_friendly_name(f"{node.get_type_name()}_{i}")
 
 
-def _convert_one(hf_tokenizer: Any, pattern: str, max_length: int | None, inputs: int) -> Any:
+def _convert_one(hf_tokenizer: Any, pattern: str, max_length: int | None, inputs: int, rule: str) -> Any:
     import openvino_tokenizers as ot
 
     model = ot.convert_tokenizer(hf_tokenizer, with_detokenizer=False, truncation=max_length is not None,
@@ -141,7 +190,8 @@ def _convert_one(hf_tokenizer: Any, pattern: str, max_length: int | None, inputs
     if not _restrict_special_split(model, pattern):
         raise ExportError("openvino_tokenizers built no SpecialTokensSplit step; bortconv cannot set which "
                           "special tokens are matched in text")
-    if inputs == 2 and not _longest_first_ties_to_second(model):
+    retruncate = _truncate_as_bort if rule == BORT_RULE else _longest_first_ties_to_second
+    if inputs == 2 and not retruncate(model):
         raise ExportError("openvino_tokenizers built no Truncate step for pairs; bortconv cannot match "
                           "tokenizer.json's truncation")
     model.validate_nodes_and_infer_types()
@@ -165,10 +215,11 @@ def convert_openvino_tokenizers(artifact_dir: str | Path) -> tuple[Any, Any, dic
     truncation = tj.get("truncation") or None
     max_length = int(truncation["max_length"]) if truncation else None
     pattern = _split_pattern([t for t in tj.get("added_tokens") or [] if isinstance(t, dict)])
+    rule = pair_rule(d)
     try:
         hf = AutoTokenizer.from_pretrained(str(d), local_files_only=True)
-        single = _convert_one(hf, pattern, max_length, 1)
-        pair = _convert_one(hf, pattern, max_length, 2)
+        single = _convert_one(hf, pattern, max_length, 1, rule)
+        pair = _convert_one(hf, pattern, max_length, 2, rule)
     except ExportError:
         raise
     except Exception as exc:  # the converter raises whatever its parsers hit; one line, named
@@ -176,18 +227,16 @@ def convert_openvino_tokenizers(artifact_dir: str | Path) -> tuple[Any, Any, dic
         raise ExportError(f"{d / TOKENIZER_FILE}: openvino_tokenizers {ot.__version__} cannot convert it to "
                           f"OpenVINO ops ({type(exc).__name__}: {first})") from exc
     facts = {"max_length": max_length, "truncation": truncation and truncation.get("strategy"),
+             "pair_truncation": rule,
              "special_split": pattern, "openvino_tokenizers": ot.__version__}
     return single, pair, facts
 
 
 def _reference_encodings(artifact_dir: Path, items: Sequence[Any]) -> list[Any]:
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        raise MissingDependencyError("checking the OpenVINO tokenizer needs: pip install tokenizers") from None
-    tok = Tokenizer.from_file(str(artifact_dir / TOKENIZER_FILE))
-    tok.no_padding()
-    return tok.encode_batch(list(items))
+    """tokenizer.json's encodings through the runtime's `tokenizers` backend: pairs cut by the declared rule."""
+    if not _tokenizers_installed():
+        raise MissingDependencyError("checking the OpenVINO tokenizer needs: pip install tokenizers")
+    return _TokenizersBackend(artifact_dir / TOKENIZER_FILE).encode_batch(list(items))
 
 
 def _first_difference(got: Any, want: Any, has_types: bool) -> str | None:
@@ -202,7 +251,7 @@ def _first_difference(got: Any, want: Any, has_types: bool) -> str | None:
 
 def check_against_tokenizer_json(artifact_dir: str | Path, texts: Sequence[str],
                                  pairs: Sequence[tuple[str, str]]) -> dict[str, int]:
-    """Run the saved IRs on `texts` and `pairs` and compare ids with tokenizer.json (and token type ids, where
+    """Run the saved IRs on `texts` and `pairs` and compare ids with tokenizer.json, pairs cut by the declared rule (and token type ids, where
     the IR gives them: without, the runtime feeds zeros, as for Bort, whose template makes every type id 0).
 
     Returns ``{"texts": n, "pairs": m, "mismatches": 0}``; raises :class:`ExportError` naming the first

@@ -27,7 +27,8 @@ otherwise both are cut to half and, when the budget is odd, the *first* text get
 tokenizer.json uses ``longest_first``, which is the same except that on an odd budget it gives the extra token to
 the *longer* text (the second one on a tie). With max_len 512 the pair budget is 509 (odd), so the two differ by
 one token exactly when both texts have at least 255 tokens and the first is not the longer. tokenizer.json has no
-way to express Bort's rule; :class:`BortEncoder` applies it exactly and is what the parity tests check.
+way to express Bort's rule, so tokenizer_config.json records it (:mod:`bortconv.pair_truncation`): bortconv's
+runtime and OpenVINO tokenizer apply it, as :class:`BortEncoder` does; stock loaders cut by tokenizer.json.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from bortconv.errors import InputError, MissingDependencyError, TokenizerError
 from bortconv.layout import TOKENIZER_FILE
+from bortconv.pair_truncation import BORT_RULE, PAIR_TRUNCATION_KEY, bort_truncated_lengths
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -301,27 +303,6 @@ def build_tokenizer(vocab_path: str | os.PathLike[str], merges_path: str | os.Pa
 # ---------------------------------------------------------------------------------------------- exact encoding
 
 
-def bort_truncated_lengths(lengths: Sequence[int], budget: int) -> list[int]:
-    """Lengths alexa/bort's ``truncate_seqs_equal`` keeps for sequences of `lengths` within `budget` tokens.
-
-    Short sequences that fit in an equal share are kept whole (shortest first, earliest on ties); the rest share
-    what is left equally, the earliest ones taking the remainder one token each.
-    """
-    out = list(lengths)
-    if sum(out) <= budget:
-        return out
-    active = sorted(range(len(out)), key=lambda i: (out[i], i))
-    while active:
-        share, extra = divmod(budget, len(active))
-        if out[active[0]] <= share:
-            budget -= out[active.pop(0)]
-            continue
-        for rank, i in enumerate(sorted(active)):
-            out[i] = share + (rank < extra)
-        break
-    return out
-
-
 class BortEncoder:
     """Bort's fine-tuning preprocessing, exactly, on top of a tokenizer from :func:`build_tokenizer`.
 
@@ -376,6 +357,7 @@ def _transformers_config(tokenizer: Tokenizer, vocab: GluonVocab) -> tuple[dict[
         "split_special_tokens": True,  # "<mask>" in text is text, as it was for gluonnlp
         "model_input_names": ["input_ids", "attention_mask"],  # Bort has no token types
         "clean_up_tokenization_spaces": False,
+        PAIR_TRUNCATION_KEY: BORT_RULE,  # bortconv's runtime and OpenVINO tokenizer cut pairs as Bort did
     }
     return config, special_map
 
