@@ -1,6 +1,6 @@
 """Benchmark: `bortconv serve` (KServe v2 REST on 127.0.0.1, batched) vs BortRuntime called directly.
 
-    python benchmarks/bench_serve.py [--artifact DIR] [--requests 64] [--clients 8] [--threads 2] [--json FILE]
+    python benchmarks/bench_serve.py [--artifact DIR] [--requests 256] [--clients 8] [--threads 2] [--json FILE]
 
 Without --artifact it builds (once, kept in --work, default ~/.cache/bortconv/bench-serve) the demo
 bort_4_8_768_1024 checkpoint (released size, random weights), exports it to OpenVINO with Bort's tokenizer
@@ -181,7 +181,7 @@ def main() -> int:
     ap.add_argument("--artifact", help="an artifact directory with a tokenizer (default: build the demo Bort)")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "bortconv" / "bench-serve"))
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=64, help="requests per client (default 64)")
+    ap.add_argument("--requests", type=int, default=256, help="requests per client (default 256)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()

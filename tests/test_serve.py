@@ -29,7 +29,7 @@ from test_ov_tokenizer import HELDOUT, long_texts, ov_artifact, with_ov_tokenize
 from bortconv.runtime import BortRuntime, measure_cold_start
 
 TOL = 1e-5
-CLIENTS, REQUESTS = 8, 256  # 8 concurrent clients, 256 requests in total (32 each)
+CLIENTS, PER_CLIENT = 8, 256  # 8 concurrent clients x 256 requests each (2,048 in all)
 
 
 @dataclass
@@ -129,7 +129,7 @@ def test_embeddings_equal_the_runtime(minilm):
 
 
 def test_concurrent_clients(minilm):
-    """8 clients x 32 requests (256 in total) of 1-4 texts each: 0 errors, every result the runtime's."""
+    """8 clients x 256 requests each (2,048) of 1-2 texts: 0 errors, every result the runtime's."""
     server, rt = minilm
     pool = HELDOUT[:200]
     want = dict(zip(pool, rt.encode(pool)))
@@ -138,8 +138,8 @@ def test_concurrent_clients(minilm):
     def client(seed: int) -> None:
         rng = random.Random(seed)
         with requests.Session() as session:
-            for _ in range(REQUESTS // CLIENTS):
-                texts = rng.sample(pool, rng.randint(1, 4))
+            for _ in range(PER_CLIENT):
+                texts = rng.sample(pool, rng.randint(1, 2))
                 try:
                     got = outputs(server.infer(texts, session=session))["embedding"]
                     diff = float(np.abs(got - np.stack([want[t] for t in texts])).max())
