@@ -261,11 +261,35 @@ class OpenVinoTokenizer:
         return out
 
 
+def bort_cut_pairs(whole: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[Any]:
+    """`tokenizers` Encodings of `pairs`, cut to `max_length` by Bort's rule (:mod:`bortconv.pair_truncation`).
+
+    `whole` is a `tokenizers.Tokenizer` that truncates and pads nothing: each text is encoded whole, cut to
+    :func:`bort_truncated_lengths`, then given the tokenizer's pair template."""
+    flat = whole.encode_batch([t for pair in pairs for t in pair], add_special_tokens=False)
+    budget = max_length - whole.num_special_tokens_to_add(True)
+    out = []
+    for a, b in zip(flat[0::2], flat[1::2]):
+        keep_a, keep_b = bort_truncated_lengths([len(a.ids), len(b.ids)], budget)
+        if (keep_a, keep_b) != (len(a.ids), len(b.ids)):
+            a.truncate(keep_a)
+            b.truncate(keep_b)
+        out.append(whole.post_process(a, b))
+    return out
+
+
+def cutting_nothing(tokenizer: Any) -> Any:
+    """A copy of a `tokenizers.Tokenizer` that neither truncates nor pads."""
+    whole = type(tokenizer).from_str(tokenizer.to_str())
+    whole.no_truncation()
+    whole.no_padding()
+    return whole
+
+
 class _TokenizersBackend:
     """tokenizer.json through the `tokenizers` package, unpadded (padding is the runtime's business).
 
-    Pairs are cut by the rule the tokenizer files declare (:func:`bortconv.pair_truncation.pair_rule`): for
-    Bort's, each text is encoded whole, cut to :func:`bort_truncated_lengths`, and given the template."""
+    Pairs are cut by the rule the tokenizer files declare (:func:`bortconv.pair_truncation.pair_rule`)."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -276,14 +300,9 @@ class _TokenizersBackend:
         self.tokenizer = Tokenizer.from_file(str(path))
         self.tokenizer.no_padding()
         self.rule = pair_rule(path.parent)
-        self._whole: Any = None
-        if self.rule == BORT_RULE:
-            truncation = self.tokenizer.truncation
-            self.max_length = int(truncation["max_length"]) if truncation else None
-            self._whole = Tokenizer.from_str(self.tokenizer.to_str())  # the same, cutting nothing
-            self._whole.no_truncation()
-            self._whole.no_padding()
-            self._pair_specials = self._whole.num_special_tokens_to_add(True)
+        truncation = self.tokenizer.truncation
+        self.max_length = int(truncation["max_length"]) if truncation else None
+        self._whole = cutting_nothing(self.tokenizer) if self.rule == BORT_RULE and self.max_length else None
 
     def encode_batch(self, items: Sequence[str | tuple[str, str]]) -> list[Any]:
         items = list(items)
@@ -291,15 +310,8 @@ class _TokenizersBackend:
         if self._whole is None or self.max_length is None or not pairs:
             return self.tokenizer.encode_batch(items)
         out = self.tokenizer.encode_batch([it if isinstance(it, str) else "" for it in items])
-        flat = self._whole.encode_batch([t for i in pairs for t in items[i]], add_special_tokens=False)
-        budget = self.max_length - self._pair_specials
-        for k, i in enumerate(pairs):
-            a, b = flat[2 * k], flat[2 * k + 1]
-            keep_a, keep_b = bort_truncated_lengths([len(a.ids), len(b.ids)], budget)
-            if (keep_a, keep_b) != (len(a.ids), len(b.ids)):
-                a.truncate(keep_a)
-                b.truncate(keep_b)
-            out[i] = self._whole.post_process(a, b)
+        for i, enc in zip(pairs, bort_cut_pairs(self._whole, [tuple(items[i]) for i in pairs], self.max_length)):
+            out[i] = enc
         return out
 
 

@@ -508,3 +508,29 @@ def test_import_stays_light():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.parametrize("max_len", [16, 17])  # pair budgets 13 (odd: the rules differ) and 14
+def test_pairs_are_cut_as_the_deployed_runtime_cuts_them(max_len, tmp_path):
+    """A Bort source's pairs are cut by Bort's truncate_seqs_equal (the rule its tokenizer files declare, which
+    BortRuntime and the OpenVINO tokenizer follow), not by transformers' longest_first: ids equal BortEncoder's,
+    which tests/test_tokenizer.py checks against gluonnlp 0.8.3."""
+    from test_ov_tokenizer import small_bpe_files
+    from test_tokenizer import CASES
+    from transformers import AutoTokenizer
+
+    from bortconv.converters.tokenizer import BortEncoder, build_tokenizer, read_gluon_vocab, write_tokenizer
+    from bortconv.finetune.data import Example
+    from bortconv.finetune.encoding import TextEncoder
+
+    vocab, merges = small_bpe_files()
+    tokenizer = build_tokenizer(vocab, merges, max_length=512)
+    write_tokenizer(tokenizer, tmp_path, read_gluon_vocab(vocab))
+    hf = AutoTokenizer.from_pretrained(str(tmp_path))
+    pairs = [(c["a"], c["b"]) for c in CASES if c["b"] is not None and c["max_len"] == max_len]
+    got = TextEncoder(hf, max_len, tokenizer_dir=tmp_path).encode(
+        [Example(a, b) for a, b in pairs], np.zeros((len(pairs), 2))).ids
+    want = BortEncoder(tokenizer, read_gluon_vocab(vocab), max_length=max_len).encode_batch(pairs)
+    assert len(pairs) >= 50 and [i for i, (g, w) in enumerate(zip(got, want)) if g != w] == []
+    longest_first = hf([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=max_len)["input_ids"]
+    assert (sum(g != w for g, w in zip(longest_first, want)) > 0) == (max_len % 2 == 0)

@@ -1,7 +1,8 @@
 """Examples as token ids and targets, and batches of them (torch imported lazily).
 
 Texts are tokenized once with the student's own tokenizer (for a Bort source: Bort's ``<s> A </s> B </s>``; for a
-BERT source its ``[CLS] A [SEP] B [SEP]`` with token types) and cut to ``max_length``. Batches are padded to their
+BERT source its ``[CLS] A [SEP] B [SEP]`` with token types) and cut to ``max_length``, pairs by the rule the
+tokenizer files declare (:mod:`bortconv.pair_truncation`), as the deployed runtime cuts them. Batches are padded to their
 longest row only.
 """
 
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bortconv.finetune.data import Example
+from bortconv.layout import TOKENIZER_FILE
+from bortconv.pair_truncation import BORT_RULE, HF_RULE, pair_rule
+from bortconv.runtime import bort_cut_pairs, cutting_nothing
 
 
 @dataclass
@@ -41,18 +46,30 @@ class Encoded:
 class TextEncoder:
     """The student's tokenizer, fixed to a maximum length."""
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, tokenizer: Any, max_length: int, tokenizer_dir: Path | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
+        #: the pair rule the tokenizer files declare (bortconv.pair_truncation); Bort's for a Bort source
+        self.pair_rule = pair_rule(tokenizer_dir) if tokenizer_dir is not None else HF_RULE
+        self._whole: Any = None
+        if self.pair_rule == BORT_RULE and tokenizer_dir is not None:
+            # tokenizer.json itself: transformers' backend tokenizer matches "<s>" typed in text as a special
+            from tokenizers import Tokenizer
+
+            self._whole = cutting_nothing(Tokenizer.from_file(str(tokenizer_dir / TOKENIZER_FILE)))
 
     def encode(self, examples: Sequence[Example], targets: np.ndarray) -> Encoded:
         if not examples:
             return Encoded([], [] if self.uses_types else None, targets)
         a = [e.text for e in examples]
         b = [e.text_b for e in examples] if examples[0].text_b is not None else None
+        if b is not None and self._whole is not None:  # cut as the deployed runtime will cut them
+            encs = bort_cut_pairs(self._whole, list(zip(a, b)), self.max_length)
+            types = [list(e.type_ids) for e in encs] if self.uses_types else None
+            return Encoded([list(e.ids) for e in encs], types, targets.astype(np.float32))
         enc = self.tokenizer(a, b, truncation=True, max_length=self.max_length, padding=False,
                              return_token_type_ids=self.uses_types, return_attention_mask=False)
         types = [list(t) for t in enc["token_type_ids"]] if self.uses_types else None

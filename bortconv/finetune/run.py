@@ -58,7 +58,7 @@ def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, label
     tokenizer = load_tokenizer(src.model_dir, src.path)
     template, reinit = build_template(src, labels)
     student = Student(template, int(tokenizer.pad_token_id or 0), reinit)
-    encoder = TextEncoder(tokenizer, opts.max_length)
+    encoder = TextEncoder(tokenizer, opts.max_length, tokenizer_dir=src.model_dir)
     label_ids = {lab: i for i, lab in enumerate(labels)}
     enc_train = encoder.encode(train.examples, one_hot([str(e.label) for e in train.examples], label_ids))
     enc_dev = encoder.encode(dev.examples, one_hot([str(e.label) for e in dev.examples], label_ids))
