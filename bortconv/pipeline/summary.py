@@ -58,7 +58,9 @@ def summary(result: ExportResult) -> str:
         lines += _loading_lines(m["loading"])
     gate = m.get("deployment_gate") or m.get("int8", {}).get("gate", {})
     if gate.get("results"):
-        lines.append(f"\ndeployment gate ({gate['heldout']['probes']} held-out probes, lengths "
+        sweep = gate["heldout"].get("sweep", "full")
+        lines.append(f"\ndeployment gate ({'quick sweep, ' if sweep == 'quick' else ''}"
+                     f"{gate['heldout']['probes']} held-out probes, lengths "
                      f"{'-'.join(map(str, gate['heldout']['lengths']))}; {gate['heldout']['text'].split(' (')[0]})")
         lines += gate_lines(gate["results"])
     elif gate.get("ran") is False:

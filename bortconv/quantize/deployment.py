@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import GateThresholds
+from bortconv.config import GateThresholds, gate_sweep
 from bortconv.measure import Runner
 from bortconv.quantize import calibration as cal
 from bortconv.quantize import heldout
@@ -71,6 +71,7 @@ class DeploymentGate:
     task: str
     text: HeldoutText
     tokenizer_used: bool
+    sweep: str = "full"  # config.GATE_SWEEPS
     _outputs: list[np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
@@ -78,11 +79,12 @@ class DeploymentGate:
                      config: dict[str, Any], with_types: bool, tokenizer: Any = None,
                      static_shape: tuple[int, int] | None = None) -> DeploymentGate:
         tok = tokenizer if tokenizer is not None else cal.load_tokenizer(artifact_dir)
+        sweep = gate_sweep()
         probes = heldout.probes(list(text.texts), tok, vocab_size=int(config["vocab_size"]),
                                 pad_id=int(config.get("pad_token_id") or 0), with_types=with_types,
                                 max_length=int(config.get("max_position_embeddings") or 512),
-                                static_shape=static_shape)
-        return cls(probes, reference, task, text, tok is not None)
+                                static_shape=static_shape, sweep=sweep)
+        return cls(probes, reference, task, text, tok is not None, sweep)
 
     @property
     def outputs(self) -> list[np.ndarray]:
@@ -123,5 +125,5 @@ class DeploymentGate:
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         lengths = sorted({int(p.feeds["attention_mask"][0].sum()) for p in self.probes if p.kind == "length"})
         return {"text": self.text.source, "token_ids": "tokenizer" if self.tokenizer_used else "random",
-                "probes": kinds, "lengths": [lengths[0], lengths[-1]] if lengths else [],
+                "sweep": self.sweep, "probes": kinds, "lengths": [lengths[0], lengths[-1]] if lengths else [],
                 "padded_batches": [list(r) for r in heldout.padded_lengths(max(lengths or [8]))]}

@@ -6,7 +6,8 @@ gate does too, on real text the calibration never saw:
     text        each held-out sentence at its natural length, batch 1
     length      a held-out passage cut to exactly L tokens, for L = 8 and each multiple of 16 up to the
                 model's maximum with its neighbours (L-1, L, L+1: the sizes where kernels change blocking;
-                a length-32 int8 collapse under bf16 was found exactly there), batch 1
+                a length-32 int8 collapse under bf16 was found exactly there), batch 1. The "quick" sweep
+                (config.GATE_SWEEP_ENV) takes the powers of two only
     padded      batches of 4 rows of different lengths, right-padded (what a batching server runs)
 
 The shipped text is ``bortconv/data/heldout_en.txt``: WordNet 3.0 example sentences (WordNet licence,
@@ -31,10 +32,12 @@ PADDED_BATCH = 4
 PROBE_SEED = 3  # random token ids for artifacts without a tokenizer
 
 
-def sweep_lengths(max_length: int) -> tuple[int, ...]:
-    """8, and every multiple of 16 up to `max_length` with its neighbours, capped at `max_length`."""
-    lengths = {8}
-    for m in range(16, max_length + 16, 16):
+def sweep_lengths(max_length: int, sweep: str = "full") -> tuple[int, ...]:
+    """8, and every multiple of 16 ("full"; every power of two from 16 for "quick") up to `max_length` with its
+    neighbours, capped at `max_length`; the maximum itself is always in."""
+    lengths = {8, max_length}
+    steps = range(16, max_length + 16, 16) if sweep == "full" else (1 << k for k in range(4, max_length.bit_length() + 1))
+    for m in steps:
         lengths.update(x for x in (m - 1, m, m + 1) if 2 <= x <= max_length)
     return tuple(sorted(lengths))
 
@@ -95,14 +98,16 @@ def passages(texts: list[str], tokenizer: Any, min_tokens: int) -> list[tuple[li
 
 
 def probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, with_types: bool,
-           max_length: int, max_texts: int = 48, static_shape: tuple[int, int] | None = None) -> list[Probe]:
+           max_length: int, max_texts: int = 48, static_shape: tuple[int, int] | None = None,
+           sweep: str = "full") -> list[Probe]:
     """The gate's probes over `texts` (held-out, never calibration), cut to the model's `max_length`; for a
     static-shape artifact (B, L), every probe of at most L tokens, padded to L and repeated to B rows."""
     if static_shape:
         return _fit_static(probes(texts, tokenizer, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
-                                  max_length=min(max_length, static_shape[1]), max_texts=max_texts),
+                                  max_length=min(max_length, static_shape[1]), max_texts=max_texts,
+                                  sweep=sweep),
                            static_shape, pad_id, with_types)
-    lengths = sweep_lengths(max_length)
+    lengths = sweep_lengths(max_length, sweep)
     if tokenizer is None:
         return _random_probes(lengths, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
                               max_length=max_length)
