@@ -268,6 +268,7 @@ def test_gate_sweeps(sweep, max_length, count, must):
 
     lengths = sweep_lengths(max_length, sweep)
     assert len(lengths) == count and must <= set(lengths) and (min(lengths), max(lengths)) == (8, max_length)
+    assert set(lengths) <= set(sweep_lengths(max_length, "full"))  # quick is a subset: the very same probes
 
 
 def test_gate_sweep_setting(monkeypatch, tmp_path):

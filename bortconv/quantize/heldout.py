@@ -33,13 +33,16 @@ PROBE_SEED = 3  # random token ids for artifacts without a tokenizer
 
 
 def sweep_lengths(max_length: int, sweep: str = "full") -> tuple[int, ...]:
-    """8, and every multiple of 16 ("full"; every power of two from 16 for "quick") up to `max_length` with its
-    neighbours, capped at `max_length`; the maximum itself is always in."""
-    lengths = {8, max_length}
-    steps = range(16, max_length + 16, 16) if sweep == "full" else (1 << k for k in range(4, max_length.bit_length() + 1))
-    for m in steps:
+    """8, and every multiple of 16 up to `max_length` with its neighbours, capped at `max_length` ("full").
+
+    "quick" is the subset at 8, the powers of two with their neighbours, and the longest full length."""
+    lengths = {8}
+    for m in range(16, max_length + 16, 16):
         lengths.update(x for x in (m - 1, m, m + 1) if 2 <= x <= max_length)
-    return tuple(sorted(lengths))
+    full = tuple(sorted(lengths))
+    if sweep == "full":
+        return full
+    return tuple(n for n in full if n in (8, full[-1]) or any((n + d) & (n + d - 1) == 0 for d in (-1, 0, 1)))
 
 
 def padded_lengths(max_length: int) -> tuple[tuple[int, ...], ...]:
@@ -107,7 +110,19 @@ def probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, wi
                                   max_length=min(max_length, static_shape[1]), max_texts=max_texts,
                                   sweep=sweep),
                            static_shape, pad_id, with_types)
-    lengths = sweep_lengths(max_length, sweep)
+    found = _full_probes(texts, tokenizer, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
+                         max_length=max_length, max_texts=max_texts)
+    if sweep == "full":
+        return found
+    # a subset of the full sweep's very probes (same rows, same random ids), so the sweeps never disagree on
+    # a probe, only on how many there are
+    keep = {f"length {n}" for n in sweep_lengths(max_length, sweep)}
+    return [p for p in found if p.kind != "length" or p.label in keep]
+
+
+def _full_probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: int, with_types: bool,
+                 max_length: int, max_texts: int) -> list[Probe]:
+    lengths = sweep_lengths(max_length)
     if tokenizer is None:
         return _random_probes(lengths, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
                               max_length=max_length)
