@@ -309,8 +309,10 @@ class _TokenizersBackend:
         pairs = [i for i, it in enumerate(items) if not isinstance(it, str)]
         if self._whole is None or self.max_length is None or not pairs:
             return self.tokenizer.encode_batch(items)
-        out = self.tokenizer.encode_batch([it if isinstance(it, str) else "" for it in items])
-        for i, enc in zip(pairs, bort_cut_pairs(self._whole, [tuple(items[i]) for i in pairs], self.max_length)):
+        out = self.tokenizer.encode_batch(items)
+        # the rules agree on every pair that was not cut; only pairs at the maximum length are done again
+        cut = [i for i in pairs if len(out[i].ids) >= self.max_length]
+        for i, enc in zip(cut, bort_cut_pairs(self._whole, [tuple(items[i]) for i in cut], self.max_length)):
             out[i] = enc
         return out
 
