@@ -179,8 +179,8 @@ GATE_DEFAULTS: dict[str, GateThresholds] = {
 GATE_DEFAULTS["fp16"] = GATE_DEFAULTS["bf16"]
 
 #: the deployment gate's length sweep (bortconv.quantize.heldout.sweep_lengths): "full", 8 and every multiple
-#: of 16 with its neighbours (96 lengths at 512), or "quick", 8 and every power of two from 16 with its
-#: neighbours (18 lengths at 512; about a quarter of the gate's work). Both span 8..max and the padded batches.
+#: of 16 with its neighbours (96 lengths at 512), or "quick", the same probes up to half the maximum and the two
+#: longest (51 lengths at 512; about 40% of the gate's work). Both span 8..max and keep the padded batches.
 GATE_SWEEPS = ("full", "quick")
 #: environment variable choosing the sweep, for pipelines that re-gate often (a test suite, a CI smoke job);
 #: unset means "full". The manifest and the export summary say which sweep an artifact passed.
