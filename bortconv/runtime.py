@@ -286,7 +286,7 @@ def cutting_nothing(tokenizer: Any) -> Any:
     return whole
 
 
-class _TokenizersBackend:
+class TokenizersBackend:
     """tokenizer.json through the `tokenizers` package, unpadded (padding is the runtime's business).
 
     Pairs are cut by the rule the tokenizer files declare (:func:`bortconv.pair_truncation.pair_rule`)."""
@@ -302,22 +302,22 @@ class _TokenizersBackend:
         self.rule = pair_rule(path.parent)
         truncation = self.tokenizer.truncation
         self.max_length = int(truncation["max_length"]) if truncation else None
+        #: a copy that cuts nothing, where pairs need Bort's rule (no maximum length: nothing is ever cut)
         self._whole = cutting_nothing(self.tokenizer) if self.rule == BORT_RULE and self.max_length else None
 
     def encode_batch(self, items: Sequence[str | tuple[str, str]]) -> list[Any]:
         items = list(items)
-        pairs = [i for i, it in enumerate(items) if not isinstance(it, str)]
-        if self._whole is None or self.max_length is None or not pairs:
-            return self.tokenizer.encode_batch(items)
         out = self.tokenizer.encode_batch(items)
+        if self._whole is None or self.max_length is None:
+            return out
         # the rules agree on every pair that was not cut; only pairs at the maximum length are done again
-        cut = [i for i in pairs if len(out[i].ids) >= self.max_length]
+        cut = [i for i, it in enumerate(items) if not isinstance(it, str) and len(out[i].ids) >= self.max_length]
         for i, enc in zip(cut, bort_cut_pairs(self._whole, [tuple(items[i]) for i in cut], self.max_length)):
             out[i] = enc
         return out
 
 
-def _tokenizers_installed() -> bool:
+def tokenizers_installed() -> bool:
     import importlib.util
     return importlib.util.find_spec("tokenizers") is not None
 
@@ -329,7 +329,7 @@ def resolve_tokenizer_backend(artifact_dir: Path, choice: str) -> str:
     if choice != "auto":
         return choice
     has_json, has_ir = (artifact_dir / TOKENIZER_FILE).is_file(), (artifact_dir / OV_TOKENIZER_XML).is_file()
-    if has_json and _tokenizers_installed():
+    if has_json and tokenizers_installed():
         return "tokenizers"
     if has_ir:
         return "openvino"
@@ -392,7 +392,7 @@ class BortRuntime:
                 path = self.dir / TOKENIZER_FILE
                 if not path.is_file():
                     raise InputError(f"{self.dir}: no {TOKENIZER_FILE}; pass token ids to run_ids() instead")
-                self._backend = _TokenizersBackend(path)
+                self._backend = TokenizersBackend(path)
                 self._tokenizer = self._backend.tokenizer
         return self._tokenizer
 

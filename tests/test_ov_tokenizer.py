@@ -200,10 +200,10 @@ def test_bort_tokenizer_ir_matches_gluonnlp(bort_tokenizer_dir, gluon_ids):
     differ = [i for i, g in zip(idx, got) if g != gluon_ids[i]]
     assert not differ, f"{len(differ)} cases differ from gluonnlp, first {CASES[differ[0]]!r}"
     # BortRuntime's other backend, tokenizer.json through `tokenizers` with the declared rule: the same
-    from bortconv.runtime import _TokenizersBackend
+    from bortconv.runtime import TokenizersBackend
 
     items = [CASES[i]["a"] if CASES[i]["b"] is None else (CASES[i]["a"], CASES[i]["b"]) for i in idx]
-    by_tokenizers = [e.ids for e in _TokenizersBackend(bort_tokenizer_dir / TOKENIZER_FILE).encode_batch(items)]
+    by_tokenizers = [e.ids for e in TokenizersBackend(bort_tokenizer_dir / TOKENIZER_FILE).encode_batch(items)]
     assert [i for i, g in zip(idx, by_tokenizers) if g != gluon_ids[i]] == []
     # the corpus exercises the rule: pairs where tokenizer.json (stock loaders) must differ from gluonnlp
     assert len(hf_rule_differs(bort_tokenizer_dir, [i for i in idx if CASES[i]["b"] is not None])) >= 3

@@ -55,8 +55,8 @@ from bortconv.runtime import (
     TEXT_INPUT,
     TEXT_PAIR_INPUT,
     OpenVinoTokenizer,
-    _tokenizers_installed,
-    _TokenizersBackend,
+    tokenizers_installed,
+    TokenizersBackend,
     import_openvino_tokenizers,
 )
 
@@ -234,9 +234,9 @@ def convert_openvino_tokenizers(artifact_dir: str | Path) -> tuple[Any, Any, dic
 
 def _reference_encodings(artifact_dir: Path, items: Sequence[Any]) -> list[Any]:
     """tokenizer.json's encodings through the runtime's `tokenizers` backend: pairs cut by the declared rule."""
-    if not _tokenizers_installed():
+    if not tokenizers_installed():
         raise MissingDependencyError("checking the OpenVINO tokenizer needs: pip install tokenizers")
-    return _TokenizersBackend(artifact_dir / TOKENIZER_FILE).encode_batch(list(items))
+    return TokenizersBackend(artifact_dir / TOKENIZER_FILE).encode_batch(list(items))
 
 
 def _first_difference(got: Any, want: Any, has_types: bool) -> str | None:
