@@ -49,10 +49,12 @@ def run_on_reference_inputs(artifact: Path, ref: dict[str, np.ndarray]) -> np.nd
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}-{r[1] or 'default'}" for r in ROWS])
-def test_export_matrix(reference, artifact, tmp_path, row, target):
+def test_export_matrix(reference, artifact, minilm, tmp_path, row, target):
     spec, task, want_task, mx_key = row
     if spec in reference:  # shared with the validate and int8 tests through the session's artifact cache
         out = artifact(spec, target, **({"task": task} if task else {}))
+    elif spec == "minilm":  # the same export (defaults, 2 threads) the int8 and precision tests start from
+        out = minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32")
     else:
         out = tmp_path / "artifact"
         bortconv.export(_source(reference, tmp_path, spec), out, target=target, task=task, threads=2,

@@ -96,6 +96,14 @@ def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, sch
         quantize_directory(artifact(case, target), out, opts=Int8Options(scheme=scheme, threads=2, samples=48))
     info = json.loads((out / "manifest.json").read_text())["int8"]
     assert info["gate"]["passed"]
+    # int8's speed is also stated against fp32 as a stock load runs it, wherever that is not f32
+    from bortconv.loaders import stock_precision
+    sp, stock = info["speed_vs_fp32"], stock_precision() if target == "openvino" else "f32"
+    assert ("fp32_stock" in sp) == (stock != "f32"), sp
+    if stock != "f32":
+        got = sp["fp32_stock"]
+        assert got["inference_precision"] == stock and got["median_ms"] > 0, got
+        assert got["speedup"] == pytest.approx(got["median_ms"] / sp["int8_ms"], rel=0.02), got
     if scheme is None:  # every candidate for this CPU was tried; the preferred passing one was kept unless
         # another passing one was clearly faster (the rule that keeps the choice reproducible)
         from bortconv.measure import clearly_faster

@@ -19,6 +19,19 @@ def gate_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def int8_speed_line(sp: dict[str, Any]) -> str:
+    """int8 against fp32 at the timing shape: as bortconv pins fp32, and as a stock load runs it where that
+    differs (OpenVINO's bf16 default on AMX CPUs)."""
+    b, length = sp["shape"]
+    line = (f"  int8 speed (batch {b}, length {length}): fp32 {sp['fp32_ms']:.1f} ms, int8 {sp['int8_ms']:.1f} ms "
+            f"-> {sp['speedup']:.2f}x")
+    stock = sp.get("fp32_stock")
+    if stock:
+        line += (f"; fp32 under stock loading ({stock['inference_precision']}) {stock['median_ms']:.1f} ms "
+                 f"-> {stock['speedup']:.2f}x")
+    return line
+
+
 def _loading_lines(loading: dict[str, Any]) -> list[str]:
     stock = loading.get("stock", {})
     lines = [f"\nloading ({loading['runtime']}): weights {loading['weights']}, bortconv's runtime infers in "
@@ -63,6 +76,8 @@ def summary(result: ExportResult) -> str:
                      f"{gate['heldout']['probes']} held-out probes, lengths "
                      f"{'-'.join(map(str, gate['heldout']['lengths']))}; {gate['heldout']['text'].split(' (')[0]})")
         lines += gate_lines(gate["results"])
+        if m.get("int8", {}).get("speed_vs_fp32"):
+            lines.append(int8_speed_line(m["int8"]["speed_vs_fp32"]))
     elif gate.get("ran") is False:
         lines.append(f"\ndeployment gate: not run ({gate['why']})")
     if result.speed:
