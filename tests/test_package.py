@@ -110,6 +110,91 @@ def test_triton_onnx_basic_level_runs_the_graph_bortconv_runs(artifact, tmp_path
     assert np.abs(ours - theirs).max() == 0.0
 
 
+#: what Triton resolves each config's engine to: `platform: "onnxruntime_onnx"` -> the onnxruntime backend
+TRITON_BACKEND = {"onnxruntime_onnx": "onnxruntime", "openvino": "openvino"}
+
+
+@pytest.fixture(scope="module")
+def triton_repo(artifact, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """(one repository holding every TRITON_ROWS model, named by row id, model -> the backend Triton must
+    resolve), plus "negative-batch": the first row's config with a max_batch_size Triton must refuse."""
+    d = tmp_path_factory.mktemp("triton")
+    for row, source, target, options, _, _ in TRITON_ROWS:
+        package_artifact(_artifact(artifact, source, target, options), d / row, fmt="triton", name=row)
+    repo = d / "repo"
+    repo.mkdir()
+    for row, *_ in TRITON_ROWS:
+        (d / row / row).rename(repo / row)
+    first = TRITON_ROWS[0][0]
+    bad = repo / "negative-batch"
+    (bad / "1").mkdir(parents=True)
+    (bad / "config.pbtxt").write_text((repo / first / "config.pbtxt").read_text()
+                                      .replace(f'name: "{first}"', 'name: "negative-batch"')
+                                      .replace("max_batch_size: 16", "max_batch_size: -3"))
+    return repo, {r[0]: TRITON_BACKEND[r[4]] for r in TRITON_ROWS}
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_real_triton_discovers_parses_and_resolves_every_config(triton_repo, tmp_path):
+    """NVIDIA's own tritonserver 2.51.0 (tests/reference/tritonserver.py) on the packaged repository, on
+    127.0.0.1, driven by tritonclient: it lists every model, and loading each fails only where this machine
+    ends, at the missing onnxruntime / openvino backend library, after Triton has parsed the config, normalised
+    it (max_batch_size, dims) and resolved the platform or backend named in it. A config Triton's checks refuse
+    fails earlier, with Triton's own message: the check is live."""
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parent / "reference"))
+    import tritonserver
+    from tritonclient.grpc import InferenceServerClient, InferenceServerException
+
+    if not tritonserver.ready():
+        pytest.fail("the Triton server is missing: run `python tests/reference/refenv.py` (the README's test command "
+                    "does)")
+    repo, backends = triton_repo
+    port = _free_port()
+    log = (tmp_path / "triton.log").open("w")
+    server = subprocess.Popen([str(tritonserver.binary()), f"--model-repository={repo}",
+                               f"--backend-directory={tritonserver.backends()}", "--model-control-mode=explicit",
+                               "--allow-http=false", "--allow-metrics=false", "--grpc-address=127.0.0.1",
+                               f"--grpc-port={port}"], env=tritonserver.environment(), stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        client = InferenceServerClient(f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:  # bounded: 60 s for the server to come up
+            try:
+                if client.is_server_live():
+                    break
+            except InferenceServerException:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "triton.log").read_text()
+            time.sleep(0.2)
+        assert client.get_server_metadata().version == tritonserver.VERSION
+        index = {m.name: m for m in client.get_model_repository_index().models}
+        assert set(index) == set(backends) | {"negative-batch"}, index
+        for name, backend in backends.items():
+            with pytest.raises(InferenceServerException) as err:
+                client.load_model(name)
+            assert f"unable to find backend library for backend '{backend}'" in err.value.message(), err.value
+        with pytest.raises(InferenceServerException) as err:
+            client.load_model("negative-batch")
+        assert "failed to poll from model repository" in err.value.message(), err.value
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    text = (tmp_path / "triton.log").read_text()
+    assert "'max_batch_size' must be non-negative value for negative-batch" in text, text  # Triton's reason
+    polled = [ln for ln in text.splitlines() if "Poll failed" in ln or "text proto" in ln]
+    assert len(polled) == 1 and "negative-batch" in polled[0], polled  # ours were all read and accepted
+
+
 # ---------------------------------------------------------------------------------------------- OVMS
 
 
