@@ -54,6 +54,7 @@ def ensure() -> Path:
         return binary()
     print(f"fetching Triton Inference Server {VERSION} (from {WHEEL}) into {home()} (once)", file=sys.stderr,
           flush=True)
+    cache_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, WHEEL], check=True)
         (wheel,) = Path(tmp).glob("*.whl")
