@@ -236,7 +236,7 @@ def _speed_fields(chosen: _Candidate, t: _Timing) -> dict[str, Any]:
                               "slower_than_fp32": int8_ms > t.fp32_ms}
     if t.stock_ms is not None:
         fields["fp32_stock"] = {"inference_precision": t.stock_precision, "median_ms": round(t.stock_ms, 2),
-                                "speedup": round(t.stock_ms / int8_ms, 3),
+                                "speedup": round(t.stock_ms / int8_ms, 3), "int8_slower": int8_ms > t.stock_ms,
                                 "note": "the fp32 artifact under stock loading (compile_model with no hints), "
                                         "same interleaved run"}
     return fields
