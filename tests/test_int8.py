@@ -104,7 +104,8 @@ def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, sch
         got = sp["fp32_stock"]
         assert got["inference_precision"] == stock and got["median_ms"] > 0, got
         assert got["speedup"] == pytest.approx(got["median_ms"] / sp["int8_ms"], rel=0.02), got
-        assert got["int8_slower"] == (sp["int8_ms"] > got["median_ms"]), got
+        if sp["int8_ms"] != got["median_ms"]:  # the flag is computed before rounding to 0.01 ms
+            assert got["int8_slower"] == (sp["int8_ms"] > got["median_ms"]), got
     if scheme is None:  # every candidate for this CPU was tried; the preferred passing one was kept unless
         # another passing one was clearly faster (the rule that keeps the choice reproducible)
         from bortconv.measure import clearly_faster
