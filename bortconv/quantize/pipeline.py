@@ -245,7 +245,8 @@ def _speed_fields(chosen: _Candidate, t: _Timing) -> dict[str, Any]:
 def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, timing: _Timing,
                      n_passing: int) -> dict[str, Any]:
     fp32_ms = timing.fp32_ms
-    if (chosen.median_ms or 0.0) > fp32_ms:  # said, not hidden: on CPUs without int8 dot-product instructions this can happen
+    # said, not hidden: on CPUs without int8 dot-product instructions this can happen
+    if (chosen.median_ms or 0.0) > fp32_ms:
         log.warning("int8 %s runs slower than fp32 on this CPU (%.1f vs %.1f ms at 1x128, VNNI: %s); it is "
                     "smaller, but deploy fp32 where latency matters", chosen.scheme, chosen.median_ms, fp32_ms,
                     s.cpu.get("vnni"))
