@@ -149,8 +149,7 @@ def test_real_triton_discovers_parses_and_resolves_every_config(triton_repo, tmp
     fails earlier, with Triton's own message: the check is live."""
     import time
 
-    sys.path.insert(0, str(Path(__file__).parent / "reference"))
-    import tritonserver
+    from reference import tritonserver
     from tritonclient.grpc import InferenceServerClient, InferenceServerException
 
     if not tritonserver.ready():

@@ -52,6 +52,5 @@ def ensure() -> Path:
 if __name__ == "__main__":
     print(ensure())
     # the real Triton server the packaging tests start (fetched once, beside this environment)
-    sys.path.insert(0, str(HERE))
     import tritonserver
     print(tritonserver.ensure())
