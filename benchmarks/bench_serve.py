@@ -10,7 +10,7 @@ Each request is one held-out English sentence (tests/data/heldout_en.txt). Rows,
 - direct, 1 client: ``rt.encode([text])`` in a loop;
 - direct, N clients: N threads calling ``rt.encode`` (one compiled model: the calls take turns);
 - serve, N clients: N threads, one HTTP session each, against the server (requests merged by the batcher);
-- serve, N clients, --max-batch 1: the same without merging (what the batcher buys).
+- serve, N clients, --max-batch-size 1: the same without merging (what the batcher buys).
 
 Latency is per request, client side (p50, p99); throughput is requests / wall time. Bounded: every loop has a
 fixed count, the server is on loopback and is stopped with SIGTERM at the end.
@@ -191,8 +191,8 @@ def main() -> int:
     rows = bench_direct(art, texts, args.clients, args.requests, args.threads)
     rows.append(bench_serve(art, texts, args.clients, args.requests, args.threads, (),
                             f"bortconv serve, {args.clients} clients"))
-    rows.append(bench_serve(art, texts, args.clients, args.requests, args.threads, ("--max-batch", "1"),
-                            f"bortconv serve --max-batch 1, {args.clients} clients"))
+    rows.append(bench_serve(art, texts, args.clients, args.requests, args.threads, ("--max-batch-size", "1"),
+                            f"bortconv serve --max-batch-size 1, {args.clients} clients"))
     print(f"artifact {art} ({json.loads((art / 'manifest.json').read_text())['task']}), {args.threads} threads, "
           f"one held-out sentence per request, {time.perf_counter() - t0:.0f} s in all\n")
     print("| mode | clients | requests | p50 ms | p99 ms | throughput req/s |")

@@ -12,11 +12,14 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import MISSING, Field, dataclass
 from typing import Any
 
 from bortconv._signals import Terminated, signals_raise
 from bortconv._version import __version__
-from bortconv.errors import BortconvError
+from bortconv.config import (MAX_MEMORY_HELP, PRECISIONS, THREADS_HELP, ExportOptions, Int8Options, cli_fields,
+                             option_flag, option_keyword)
+from bortconv.errors import BortconvError, InputError
 
 log = logging.getLogger("bortconv")
 
@@ -70,12 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bortconv.pipeline.export import export
     from bortconv.pipeline.summary import summary
 
-    result = export(args.source, args.output, target=args.target, task=args.task, opset=args.opset,
-                    fp16=args.fp16, static_shape=args.static_shape, threads=args.threads, portable=args.portable,
-                    force=args.force, vocab=args.vocab, merges=args.merges, int8=args.int8,
-                    calibration=args.calibration, samples=args.samples, int8_scheme=args.int8_scheme,
-                    bench=not args.no_bench, progress=not args.quiet, openvino_from=args.openvino_from,
-                    max_memory=args.max_memory, precision=args.precision, ungated=args.ungated)
+    result = export(args.source, args.output, **_option_values(args, EXPORT_FIELDS))
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -95,13 +93,11 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from bortconv.config import Int8Options
     from bortconv.quantize.pipeline import quantize_directory
 
+    values = {f.name: getattr(args, option_keyword(f)) for f in QUANTIZE_FIELDS if hasattr(args, option_keyword(f))}
     manifest = quantize_directory(args.artifact, args.output, force=args.force, max_memory=args.max_memory,
-                                  opts=Int8Options(calibration=args.calibration, samples=args.samples,
-                                                   scheme=args.int8_scheme, threads=args.threads,
-                                                   precision=args.precision))
+                                  opts=Int8Options(**values))
     info = manifest["int8"]
     if args.json:
         _emit_json({"output_dir": args.output, "int8": info,
@@ -123,13 +119,19 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
     from bortconv.demo import write_demo_checkpoint
 
     path = Path(args.path)
-    if path.exists() and not args.force:
-        print(f"{path} exists; kept it (pass --force to rewrite)")
-        return 0
-    if path.exists():
-        path.unlink()
-    write_demo_checkpoint(path, seed=args.seed)
-    print(f"wrote {path}: bort_4_8_768_1024 MLM, fp16, seeded random weights ({path.stat().st_size / 1e6:.1f} MB)")
+    kept = path.exists() and not args.force
+    if kept:
+        print(f"{path} exists; kept it (pass --force to rewrite)", file=sys.stderr if args.json else sys.stdout)
+    else:
+        if path.exists():
+            path.unlink()
+        write_demo_checkpoint(path, seed=args.seed)
+    if args.json:
+        _emit_json({"path": str(path), "bytes": path.stat().st_size, "written": not kept, "seed": args.seed,
+                    "variant": "bort_4_8_768_1024", "head": "mlm", "dtype": "fp16"})
+    elif not kept:
+        print(f"wrote {path}: bort_4_8_768_1024 MLM, fp16, seeded random weights "
+              f"({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -140,11 +142,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     backends = ["pytorch"] + (["mxnet"] if args.reference_backend == "mxnet" else [])
     reports = validate_all(args.artifacts, reference=args.reference, tolerance=args.tolerance, backends=backends,
                            threads=args.threads, fail_fast=args.fail_fast)
-    print("\n\n".join(rp.validation_table(r) for r in reports))
-    if len(reports) > 1:
-        print("\n" + rp.validation_summary(reports))
     if args.json:
-        rp.write_json(rp.validation_json(reports), args.json)
+        _emit_json(rp.validation_json(reports))
+    else:
+        print("\n\n".join(rp.validation_table(r) for r in reports))
+        if len(reports) > 1:
+            print("\n" + rp.validation_summary(reports))
+    if args.report:
+        rp.write_json(rp.validation_json(reports), args.report)
     if args.junit:
         rp.write_junit(reports, args.junit)
     raise_for_failures(reports)
@@ -156,16 +161,94 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bortconv.pipeline.bench import bench
 
     logging.getLogger("bortconv.validate.bench").setLevel(logging.INFO)  # progress: bench takes minutes
-    result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch,
+    result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch_size,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
-                   budget_s=args.budget, memory=not args.no_memory, baseline_cache=args.cache_dir,
+                   budget_s=args.budget_minutes * 60.0, memory=not args.no_memory, baseline_cache=args.cache_dir,
                    cold_start=args.cold_start)
-    print(rp.bench_markdown(result), end="")
     if args.json:
-        rp.write_json(result.to_dict(), args.json)
+        _emit_json(result.to_dict())
+    else:
+        print(rp.bench_markdown(result), end="")
+    if args.report:
+        rp.write_json(result.to_dict(), args.report)
     if args.plot:
         rp.bench_plot(result, args.plot)
     return 0
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling kept for one release: warns on stderr and stores into the new option's dest."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, instead: str = "", convert: Callable[[str], Any]
+                 = str, **kw: Any) -> None:
+        self.instead, self.convert = instead, convert
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"bortconv: warning: {option_string} is deprecated; use {self.instead}", file=sys.stderr)
+        setattr(ns, self.dest, self.convert(values))
+
+
+class _Precision(argparse.Action):
+    """--precision and its aliases --fp16 / --int8 (nargs=0, const): given twice, they must agree."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        value = self.const if self.nargs == 0 else values
+        before = getattr(ns, self.dest, None)
+        if before is not None and before != value:
+            parser.error(f"{option_string} disagrees with --precision {before}")
+        setattr(ns, self.dest, value)
+
+
+def _arg_type(f: Field[Any]) -> Callable[[str], Any]:
+    """argparse's type for an options field (annotations are strings: `from __future__ import annotations`)."""
+    kind = str(f.type)
+    if "str" in kind or "tuple" in kind:
+        return str
+    return int if kind.startswith("int") else float if kind.startswith("float") else str
+
+
+def _add_options(p: argparse.ArgumentParser, fields_: Sequence[Field[Any]]) -> None:
+    """Flags generated from options fields (:func:`bortconv.config.option`), in their argument groups. Nothing
+    is defaulted here (argparse.SUPPRESS): a flag not given leaves the dataclass default in force."""
+    groups: dict[str, Any] = {"general": p}
+    for f in fields_:
+        md = f.metadata
+        group = groups.get(md["group"]) or groups.setdefault(md["group"], p.add_argument_group(md["group"]))
+        kw: dict[str, Any] = {"dest": option_keyword(f), "help": md["help"], "default": argparse.SUPPRESS}
+        if md["negate"]:
+            group.add_argument(md["negate"], action="store_false", **kw)
+        elif f.name == "precision":
+            group.add_argument("--precision", action=_Precision, choices=md["choices"], **kw)
+            group.add_argument("--fp16", action=_Precision, nargs=0, const="fp16", dest=kw["dest"],
+                               default=argparse.SUPPRESS, help="alias of --precision fp16")
+            group.add_argument("--int8", action=_Precision, nargs=0, const="int8", dest=kw["dest"],
+                               default=argparse.SUPPRESS, help="alias of --precision int8")
+        elif f.default is False:
+            group.add_argument(option_flag(f), action="store_true", **kw)
+        else:
+            required = f.default is MISSING and f.default_factory is MISSING
+            group.add_argument(option_flag(f), type=_arg_type(f), choices=md["choices"], metavar=md["metavar"],
+                               required=required, **kw)
+
+
+def _option_values(args: argparse.Namespace, fields_: Sequence[Field[Any]]) -> dict[str, Any]:
+    """The keywords the API takes, from the flags given (the same names: one definition)."""
+    return {option_keyword(f): getattr(args, option_keyword(f)) for f in fields_ if hasattr(args, option_keyword(f))}
+
+
+#: the options `bortconv export` has: ExportOptions' own and Int8Options' (its --threads is export's)
+EXPORT_FIELDS: list[Field[Any]] = cli_fields(ExportOptions) + cli_fields(Int8Options, skip=("threads",))
+#: the options `bortconv quantize` has
+QUANTIZE_FIELDS: list[Field[Any]] = cli_fields(Int8Options)
+#: API keyword -> flag, for every generated option: how the CLI names a parameter an error names
+FLAGS: dict[str, str] = {option_keyword(f): option_flag(f) for f in EXPORT_FIELDS + QUANTIZE_FIELDS}
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON on stdout)")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -176,7 +259,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _args_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     _add_model_options(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_json(p)
 
 
 def _args_convert(p: argparse.ArgumentParser) -> None:
@@ -189,9 +272,8 @@ def _args_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes Bort's tokenizer too)")
     p.add_argument("--merges", help="GPT-2 BPE merges file (vocab.bpe)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    p.add_argument("--json", action="store_true", help="machine-readable summary")
-    p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
-                   "refused up front if it cannot, stopped cleanly if passed (exit 2)")
+    _add_json(p)
+    p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def _args_tokenizer(p: argparse.ArgumentParser) -> None:
@@ -200,63 +282,40 @@ def _args_tokenizer(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     p.add_argument("--max-length", type=int, default=512, help="truncation length incl. special tokens")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    _add_json(p)
 
 
 def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a Bort .params file or a Hugging Face model directory")
-    p.add_argument("--target", required=True, help="onnx or openvino")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
-    p.add_argument("--task", help="feature-extraction, fill-mask or text-classification (default: "
-                                  "text-classification if the checkpoint has a classifier, else feature-extraction)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default=None,
-                   help="fp32 (default); fp16 weights; bf16 inference (OpenVINO, CPUs with AMX or AVX512_BF16, under "
-                        "the bf16 gate); int8 (under the int8 gate). Recorded in the manifest with how to load it")
-    p.add_argument("--fp16", action="store_true", help="alias of --precision fp16")
-    p.add_argument("--ungated", action="store_true", help="bf16 on a CPU without native bf16: build it untested "
-                                                          "(the manifest says no gate ran)")
-    p.add_argument("--static-shape", metavar="B,L", help="fixed batch and length for edge targets")
-    p.add_argument("--threads", type=int, default=None, help="threads for the parity and speed runs")
-    p.add_argument("--portable", action="store_true", help="ONNX with standard ops only (no ORT fusions)")
-    p.add_argument("--openvino-from", default="auto", choices=["auto", "onnx", "pytorch", "fastest"],
-                   help="OpenVINO: auto (default) converts from ONNX and from PyTorch and keeps PyTorch's IR only "
-                        "if clearly faster here (near-ties go to ONNX: reproducible); onnx/pytorch convert one way; "
-                        "fastest keeps whichever timed faster (not reproducible)")
-    p.add_argument("--vocab", help="gluonnlp vocabulary JSON (with --merges: writes the tokenizer)")
-    p.add_argument("--merges", help="GPT-2 BPE merges file")
-    p.add_argument("--int8", action="store_true", help="alias of --precision int8")
-    p.add_argument("--calibration", help="int8: calibration text file, one sentence per line "
-                                         "(default: the shipped English set)")
-    p.add_argument("--samples", type=int, help="int8: calibration sentences (the rest of the file is held out)")
-    p.add_argument("--int8-scheme", help="int8: force one scheme instead of choosing the fastest that passes")
-    p.add_argument("--no-bench", action="store_true", help="skip the speed comparison with PyTorch")
-    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--json", action="store_true", help="machine-readable summary")
-    p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
-                   "refused up front if it cannot, stopped cleanly if passed (exit 2)")
+    _add_json(p)
+    _add_options(p, EXPORT_FIELDS)
 
 
 def _args_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="an fp32 artifact directory written by bortconv export")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
-    p.add_argument("--precision", default="int8", choices=["fp32", "fp16", "bf16", "int8"],
-                   help="int8 (default; the only precision quantize makes: bf16 is export --precision bf16)")
-    p.add_argument("--calibration", help="calibration text file, one sentence per line (default: shipped set)")
-    p.add_argument("--samples", type=int, help="calibration sentences (the rest of the file is held out)")
-    p.add_argument("--int8-scheme", help="force one scheme instead of choosing the fastest that passes")
-    p.add_argument("--threads", type=int, default=None, help="threads for the gate and timing runs")
+    p.add_argument("--precision", choices=["int8"], default="int8",
+                   help="int8, the one precision quantize makes (fp16 and bf16 are export --precision)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    p.add_argument("--json", action="store_true", help="machine-readable summary")
-    p.add_argument("--max-memory", metavar="SIZE", help="resident-memory budget, e.g. 1.5G: planned to fit, "
-                   "refused up front if it cannot, stopped cleanly if passed (exit 2)")
+    _add_json(p)
+    p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
+    _add_options(p, QUANTIZE_FIELDS)
 
 
 def _args_make_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="where to write the .params file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rewrite the file if it exists")
+    _add_json(p)
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    """--json (stdout), --report FILE, and the old `--json FILE` for one release."""
+    p.add_argument("--json", nargs="?", const=True, default=False, metavar="FILE",
+                   help="machine-readable output (JSON on stdout); `--json FILE` is the deprecated spelling of "
+                        "--report FILE")
+    p.add_argument("--report", metavar="FILE", help="also write the report as JSON to FILE")
 
 
 def _args_validate(p: argparse.ArgumentParser) -> None:
@@ -267,62 +326,82 @@ def _args_validate(p: argparse.ArgumentParser) -> None:
                    help="mxnet: also check against the MXNet forward (needs mxnet importable here)")
     p.add_argument("--tolerance", help="max abs diff: a number, or TARGET:PRECISION=NUMBER,... "
                                        "(default: the table per target and precision)")
-    p.add_argument("--threads", type=int, default=None, help="threads for the artifact and the reference")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    _add_report(p)
     p.add_argument("--junit", metavar="FILE", help="write the report as JUnit XML")
     p.add_argument("--fail-fast", action="store_true", help="stop after the first group of checks that fails")
 
 
 def _args_bench(p: argparse.ArgumentParser) -> None:
+    from bortconv.config import BENCH_BASELINES
+
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
-    p.add_argument("--baseline", default="bert-large", help="bert-large (default), bert-base or none")
+    p.add_argument("--baseline", default="bert-large", choices=BENCH_BASELINES,
+                   help="bert-large (default), bert-base, bert-tiny (tests) or none")
     p.add_argument("--seq-lens", default="16,64,128,256,512", help="sequence lengths (default 16,64,128,256,512)")
-    p.add_argument("--batch", default="1,8", help="batch sizes (default 1,8)")
-    p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: all CPUs)")
+    p.add_argument("--batch-size", default="1,8", help="batch sizes (default 1,8)")
+    p.add_argument("--batch", action=_Deprecated, dest="batch_size", instead="--batch-size",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--runs", type=int, default=4, help="max runs per candidate per round (default 4)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per candidate and shape (default 2)")
-    p.add_argument("--budget", type=float, default=60.0, help="seconds per shape after 3 rounds (default 60)")
+    p.add_argument("--budget-minutes", type=float, default=1.0,
+                   help="minutes per shape once 3 rounds have run (default 1)")
+    p.add_argument("--budget", action=_Deprecated, dest="budget_minutes", instead="--budget-minutes",
+                   convert=lambda v: float(v) / 60.0, help=argparse.SUPPRESS)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     p.add_argument("--cold-start", action="store_true", help="OpenVINO artifacts: load time and first inference in "
                    "fresh processes, without and with the compiled-model cache (CACHE_DIR)")
     p.add_argument("--cache-dir", help="where random-weight baselines are kept (default ~/.cache/bortconv/bench)")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout)")
+    _add_report(p)
     p.add_argument("--plot", metavar="FILE.png", help="write latency vs sequence length (needs matplotlib)")
 
 
 def _extension(module: str, name: str) -> Callable[[Any], Any]:
-    """A command that lives in its own stage (finetune, package, serve): imported when the command is built
-    or run, so each stays the one home of its options and `bortconv --help` stays light."""
+    """A function of a command that lives in its own stage (finetune, package, serve): imported when the command
+    is built or run, so each stage stays the one home of its options and `bortconv --help` stays light."""
     def call(arg: Any) -> Any:
         return getattr(importlib.import_module(module), name)(arg)
     return call
 
 
-#: command -> (help line, the function that adds its arguments); COMMANDS maps it to what runs it
-SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
-    "inspect": ("describe a Bort .params checkpoint", _args_inspect),
-    "convert": ("convert a Bort .params checkpoint to a Hugging Face BERT directory", _args_convert),
-    "tokenizer": ("write Bort's tokenizer (tokenizer.json) from its vocab and merges", _args_tokenizer),
-    "export": ("export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO", _args_export),
-    "quantize": ("quantize an fp32 ONNX/OpenVINO artifact directory to int8", _args_quantize),
-    "make-demo": ("write a Bort-shaped demo checkpoint (random weights, released layout)", _args_make_demo),
-    "validate": ("check an artifact directory: file hashes, and parity against its source", _args_validate),
-    "bench": ("latency, throughput, load time, memory and size; vs BERT-large", _args_bench),
-    "finetune": ("fine-tune Bort (or any BERT) for classification with Agora, or a plain search",
-                 _extension("bortconv.finetune.cli", "add_arguments")),
-    "package": ("write a Triton or OVMS model repository from an artifact directory",
-                _extension("bortconv.package.cli", "add_arguments")),
-    "serve": ("serve an artifact over the Open Inference (KServe v2) protocol with KServe's model server",
-              _extension("bortconv.serve.cli", "add_arguments")),
+@dataclass(frozen=True)
+class Command:
+    """One `bortconv` command: its help line, what adds its arguments, and what runs it (exit code)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+    @classmethod
+    def of(cls, help_line: str, module: str) -> Command:
+        """A command whose `add_arguments` and `run` live in `module`."""
+        return cls(help_line, _extension(module, "add_arguments"), _extension(module, "run"))
+
+
+#: every command, defined one way; main() looks the runner up here when it runs
+COMMANDS: dict[str, Command] = {
+    "inspect": Command("describe a Bort .params checkpoint", _args_inspect, cmd_inspect),
+    "convert": Command("convert a Bort .params checkpoint to a Hugging Face BERT directory", _args_convert,
+                       cmd_convert),
+    "tokenizer": Command("write Bort's tokenizer (tokenizer.json) from its vocab and merges", _args_tokenizer,
+                         cmd_tokenizer),
+    "export": Command("export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO", _args_export,
+                      cmd_export),
+    "quantize": Command("quantize an fp32 ONNX/OpenVINO artifact directory to int8", _args_quantize, cmd_quantize),
+    "make-demo": Command("write a Bort-shaped demo checkpoint (random weights, released layout)", _args_make_demo,
+                         cmd_make_demo),
+    "validate": Command("check an artifact directory: file hashes, parity against its source, the deployment "
+                        "gate on this CPU", _args_validate, cmd_validate),
+    "bench": Command("latency, throughput, load time, memory and size; vs BERT-large", _args_bench, cmd_bench),
+    "finetune": Command.of("fine-tune Bort (or any BERT) for classification with Agora, or a plain search",
+                           "bortconv.finetune.cli"),
+    "package": Command.of("write a Triton or OVMS model repository from an artifact directory",
+                          "bortconv.package.cli"),
+    "serve": Command.of("serve an artifact over the Open Inference (KServe v2) protocol with KServe's model server",
+                        "bortconv.serve.cli"),
 }
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "inspect": cmd_inspect, "convert": cmd_convert, "export": cmd_export, "make-demo": cmd_make_demo,
-    "validate": cmd_validate, "bench": cmd_bench, "quantize": cmd_quantize,
-    "tokenizer": cmd_tokenizer, "finetune": _extension("bortconv.finetune.cli", "run"),
-    "package": _extension("bortconv.package.cli", "run"), "serve": _extension("bortconv.serve.cli", "run")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,17 +412,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (help_line, add_arguments) in SPECS.items():
-        p = sub.add_parser(name, help=help_line)
-        add_arguments(p)
-        p.set_defaults(func=_command(name))
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help))
     return parser
 
 
-def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    """What runs `name`: looked up when the parser is built, so a replaced ``cmd_*`` function takes effect."""
-    run = COMMANDS[name]
-    return globals().get(run.__name__, run) if run.__name__.startswith("cmd_") else run
+def _old_json_file(args: argparse.Namespace) -> None:
+    """`--json FILE` (validate, bench) is the old spelling of `--report FILE`: warn, and treat it so."""
+    if isinstance(getattr(args, "json", None), str):
+        print("bortconv: warning: --json FILE is deprecated; use --report FILE (--json alone prints JSON on "
+              "stdout)", file=sys.stderr)
+        if args.json == "-":
+            args.json = True
+        else:
+            args.report, args.json = args.report or args.json, False
+
+
+def _message(exc: BortconvError) -> str:
+    """The one-line message, with an API parameter it names shown as its flag."""
+    if isinstance(exc, InputError) and exc.option:
+        return exc.for_flag(FLAGS.get(exc.option, "--" + exc.option.replace("_", "-")))
+    return exc.message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,12 +451,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from bortconv.config import gate_sweep
         gate_sweep()  # a bad BORTCONV_GATE_SWEEP is bad input before any work, not an error at the gate
+        _old_json_file(args)
         with signals_raise():  # SIGTERM raises too, so cleanup runs; neither can be lost (see _signals)
-            return args.func(args)
+            return COMMANDS[args.command].run(args)
     except BortconvError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"bortconv: error: {exc.message}", file=sys.stderr)
+        print(f"bortconv: error: {_message(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `bortconv inspect x | head`: the reader left, nothing is wrong
         sys.stderr.close()

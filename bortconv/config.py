@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any
 
 from bortconv.errors import InputError, MappingError
 
@@ -97,11 +99,54 @@ class ConvertOptions:
 #: how BortRuntime turns text into ids (bortconv.runtime): the tokenizers library, the OpenVINO tokenizer IR, or
 #: auto (tokenizers when installed). Here, not in the runtime, so `bortconv serve --help` imports nothing heavy.
 TOKENIZER_BACKENDS = ("auto", "tokenizers", "openvino")
+#: what `bortconv bench` compares artifacts with (bert-tiny: for tests, seconds instead of minutes)
+BENCH_BASELINES = ("bert-large", "bert-base", "bert-tiny", "none")
 #: serving engines `bortconv package` writes model repositories for
 PACKAGE_FORMATS = ("triton", "ovms")
 
-#: --precision choices; --fp16 and --int8 stay as aliases
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+class Precision(str, enum.Enum):
+    """What an artifact computes in: the one field that says it (``--precision``; ``--fp16``/``--int8`` alias it)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"  # fp16 weights, f32 inference
+    BF16 = "bf16"  # OpenVINO: fp16-stored weights, inference pinned to bf16, under the bf16 gate
+    INT8 = "int8"  # under the int8 gate
+
+
+PRECISIONS = tuple(p.value for p in Precision)
+
+#: the one help text and default of every command's --threads
+THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
+MAX_MEMORY_HELP = ("resident-memory budget, e.g. 1.5G: planned to fit, refused up front if it cannot, stopped "
+                   "cleanly if passed (exit 2)")
+
+
+def option(default: Any = MISSING, *, help: str, flag: str | None = None, keyword: str | None = None,
+           choices: Sequence[str] | None = None, metavar: str | None = None, negate: str | None = None,
+           group: str = "general", cli: bool = True, factory: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field that is also a command-line option: defined once, it gives the API keyword (`keyword`,
+    default the field name), the flag (`flag`, default ``--keyword-with-dashes``; `negate` for a boolean that
+    defaults to True, e.g. ``--no-bench``), its help, choices and argument group (`cli=False`: API only)."""
+    meta = {"help": help, "flag": flag, "keyword": keyword, "choices": None if choices is None else tuple(choices),
+            "metavar": metavar, "negate": negate, "group": group, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def option_keyword(f: Field[Any]) -> str:
+    """The API keyword (and argparse dest) of an options field."""
+    return f.metadata.get("keyword") or f.name
+
+
+def option_flag(f: Field[Any]) -> str:
+    """The command-line flag of an options field."""
+    return f.metadata.get("negate") or f.metadata.get("flag") or "--" + option_keyword(f).replace("_", "-")
+
+
+def cli_fields(cls: type, skip: Sequence[str] = ()) -> list[Field[Any]]:
+    """The fields of options class `cls` that are command-line options, in declaration order."""
+    return [f for f in fields(cls) if f.metadata.get("cli", False) and f.name not in skip]
 
 
 class Target(str, enum.Enum):
@@ -138,7 +183,8 @@ def parse_enum(enum_cls: type[enum.Enum], value: object, option: str) -> enum.En
         return enum_cls(value)
     except ValueError:
         choices = ", ".join(m.value for m in enum_cls)
-        raise InputError(f"{option}: '{value}' is not one of {choices}") from None
+        raise InputError(f"{option}: '{value}' is not one of {choices}",
+                         option=None if option.startswith("-") else option) from None
 
 
 def parse_static_shape(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -148,9 +194,9 @@ def parse_static_shape(value: str | tuple[int, int] | None) -> tuple[int, int] |
     try:
         b, length = (int(x) for x in value.split(","))
     except ValueError:
-        raise InputError(f"--static-shape: '{value}' is not BATCH,LENGTH (e.g. 1,128)") from None
+        raise InputError(f"static_shape: '{value}' is not BATCH,LENGTH (e.g. 1,128)", option="static_shape") from None
     if b <= 0 or length <= 0:
-        raise InputError(f"--static-shape: '{value}': batch and length must be positive")
+        raise InputError(f"static_shape: '{value}': batch and length must be positive", option="static_shape")
     return b, length
 
 
@@ -207,65 +253,102 @@ GATE_METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+#: int8 schemes per target, preferred order decided per CPU by each backend (bortconv.quantize.ort_int8 / ov_int8)
+INT8_SCHEMES: dict[str, tuple[str, ...]] = {
+    "onnx": ("dynamic-s8", "dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8"),
+    "openvino": ("nncf-ptq-fp-attention", "nncf-ptq", "nncf-ptq-smoothquant-off", "nncf-weights-only"),
+}
+
+
 @dataclass(frozen=True)
 class Int8Options:
-    """Options of int8 quantization (``--int8`` on export, and ``bortconv quantize``)."""
+    """Options of int8 quantization (``--precision int8`` on export, and ``bortconv quantize``)."""
 
-    calibration: str | None = None  # text file, one sentence per line; None: the shipped WordNet set
-    samples: int | None = None  # calibration sentences; the rest of the file (up to 200) is held out
-    scheme: str | None = None  # force one scheme instead of choosing by measurement
-    thresholds: GateThresholds = field(default_factory=GateThresholds)
-    threads: int | None = None
-    mixed_precision: bool = True
-    precision: str = "int8"  # what `bortconv quantize --precision` asked for (only int8 quantizes)
+    calibration: str | None = option(None, group="int8", metavar="FILE",
+                                     help="calibration text file, one sentence per line (default: the shipped "
+                                          "English set); the lines after --samples are the gate's held-out text")
+    samples: int | None = option(None, group="int8", help="calibration sentences (the rest of the file is held out)")
+    scheme: str | None = option(None, group="int8", keyword="int8_scheme",
+                                choices=sorted({s for v in INT8_SCHEMES.values() for s in v}),
+                                help="force one scheme instead of the preferred one that passes the gate")
+    thresholds: GateThresholds = option(help="the int8 gate", keyword="int8_gate", cli=False,
+                                        factory=GateThresholds)
+    threads: int | None = option(None, help=THREADS_HELP)
+    mixed_precision: bool = option(True, cli=False, help="keep sensitive layers in fp32 when no scheme passes alone")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.thresholds, dict):
+            object.__setattr__(self, "thresholds", GateThresholds(**self.thresholds))
+        if self.threads is not None and self.threads <= 0:
+            raise InputError(f"threads must be positive, got {self.threads}", option="threads")
+        if self.samples is not None and self.samples <= 0:
+            raise InputError(f"samples must be positive, got {self.samples}", option="samples")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Options of :func:`bortconv.export` (the keyword facade builds one; pass one to skip it)."""
+    """Options of :func:`bortconv.export` and ``bortconv export``: each field is defined once here, with the help,
+    choices and group the CLI shows (see :func:`option`). Strings are accepted for the enum fields."""
 
-    target: Target
-    task: Task | None = None  # None: text-classification if the source has a classifier, else features
-    opset: int = 17
-    fp16: bool = False
-    static_shape: tuple[int, int] | None = None
-    threads: int | None = None
-    portable: bool = False  # ONNX: standard ops only, no ORT contrib fusions
-    force: bool = False
-    openvino_from: OpenVinoRoute = OpenVinoRoute.AUTO
-    vocab: str | None = None  # gluonnlp vocabulary JSON: with merges, the artifact gets Bort's tokenizer
-    merges: str | None = None
-    int8: Int8Options | None = None  # quantize under the accuracy gate after the fp32 artifact passed parity
-    bf16: bool = False  # OpenVINO: fp16-stored weights, inference pinned to bf16, under the bf16 gate
-    ungated: bool = False  # bf16 on a CPU without native bf16: build it anyway, untested (the manifest says so)
-    bench: bool = True  # time the artifact against PyTorch eager
-    progress: bool = True
-    max_memory: int | str | None = None  # bytes, or a size such as "1.5G"
+    target: Target = option(choices=[t.value for t in Target], group="target", help="onnx or openvino")
+    precision: Precision = option(Precision.FP32, choices=PRECISIONS, group="precision",
+                                  help="fp32 (default); fp16 weights; bf16 inference (OpenVINO, CPUs with native "
+                                       "bf16, under the bf16 gate); int8 (under the int8 gate). Recorded in the "
+                                       "manifest with how to load it")
+    task: Task | None = option(None, choices=[t.value for t in Task], group="target",
+                               help="default: text-classification if the source has a classifier, else "
+                                    "feature-extraction")
+    int8: Int8Options = option(cli=False, factory=Int8Options,
+                               help="int8 options (used only with precision int8)")
+    ungated: bool = option(False, group="precision",
+                           help="bf16 on a CPU without native bf16: build it untested (the manifest says no gate ran)")
+    opset: int = option(17, group="onnx", help="ONNX opset (default 17)")
+    portable: bool = option(False, group="onnx", help="ONNX with standard ops only (no ONNX Runtime fusions)")
+    static_shape: tuple[int, int] | None = option(None, metavar="B,L", group="target",
+                                                  help="fixed batch and length for edge targets")
+    openvino_from: OpenVinoRoute = option(OpenVinoRoute.AUTO, choices=[r.value for r in OpenVinoRoute],
+                                          group="openvino",
+                                          help="auto (default) converts from ONNX and from PyTorch and keeps "
+                                               "PyTorch's IR only if clearly faster here (near-ties go to ONNX: "
+                                               "reproducible); onnx/pytorch convert one way; fastest keeps whichever "
+                                               "timed faster (not reproducible)")
+    vocab: str | None = option(None, group="tokenizer", metavar="FILE",
+                               help="gluonnlp vocabulary JSON (with --merges: the artifact gets Bort's tokenizer)")
+    merges: str | None = option(None, group="tokenizer", metavar="FILE", help="GPT-2 BPE merges file (vocab.bpe)")
+    threads: int | None = option(None, help=THREADS_HELP)
+    bench: bool = option(True, negate="--no-bench", help="skip the speed comparison with PyTorch")
+    progress: bool = option(True, negate="--quiet", help="no progress lines")
+    force: bool = option(False, help="replace a non-empty output directory")
+    max_memory: int | str | None = option(None, metavar="SIZE", help=MAX_MEMORY_HELP)
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "target", parse_enum(Target, self.target, "target"))
+        set_(self, "precision", parse_enum(Precision, self.precision, "precision"))
+        set_(self, "openvino_from", parse_enum(OpenVinoRoute, self.openvino_from, "openvino_from"))
+        if self.task is not None:
+            set_(self, "task", parse_enum(Task, self.task, "task"))
+        set_(self, "static_shape", parse_static_shape(self.static_shape))
         if not 14 <= self.opset <= 21:
-            raise InputError(f"--opset: {self.opset} is outside the supported range 14..21")
+            raise InputError(f"opset: {self.opset} is outside the supported range 14..21", option="opset")
         if self.threads is not None and self.threads <= 0:
-            raise InputError(f"--threads must be positive, got {self.threads}")
+            raise InputError(f"threads must be positive, got {self.threads}", option="threads")
         if self.portable and self.target is not Target.ONNX:
-            raise InputError("--portable applies to --target onnx only")
-        if self.int8 is not None and self.fp16:
-            raise InputError("--int8 and --fp16 exclude each other")
-        if self.bf16 and (self.fp16 or self.int8 is not None):
-            raise InputError("--precision takes one of fp32, fp16, bf16, int8")
-        if self.bf16 and self.target is not Target.OPENVINO:
-            raise InputError("--precision bf16: ONNX Runtime's x86 CPU kernels have no bf16 GEMM, so a bf16 ONNX "
-                             "model would be cast back to fp32 or refused; use --target openvino for bf16, or fp32 / "
-                             "int8 for ONNX Runtime")
-        if self.ungated and not self.bf16:
-            raise InputError("--ungated applies to --precision bf16 only (int8 and fp32 are always checked)")
+            raise InputError("portable applies to target onnx only", option="portable")
+        if self.precision is Precision.BF16 and self.target is not Target.OPENVINO:
+            raise InputError("precision bf16: ONNX Runtime's x86 CPU kernels have no bf16 GEMM, so a bf16 ONNX "
+                             "model would be cast back to fp32 or refused; use target openvino for bf16, or fp32 / "
+                             "int8 for ONNX Runtime", option="precision")
+        if self.ungated and self.precision is not Precision.BF16:
+            raise InputError("ungated applies to precision bf16 only (int8 and fp32 are always checked)",
+                             option="ungated")
 
     @property
-    def precision(self) -> str:
-        """The artifact's precision: what its manifest records."""
-        return "int8" if self.int8 is not None else "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+    def quantized(self) -> Int8Options | None:
+        """The int8 options where they apply (precision int8), else None."""
+        return self.int8 if self.precision is Precision.INT8 else None
 
     @property
     def weights_fp16(self) -> bool:
         """Whether model files store fp16 weights (fp16 artifacts, and bf16 ones: half the size)."""
-        return self.fp16 or self.bf16
+        return self.precision in (Precision.FP16, Precision.BF16)

@@ -34,9 +34,21 @@ class BortconvError(Exception):
 
 
 class InputError(BortconvError):
-    """A path, option or argument given by the user cannot be used."""
+    """A path, option or argument given by the user cannot be used.
+
+    `option`: the API parameter the message names (its first word); the CLI shows that word as its flag."""
 
     advice = "Check the path or option named in the message."
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+    def for_flag(self, flag: str) -> str:
+        """The message as the CLI shows it: the parameter's name, where it leads the message, replaced by `flag`."""
+        if self.option and self.message.startswith(self.option):
+            return flag + self.message[len(self.option):]
+        return self.message
 
 
 class CheckpointFormatError(BortconvError):

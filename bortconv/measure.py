@@ -56,41 +56,53 @@ class Latency:
     p99_ms: float
     runs: int
     spread: float  # (p90 - min) / median: a wide spread means a noisy machine
+    rounds_ms: tuple[float, ...] = ()  # the median of each interleaved round (what a measured choice compares)
 
     def to_dict(self) -> dict[str, float]:
         return {"median_ms": round(self.median_ms, 3), "p90_ms": round(self.p90_ms, 3),
                 "p99_ms": round(self.p99_ms, 3), "runs": self.runs, "spread": round(self.spread, 3)}
 
 
-def summarize(times_ms: list[float]) -> Latency:
-    """Median, p90, p99 and spread of a list of latencies (ms)."""
+def summarize(times_ms: list[float], rounds: Sequence[Sequence[float]] = ()) -> Latency:
+    """Median, p90, p99 and spread of a list of latencies (ms); `rounds`: the same samples by round."""
     arr = np.array(times_ms)
     med = float(np.median(arr))
     return Latency(median_ms=med, p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
-                   runs=len(times_ms), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0)
+                   runs=len(times_ms), spread=float((np.percentile(arr, 90) - arr.min()) / med) if med else 0.0,
+                   rounds_ms=tuple(float(np.median(r)) for r in rounds if len(r)))
 
 
 #: A measured choice between options timed in one run keeps the preferred one unless another is faster by at
-#: least this fraction and this many ms. Within that margin they are timing noise apart, and letting noise
-#: decide would make the same input give different artifacts from run to run (reproducible exports).
+#: least this fraction and this many ms, and faster in every round of the run. Within that margin they are timing
+#: noise apart, and letting noise decide would make the same input give different artifacts from run to run
+#: (reproducible exports). "Every round" is what holds under load: a burst of other work on a shared machine slows
+#: whichever option is running then, which can move a median by 15% but not every round's.
 CLEAR_GAIN = 0.15
 CLEAR_GAIN_MS = 0.5
 KEEP_RULE = (f"the preferred option unless another was at least {CLEAR_GAIN:.0%} and {CLEAR_GAIN_MS} ms faster in "
-             f"the same run")
+             f"the same interleaved run, and faster in each of its rounds")
 
 
-def clearly_faster(candidate_ms: float, incumbent_ms: float) -> bool:
-    """Whether `candidate_ms` beats `incumbent_ms` by more than timing noise (see :data:`CLEAR_GAIN`)."""
-    return candidate_ms <= incumbent_ms * (1 - CLEAR_GAIN) and incumbent_ms - candidate_ms >= CLEAR_GAIN_MS
+def clearly_faster(candidate_ms: float, incumbent_ms: float, candidate_rounds: Sequence[float] = (),
+                   incumbent_rounds: Sequence[float] = ()) -> bool:
+    """Whether `candidate_ms` beats `incumbent_ms` by more than timing noise (see :data:`CLEAR_GAIN`). With the
+    per-round medians of both (same run, same rounds), the candidate must also be faster in every round."""
+    if not (candidate_ms <= incumbent_ms * (1 - CLEAR_GAIN) and incumbent_ms - candidate_ms >= CLEAR_GAIN_MS):
+        return False
+    if not (candidate_rounds and incumbent_rounds):
+        return True
+    return all(c < i for c, i in zip(candidate_rounds, incumbent_rounds, strict=True))
 
 
-def keep_preferred(ms_by_option: Mapping[str, float]) -> str:
+def keep_preferred(ms_by_option: Mapping[str, float],
+                   rounds_by_option: Mapping[str, Sequence[float]] | None = None) -> str:
     """The option to keep of those timed, given in preference order: the first, replaced by a later one only
-    when that one is clearly faster than the current choice."""
+    when that one is clearly faster than the current choice (in every round, when `rounds_by_option` is given)."""
+    rounds = rounds_by_option or {}
     options = list(ms_by_option)
     kept = options[0]
     for option in options[1:]:
-        if clearly_faster(ms_by_option[option], ms_by_option[kept]):
+        if clearly_faster(ms_by_option[option], ms_by_option[kept], rounds.get(option, ()), rounds.get(kept, ())):
             kept = option
     return kept
 
@@ -121,7 +133,7 @@ def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int = 5, runs
             cost[name] = time.perf_counter() - t0
     per_turn = {name: runs_per_round if math.isinf(turn_s) else max(1, min(runs_per_round, int(turn_s / max(c, 1e-6))))
                 for name, c in cost.items()}
-    samples: dict[str, list[float]] = {k: [] for k in fns}
+    samples: dict[str, list[list[float]]] = {k: [] for k in fns}  # per round
     names = list(fns)
     start = time.perf_counter()
     for r in range(rounds):
@@ -129,14 +141,15 @@ def interleave(fns: Mapping[str, Callable[[], object]], *, rounds: int = 5, runs
             break
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = fns[name]
+            samples[name].append([])
             time.sleep(gap_s)
             if cost[name] < turn_s / 4:
                 fn()
             for _ in range(per_turn[name]):
                 t0 = time.perf_counter()
                 fn()
-                samples[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: summarize(times) for name, times in samples.items()}
+                samples[name][-1].append((time.perf_counter() - t0) * 1e3)
+    return {name: summarize([t for r in rounds_ for t in r], rounds_) for name, rounds_ in samples.items()}
 
 
 def interleaved(fns: Mapping[str, Runner], feeds: Mapping[str, np.ndarray], *, rounds: int = 5,

@@ -308,7 +308,7 @@ def test_interrupt_inside_exec_still_exits_130(tmp_path):
     line: CPython's sticky 'unhandled KeyboardInterrupt' flag. Found by export-SIGINT-quiet-6s, 1 run in ~30."""
     (tmp_path / "interrupted_in_exec.py").write_text(
         "import sys\nimport bortconv._atomic\nimport bortconv.cli as cli\n"
-        "cli.cmd_inspect = lambda args: exec('raise KeyboardInterrupt')\n"
+        "cli.COMMANDS['inspect'] = cli.Command('', cli._args_inspect, lambda args: exec('raise KeyboardInterrupt'))\n"
         "sys.exit(cli.main(['inspect', 'x.params']))\n")
     proc = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
                           text=True, preexec_fn=_default_sigint)
@@ -387,7 +387,7 @@ def test_swallowed_interrupt_still_stops_the_run(tmp_path, name, sig, where):
         "                if i == 0:\n"
         "                    Swallower()  # dropped at once: its __del__ raises, CPython ignores it\n"
         "    return 0\n"
-        "cli.cmd_inspect = cmd_inspect\n"
+        "cli.COMMANDS['inspect'] = cli.Command('', cli._args_inspect, cmd_inspect)\n"
         "sys.exit(cli.main(['inspect', 'x.params']))\n")
     proc = subprocess.run([sys.executable, "-m", "swallowed"], cwd=tmp_path, capture_output=True, text=True,
                           preexec_fn=_default_sigint)

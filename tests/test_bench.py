@@ -24,9 +24,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_bench_artifacts_vs_baseline(artifact, tmp_path):
     onnx, ov = artifact(CASE, "onnx"), artifact(CASE, "openvino")
-    proc = run(str(onnx), str(ov), "--baseline", "bert-tiny", "--seq-lens", "8,32", "--batch", "1",
+    proc = run(str(onnx), str(ov), "--baseline", "bert-tiny", "--seq-lens", "8,32", "--batch-size", "1",
                "--threads", "2", "--rounds", "3", "--runs", "2", "--warmup", "1", "--cache-dir", str(tmp_path / "c"),
-               "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
+               "--report", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((tmp_path / "b.json").read_text())
 
@@ -74,8 +74,8 @@ def test_bench_int8_artifact_gets_the_int8_baseline(artifact, tmp_path):
     from bortconv.quantize.pipeline import Int8Options, quantize_directory
     q = tmp_path / "q"
     quantize_directory(artifact(CASE, "onnx"), q, opts=Int8Options(scheme="dynamic-s8", threads=2, samples=48))
-    proc = run(str(q), "--baseline", "bert-tiny", "--seq-lens", "16", "--batch", "1", "--threads", "2", "--rounds",
-               "3", "--runs", "2", "--warmup", "1", "--cache-dir", str(tmp_path / "c"), "--json", str(tmp_path / "b.json"))
+    proc = run(str(q), "--baseline", "bert-tiny", "--seq-lens", "16", "--batch-size", "1", "--threads", "2", "--rounds",
+               "3", "--runs", "2", "--warmup", "1", "--cache-dir", str(tmp_path / "c"), "--report", str(tmp_path / "b.json"))
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((tmp_path / "b.json").read_text())
     base = {c["pipeline"]: c for c in rep["candidates"] if c["kind"] == "baseline"}
@@ -90,10 +90,10 @@ def test_bench_int8_artifact_gets_the_int8_baseline(artifact, tmp_path):
 def test_bench_no_baseline_static_artifact(artifact, tmp_path):
     """--baseline none: artifacts only, no ratios; a static-shape artifact is measured at its shape only."""
     static = artifact("bort2_cls_fp16", "onnx", static_shape="1,16")
-    proc = run(str(static), "--baseline", "none", "--seq-lens", "16,32", "--batch", "1", "--threads", "2",
-               "--rounds", "3", "--runs", "2", "--no-memory", "--json", "-")
+    proc = run(str(static), "--baseline", "none", "--seq-lens", "16,32", "--batch-size", "1", "--threads", "2",
+               "--rounds", "3", "--runs", "2", "--no-memory", "--json")
     assert proc.returncode == 0, proc.stderr
-    rep = json.loads(proc.stdout[proc.stdout.index("{\n"):])
+    rep = json.loads(proc.stdout)  # --json: JSON alone on stdout
     assert [(r["batch"], r["seq_len"]) for r in rep["results"]] == [(1, 16)]
     assert rep["ratios"] == [] and rep["candidates"][0]["peak_rss_mb"] is None
     assert any("static shape 1x16" in n for n in rep["notes"])
@@ -103,7 +103,7 @@ def test_bench_no_baseline_static_artifact(artifact, tmp_path):
 BAD = [
     ("unknown-baseline", ["--baseline", "gpt2"], "--baseline: 'gpt2' is not one of bert-large, bert-base, none"),
     ("seq-lens-not-ints", ["--seq-lens", "16,long"], "--seq-lens: '16,long' is not a comma-separated list"),
-    ("batch-zero", ["--batch", "0"], "--batch: '0' must list positive integers"),
+    ("batch-zero", ["--batch-size", "0"], "--batch-size: '0' must list positive integers"),
     ("threads-zero", ["--threads", "0"], "--threads must be positive"),
     ("not-an-artifact", ["@tmp"], "no manifest.json"),
     ("missing-dir", ["@missing"], "no such directory"),

@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from params_bytes import file_bytes, record
 
 from bortconv.config import ConvertOptions, Head
+from bortconv.converters import tokenizer as _tokenizer
 from bortconv.converters.params_reader import MAX_ARRAYS
 
 #: CI budget; benchmarks/fuzz_readers.py raises it (and picks a random seed) through these variables
@@ -46,12 +47,6 @@ RANDOM_SEED = os.environ.get("BORTCONV_FUZZ_SEED")
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=5), derandomize=RANDOM_SEED is None,
                 database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.function_scoped_fixture])
-
-try:
-    from bortconv.converters import tokenizer as _tokenizer
-except ImportError:  # the tokenizer module is written in parallel with this test
-    _tokenizer = None
-needs_tokenizer = pytest.mark.skipif(_tokenizer is None, reason="bortconv.converters.tokenizer is not there yet")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +93,6 @@ def test_fuzz_params_readers(seeds, tmp_path):
     assert {"CheckpointFormatError", "MappingError", "ok"} <= reached, outcomes
 
 
-@needs_tokenizer
 def test_fuzz_vocab_reader(tmp_path):
     outcomes: collections.Counter[str] = collections.Counter()
 
@@ -203,7 +197,6 @@ VOCAB_REGRESSIONS = [  # (id, bytes, words, what the bug was)
 ]
 
 
-@needs_tokenizer
 @pytest.mark.parametrize("row", VOCAB_REGRESSIONS, ids=[r[0] for r in VOCAB_REGRESSIONS])
 def test_vocab_regressions(tmp_path, row):
     name, blob, words, _bug = row
@@ -213,7 +206,6 @@ def test_vocab_regressions(tmp_path, row):
         _tokenizer.read_gluon_vocab(tmp_path / "v.json")
 
 
-@needs_tokenizer
 def test_vocab_seeds_read(tmp_path):
     for i, blob in enumerate(vocab_seeds()):
         assert check_vocab_bytes(blob, tmp_path / f"{i}.json") == "ok (10 tokens)"

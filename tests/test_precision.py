@@ -172,7 +172,7 @@ def test_bf16_is_smaller_and_validates(artifacts, tmp_path):
     bin_mb = (artifacts["ov-bf16"] / "openvino_model.bin").stat().st_size / 1e6
     assert 40 < bin_mb < 50, bin_mb  # all-MiniLM-L6-v2: 22.7M parameters
     proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(artifacts["ov-bf16"]), "--threads", "2",
-                           "--json", str(tmp_path / "v.json")], capture_output=True, text=True)
+                           "--report", str(tmp_path / "v.json")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]["checks"]
     rows = {(c["group"], c["name"]): c for c in checks}
@@ -244,7 +244,7 @@ def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["files"] = file_hashes(art)
     (art / "manifest.json").write_text(json.dumps(manifest))
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(art), "--threads", "2", "--json",
+    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(art), "--threads", "2", "--report",
                            str(tmp_path / "v.json")], capture_output=True, text=True,
                           env={**os.environ, GATE_SWEEP_ENV: "full"})  # the product's default sweep
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -129,7 +129,7 @@ def test_fresh_artifacts_pass(artifact, tmp_path):
     """Every target x precision passes, validated in one run as a CI job would (one JUnit file, one exit code;
     the artifacts share one source, so its reference is converted and run once)."""
     arts = [_artifact(artifact, CASE, target, **({"fp16": True} if fp16 else {})) for target, fp16 in FRESH]
-    proc = run(*map(str, arts), "--threads", "2", "--json", str(tmp_path / "r.json"), "--junit",
+    proc = run(*map(str, arts), "--threads", "2", "--report", str(tmp_path / "r.json"), "--junit",
                str(tmp_path / "r.xml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -173,7 +173,7 @@ def test_tampered_artifact_fails(artifact, tmp_path, row):
         tamper(art)
     if rehashed:
         rehash(art)
-    proc = run(str(art), "--threads", "2", "--json", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml"),
+    proc = run(str(art), "--threads", "2", "--report", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml"),
                *extra)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -258,7 +258,7 @@ def test_bad_input_exits_2(artifact, tmp_path, row):
     _, make_bad, words = row
     art = copy(_artifact(artifact, CASE, "onnx"), tmp_path)
     extra = make_bad(art, tmp_path)
-    proc = run(str(art), *extra, "--json", str(tmp_path / "r.json"))
+    proc = run(str(art), *extra, "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and words in lines[0], proc.stderr
@@ -274,7 +274,7 @@ def test_several_artifacts_one_verdict(artifact, tmp_path):
     assert proc.returncode == 2 and proc.stdout == "" and "no such directory" in proc.stderr
     add_unlisted(a)
     remove_config(b)
-    proc = run(str(a), str(b), "--fail-fast", "--json", str(tmp_path / "r.json"))
+    proc = run(str(a), str(b), "--fail-fast", "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [r["passed"] for r in doc["artifacts"]] == [False, False] and doc["passed"] is False

@@ -26,6 +26,7 @@ import numpy as np
 
 from bortconv.converters.onnx_export import _quiet, example_inputs, input_names
 from bortconv.errors import ExportError
+from bortconv.measure import Latency
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class OvCandidate:
     source: str  # "pytorch" or "onnx"
     model: Any
     median_ms: float | None  # None when only one route was converted (nothing to choose, nothing timed)
+    rounds_ms: tuple[float, ...] = ()  # its median in each interleaved round (what the choice compares)
 
 
 def _name_io(model: Any, names: list[str], output_name: str) -> Any:
@@ -95,23 +97,25 @@ def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_sha
         (source, model), = models.items()
         cand = OvCandidate(source, model, None)
         return cand, [cand]
-    ms = time_models(models, bench_feeds, threads)
-    candidates = [OvCandidate(s, m, ms[s]) for s, m in models.items()]
+    lat = time_models(models, bench_feeds, threads)
+    candidates = [OvCandidate(s, m, lat[s].median_ms, lat[s].rounds_ms) for s, m in models.items()]
     by = {c.source: c for c in candidates}
     if route == "fastest":
         return min(candidates, key=lambda c: c.median_ms or 0.0), candidates
     from bortconv.measure import keep_preferred
-    return by[keep_preferred({"onnx": ms["onnx"], "pytorch": ms["pytorch"]})], candidates
+    kept = keep_preferred({k: lat[k].median_ms for k in ("onnx", "pytorch")},
+                          {k: lat[k].rounds_ms for k in ("onnx", "pytorch")})
+    return by[kept], candidates
 
 
-def time_models(models: dict[str, Any], feeds: dict[str, np.ndarray], threads: int | None) -> dict[str, float]:
-    """Median latency (ms) of each compiled model at one shape, measured in alternating rounds."""
+def time_models(models: dict[str, Any], feeds: dict[str, np.ndarray], threads: int | None) -> dict[str, Latency]:
+    """The latency of each compiled model at one shape, measured in alternating rounds."""
     from bortconv.runtime import OpenVinoSession
     from bortconv.measure import interleaved
 
     sessions = {k: OpenVinoSession("", threads, model=m) for k, m in models.items()}
     lat = interleaved({k: s.run for k, s in sessions.items()}, feeds, rounds=5, runs_per_round=3)
-    return {k: v.median_ms for k, v in lat.items()}
+    return dict(lat)
 
 
 #: an OpenVINO-made name: op type and counter (a folded constant keeps the name of the op it replaced)

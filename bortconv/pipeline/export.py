@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from bortconv._atomic import atomic_directory, check_output_dir
 from bortconv._memory import memory_budget
 from bortconv._progress import Progress
-from bortconv.config import (PRECISIONS, ExportOptions, GateThresholds, Int8Options, OpenVinoRoute, Target, Task,
-                             parse_enum, parse_static_shape)
+from bortconv.config import ExportOptions, Int8Options, Precision, Target, option_keyword, parse_enum
 from bortconv.errors import InputError
 from bortconv.layout import WORK_DIR
 from bortconv.pipeline import steps
@@ -47,36 +46,40 @@ class ExportResult:
         return {k: v for k, v in self.__dict__.items() if k != "manifest"}
 
 
-def export_options(*, target: str | Target, task: str | Task | None = None, opset: int = 17, fp16: bool = False,
-                   static_shape: str | tuple[int, int] | None = None, threads: int | None = None,
-                   portable: bool = False, force: bool = False, vocab: str | None = None, merges: str | None = None,
-                   int8: bool = False, calibration: str | None = None, samples: int | None = None,
-                   int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
-                   progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO,
-                   max_memory: int | str | None = None, precision: str | None = None,
-                   ungated: bool = False) -> ExportOptions:
-    """The :class:`ExportOptions` of export's keyword arguments (the CLI's options), checked.
+#: keyword aliases of `precision` (the CLI's --fp16 and --int8)
+PRECISION_ALIASES: dict[str, Precision] = {"fp16": Precision.FP16, "int8": Precision.INT8}
 
-    `precision` is fp32, fp16, bf16 or int8; `fp16=True` and `int8=True` are its aliases (they must agree)."""
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise InputError(f"--precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
-        if (fp16 and precision != "fp16") or (int8 and precision != "int8"):
-            raise InputError(f"--precision {precision} disagrees with --{'fp16' if fp16 else 'int8'}")
-        fp16, int8 = precision == "fp16", precision == "int8"
-    int8_opts = Int8Options(calibration=calibration, samples=samples, scheme=int8_scheme, threads=threads,
-                            thresholds=GateThresholds(**(int8_gate or {}))) if int8 else None
-    opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
-                         task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
-                         opset=opset, fp16=fp16, static_shape=parse_static_shape(static_shape), threads=threads,
-                         portable=portable, force=force,
-                         openvino_from=parse_enum(OpenVinoRoute, openvino_from,  # type: ignore[arg-type]
-                                                  "--openvino-from"),
-                         vocab=vocab, merges=merges, int8=int8_opts, bench=bench, progress=progress,
-                         max_memory=max_memory, bf16=precision == "bf16", ungated=ungated)
-    if not int8 and (calibration or samples or int8_scheme):
-        raise InputError("--calibration, --samples and --int8-scheme need --int8")
-    return opts
+
+def _precision(kw: dict[str, Any]) -> Precision:
+    """`precision` from the keywords, with its aliases (``fp16=True``, ``int8=True``) popped; they must agree."""
+    chosen = parse_enum(Precision, kw.pop("precision", None) or Precision.FP32, "precision")
+    for alias, value in PRECISION_ALIASES.items():
+        if kw.pop(alias, False):
+            if chosen not in (Precision.FP32, value) or "precision_set" in kw:
+                raise InputError(f"precision {chosen.value} disagrees with {alias}", option="precision")
+            chosen = value
+            kw["precision_set"] = True
+    kw.pop("precision_set", None)
+    return chosen  # type: ignore[return-value]
+
+
+def export_options(**keywords: Any) -> ExportOptions:
+    """The :class:`ExportOptions` of export's keyword arguments (the CLI's options, by the same names), checked.
+
+    The keywords are ExportOptions' fields, Int8Options' (``calibration``, ``samples``, ``int8_scheme``,
+    ``int8_gate``) and the aliases ``fp16=True`` / ``int8=True`` of `precision`."""
+    kw = dict(keywords)
+    precision = _precision(kw)
+    int8_names = {option_keyword(f): f.name for f in fields(Int8Options) if f.name != "threads"}
+    int8_kw = {int8_names[k]: kw.pop(k) for k in list(kw) if k in int8_names}
+    unknown = sorted(set(kw) - {option_keyword(f) for f in fields(ExportOptions)} - {"int8"})
+    if unknown:
+        raise InputError(f"export: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
+    given = [k for k, v in int8_kw.items() if v is not None and k in ("calibration", "samples", "scheme")]
+    if given and precision is not Precision.INT8:
+        raise InputError(f"{', '.join(option_keyword(f) for f in fields(Int8Options) if f.name in given)} "
+                         f"need precision int8", option=given[0])
+    return ExportOptions(precision=precision, int8=Int8Options(threads=kw.get("threads"), **int8_kw), **kw)
 
 
 def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], options: ExportOptions | None = None,
@@ -103,7 +106,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     kind = steps.source_kind(src)
     check_output_dir(out, options.force)
     steps.check_precision_here(options)
-    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.int8 is not None)
+    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.quantized is not None)
                     + int(steps.gate_runs(options) and not options.ungated)
                     + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
                     enabled=options.progress)
@@ -116,7 +119,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
         manifest = write_manifest(tmp, fields)
     files = {name: int(info["bytes"]) for name, info in manifest["files"].items()}  # type: ignore[index]
     return ExportResult(output_dir=str(out), target=options.target.value, task=str(fields["task"]),
-                        precision=options.precision, files=files, fused_ops=fields["fused_ops"],
+                        precision=options.precision.value, files=files, fused_ops=fields["fused_ops"],
                         parity=fields["parity"], speed=fields["speed_at_export"],
                         openvino_source=fields.get("openvino_source"), timings=prog.timings, manifest=manifest,
                         peak_rss_mb=round(budget.peak / 2**20) if budget else None,
@@ -127,7 +130,7 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     """The chain of steps, building into `tmp`; returns the manifest's fields."""
     source = steps.resolve_source(src, work, prog, opts.vocab, opts.merges)
     loaded = steps.load_model(source, opts, prog)
-    route = steps.plan_memory(loaded, opts, int8=opts.int8 is not None)
+    route = steps.plan_memory(loaded, opts, int8=opts.quantized is not None)
     traced = steps.trace_onnx(loaded, opts, work, prog, route)
     build = steps.build_onnx if opts.target is Target.ONNX else steps.build_openvino
     built = build(traced, loaded, opts, tmp, prog)
@@ -135,7 +138,8 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     steps.carry_files(source, tmp)
     tokenizer_ir = steps.tokenizer_as_ops(tmp, opts, prog)
     deployment = steps.gate_deployment(tmp, loaded, opts, prog)
-    int8_info = steps.quantize(tmp, work, opts, loaded.task, opts.int8, prog) if opts.int8 is not None else {}
+    int8 = opts.quantized
+    int8_info = steps.quantize(tmp, work, opts, loaded.task, int8, prog) if int8 is not None else {}
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if opts.bench else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
             | tokenizer_ir)

@@ -22,7 +22,7 @@ import numpy as np
 from bortconv._hashing import sha256_file
 from bortconv._memory import active_budget, fit_budget, release
 from bortconv._progress import Progress
-from bortconv.config import ExportOptions, Int8Options, Target, Task
+from bortconv.config import ExportOptions, Int8Options, Precision, Target, Task
 from bortconv.errors import InputError, ParityError
 from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, TOKENIZER_FILE, WEIGHT_FILES, model_files
 from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds
@@ -110,7 +110,7 @@ def resolve_source(src: Path, work: Path, prog: Progress, vocab: str | None, mer
     if not (vocab or merges):
         return source
     if not (vocab and merges):
-        raise InputError("--vocab and --merges go together")
+        raise InputError("vocab and merges go together", option="vocab")
     from bortconv.converters import tokenizer as tok
     gv = tok.read_gluon_vocab(vocab)
     tok.check_vocab_size(gv, int(hf_model.read_config(source.hf_dir)["vocab_size"]), vocab)
@@ -182,7 +182,7 @@ def build_onnx(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Path, p
         else:
             fused_ops = ox.fuse_for_cpu(traced.plain, artifact, num_heads=loaded.num_heads,
                                         hidden_size=loaded.hidden_size)
-        if opts.fp16:
+        if opts.precision is Precision.FP16:
             ox.to_fp16(artifact, artifact)
         release()
     return Built(fused_ops=fused_ops)
@@ -204,6 +204,7 @@ def build_openvino(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Pat
         info["openvino_from_reason"] = f"--max-memory (asked: {opts.openvino_from.value})"
     if len(cands) > 1:  # the measurement that chose the route
         info |= {"openvino_candidates": {c.source: round(c.median_ms or 0.0, 2) for c in cands},
+                 "openvino_candidates_rounds_ms": {c.source: [round(r, 3) for r in c.rounds_ms] for c in cands},
                  "openvino_candidates_shape": list(traced.bench_shape),
                  "openvino_rule": f"ONNX route preferred; {KEEP_RULE}" if route == "auto" else "faster in this run"}
     del best, cands
@@ -303,7 +304,7 @@ def manifest_fields(source: Source, loaded: Loaded, opts: ExportOptions, built: 
                "this graph holds"}} if opts.target is Target.ONNX and not opts.portable else {}
     return {
         "target": opts.target.value, "task": loaded.task.value,
-        "precision": opts.precision,
+        "precision": opts.precision.value,
         "source": str(source.path.resolve()), "source_kind": source.kind, "source_sha256": source.sha256,
         "inputs": loaded.names, "output": loaded.output, "opset": opts.opset,
         "static_shape": list(opts.static_shape) if opts.static_shape else None,
@@ -312,7 +313,7 @@ def manifest_fields(source: Source, loaded: Loaded, opts: ExportOptions, built: 
         **onnx_session,
         "parity_checked": f"{'fp16' if opts.weights_fp16 else 'fp32'} weights, f32 inference, vs PyTorch fp32"
                           + {"int8": " (before int8 quantization; int8 is judged by the gate)",
-                             "bf16": " (bf16 inference is judged by the gate)"}.get(opts.precision, ""),
+                             "bf16": " (bf16 inference is judged by the gate)"}.get(opts.precision.value, ""),
         "speed_at_export": speed, **built.openvino, **({"int8": int8_info} if int8_info else {}),
     }
 
@@ -338,13 +339,13 @@ def tokenizer_as_ops(tmp: Path, opts: ExportOptions, prog: Progress) -> dict[str
 def check_precision_here(opts: ExportOptions) -> None:
     """bf16 needs a CPU that computes it natively, or an explicit --ungated: refuse before anything runs."""
     from bortconv.loaders import native_bf16
-    if opts.bf16 and not opts.ungated:
+    if opts.precision is Precision.BF16 and not opts.ungated:
         native, have = native_bf16()
         if not native:
             from bortconv.cpu import cpu_flags
-            raise InputError(f"--precision bf16: this CPU ({cpu_flags()[0]}) has no native bf16 ({have}); the gate "
+            raise InputError(f"precision bf16: this CPU ({cpu_flags()[0]}) has no native bf16 ({have}); the gate "
                              f"cannot measure what a bf16 CPU computes here. Export on a CPU with AMX or AVX512_BF16, "
-                             f"or pass --ungated to build it untested")
+                             f"or pass ungated=True (--ungated) to build it untested", option="precision")
 
 
 @dataclass
@@ -361,9 +362,9 @@ class Deployment:
 
 def gate_runs(opts: ExportOptions) -> bool:
     """Whether export runs the deployment gate itself (int8's runs inside quantization)."""
-    if opts.int8 is not None:
+    if opts.quantized is not None:
         return False
-    if opts.bf16:
+    if opts.precision is Precision.BF16:
         return True
     from bortconv.loaders import stock_precision
     return opts.target is Target.OPENVINO and stock_precision() != "f32"
@@ -383,14 +384,14 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     from bortconv.quantize.deployment import DeploymentGate, heldout_text
     from bortconv.runtime import open_session
 
-    deployment = Deployment(loading_contract(opts.target.value, opts.precision))
+    deployment = Deployment(loading_contract(opts.target.value, opts.precision.value))
     if not gate_runs(opts):
         return deployment
-    if opts.bf16 and opts.ungated:
+    if opts.precision is Precision.BF16 and opts.ungated:
         deployment.gate = {"ran": False, "why": "--ungated: built without the bf16 gate (CPU without native bf16)"}
         return deployment
     thresholds = GATE_DEFAULTS["bf16"]
-    loaders = ("bortconv", "stock") if opts.bf16 else ("stock",)
+    loaders = ("bortconv", "stock") if opts.precision is Precision.BF16 else ("stock",)
     with prog.step(f"judging the {' and '.join(loaders)} load{'s' if len(loaders) > 1 else ''} on held-out text "
                    f"of every length"):
         reference = open_session(tmp, opts.threads, precision="f32")
@@ -399,8 +400,9 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
                                            config=config, with_types=loaded.with_types,
                                            static_shape=opts.static_shape)
         verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, loaders=loaders,
-                                      pinned="bf16" if opts.bf16 else "f32")
-        if not opts.bf16 and opts.bench and native_bf16()[0]:  # the summary's option, timed with the artifact
+                                      pinned="bf16" if opts.precision is Precision.BF16 else "f32")
+        # the summary's option, timed with the artifact
+        if opts.precision is not Precision.BF16 and opts.bench and native_bf16()[0]:
             option = gate.judge(open_session(tmp, opts.threads, precision="bf16").run, "bortconv", "bf16", thresholds)
             deployment.bf16_option = {"passes_gate": option.passed, "gate": option.to_dict()}
         del reference
@@ -411,7 +413,7 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     failed = [v for v in verdicts if not v.passed]
     if failed:
         v = failed[0]
-        raise AccuracyGateError(f"{opts.target.value} {opts.precision} artifact under the {v.loader} load "
+        raise AccuracyGateError(f"{opts.target.value} {opts.precision.value} artifact under the {v.loader} load "
                                 f"({v.inference_precision} on this CPU): {', '.join(v.failed)} (worst at "
                                 f"{v.metrics.get('worst_at')}); nothing was written")
     return deployment

@@ -36,15 +36,16 @@ def load_texts(path: str | os.PathLike[str] | None) -> tuple[str, list[str]]:
     else:
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"--calibration: {p}: no such file")
+            raise InputError(f"calibration: {p}: no such file", option="calibration")
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            raise InputError(f"--calibration: {p}: not UTF-8 text") from None
+            raise InputError(f"calibration: {p}: not UTF-8 text", option="calibration") from None
         source = str(p.resolve())
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if len(lines) < 8:
-        raise InputError(f"--calibration: {source}: {len(lines)} lines; need at least 8 (calibration + held-out)")
+        raise InputError(f"calibration: {source}: {len(lines)} lines; need at least 8 (calibration + held-out)",
+                         option="calibration")
     return source, lines
 
 
@@ -53,7 +54,7 @@ def split_texts(path: str | os.PathLike[str] | None, samples: int | None) -> Tex
     source, lines = load_texts(path)
     n = samples if samples is not None else min(300, (len(lines) * 3) // 4)
     if n <= 0 or n >= len(lines):
-        raise InputError(f"--samples {n}: must be between 1 and {len(lines) - 1} for {source}")
+        raise InputError(f"samples {n}: must be between 1 and {len(lines) - 1} for {source}", option="samples")
     return TextSplit(source, tuple(lines[:n]), tuple(lines[n:n + 200]))
 
 

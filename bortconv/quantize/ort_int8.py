@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bortconv.config import INT8_SCHEMES
+
 log = logging.getLogger(__name__)
 
-SCHEMES = ("dynamic-s8", "dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8")
+SCHEMES = INT8_SCHEMES["onnx"]
 QUANTIZABLE = ("MatMul", "Attention", "EmbedLayerNormalization", "Gather", "Gemm")
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEMES = ("nncf-ptq-fp-attention", "nncf-ptq", "nncf-ptq-smoothquant-off", "nncf-weights-only")
+from bortconv.config import INT8_SCHEMES
+
+SCHEMES = INT8_SCHEMES["openvino"]
 #: op types NNCF leaves in float in "nncf-ptq-fp-attention". A quantized ScaledDotProductAttention runs as one
 #: int8 Subgraph kernel (jit_avx512_i8) which, compiled for bf16 inference (OpenVINO's default on CPUs with
 #: AMX), returns wrong values when the sequence length equals the head size (sentence cosine 0.77 at 32 tokens

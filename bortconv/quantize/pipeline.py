@@ -45,6 +45,7 @@ class _Candidate:
         self.verdicts: list[LoaderVerdict] = []
         self.passed = False
         self.median_ms: float | None = None
+        self.rounds_ms: tuple[float, ...] = ()  # per interleaved round: what the choice compares
         self.error: str | None = None
 
     @property
@@ -54,7 +55,8 @@ class _Candidate:
     def record(self) -> dict[str, Any]:
         rec = {"scheme": self.scheme, "kept_fp32": self.kept, "passed": self.passed,
                "gate": {v.loader: v.to_dict() for v in self.verdicts} or self.metrics,
-               "median_ms": None if self.median_ms is None else round(self.median_ms, 2)}
+               "median_ms": None if self.median_ms is None else round(self.median_ms, 2),
+               "rounds_ms": [round(r, 3) for r in self.rounds_ms]}
         return rec | ({"error": self.error} if self.error else {})
 
 
@@ -115,7 +117,8 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
         from bortconv.quantize import ov_int8 as backend
         groups = backend.node_groups(ov.Core().read_model(str(fp32_dir / model_files(target)[0])))
     if opts.scheme and opts.scheme not in backend.SCHEMES:
-        raise InputError(f"--int8-scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}")
+        raise InputError(f"int8_scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}",
+                         option="int8_scheme")
     return _Setup(fp32_dir, target, task, opts, cpu_features(), config, reference, tok, source, calib_rows,
                   cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups)
 
@@ -223,8 +226,9 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     runners |= {c.key: open_session(c.path, s.opts.threads).run for c in passing}
     lat = interleaved(runners, feeds, rounds=4, runs_per_round=3)
     for c in passing:
-        c.median_ms = lat[c.key].median_ms
-    chosen = passing[int(keep_preferred({str(i): c.median_ms or 0.0 for i, c in enumerate(passing)}))]
+        c.median_ms, c.rounds_ms = lat[c.key].median_ms, lat[c.key].rounds_ms
+    chosen = passing[int(keep_preferred({str(i): c.median_ms or 0.0 for i, c in enumerate(passing)},
+                                        {str(i): c.rounds_ms for i, c in enumerate(passing)}))]
     if stock == "f32":
         return chosen, _Timing(lat["fp32"].median_ms)
     return chosen, _Timing(lat["fp32"].median_ms, lat["fp32-stock"].median_ms, stock)
@@ -323,9 +327,6 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
 
         src, out = Path(artifact_dir), Path(output_dir)
         manifest = read_manifest(src)
-        if opts.precision != "int8":
-            raise InputError(f"--precision {opts.precision}: quantize makes int8 artifacts; for bf16 use "
-                             f"bortconv export --precision bf16")
         if manifest.get("precision") != "fp32":
             raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
         target, task = str(manifest["target"]), str(manifest["task"])

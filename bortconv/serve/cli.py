@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from bortconv.config import TOKENIZER_BACKENDS
+from bortconv.config import THREADS_HELP, TOKENIZER_BACKENDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,14 +19,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="info logs one line per request (default info)")
     parser.add_argument("--cache-dir", help="OpenVINO compiled-model cache: later starts load it instead of "
                                             "compiling (OpenVINO artifacts)")
-    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.add_argument("--tokenizer", default="auto", choices=TOKENIZER_BACKENDS,
                         help="tokenizer.json via `tokenizers`, or the OpenVINO tokenizer IR (default auto: "
                              "tokenizers if installed)")
-    parser.add_argument("--max-batch", type=int, default=64,
+    parser.add_argument("--max-batch-size", type=int, default=64,
                         help="texts one batched call may hold (default 64)")
+    parser.add_argument("--max-batch", type=int, dest="max_batch_size", help=argparse.SUPPRESS,
+                        action=_deprecated("--max-batch-size"))
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="how long the first request of a call waits for others (default 5 ms)")
+    parser.add_argument("--json", action="store_true",
+                        help="when ready, one JSON line on stdout: model, url, task, tokenizer, load seconds")
+
+
+def _deprecated(instead: str) -> type[argparse.Action]:
+    class Deprecated(argparse._StoreAction):  # an old spelling kept for one release: warns, then stores
+        def __call__(self, parser, ns, values, option_string=None):  # type: ignore[no-untyped-def]
+            print(f"bortconv: warning: {option_string} is deprecated; use {instead}", file=sys.stderr)
+            super().__call__(parser, ns, values, option_string)
+    return Deprecated
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,8 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from bortconv.errors import InputError
     from bortconv.serve.server import serve
 
-    if args.max_batch < 1 or args.max_wait_ms < 0:
-        raise InputError("--max-batch must be >= 1 and --max-wait-ms >= 0")
+    if args.max_batch_size < 1 or args.max_wait_ms < 0:
+        raise InputError("--max-batch-size must be >= 1 and --max-wait-ms >= 0")
+
+    def announce(info: dict[str, object]) -> None:
+        sys.stdout.write(json.dumps(info, sort_keys=True) + "\n")
+        sys.stdout.flush()
+
     return serve(args.artifact, host=args.host, port=args.port, name=args.name, log_level=args.log_level,
                  cache_dir=args.cache_dir, threads=args.threads, tokenizer=args.tokenizer,
-                 max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+                 max_batch=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                 announce=announce if args.json else None)

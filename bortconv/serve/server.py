@@ -17,7 +17,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +149,9 @@ def _check_listen(host: str, port: int) -> None:
 def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, name: str | None = None,
           log_level: str = "info", cache_dir: str | Path | None = None, threads: int | None = None,
           tokenizer: str = "auto", max_batch: int = 64, max_wait_ms: float = 5.0,
-          grace_seconds: int = 30) -> int:
-    """Serve the artifact until SIGTERM or SIGINT; returns 0 after a clean drain.
+          grace_seconds: int = 30, announce: Callable[[dict[str, object]], None] | None = None) -> int:
+    """Serve the artifact until SIGTERM or SIGINT; returns 0 after a clean drain. `announce` gets the model's
+    name, URL, task, tokenizer backend and load time once the model is loaded, as the server starts.
 
     Bad input (not an artifact, a bad option, no tokenizer) raises a BortconvError before anything listens."""
     configure_logging(log_level)
@@ -166,6 +167,9 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
     configure_logging(log_level)  # kserve configured its loggers when the server was made; ours win
     log.warning("serving %s (%s, %s tokenizer, load %.2f s) as %r on http://%s:%d", artifact_dir, runtime.task,
                 runtime.tokenizer_backend, runtime.load_seconds, model_name, host, port)
+    if announce is not None:
+        announce({"model": model_name, "url": f"http://{host}:{port}/v2/models/{model_name}", "task": runtime.task,
+                  "tokenizer": runtime.tokenizer_backend, "load_seconds": round(runtime.load_seconds, 3)})
     with _signals_noted() as seen:
         server.start([model])
     model.batcher.shutdown()

@@ -280,7 +280,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
         raise InputError("bench: name at least one ARTIFACT_DIR")
     if baseline != "none" and baseline not in BASELINES:
         raise InputError(f"--baseline: '{baseline}' is not one of {', '.join(BASELINE_CHOICES)}")
-    lens, bs = parse_int_list(seq_lens, "--seq-lens"), parse_int_list(batches, "--batch")
+    lens, bs = parse_int_list(seq_lens, "--seq-lens"), parse_int_list(batches, "--batch-size")
     if threads is not None and threads <= 0:
         raise InputError(f"--threads must be positive, got {threads}")
     if rounds <= 0 or runs_per_round <= 0 or warmup < 0:
