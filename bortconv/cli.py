@@ -29,7 +29,7 @@ def _emit_json(obj: object) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from bortconv.api import inspect_checkpoint
+    from bortconv.converters.convert import inspect_checkpoint
 
     info = inspect_checkpoint(args.checkpoint, variant=args.variant, heads=args.heads)
     if args.json:
@@ -55,7 +55,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from bortconv.api import convert
+    from bortconv.converters.convert import convert
 
     result = convert(args.checkpoint, args.output, dtype=args.dtype, variant=args.variant, heads=args.heads,
                      decoder_layer_norm_eps=args.decoder_ln_eps, force=args.force, vocab=args.vocab,
@@ -82,7 +82,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> int:
-    from bortconv.api import write_tokenizer_dir
+    from bortconv.converters.convert import write_tokenizer_dir
 
     files = write_tokenizer_dir(args.vocab, args.merges, args.output, max_length=args.max_length, force=args.force)
     if args.json:

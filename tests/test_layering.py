@@ -11,18 +11,19 @@ The `test_lean_import` habit (torchao) applied to structure.
 
 from __future__ import annotations
 
+import argparse
 import ast
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bortconv"
-MAX_FUNCTION_LINES = 80
+MAX_FUNCTION_LINES = 60
 
 #: part -> layer. A part may import its own modules and parts of a lower layer only.
 LAYERS: dict[str, float] = {
     # shared leaves: import no stage
-    "errors": 0, "_version": 0, "layout": 0, "_hashing": 0, "cpu": 0, "_standalone": 1, "_signals": 1, "pair_truncation": 1,
+    "errors": 0, "_version": 0, "layout": 0, "_facade": 0, "_hashing": 0, "cpu": 0, "_standalone": 1, "_signals": 1, "pair_truncation": 1,
     "config": 1, "_jsonfile": 1, "_memory": 1, "measure": 1,
     "_atomic": 2, "_progress": 2,
     "runtime": 3, "manifest": 3, "loaders": 3.5,
@@ -34,11 +35,11 @@ LAYERS: dict[str, float] = {
     "serve": 6, "package": 6,  # deployment: torch-free, see SERVING_MAY_IMPORT
     # the export pipeline orchestrates the stages; the facades sit on top
     "pipeline": 7,
-    "api": 8, "demo": 8,
+    "demo": 8,
     "cli": 9, "__init__": 9, "__main__": 10,
 }
 #: serving and packaging use only the torch-free runtime, the layout and the manifest (and the leaves under them)
-SERVING_MAY_IMPORT = {"errors", "_version", "layout", "_jsonfile", "_hashing", "_atomic", "_progress", "_signals", "pair_truncation", "runtime",
+SERVING_MAY_IMPORT = {"errors", "_facade", "_version", "layout", "_jsonfile", "_hashing", "_atomic", "_progress", "_signals", "pair_truncation", "runtime",
                       "_standalone",
                       "manifest", "config"}
 SERVING = ("serve", "package")
@@ -186,3 +187,80 @@ def test_the_checker_sees_lazy_imports_and_cycles():
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert "bortconv.errors" in GRAPH["bortconv.cli"] or any(
         "bortconv.errors" in GRAPH[d] for d in GRAPH["bortconv.cli"])
+
+
+# --- options defined once: the CLI's flags and the API's keywords come from the same fields -------------------
+
+def _flags(command: str) -> dict[str, argparse.Action]:
+    from bortconv.cli import build_parser
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    return {opt: a for a in sub._actions for opt in a.option_strings}
+
+
+@pytest.mark.parametrize("command,fields_of", [("export", "EXPORT_FIELDS"), ("quantize", "QUANTIZE_FIELDS")])
+def test_cli_flags_are_the_options_fields(command, fields_of):
+    """Every CLI option of export/quantize is an options field: same dest (= API keyword), help, choices."""
+    import bortconv.cli as cli
+    from bortconv.config import option_flag, option_keyword
+    flags = _flags(command)
+    fields_ = getattr(cli, fields_of)
+    assert fields_, fields_of
+    for f in fields_:
+        action = flags[option_flag(f)]
+        assert action.dest == option_keyword(f) and action.help == f.metadata["help"], f.name
+        assert tuple(action.choices or ()) == tuple(f.metadata["choices"] or ()), f.name
+        assert action.default is argparse.SUPPRESS, f"{f.name}: the dataclass default is the one default"
+    generated = {option_flag(f) for f in fields_}
+    own = {"-h", "--help", "-o", "--output", "--json", "--fp16", "--int8", "--force", "--max-memory", "--precision"}
+    assert set(flags) - generated <= own, set(flags) - generated - own
+
+
+def test_export_keywords_are_the_cli_dests():
+    """The keyword facade takes exactly what the CLI passes: a flag cannot exist without its keyword."""
+    import inspect
+
+    from bortconv.cli import EXPORT_FIELDS
+    from bortconv.config import ExportOptions, option_keyword
+    from bortconv.pipeline.export import export_options
+    dests = {option_keyword(f) for f in EXPORT_FIELDS}
+    opts = export_options(**{"target": "onnx", **{k: None for k in ("calibration", "samples", "int8_scheme")}})
+    assert isinstance(opts, ExportOptions)
+    with pytest.raises(Exception, match="unknown option"):
+        export_options(target="onnx", no_such_option=1)
+    assert dests - {"int8_scheme", "calibration", "samples"} <= {f for f in ExportOptions.__dataclass_fields__}
+    assert "fp16" not in ExportOptions.__dataclass_fields__ and "bf16" not in ExportOptions.__dataclass_fields__
+    assert inspect.signature(export_options).parameters.keys() == {"keywords"}
+
+
+def test_one_threads_help_everywhere():
+    from bortconv.cli import COMMANDS
+    from bortconv.config import THREADS_HELP
+    helps = {c: _flags(c)["--threads"].help for c in COMMANDS if "--threads" in _flags(c)}
+    assert len(helps) >= 5 and set(helps.values()) == {THREADS_HELP}, helps
+
+
+def test_every_command_has_json_on_stdout():
+    """`--json` is a switch (JSON on stdout) on every command; files are --report/--junit."""
+    from bortconv.cli import COMMANDS
+    for command in COMMANDS:
+        action = _flags(command).get("--json")
+        assert action is not None, f"bortconv {command} has no --json"
+        assert action.nargs in (0, "?") and action.const is True, (command, action)
+
+
+def test_flat_facade():
+    """bortconv.<verb> is callable for every stage, whatever was imported first; unknown keywords are refused."""
+    import importlib
+
+    import bortconv
+    from bortconv.errors import InputError
+    for name in bortconv.__all__:
+        assert getattr(bortconv, name) is not None, name
+    for verb in ("convert", "export", "quantize", "validate", "bench", "finetune", "package", "serve", "BortRuntime",
+                 "load_pytorch"):
+        importlib.import_module("bortconv.quantize.calibration")  # a submodule import must not hide the verb
+        assert callable(getattr(bortconv, verb)), verb
+    with pytest.raises(InputError, match="unknown option no_such"):
+        bortconv.quantize("a", "b", no_such=1)
+    with pytest.raises(InputError, match="unknown option no_such"):
+        bortconv.export("a", "b", target="onnx", no_such=1)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import bortconv
+from bortconv._hashing import sha256_file
 from bortconv.config import BortVariant, Head
 
 MANIFEST = "manifest.json"
@@ -46,7 +47,7 @@ ROWS = [
 def digests(artifact: Path) -> dict[str, str]:
     """sha256 of every file but the manifest, checked against what the manifest itself recorded."""
     manifest = json.loads((artifact / MANIFEST).read_text())
-    got = {p.name: bortconv.sha256_file(p) for p in artifact.iterdir() if p.name != MANIFEST}
+    got = {p.name: sha256_file(p) for p in artifact.iterdir() if p.name != MANIFEST}
     assert got == {k: v["sha256"] for k, v in manifest["files"].items()}
     return got
 

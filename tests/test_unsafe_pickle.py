@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import bortconv
+from bortconv._hashing import sha256_file
 from bortconv._atomic import TMP_MARK
 
 BORTCONV = [sys.executable, "-m", "bortconv"]
@@ -139,7 +140,7 @@ def test_safetensors_is_preferred_and_bin_never_opened(hf_dir, tmp_path):
     (model / "pytorch_model.bin").write_bytes(_legacy_os_system(marker))
     res = bortconv.export(model, tmp_path / "out", target="onnx", threads=2, bench=False, progress=False)
     assert not marker.exists() and res.parity[0]["passed"]
-    assert res.manifest["source_sha256"] == bortconv.sha256_file(model / "model.safetensors")
+    assert res.manifest["source_sha256"] == sha256_file(model / "model.safetensors")
 
 
 # (id, bin content, words) -- files weights_only loads but that are not a state dict, and broken files
@@ -183,5 +184,5 @@ def test_legit_pytorch_model_bin_exports_like_its_safetensors(hf_dir, tmp_path):
     from_bin = bortconv.export(model, tmp_path / "from-bin", target="onnx", threads=2, bench=False, progress=False)
     from_st = bortconv.export(hf_dir, tmp_path / "from-st", target="onnx", threads=2, bench=False, progress=False)
     assert from_bin.parity[0]["passed"] and from_bin.task == "feature-extraction"
-    assert from_bin.manifest["source_sha256"] == bortconv.sha256_file(model / "pytorch_model.bin")
+    assert from_bin.manifest["source_sha256"] == sha256_file(model / "pytorch_model.bin")
     assert from_bin.manifest["files"]["model.onnx"]["sha256"] == from_st.manifest["files"]["model.onnx"]["sha256"]

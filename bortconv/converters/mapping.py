@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,22 @@ def expected_shapes(v: BortVariant, head: Head, num_labels: int | None) -> dict[
     return shapes
 
 
+def _check_tied_copies(params: ParamsFile, recs: dict[str, Any], path: Any) -> None:
+    """Both copies of the tied word-embedding/decoder matrix are stored: they must be identical."""
+    a = params.array_for(recs[gn.WORD_EMBED]).reshape(-1)
+    b = params.array_for(recs[gn.TIED_DECODER]).reshape(-1)
+    step = 1 << 22  # compare in chunks: no full-size temporary
+    same = a.dtype == b.dtype
+    for i in range(0, a.size, step):
+        same = same and np.array_equal(a[i:i + step], b[i:i + step], equal_nan=True)
+        params.release()
+    if not same:
+        raise MappingError(
+            f"{path}: '{shown(str(recs[gn.TIED_DECODER].name))}' differs from "
+            f"'{shown(str(recs[gn.WORD_EMBED].name))}'; "
+            f"Bort ties the MLM decoder to the word embedding, so they must be identical")
+
+
 def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPlan:
     """Account for every stored tensor and every Hugging Face key; fail listing all problems at once."""
     recs = canonical_records(params)
@@ -218,18 +235,7 @@ def plan_conversion(params: ParamsFile, options: ConvertOptions) -> ConversionPl
     source_dtype = dtypes.pop() if len(dtypes) == 1 else "mixed"
 
     if gn.TIED_DECODER in recs:  # both copies stored: Bort ties them, so they must be equal
-        a = params.array_for(recs[gn.WORD_EMBED]).reshape(-1)
-        b = params.array_for(recs[gn.TIED_DECODER]).reshape(-1)
-        step = 1 << 22  # compare in chunks: no full-size temporary
-        same = a.dtype == b.dtype
-        for i in range(0, a.size, step):
-            same = same and np.array_equal(a[i:i + step], b[i:i + step], equal_nan=True)
-            params.release()
-        if not same:
-            raise MappingError(
-                f"{path}: '{shown(str(recs[gn.TIED_DECODER].name))}' differs from "
-                f"'{shown(str(recs[gn.WORD_EMBED].name))}'; "
-                f"Bort ties the MLM decoder to the word embedding, so they must be identical")
+        _check_tied_copies(params, recs, path)
 
     tensors = [TargetTensor(key=dst, shape=shapes[src], source=recs[src], source_name=recs[src].name)
                for src, dst in pairs]

@@ -24,3 +24,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = sorted(_LAZY)
+
+from bortconv._facade import make_callable  # noqa: E402
+
+make_callable(__name__, "bortconv.finetune.api:finetune")  # bortconv.finetune(...): the facade's function

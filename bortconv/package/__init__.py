@@ -21,3 +21,7 @@ def __getattr__(name: str) -> Any:  # lazy: `bortconv package --help` must not i
         from bortconv.package import repository
         return getattr(repository, name)
     raise AttributeError(f"module 'bortconv.package' has no attribute {name!r}")
+
+from bortconv._facade import make_callable  # noqa: E402
+
+make_callable(__name__, "bortconv.package.repository:package_artifact")  # bortconv.package(...): the facade's function

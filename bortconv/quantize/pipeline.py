@@ -35,7 +35,7 @@ GATED = tuple(GATE_METRICS)
 #: the shape int8 candidates are timed at against the fp32 artifact
 TIMING_SHAPE = (1, 128)
 
-__all__ = ["GateThresholds", "Int8Options", "quantize_artifact", "quantize_directory"]
+__all__ = ["GateThresholds", "Int8Options", "quantize", "quantize_artifact", "quantize_directory"]
 
 
 class _Candidate:
@@ -346,3 +346,23 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
                 "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by "
                                   "the gate)"}
             return write_manifest(tmp, fields)
+
+
+def quantize(artifact_dir: str | Path, output_dir: str | Path, options: Int8Options | None = None, *,
+             force: bool = False, max_memory: int | str | None = None, **keywords: Any) -> dict[str, Any]:
+    """``bortconv.quantize``: an fp32 artifact directory -> an int8 one under the gate; returns its manifest.
+
+    Options are an :class:`Int8Options`, or its keywords as ``bortconv quantize`` names them (``calibration``,
+    ``samples``, ``int8_scheme``, ``int8_gate``, ``threads``); not both."""
+    from dataclasses import fields
+
+    from bortconv.config import option_keyword
+    if options is not None and keywords:
+        raise InputError(f"quantize: pass an Int8Options or keywords, not both (got {', '.join(sorted(keywords))})")
+    if options is None:
+        names = {option_keyword(f): f.name for f in fields(Int8Options)}
+        unknown = sorted(set(keywords) - set(names))
+        if unknown:
+            raise InputError(f"quantize: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
+        options = Int8Options(**{names[k]: v for k, v in keywords.items()})
+    return quantize_directory(artifact_dir, output_dir, opts=options, force=force, max_memory=max_memory)

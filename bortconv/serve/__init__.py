@@ -8,3 +8,9 @@
 Torch-free: uses only bortconv's runtime (plus kserve, onnxruntime/openvino). Nothing heavy is imported
 until a server starts.
 """
+
+from __future__ import annotations
+
+from bortconv._facade import make_callable  # noqa: E402
+
+make_callable(__name__, "bortconv.serve.server:serve")  # bortconv.serve(...): the facade's function

@@ -260,6 +260,42 @@ def _feeds(live: _Live, batch: int, seq_len: int) -> dict[str, np.ndarray]:
     return make_feeds([seq_len] * batch, seq_len, live.vocab_size, live.pad_id, SEED, live.with_types)
 
 
+def _checked_settings(dirs: list[Path], baseline: str, seq_lens: Sequence[int] | str, batches: Sequence[int] | str,
+                      threads: int | None, rounds: int, runs_per_round: int, warmup: int) -> tuple[list[int], list[int]]:
+    """bench's arguments checked (InputError naming the parameter); the lengths and batch sizes as lists."""
+    if not dirs:
+        raise InputError("bench: name at least one ARTIFACT_DIR")
+    if baseline != "none" and baseline not in BASELINES:
+        raise InputError(f"baseline: '{baseline}' is not one of {', '.join(BASELINE_CHOICES)}", option="baseline")
+    lens, bs = parse_int_list(seq_lens, "--seq-lens"), parse_int_list(batches, "--batch-size")
+    if threads is not None and threads <= 0:
+        raise InputError(f"threads must be positive, got {threads}", option="threads")
+    if rounds <= 0 or runs_per_round <= 0 or warmup < 0:
+        raise InputError("--rounds and --runs must be positive, --warmup not negative")
+    return list(lens), list(bs)
+
+
+def _measure_shapes(live: list[_Live], bs: Sequence[int], lens: Sequence[int], notes: list[str],
+                    timing: dict[str, Any]) -> tuple[list[Measurement], list[str]]:
+    """Every candidate that fits each (batch, length), interleaved; the measurements and the wide-spread ones."""
+    results: list[Measurement] = []
+    wide: list[str] = []
+    for batch in bs:
+        for seq_len in lens:
+            active = [lv for lv in live if _fits(lv.candidate, batch, seq_len, notes)]
+            if not active:
+                continue
+            feeds = {lv.candidate.name: _feeds(lv, batch, seq_len) for lv in active}
+            fns = {lv.candidate.name: (lambda run=lv.run, f=feeds[lv.candidate.name]: run(f)) for lv in active}
+            log.info("measuring batch %d, length %d: %s", batch, seq_len, ", ".join(fns))
+            for name, la in interleave(fns, **timing).items():
+                results.append(Measurement(name, batch, seq_len, la.median_ms, la.p90_ms, la.p99_ms, la.runs,
+                                           la.spread))
+                if la.spread > WIDE_SPREAD:
+                    wide.append(f"{name} b{batch}/l{seq_len} {la.spread:.2f}")
+    return results, wide
+
+
 def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-large",
           seq_lens: Sequence[int] | str = DEFAULT_SEQ_LENS, batches: Sequence[int] | str = DEFAULT_BATCHES,
           threads: int | None = None, rounds: int = 5, runs_per_round: int = 4, warmup: int = 2,
@@ -276,15 +312,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     for bad input.
     """
     dirs = [Path(a) for a in artifacts]
-    if not dirs:
-        raise InputError("bench: name at least one ARTIFACT_DIR")
-    if baseline != "none" and baseline not in BASELINES:
-        raise InputError(f"--baseline: '{baseline}' is not one of {', '.join(BASELINE_CHOICES)}")
-    lens, bs = parse_int_list(seq_lens, "--seq-lens"), parse_int_list(batches, "--batch-size")
-    if threads is not None and threads <= 0:
-        raise InputError(f"--threads must be positive, got {threads}")
-    if rounds <= 0 or runs_per_round <= 0 or warmup < 0:
-        raise InputError("--rounds and --runs must be positive, --warmup not negative")
+    lens, bs = _checked_settings(dirs, baseline, seq_lens, batches, threads, rounds, runs_per_round, warmup)
     manifests = [_check_artifact(d) for d in dirs]
     names = _unique_names(dirs)
     machine = machine_info()
@@ -307,24 +335,8 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
             q.candidate = replace(q.candidate, kind="baseline", baseline=baseline, pipeline=PIPELINE_INT8)
             live.append(q)
 
-    results: list[Measurement] = []
-    wide: list[str] = []
-    for batch in bs:
-        for seq_len in lens:
-            active = [lv for lv in live if _fits(lv.candidate, batch, seq_len, notes)]
-            if not active:
-                continue
-            feeds = {lv.candidate.name: _feeds(lv, batch, seq_len) for lv in active}
-            fns = {lv.candidate.name: (lambda run=lv.run, f=feeds[lv.candidate.name]: run(f)) for lv in active}
-            log.info("measuring batch %d, length %d: %s", batch, seq_len, ", ".join(fns))
-            lat = interleave(fns, rounds=rounds, runs_per_round=runs_per_round, warmup=warmup, budget_s=budget_s,
-                             turn_s=TURN_S)
-            for name, la in lat.items():
-                results.append(Measurement(name, batch, seq_len, la.median_ms, la.p90_ms, la.p99_ms, la.runs,
-                                           la.spread))
-                if la.spread > WIDE_SPREAD:
-                    wide.append(f"{name} b{batch}/l{seq_len} {la.spread:.2f}")
-
+    results, wide = _measure_shapes(live, bs, lens, notes, dict(rounds=rounds, runs_per_round=runs_per_round,
+                                                                warmup=warmup, budget_s=budget_s, turn_s=TURN_S))
     if wide:
         notes.append(f"wide spread ((p90 - fastest) / median above {WIDE_SPREAD}): {', '.join(wide)}; the machine "
                      f"was busy: compare ratios (measured interleaved) rather than absolute times, or re-run")
