@@ -151,12 +151,12 @@ def open_session(artifact_dir: str | os.PathLike[str], threads: int | None = Non
 def pinned_precision(artifact_dir: str | os.PathLike[str]) -> str:
     """The OpenVINO inference precision an artifact is pinned to: its manifest's ``loading.inference_precision``
     (bf16 for bf16 artifacts), f32 for everything else and for directories without a manifest."""
-    path = Path(artifact_dir) / MANIFEST_FILE
-    try:
-        loading = json.loads(path.read_text()).get("loading") if path.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        loading = None
-    precision = loading.get("inference_precision") if isinstance(loading, dict) else None
+    from bortconv.manifest import read_manifest
+
+    d = Path(artifact_dir)
+    if not (d / MANIFEST_FILE).is_file():
+        return "f32"
+    precision = read_manifest(d).loading.get("inference_precision")
     return precision if precision in ("f32", "bf16") else "f32"
 
 
@@ -358,11 +358,9 @@ class BortRuntime:
                  batch_size: int = 16, tokenizer: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(artifact_dir)
-        mpath = self.dir / MANIFEST
-        if not mpath.is_file():
-            raise InputError(f"{self.dir}: no {MANIFEST}; not a bortconv artifact directory")
-        self.manifest = json.loads(mpath.read_text())
-        self.task = self.manifest["task"]
+        from bortconv.manifest import read_manifest
+        self.manifest = read_manifest(self.dir)
+        self.task = self.manifest.task
         self.tokenizer_choice = tokenizer
         self.tokenizer_backend = resolve_tokenizer_backend(self.dir, tokenizer)
         t0 = time.perf_counter()

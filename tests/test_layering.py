@@ -26,7 +26,7 @@ LAYERS: dict[str, float] = {
     "errors": 0, "_version": 0, "layout": 0, "_facade": 0, "_hashing": 0, "cpu": 0, "_standalone": 1, "_signals": 1, "pair_truncation": 1,
     "config": 1, "_jsonfile": 1, "_memory": 1, "measure": 1,
     "_atomic": 2, "_progress": 2,
-    "runtime": 3, "manifest": 3, "loaders": 3.5,
+    "manifest": 2.5, "runtime": 3, "loaders": 3.5,
     # stages, bottom up
     "converters": 4,
     "quantize": 5,

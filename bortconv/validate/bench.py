@@ -430,8 +430,8 @@ def _open_baselines(name: str, hf_dir: Path, onnx_dir: Path, threads: int) -> li
                             path=str(hf_dir), size_bytes=_dir_size(hf_dir, [WEIGHT_FILES[0]]), load_s=eager_load,
                             baseline=name, pipeline=EAGER, max_length=int(cfg["max_position_embeddings"])),
                   eager, vocab, pad, int(cfg.get("type_vocab_size", 1)) > 1)]
-    art = _open_artifact(onnx_dir, f"{name} (fused ONNX)", json.loads((onnx_dir / MANIFEST_FILE).read_text()),
-                         threads)
+    from bortconv.manifest import read_manifest
+    art = _open_artifact(onnx_dir, f"{name} (fused ONNX)", read_manifest(onnx_dir), threads)
     art.candidate = replace(art.candidate, kind="baseline", baseline=name, pipeline=PIPELINE)
     return live + [art]
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, TARGETS
+from bortconv.manifest import Manifest
 from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
 from bortconv.validate.fidelity import fidelity_gate
@@ -62,17 +63,10 @@ __all__ = ["Check", "ValidationReport", "ReferenceCache", "parse_tolerance", "va
            "PRECISION_GATES"]
 
 
-def read_artifact_manifest(artifact_dir: Path) -> dict[str, Any]:
-    """manifest.json of an artifact directory, checked for the fields validate needs (InputError if not)."""
+def read_artifact_manifest(artifact_dir: Path) -> Manifest:
+    """manifest.json of an artifact directory (InputError naming the field if it is not a bortconv manifest)."""
     from bortconv.manifest import read_manifest
-    manifest = read_manifest(artifact_dir)
-    path = artifact_dir / MANIFEST_FILE
-    missing = [k for k in ("files", "target", "precision", "task", "output") if k not in manifest]
-    if missing or not isinstance(manifest.get("files"), dict):
-        raise InputError(f"{path}: not a bortconv manifest (missing {', '.join(missing) or 'files'})")
-    if manifest["target"] not in TARGETS:
-        raise InputError(f"{path}: target '{manifest['target']}' is not one of {', '.join(TARGETS)}")
-    return manifest
+    return read_manifest(artifact_dir)
 
 
 def check_parity_against(group: str, session: Any, run_reference: Runner, ref: ReferenceModel,
