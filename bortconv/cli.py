@@ -17,7 +17,7 @@ from typing import Any
 
 from bortconv._signals import Terminated, signals_raise
 from bortconv._version import __version__
-from bortconv.config import (MAX_MEMORY_HELP, PRECISIONS, THREADS_HELP, ExportOptions, Int8Options, cli_fields,
+from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, cli_fields,
                              option_flag, option_keyword)
 from bortconv.errors import BortconvError, InputError
 

@@ -134,3 +134,30 @@ def minilm(tmp_path_factory):
         return made[name]
 
     return get
+
+
+def run_bortconv(*args: str) -> subprocess.CompletedProcess:
+    """`bortconv ARGS...` run in this process (no interpreter start, no re-import of torch/openvino): exit code,
+    stdout and stderr as a subprocess would give them. Logging goes to the captured stderr in the CLI's format, as
+    in a real run. Tests whose point is a real process (signals, interpreter exit) use subprocess instead."""
+    import contextlib
+    import io
+    import logging
+
+    from bortconv.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {n: lg.level for n, lg in logging.root.manager.loggerDict.items()
+                                            if isinstance(lg, logging.Logger) and n.startswith("bortconv")})
+    root.handlers.clear()  # so main()'s basicConfig installs the CLI's handler, on the captured stderr
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        for h in root.handlers:
+            h.close()
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+    return subprocess.CompletedProcess(["bortconv", *map(str, args)], code, out.getvalue(), err.getvalue())

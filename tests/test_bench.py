@@ -5,9 +5,7 @@ The headline ratio against BERT-large is benchmarks/bench_headline.py's job, nev
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,8 +16,8 @@ CASE = "bort2_enc_fp16"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bortconv", "bench", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    from conftest import run_bortconv
+    return run_bortconv("bench", *args)
 
 
 def test_bench_artifacts_vs_baseline(artifact, tmp_path):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import run_bortconv
 
 import bortconv
 from bortconv._hashing import sha256_file
@@ -14,7 +15,7 @@ from bortconv.cli import COMMANDS, build_parser
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bortconv", *args], capture_output=True, text=True)
+    return run_bortconv(*args)
 
 
 def test_inspect_json(reference):
@@ -112,7 +113,7 @@ def test_make_demo_has_the_released_layout(reference, tmp_path):
     the same bytes every time; an existing file is kept unless --force."""
     from bortconv.converters.params_reader import read_params
     demo = tmp_path / "demo.params"
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo)], capture_output=True, text=True)
+    proc = run_bortconv("make-demo", str(demo))
     assert proc.returncode == 0, proc.stderr
     mx = read_params(reference["bort4_mlm_full_fp16"].params)
     ours = read_params(demo)
@@ -121,9 +122,8 @@ def test_make_demo_has_the_released_layout(reference, tmp_path):
     info = bortconv.inspect_checkpoint(demo)
     assert info.variant.name == "bort_4_8_768_1024" and info.head.value == "mlm"
     digest = sha256_file(demo)
-    again = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo)], capture_output=True, text=True)
+    again = run_bortconv("make-demo", str(demo))
     assert again.returncode == 0 and "kept it" in again.stdout and sha256_file(demo) == digest
-    forced = subprocess.run([sys.executable, "-m", "bortconv", "make-demo", str(demo), "--force"],
-                            capture_output=True, text=True)
+    forced = run_bortconv("make-demo", str(demo), "--force")
     assert forced.returncode == 0 and sha256_file(demo) == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.params"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_bortconv
 
 import bortconv
 from bortconv.errors import AccuracyGateError
@@ -139,8 +139,8 @@ def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, sch
 
 
 def _validate(art: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bortconv", "validate", str(art), "--threads", "2", "--report",
-                           str(art.parent / "v.json")], capture_output=True, text=True)
+    return run_bortconv("validate", str(art), "--threads", "2", "--report",
+                           str(art.parent / "v.json"))
 
 
 def _scramble_largest_int8(art: Path) -> None:
@@ -214,19 +214,17 @@ def test_impossible_gate_fails_with_numbers_and_leaves_nothing(reference, tmp_pa
 
 
 def test_quantize_command_on_existing_artifact(artifact, tmp_path):
-    import subprocess
-    import sys
     fp32 = artifact("bort2_cls_fp16", "onnx")
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "quantize", str(fp32), "-o", str(tmp_path / "q"),
-                           "--int8-scheme", "dynamic-s8", "--threads", "2", "--json"], capture_output=True, text=True)
+    proc = run_bortconv("quantize", str(fp32), "-o", str(tmp_path / "q"),
+                           "--int8-scheme", "dynamic-s8", "--threads", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["int8"]["scheme"] == "dynamic-s8" and summary["int8"]["gate"]["passed"]
     # all int8: under a third of fp32; the gate may keep a random-weight model's sensitive layers in fp32
     limit = 0.35 if not summary["int8"]["kept_fp32"]["groups"] else 0.75
     assert summary["files"]["model.onnx"] < limit * (fp32 / "model.onnx").stat().st_size, summary["int8"]["kept_fp32"]
-    again = subprocess.run([sys.executable, "-m", "bortconv", "quantize", str(tmp_path / "q"), "-o",
-                            str(tmp_path / "qq")], capture_output=True, text=True)
+    again = run_bortconv("quantize", str(tmp_path / "q"), "-o",
+                            str(tmp_path / "qq"))
     assert again.returncode == 2 and "takes an fp32 artifact" in again.stderr
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_bortconv
 
 import bortconv
 from bortconv.config import GATE_SWEEP_ENV
@@ -171,8 +172,8 @@ def test_bf16_is_smaller_and_validates(artifacts, tmp_path):
     """bf16 stores fp16 weights (half of fp32) and `validate` re-runs its gate here: exit 0."""
     bin_mb = (artifacts["ov-bf16"] / "openvino_model.bin").stat().st_size / 1e6
     assert 40 < bin_mb < 50, bin_mb  # all-MiniLM-L6-v2: 22.7M parameters
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(artifacts["ov-bf16"]), "--threads", "2",
-                           "--report", str(tmp_path / "v.json")], capture_output=True, text=True)
+    proc = run_bortconv("validate", str(artifacts["ov-bf16"]), "--threads", "2",
+                           "--report", str(tmp_path / "v.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]["checks"]
     rows = {(c["group"], c["name"]): c for c in checks}
@@ -186,8 +187,8 @@ def test_bf16_refusals(reference, tmp_path, monkeypatch):
     feature named, unless --ungated, and then the manifest says no gate ran."""
     src = tmp_path / "hf"
     bortconv.convert(reference["custom_enc_fp32"].params, src, heads=4)
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "export", str(src), "--target", "onnx", "--precision",
-                           "bf16", "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    proc = run_bortconv("export", str(src), "--target", "onnx", "--precision",
+                           "bf16", "-o", str(tmp_path / "x"))
     assert proc.returncode == 2 and "no bf16 GEMM" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
 

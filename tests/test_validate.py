@@ -5,10 +5,8 @@ tests' own MXNet forward (in the mxnet environment) and the int8 gate hook."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,8 +22,8 @@ SHAPES = {name for name, _, _ in PARITY_SHAPES}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bortconv", "validate", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    from conftest import run_bortconv
+    return run_bortconv("validate", *args)
 
 
 def copy(src: Path, where: Path) -> Path:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bortconv.errors import InputError
-from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, OV_XML, WEIGHT_FILES, model_files
+from bortconv.layout import CONFIG_FILE, OV_XML, WEIGHT_FILES, model_files
 from bortconv.measure import Runner, interleave, make_feeds
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bortconv.errors import InputError, MissingDependencyError
-from bortconv.layout import MANIFEST_FILE, TARGETS
+from bortconv.layout import MANIFEST_FILE
 from bortconv.manifest import Manifest
 from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
