@@ -105,7 +105,6 @@ def test_bort_int8_gate_and_run(reference, artifact, tmp_path, case, target, sch
     if stock != "f32":
         got = sp["fp32_stock"]
         assert got["inference_precision"] == stock and got["median_ms"] > 0, got
-        assert got["speedup"] == pytest.approx(got["median_ms"] / sp["int8_ms"], rel=0.02), got
         if sp["int8_ms"] != got["median_ms"]:  # the flag is computed before rounding to 0.01 ms
             assert got["int8_slower"] == (sp["int8_ms"] > got["median_ms"]), got
     if scheme is None:  # every candidate for this CPU was tried; the preferred passing one was kept unless
