@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from bortconv._signals import Terminated, signals_raise
 from bortconv._version import __version__
@@ -404,8 +404,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in bortconv's one-line form (exit 2) instead of the usage text plus a line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"bortconv: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bortconv", description="Take Amazon's Bort out of MXNet checkpoints: Hugging Face, ONNX, OpenVINO, "
                                      "with parity checks against the original.")
     parser.add_argument("--version", action="version", version=f"bortconv {__version__}")
