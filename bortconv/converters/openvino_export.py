@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class OvCandidate:
     model: Any
     median_ms: float | None  # None when only one route was converted (nothing to choose, nothing timed)
     rounds_ms: tuple[float, ...] = ()  # its median in each interleaved round (what the choice compares)
+    decision: dict[str, Any] | None = None  # on the kept candidate: how it was chosen (measure.confirmed_choice)
 
 
 def _name_io(model: Any, names: list[str], output_name: str) -> Any:
@@ -102,10 +103,10 @@ def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_sha
     by = {c.source: c for c in candidates}
     if route == "fastest":
         return min(candidates, key=lambda c: c.median_ms or 0.0), candidates
-    from bortconv.measure import keep_preferred
-    kept = keep_preferred({k: lat[k].median_ms for k in ("onnx", "pytorch")},
-                          {k: lat[k].rounds_ms for k in ("onnx", "pytorch")})
-    return by[kept], candidates
+    from bortconv.measure import confirmed_choice
+    kept, decision = confirmed_choice({k: lat[k] for k in ("onnx", "pytorch")},
+                                      lambda keys: time_models({k: models[k] for k in keys}, bench_feeds, threads))
+    return replace(by[kept], decision=decision), candidates
 
 
 def time_models(models: dict[str, Any], feeds: dict[str, np.ndarray], threads: int | None) -> dict[str, Latency]:

@@ -205,6 +205,7 @@ def build_openvino(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Pat
     if len(cands) > 1:  # the measurement that chose the route
         info |= {"openvino_candidates": {c.source: round(c.median_ms or 0.0, 2) for c in cands},
                  "openvino_candidates_rounds_ms": {c.source: [round(r, 3) for r in c.rounds_ms] for c in cands},
+                 **({"openvino_choice": best.decision} if best.decision else {}),
                  "openvino_candidates_shape": list(traced.bench_shape),
                  "openvino_rule": f"ONNX route preferred; {KEEP_RULE}" if route == "auto" else "faster in this run"}
     del best, cands

@@ -22,7 +22,7 @@ from bortconv._memory import memory_budget, release
 from bortconv.config import GATE_METRICS, GateThresholds, Int8Options
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
-from bortconv.measure import KEEP_RULE, Runner, interleaved, keep_preferred, make_feeds
+from bortconv.measure import KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds
 from bortconv.quantize import calibration as cal
 from bortconv.cpu import cpu_features
 from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
@@ -207,6 +207,7 @@ class _Timing:
     fp32_ms: float
     stock_ms: float | None = None
     stock_precision: str | None = None
+    decision: dict[str, Any] | None = None  # how the scheme was chosen among those that passed (measure)
 
 
 def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, _Timing]:
@@ -227,11 +228,16 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     lat = interleaved(runners, feeds, rounds=4, runs_per_round=3)
     for c in passing:
         c.median_ms, c.rounds_ms = lat[c.key].median_ms, lat[c.key].rounds_ms
-    chosen = passing[int(keep_preferred({str(i): c.median_ms or 0.0 for i, c in enumerate(passing)},
-                                        {str(i): c.rounds_ms for i, c in enumerate(passing)}))]
-    if stock == "f32":
-        return chosen, _Timing(lat["fp32"].median_ms)
-    return chosen, _Timing(lat["fp32"].median_ms, lat["fp32-stock"].median_ms, stock)
+    by_key = {c.key: c for c in passing}
+
+    def retime(keys: list[str]) -> dict[str, Latency]:
+        return interleaved({k: runners[k] for k in keys}, feeds, rounds=4, runs_per_round=3)
+
+    key, decision = confirmed_choice({c.key: lat[c.key] for c in passing}, retime)
+    timing = _Timing(lat["fp32"].median_ms, decision=decision)
+    if stock != "f32":
+        timing = _Timing(lat["fp32"].median_ms, lat["fp32-stock"].median_ms, stock, decision)
+    return by_key[key], timing
 
 
 def _speed_fields(chosen: _Candidate, t: _Timing) -> dict[str, Any]:
@@ -275,6 +281,7 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, tim
         "speed_vs_fp32": _speed_fields(chosen, timing),
         "chosen_because": f"of the schemes that passed, in this CPU's preference order: {KEEP_RULE}"
         if n_passing > 1 else "the only scheme that passed the gate",
+        **({"choice": timing.decision} if n_passing > 1 and timing.decision else {}),
     }
 
 
