@@ -12,7 +12,7 @@ from bortconv._version import __version__
 _API = {"convert", "inspect_checkpoint", "ConversionResult", "CheckpointInfo", "sha256_file", "write_tokenizer_dir"}
 
 
-def __getattr__(name: str) -> Any:  # lazy: `import bortconv` must stay light (tests/test_lean_import.py)
+def __getattr__(name: str) -> Any:  # lazy: `import bortconv` must stay light (tests/test_cli.py::test_lean_import)
     if name in _API:
         from bortconv import api
         return getattr(api, name)
