@@ -6,7 +6,7 @@ Two loaders judge every artifact, at export and in `validate`:
                precision the manifest records, pinned
     stock      what a user's own code does: ``ov.Core().compile_model(xml, "CPU")`` with no hints, and
                ``ort.InferenceSession(path, disabled_optimizers=["SkipLayerNormFusion"])`` (the one option the
-               README tells ONNX Runtime users to pass)
+               docs tell ONNX Runtime users to pass)
 
 OpenVINO's CPU plugin picks its inference precision from the CPU when nothing pins it, and which one varies by
 CPU and version (OpenVINO 2026.4.1: bf16 on an AMX Xeon and on an AMD EPYC with AVX512_BF16, f16 on several ARM

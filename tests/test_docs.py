@@ -181,3 +181,20 @@ def test_result_files_name_their_machine(path):
     assert doc["commit"]["sha"] and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", doc["date"])
     assert doc["versions"] and doc["command"].startswith("python benchmarks/")
     assert doc["tables"] and all(t["rows"] for t in doc["tables"].values())
+
+
+def test_gate_thresholds_table_is_the_code():
+    """docs/export.md's threshold table states GATE_DEFAULTS (a constant, not a measurement, but typed by hand)."""
+    from bortconv.config import GATE_DEFAULTS
+
+    fields = ("token_cosine", "sentence_cosine", "sentence_cosine_p5", "sentence_cosine_worst", "top1_agreement",
+              "label_agreement")
+    rows = {}
+    for line in (ROOT / "docs" / "export.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in ("int8", "bf16, fp16") and all(re.fullmatch(r"0\.\d+", c) for c in cells[1:]):
+            rows[cells[0]] = [float(c) for c in cells[1:]]
+    assert set(rows) == {"int8", "bf16, fp16"}
+    for label, precisions in (("int8", ("int8",)), ("bf16, fp16", ("bf16", "fp16"))):
+        for p in precisions:
+            assert rows[label] == [getattr(GATE_DEFAULTS[p], f) for f in fields], (label, p)

@@ -6,7 +6,7 @@ shapes; dynamic axes -1). A dynamic batch axis becomes ``max_batch_size`` N with
 ``dims``; a static-shape artifact gets ``max_batch_size: 0`` and its full dims, since Triton could otherwise
 hand it fewer rows than its fixed batch.
 
-What the artifact's own session settings become (see the README for what cannot be expressed):
+What the artifact's own session settings become (docs/deploy.md says what cannot be expressed):
 
 - ONNX Runtime (``platform: "onnxruntime_onnx"``): threads -> ``intra_op_thread_count`` (and 1 inter-op
   thread). The backend has no parameter for ``disabled_optimizers``; the config sets ``optimization { graph {
