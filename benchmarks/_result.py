@@ -66,9 +66,11 @@ def machine() -> dict[str, Any]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
+    # how busy the machine was as the run ended: a shared machine's figures are slower than a quiet one's
+    load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
     return {"cpu": _lscpu_model() or model or platform.processor() or arch, "arch": arch, "cores": cores,
             "flags": {k: bool(flags & set(v)) for k, v in FLAGS.items() if k in wanted},
-            "os": platform.platform(terse=True), "python": platform.python_version()}
+            "load_avg_1min": load, "os": platform.platform(terse=True), "python": platform.python_version()}
 
 
 def versions() -> dict[str, str]:

@@ -63,7 +63,8 @@ def provenance(doc: dict[str, Any]) -> str:
     libs = ", ".join(f"{k} {doc['versions'][k]}" for k in CAPTION_LIBS if k in doc["versions"])
     sha = doc["commit"].get("sha")
     commit = f"commit {sha[:10]}{' + local changes' if doc['commit'].get('dirty') else ''}" if sha else "no commit"
-    return (f"Measured on {m['cpu']} ({m['cores']} cores; {feats}), {libs}; {doc['date']}, {commit}; "
+    load = f", load average {m['load_avg_1min']} at the end" if m.get("load_avg_1min") is not None else ""
+    return (f"Measured on {m['cpu']} ({m['cores']} cores; {feats}{load}), {libs}; {doc['date']}, {commit}; "
             f"`{doc['command']}`.")
 
 
