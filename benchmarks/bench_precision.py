@@ -3,9 +3,10 @@
 Builds the demo bort_4_8_768_1024 checkpoint, exports it to OpenVINO fp32 and with --precision bf16 (and
 int8 with --int8), then times, round by round in one process: the fp32 IR pinned to f32 (what bortconv's
 runtime runs for fp32), the bf16 artifact pinned to bf16, the fp32 IR as a stock `compile_model(xml, "CPU")`
-loads it (bf16 on AMX CPUs), and int8. Batch 1, length 128 (and 512), 2 threads.
+loads it (in whatever precision OpenVINO's CPU plugin picks on this CPU: the result records it), and int8.
+Batch 1, length 128 (and 512), 2 threads. Writes benchmarks/results/precision.json (benchmarks/_result.py).
 
-    python benchmarks/bench_precision.py [--threads 2] [--work DIR] [--int8] [--json FILE]
+    python benchmarks/bench_precision.py [--threads 2] [--work DIR] [--int8] [--json FILE] [--result FILE]
 
 Targets checked (exit 1 if missed): on a CPU with AMX, bf16 >= 1.8x fp32 at length 128; on a CPU with only
 AVX512_BF16, bf16 faster than fp32. A CPU without native bf16 cannot build the bf16 artifact: reported, exit 0.
@@ -19,6 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _result import add_result_option, table, write_result  # noqa: E402
 
 
 def _export(src: Path, out: Path, threads: int, precision: str) -> float:
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--int8", action="store_true", help="also export and time OpenVINO int8")
     ap.add_argument("--json", type=Path, default=None)
+    add_result_option(ap, "precision")
     args = ap.parse_args(argv)
     from bortconv.cpu import cpu_features
     from bortconv.demo import write_demo_checkpoint
@@ -93,7 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu, "rows": rows, "sizes_mb": sizes, "export_s": export_s,
                                          "checks": checks}, indent=2))
+    _write(args, rows, sizes, export_s, checks, have, stock_precision())
+    if not args.work:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _write(args: argparse.Namespace, rows: list[dict], sizes: dict, export_s: dict, checks: list, have: str,
+           stock: str) -> None:
+    md = [[str(r["length"]), r["candidate"], f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['vs_fp32']:.2f}x"]
+          for r in rows]
+    caption = (f"batch 1, {args.threads} threads, one interleaved run; OpenVINO's stock precision here: {stock}; "
+               f"native bf16: {have}; model .bin MB: " + ", ".join(f"{p} {mb}" for p, mb in sizes.items()))
+    write_result("precision", {"precision": table(["length", "candidate", "median ms", "p90 ms", "vs fp32 pinned"],
+                                                  md, right=(0, 2, 3, 4), caption=caption)},
+                 {"rows": rows, "sizes_mb": sizes, "export_s": export_s, "checks": checks, "stock_precision": stock,
+                  "native_bf16": have}, {"threads": args.threads, "int8": args.int8}, args.result)
 
 
 if __name__ == "__main__":

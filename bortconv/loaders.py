@@ -6,12 +6,13 @@ Two loaders judge every artifact, at export and in `validate`:
                precision the manifest records, pinned
     stock      what a user's own code does: ``ov.Core().compile_model(xml, "CPU")`` with no hints, and
                ``ort.InferenceSession(path, disabled_optimizers=["SkipLayerNormFusion"])`` (the one option the
-               README tells ONNX Runtime users to pass)
+               docs tell ONNX Runtime users to pass)
 
-OpenVINO's CPU plugin picks its inference precision from the CPU when nothing pins it: bf16 on CPUs with AMX,
-f32 elsewhere (measured with OpenVINO 2026.4; :func:`stock_precision` asks the plugin itself). A hint saved in
+OpenVINO's CPU plugin picks its inference precision from the CPU when nothing pins it, and which one varies by
+CPU and version (OpenVINO 2026.4.1: bf16 on an AMX Xeon and on an AMD EPYC with AVX512_BF16, f16 on several ARM
+cores, f32 on others), so nothing here assumes it: :func:`stock_precision` asks the plugin itself. A hint saved in
 the IR's rt_info is not read by ``compile_model`` (measured: ``runtime_options/INFERENCE_PRECISION_HINT`` is
-kept in the file and ignored), so the pin cannot travel inside the IR: the manifest and the README carry it.
+kept in the file and ignored), so the pin cannot travel inside the IR: the manifest and the docs carry it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _ov_type_name(t: Any) -> str:
 
 @lru_cache(maxsize=1)
 def stock_precision() -> str:
-    """The inference precision OpenVINO's CPU plugin picks here when nothing pins it ("bf16" or "f32")."""
+    """The inference precision OpenVINO's CPU plugin picks here when nothing pins it ("f32", "bf16", "f16")."""
     import openvino as ov
     return _ov_type_name(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
 
@@ -117,7 +118,8 @@ def loading_contract(target: str, precision: str) -> dict[str, Any]:
         return {"runtime": "openvino", "weights": weights[precision], "inference_precision": pinned,
                 "config": {"INFERENCE_PRECISION_HINT": pinned},
                 "stock": {"call": 'ov.Core().compile_model(xml, "CPU")', "inference_precision_here": stock,
-                          "note": "OpenVINO infers in bf16 by default on CPUs with AMX and in f32 elsewhere; pass "
+                          "note": f'ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT") gave {stock} on the CPU '
+                                  "this was written on; other CPUs may pick another precision. Pass "
                                   f'{{"INFERENCE_PRECISION_HINT": "{pinned}"}} to get what bortconv checked'}}
     return {"runtime": "onnxruntime", "weights": weights[precision],
             "inference_precision": ORT_INFERENCE_PRECISION[precision],

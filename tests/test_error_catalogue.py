@@ -1,4 +1,4 @@
-"""The README's error catalogue is the code's: generated from bortconv.errors, and every error class the
+"""The error catalogue (docs/errors.md) is the code's: generated from bortconv.errors, and every error class the
 product raises is in it (a new error type cannot ship undocumented)."""
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ import bortconv.errors as errors
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_block() -> str:
-    text = (ROOT / "README.md").read_text()
+CATALOGUE_PAGE = ROOT / "docs" / "errors.md"
+
+
+def catalogue_block() -> str:
+    text = CATALOGUE_PAGE.read_text()
     start, end = "<!-- error-catalogue: start -->", "<!-- error-catalogue: end -->"
-    assert start in text and end in text, "README.md lost its error-catalogue markers"
+    assert start in text and end in text, "docs/errors.md lost its error-catalogue markers"
     return text[text.index(start) + len(start):text.index(end)].strip()
 
 
-def test_readme_catalogue_is_generated_from_the_code():
-    assert readme_block() == errors.catalogue_markdown(), \
-        "README error catalogue is stale: paste the output of `python -m bortconv.errors` between its markers"
+def test_catalogue_is_generated_from_the_code():
+    assert catalogue_block() == errors.catalogue_markdown(), \
+        "docs/errors.md is stale: paste the output of `python -m bortconv.errors` between its markers"
 
 
 def test_every_error_class_is_catalogued():

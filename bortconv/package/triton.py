@@ -6,7 +6,7 @@ shapes; dynamic axes -1). A dynamic batch axis becomes ``max_batch_size`` N with
 ``dims``; a static-shape artifact gets ``max_batch_size: 0`` and its full dims, since Triton could otherwise
 hand it fewer rows than its fixed batch.
 
-What the artifact's own session settings become (see the README for what cannot be expressed):
+What the artifact's own session settings become (docs/deploy.md says what cannot be expressed):
 
 - ONNX Runtime (``platform: "onnxruntime_onnx"``): threads -> ``intra_op_thread_count`` (and 1 inter-op
   thread). The backend has no parameter for ``disabled_optimizers``; the config sets ``optimization { graph {
@@ -16,7 +16,8 @@ What the artifact's own session settings become (see the README for what cannot 
 - OpenVINO (``backend: "openvino"``, ``model.xml/.bin``): ``PERFORMANCE_HINT`` LATENCY and
   ``INFERENCE_NUM_THREADS``; a bf16-pinned artifact (manifest ``loading.inference_precision``) gets
   ``HINT_BF16: YES``. The backend has no f32 hint (it accepts HINT_BF16 YES and nothing else for precision),
-  so on CPUs where the plugin defaults to bf16 (AMX) Triton runs an f32-pinned artifact in bf16.
+  so on CPUs where the plugin's default is bf16 (what ``ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")``
+  reports there) Triton runs an f32-pinned artifact in bf16.
 """
 
 from __future__ import annotations

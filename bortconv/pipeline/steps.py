@@ -375,8 +375,8 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     """The artifact as it will be loaded, judged on held-out text of every length (int8 is gated by quantize).
 
     bf16: bortconv's runtime (pinned bf16) and a stock load, held to the bf16 gate. fp32/fp16 OpenVINO where
-    OpenVINO infers in bf16 by default (AMX): the stock load held to the bf16 gate, and the same IR pinned to
-    bf16 judged as an option. The reference is the artifact pinned to f32, which passed atol parity."""
+    OpenVINO's default on this CPU is not f32 (the plugin reports it): the stock load held to the bf16 gate, and
+    the same IR pinned to bf16 judged as an option. The reference is the artifact pinned to f32, which passed atol parity."""
     import json
 
     from bortconv.config import GATE_DEFAULTS

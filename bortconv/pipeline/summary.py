@@ -21,7 +21,7 @@ def gate_lines(results: dict[str, Any]) -> list[str]:
 
 def int8_speed_line(sp: dict[str, Any]) -> str:
     """int8 against fp32 at the timing shape: as bortconv pins fp32, and as a stock load runs it where that
-    differs (OpenVINO's bf16 default on AMX CPUs)."""
+    differs (OpenVINO's default where the plugin reports other than f32, e.g. bf16)."""
     b, length = sp["shape"]
     line = (f"  int8 speed (batch {b}, length {length}): fp32 {sp['fp32_ms']:.1f} ms, int8 {sp['int8_ms']:.1f} ms "
             f"-> {sp['speedup']:.2f}x")

@@ -202,7 +202,7 @@ def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
 @dataclass
 class _Timing:
     """Median latencies at TIMING_SHAPE of the fp32 artifact, as bortconv pins it and, where a stock load
-    infers in another precision (OpenVINO on AMX CPUs: bf16), as a stock load runs it."""
+    infers in another precision (OpenVINO where the plugin's default here is not f32), as a stock load runs it."""
 
     fp32_ms: float
     stock_ms: float | None = None

@@ -3,7 +3,7 @@
 - int8 and bf16 artifacts: the gate they passed when they were made (:mod:`bortconv.quantize.deployment`),
   with the thresholds and held-out text their manifest records, under bortconv's runtime and a stock load;
 - fp32 and fp16 artifacts (whose atol parity is checked pinned to f32): a stock load, in whatever precision
-  OpenVINO picks on this CPU (bf16 on CPUs with AMX), held to the bf16 gate;
+  OpenVINO picks on this CPU (as the plugin reports it), held to the bf16 gate;
 - bf16 artifacts on a CPU without native bf16: a failing row, since OpenVINO cannot give them here what they
   were built for.
 
