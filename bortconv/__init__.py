@@ -14,8 +14,8 @@ same names with dashes)::
     bortconv.BortRuntime(artifact_dir).encode(texts)     -> torch-free inference
     bortconv.load_pytorch(hf_dir)                        -> the PyTorch model and its task
 
-Importing this package is cheap: nothing heavy is imported until a function is called (tests/test_cli.py,
-test_lean_import).
+Importing this package is cheap: nothing heavy is imported until a function is called
+(tests/test_cli.py::test_lean_import).
 """
 
 from __future__ import annotations
