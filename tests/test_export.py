@@ -165,10 +165,18 @@ def test_export_speed_summary(reference, tmp_path):
 
 def test_bad_export_input(reference, tmp_path):
     from bortconv.errors import InputError, OutputExistsError
-    with pytest.raises(InputError, match="--target: 'tflite' is not one of onnx, openvino"):
+    # the API names its parameters; the CLI shows the same error with the flag (one definition gives both)
+    with pytest.raises(InputError, match="^target: 'tflite' is not one of onnx, openvino") as exc:
         bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="tflite")
-    with pytest.raises(InputError, match="--task: 'ner'"):
+    assert exc.value.option == "target"
+    with pytest.raises(InputError, match="^task: 'ner'"):
         bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", task="ner")
+    with pytest.raises(InputError, match="^opset: 9 is outside") as exc:
+        bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", opset=9)
+    from conftest import run_bortconv
+    proc = run_bortconv("export", reference["bort2_cls_fp16"].params, "-o", tmp_path / "x", "--target", "onnx",
+                        "--opset", "9")
+    assert proc.returncode == 2 and proc.stderr.startswith("bortconv: error: --opset: 9 is outside"), proc.stderr
     with pytest.raises(InputError, match="fill-mask needs a head the checkpoint does not have"):
         bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", task="fill-mask",
                         progress=False)

@@ -77,8 +77,8 @@ def export_options(**keywords: Any) -> ExportOptions:
         raise InputError(f"export: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
     given = [k for k, v in int8_kw.items() if v is not None and k in ("calibration", "samples", "scheme")]
     if given and precision is not Precision.INT8:
-        raise InputError(f"{', '.join(option_keyword(f) for f in fields(Int8Options) if f.name in given)} "
-                         f"need precision int8", option=given[0])
+        name = {f.name: option_keyword(f) for f in fields(Int8Options)}[given[0]]
+        raise InputError(f"{name}: applies to precision int8 only (got {precision.value})", option=name)
     return ExportOptions(precision=precision, int8=Int8Options(threads=kw.get("threads"), **int8_kw), **kw)
 
 
