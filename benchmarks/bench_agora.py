@@ -113,7 +113,8 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
         same = round1_is_plain(rec, out["plain"]["record"])
         augs = [r["augmentation"] for r in rec["search"]["rounds"] if "augmentation" in r]
         rows.append({
-            "task": task, "seed": seed, "plain": round(out["plain"]["test"], 4), "agora": round(out["agora"]["test"], 4),
+            "task": task, "seed": seed, "plain": round(out["plain"]["test"], 4),
+            "agora": round(out["agora"]["test"], 4),
             "gain_points": round(100 * (out["agora"]["test"] - out["plain"]["test"]), 1),
             "agora_round1": round(out["plain"]["test"], 4) if same else None, "round1_is_plain": same,
             "winner_round": rec["selection"]["winner_round"], "why": rec["selection"]["why"],

@@ -84,8 +84,9 @@ class TokenOperations:
                     i, j = rng.choice(free, size=2, replace=False)
                     words[i], words[j] = words[j], words[i]
             elif op == "insert" and free:
+                plain = [words[i] for i in free]  # never a negation: it would add one
                 for _ in range(k):
-                    words.insert(int(rng.integers(0, len(words) + 1)), words[free[int(rng.integers(len(free)))]])
+                    words.insert(int(rng.integers(0, len(words) + 1)), plain[int(rng.integers(len(plain)))])
             elif op == "substitute" and self.vocabulary and free:
                 for i in rng.choice(free, size=min(k, len(free)), replace=False):
                     words[int(i)] = self.vocabulary[int(rng.integers(0, len(self.vocabulary)))]
