@@ -3,8 +3,8 @@
 - ``topic``: six WordNet topics over glosses (``tests/data/wordnet_topics.tsv``, WordNet 3.0 licence).
 - ``sentiment``: Pang & Lee's sentence polarity set as the gensim 4.4.0 wheel ships it
   (``gensim/test/test_data/pang_lee_polarity.cor``, Windows-1252 text, 100 positive and 100 negative
-  movie-review sentences; the wheel is LGPL-2.1). Read from an installed gensim if there is one, else from the wheel that ``pip download`` fetches
-  into ``~/.cache/bortconv/data`` (gensim is never imported).
+  movie-review sentences; the wheel is LGPL-2.1). Read from an installed gensim if there is one, else from the
+  wheel that ``pip download`` fetches into ``~/.cache/bortconv/data`` (gensim is never imported).
 - ``pair``: a sentence-pair task built from the WordNet glosses: are glosses A and B about the same topic? Each
   split pairs only glosses of its own share of the file, so no gloss is in two splits; half the pairs match.
 
