@@ -275,11 +275,13 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         if not agora or stopped:
             row["note"] = ("plain: round 1 is the whole search" if not agora else "stopped by the time budget")
             rounds.append(row)
+            s.progress.round_done(round_no, left=0, best=best.dev.accuracy, round_best=last.dev.accuracy,
+                                  train_size=len(s.train or ()))
             break
         replay = stalled and replays < s.max_replays
         replays += replay
         survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
-        survivors = [h for h in ranked if h in survivors]
+        survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
         row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
         if survivors:
             row["augmentation"] = augment(s, last, round_no)

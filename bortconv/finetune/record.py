@@ -53,7 +53,7 @@ DECISIONS: dict[str, str] = {
                   "the candidate seed stays the same across rounds.",
     "pruning": "after a round the configurations are sorted by S accuracy and the leading run tied with the "
                "worst is removed (at least one per round), the notes page's 'longest common sequence rooted at "
-               "the first element'.",
+               "the first element'; when round 1's configurations all tie, its best-ranked one is kept for round 2.",
     "replay": "when a later round's best S accuracy does not beat the kept model, the round is repeated once "
               "(max_replays) without pruning, with freshly generated data, if it fits the time left.",
     "held_out": "S picked the model, so its score is optimistic too: judge the result on a split neither the "
