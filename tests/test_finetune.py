@@ -236,7 +236,7 @@ def test_agora_contains_plain(students, splits):
     assert len({k[0]["lr"] for k in key}) == 2  # stratified: one configuration per learning rate
     dev_texts = read_split(splits["dev"])[0]
     rows = rec_a["data"]["dev_split"]["selection_rows"]
-    assert rows == rec_p["data"]["dev_split"]["selection_rows"] and len(rows) == 75  # half of each label's 25
+    assert rows == rec_p["data"]["dev_split"]["selection_rows"] and len(rows) == 6 * 12  # round(0.5 x 25) per label
     selection = {dev_texts[i] for i in rows}
     seen = students["generator"].inputs
     assert len(seen) > 10 and set(seen) <= set(dev_texts) and not set(seen) & selection
