@@ -35,7 +35,7 @@ MAX_LEN = 32
 #: what the student searches: small enough for a test budget, every dimension with a choice
 SPACE = SearchSpace(lr=(1e-4, 5e-5), weight_decay=(0.0, 10.0), warmup_ratio=(0.1, 0.35), batch_size=(8, 16),
                     seed=(0, 1, 2))
-RUN = dict(budget_minutes=8, seed=0, space=SPACE, epochs=3, patience=2, max_length=MAX_LEN, threads=THREADS,
+RUN = dict(budget_minutes=20, seed=0, space=SPACE, epochs=3, patience=2, max_length=MAX_LEN, threads=THREADS,
            progress=False, candidates=2)
 #: plain trains 2 configurations (one per learning rate: the order is stratified); Agora's round 1 trains the same
 #: 2 on the same data and selection split, then later rounds what fits the rest of the budget

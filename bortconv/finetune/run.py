@@ -179,7 +179,7 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
     timings = {"loading_s": time.perf_counter() - t0}
     t1 = time.perf_counter()
     speeds = measure_speeds(p.student, p.train, p.dev, opts.space.batch_size, teacher=p.teacher,
-                            generator=p.generator, samples=dev.examples)
+                            generator=p.generator, samples=p.feed_examples)
     timings["probe_s"] = time.perf_counter() - t1
     cap = opts.max_generated if opts.max_generated is not None else len(p.train)
     plan = _plan(p, opts, speeds, time.perf_counter() - t0)
