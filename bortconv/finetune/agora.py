@@ -1,19 +1,23 @@
-"""The Agora round loop (de Wynter, arXiv 2010.07990; the notes page *bort_algorithms_and_applications*)::
+"""The Agora round loop (de Wynter, arXiv 2010.07990; the notes page *bort_algorithms_and_applications*), built
+so that it contains plain fine-tuning::
 
-    Θ ← sampled configurations; D ← training set; E ← dev set
-    repeat while Θ is not empty:
-        train every θ in Θ on D, from the pretrained source        (one round)
-        b ← best model of the round;  M ← points of E that b gets wrong
-        if the best dev score stalled and a replay is left:        (the README's "replay")
-            keep Θ as it is                                         (no pruning this round)
-        else:
-            remove from Θ the run of configurations tied with the worst score (at least one)
-        if Θ is not empty:
-            D ← D ∪ teacher-labelled(generate(M))
-    return the best model seen in any round
+    dev  = S (selection: scores epochs and models, never seen by the generator) + F (mistakes: feeds the generator)
+    Θ ← plain's sample (stratified over the learning rate, sized to round 1's share of the budget); D ← --train
+    round 1: train every θ in Θ on D                                      (exactly plain's search)
+    repeat while Θ is not empty and a training fits the time left:
+        b ← the last round's best model (by S);  M ← the points of F that b gets wrong
+        D ← --train ∪ teacher-labelled(generate(M)), synthetic points at most synthetic_ratio x |--train|,
+            keeping only points the teacher labels as their source point's gold label
+        if the last round stalled and a replay is left: keep Θ             (the README's "replay")
+        else: remove from Θ the run tied with the worst S score (at least one)
+        train the best-ranked θ of Θ that fit the time left on D, from the pretrained source
+    return the best model of any round by S accuracy; a later round replaces round 1's only by scoring higher
 
-``plain`` is the same search without teacher or generated data: one round (each θ trained once on D). Later
-rounds would train the same θ on the same D and, training being deterministic, only repeat round 1.
+Round 1 is plain's search, trained on the same data with the same seeds, so plain's model is one of Agora's
+candidates; the result can only differ from plain's if a later model scores higher on S, a split the generated
+data never came from. ``plain`` stops after round 1.
+
+:func:`train_all` is the one call that trains a round's configurations: an executor (e.g. Ray) replaces it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 from bortconv.finetune.data import Example
 from bortconv.finetune.determinism import derived_seed
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
-from bortconv.finetune.generate import Generator
+from bortconv.finetune.generate import Generator, negation_words
 from bortconv.finetune.progress import SearchProgress
 from bortconv.finetune.recipe import Student, TrainResult, train_candidate
 from bortconv.finetune.search import Hyper, Speeds, prune, training_cost
@@ -41,32 +45,42 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Search:
-    """Everything one search reads and grows: the student, D (grows), E, the teacher and generator."""
+    """Everything one search reads and grows: the student, D (rebuilt each round), S and F, teacher, generator."""
 
     student: Student
     encoder: TextEncoder
     labels: tuple[str, ...]
-    train: Encoded
-    dev: Encoded
-    dev_examples: Sequence[Example]
+    real: Encoded  # the training file
+    selection: Encoded  # S: scores epochs and candidates; never given to the generator
+    feed: Encoded  # F: its mistakes feed the generator
+    feed_examples: Sequence[Example]
     epochs: int
     seed: int
     speeds: Speeds
     deadline: float
     progress: SearchProgress
+    patience: int | None = 3
     teacher: Teacher | None = None
     generator: Generator | None = None
     per_mistake: int = 4
     max_generated: int = 256
     max_replays: int = 1
     soft_targets: bool = True
+    synthetic_ratio: float = 1.0
+    keep: str = "agree"  # "agree": only points the teacher labels as their source's gold label; "all"
     seen: set[tuple[str, str | None]] = field(default_factory=set)
     timings: Counter[str] = field(default_factory=Counter)
+    pool: list[tuple[Example, np.ndarray]] = field(default_factory=list)  # synthetic points in D, with targets
+    train: Encoded | None = None  # D: real + pool
+
+    def __post_init__(self) -> None:
+        if self.train is None:
+            self.train = self.real
 
 
 @dataclass
 class Outcome:
-    """The search's result: the best candidate seen (with its trained state) and the log of every round."""
+    """The search's result: the kept candidate (with its trained state), why it was kept, and every round."""
 
     best: TrainResult
     best_round: int
@@ -75,24 +89,30 @@ class Outcome:
     trainings: int
     replays: int
     stopped_by_budget: bool
+    why: str = ""
+    round1_best: TrainResult | None = None
 
 
-def _fits(s: Search, h: Hyper) -> bool:
-    need = training_cost(h, len(s.train), len(s.dev), s.epochs, s.speeds)
-    return time.perf_counter() + need <= s.deadline
+def _cost(s: Search, h: Hyper) -> float:
+    assert s.train is not None
+    return training_cost(h, len(s.train), len(s.selection) + len(s.feed), s.epochs, s.speeds)
 
 
-def _train_round(s: Search, alive: Sequence[Hyper], round_no: int) -> tuple[list[TrainResult], bool]:
-    """Train every configuration of the round; (results, stopped by the budget)."""
+def train_all(s: Search, configs: Sequence[Hyper], round_no: int) -> tuple[list[TrainResult], bool]:
+    """Train every configuration of a round on D; (results in `configs` order, stopped by the budget).
+
+    The single place a round's trainings run: each is independent (fresh model from the pretrained source, its
+    own derived seed), so an executor may run them in parallel and return the same list."""
+    assert s.train is not None
     results: list[TrainResult] = []
-    for i, h in enumerate(alive, start=1):
-        if (results or round_no > 1) and not _fits(s, h):
+    for i, h in enumerate(configs, start=1):
+        if (results or round_no > 1) and time.perf_counter() + _cost(s, h) > s.deadline:
             log.info("round %d: %s not started: the time budget would be exceeded", round_no, h.label())
             return results, True
         t0 = time.perf_counter()
-        with s.progress.training(round_no, i, len(alive), h):
-            res = train_candidate(s.student, h, s.train, s.dev, epochs=s.epochs, run_seed=s.seed,
-                                  deadline=s.deadline)
+        with s.progress.training(round_no, i, len(configs), h):
+            res = train_candidate(s.student, h, s.train, s.selection, epochs=s.epochs, run_seed=s.seed,
+                                  deadline=s.deadline, feed=s.feed, patience=s.patience)
         s.timings["training_s"] += time.perf_counter() - t0
         results.append(res)
         if res.stopped_by_budget:
@@ -101,9 +121,12 @@ def _train_round(s: Search, alive: Sequence[Hyper], round_no: int) -> tuple[list
 
 
 def _row(res: TrainResult) -> dict[str, Any]:
-    return {"hyper": res.hyper.to_dict(), "dev_accuracy": res.dev.accuracy, "dev_loss": round(res.dev.loss, 5),
-            "best_epoch": res.epoch, "seconds": round(res.seconds, 2), "steps": res.steps,
-            "epochs": res.history, **({"stopped_by_budget": True} if res.stopped_by_budget else {})}
+    return {"hyper": res.hyper.to_dict(), "selection_accuracy": res.dev.accuracy,
+            "selection_loss": round(res.dev.loss, 5),
+            "feed_accuracy": None if res.feed is None else res.feed.accuracy,
+            "best_epoch": res.epoch, "epochs_run": len(res.history), "early_stopped": res.early_stopped,
+            "seconds": round(res.seconds, 2), "epochs": res.history,
+            **({"stopped_by_budget": True} if res.stopped_by_budget else {})}
 
 
 def _targets(s: Search, probs: np.ndarray) -> np.ndarray:
@@ -112,100 +135,172 @@ def _targets(s: Search, probs: np.ndarray) -> np.ndarray:
     return one_hot([s.labels[i] for i in probs.argmax(1)], {lab: i for i, lab in enumerate(s.labels)})
 
 
+def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator) -> tuple[list, int]:
+    """New points per mistake, each with its source: ([(example, source)], made before de-duplication)."""
+    assert s.generator is not None
+    made, count = [], 0
+    for src in mistakes:  # one call per source point, so each new point knows the gold label it came from
+        out = s.generator([src], s.per_mistake, rng)
+        count += len(out)
+        for ex in out:
+            key = (ex.text, ex.text_b)
+            if key not in s.seen:  # nothing already in D or dev, and no repeats
+                s.seen.add(key)
+                made.append((ex, src))
+    if len(made) > s.max_generated:
+        keep = np.sort(rng.choice(len(made), size=s.max_generated, replace=False))
+        made = [made[i] for i in keep]
+    return made, count
+
+
+def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.Generator) -> int:
+    """Add `fresh` to the synthetic pool, cap the pool at synthetic_ratio x |real| (the newest points first, then
+    a seeded sample of older ones) and rebuild D; how many points the cap dropped."""
+    cap = int(s.synthetic_ratio * len(s.real))
+    older = s.pool
+    pool = fresh[:cap] if len(fresh) <= cap else [fresh[i] for i in np.sort(rng.choice(len(fresh), cap, False))]
+    room = cap - len(pool)
+    if room > 0 and older:
+        pick = np.sort(rng.choice(len(older), size=min(room, len(older)), replace=False))
+        pool = [older[i] for i in pick] + pool
+    dropped = len(older) + len(fresh) - len(pool)
+    s.pool = pool
+    if not pool:
+        s.train = s.real
+        return dropped
+    syn = s.encoder.encode([e for e, _ in pool], np.stack([t for _, t in pool]).astype(np.float32))
+    s.train = Encoded(list(s.real.ids), None if s.real.types is None else list(s.real.types),
+                      s.real.targets.copy())
+    s.train.extend(syn)
+    return dropped
+
+
 def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
-    """Generate new points from the dev mistakes of `best`, label them with the teacher, add them to D."""
-    assert s.generator is not None and s.teacher is not None
-    wrong = np.flatnonzero(best.dev.predictions != s.dev.hard_labels)
-    mistakes = [s.dev_examples[i] for i in wrong]
+    """Generate points from the F mistakes of `best`, label them with the teacher, filter, cap, rebuild D."""
+    assert s.teacher is not None and best.feed is not None
+    wrong = np.flatnonzero(best.feed.predictions != s.feed.hard_labels)
+    mistakes = [s.feed_examples[i] for i in wrong]
     rng = np.random.default_rng(derived_seed(s.seed, round_no, 0xA60A))
     t0 = time.perf_counter()
-    made = s.generator(mistakes, s.per_mistake, rng) if mistakes else []
-    fresh: list[Example] = []
-    for ex in made:
-        key = (ex.text, ex.text_b)
-        if key not in s.seen:  # nothing already in D or E, and no repeats
-            s.seen.add(key)
-            fresh.append(ex)
-    if len(fresh) > s.max_generated:
-        keep = np.sort(rng.choice(len(fresh), size=s.max_generated, replace=False))
-        fresh = [fresh[i] for i in keep]
+    made, raw = _generate(s, mistakes, rng)
     s.timings["generation_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    probs = s.teacher.probabilities(fresh) if fresh else np.zeros((0, len(s.labels)), np.float32)
+    examples = [e for e, _ in made]
+    probs = s.teacher.probabilities(examples) if made else np.zeros((0, len(s.labels)), np.float32)
     s.timings["teacher_s"] += time.perf_counter() - t0
-    s.train.extend(s.encoder.encode(fresh, _targets(s, probs)))
-    counts = Counter(s.labels[i] for i in probs.argmax(1)) if len(fresh) else Counter()
-    return {"mistakes": len(mistakes), "generated": len(made), "added": len(fresh),
-            "teacher_labels": dict(sorted(counts.items())),
-            "teacher_mean_confidence": round(float(probs.max(1).mean()), 4) if len(fresh) else None,
+    index = {lab: i for i, lab in enumerate(s.labels)}
+    source = np.array([index[str(src.label)] for _, src in made], dtype=np.int64)
+    agree = probs.argmax(1) == source if made else np.zeros(0, bool)
+    keep = agree if s.keep == "agree" else np.ones(len(made), bool)
+    targets = _targets(s, probs)
+    fresh = [(examples[i], targets[i]) for i in np.flatnonzero(keep)]
+    dropped_by_cap = _rebuild(s, fresh, rng)
+    conf = probs.max(1) if made else np.zeros(0)
+    negated = sum(negation_words(e) != negation_words(src) for e, src in made)
+    assert s.train is not None
+    return {"mistakes": len(mistakes), "generated": raw, "new": len(made),
+            "teacher_agrees_with_source": round(float(agree.mean()), 4) if made else None,
+            "teacher_mean_confidence": round(float(conf.mean()), 4) if made else None,
+            "teacher_mean_confidence_agreeing": round(float(conf[agree].mean()), 4) if agree.any() else None,
+            "negation_words_changed": int(negated), "kept": len(fresh), "dropped_disagreeing": int((~keep).sum()),
+            "dropped_by_cap": dropped_by_cap, "synthetic_in_training_set": len(s.pool),
+            "synthetic_share": round(len(s.pool) / len(s.train), 4),
+            "teacher_labels": dict(sorted(Counter(s.labels[i] for i in probs.argmax(1)).items())) if made else {},
             "examples": [{"text": e.text, **({"text_b": e.text_b} if e.text_b else {}),
-                          "teacher_label": s.labels[int(p.argmax())]} for e, p in zip(fresh[:3], probs[:3])]}
+                          "source": src.text, "source_label": src.label,
+                          "teacher_label": s.labels[int(p.argmax())]} for (e, src), p in zip(made[:3], probs[:3])]}
 
 
-def _replay_fits(s: Search, alive: Sequence[Hyper]) -> bool:
-    """A replay is only started if the round it adds fits the time left (it is an extra, not the plan)."""
-    n = len(s.train) + s.max_generated
-    need = sum(training_cost(h, n, len(s.dev), s.epochs, s.speeds) for h in alive)
-    return time.perf_counter() + need <= s.deadline
+def _key(r: TrainResult) -> tuple[float, float]:
+    return (r.dev.accuracy, -r.dev.loss)
 
 
-def _decide(s: Search, agora: bool, results: list[TrainResult], best_before: TrainResult | None,
-            replays: int, alive: list[Hyper]) -> tuple[list[Hyper], list[Hyper], bool]:
-    """(survivors, pruned, replay) after a round."""
-    round_best = max(results, key=lambda r: (r.dev.accuracy, -r.dev.loss))
-    stalled = best_before is not None and round_best.dev.accuracy <= best_before.dev.accuracy
-    if agora and stalled and replays < s.max_replays and _replay_fits(s, alive):
-        return list(alive), [], True
-    scores = [(r.hyper, r.dev.accuracy) for r in results]
-    survivors, pruned = prune(scores)
-    return survivors, pruned, False
+def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
+    """The best-ranked configurations whose trainings together fit the time left."""
+    out, t = [], time.perf_counter()
+    for h in ranked:
+        t += _cost(s, h)
+        if t > s.deadline:
+            break
+        out.append(h)
+    return out
+
+
+def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> str:
+    if best_round == 1:
+        return (f"no later round scored above round 1's best on the selection split ({first.dev.accuracy:.4f}, "
+                f"{n_sel} examples): the result is round 1's, plain's model")
+    return (f"round {best_round}'s {best.hyper.label()} scored {best.dev.accuracy:.4f} on the selection split "
+            f"({n_sel} examples, never seen by the generator), above round 1's best {first.dev.accuracy:.4f}")
+
+
+def _round_row(s: Search, round_no: int, results: list[TrainResult], planned: float, spent: float) -> dict:
+    assert s.train is not None
+    return {"round": round_no, "train_size": len(s.train), "synthetic": len(s.pool),
+            "synthetic_share": round(len(s.pool) / len(s.train), 4), "planned_s": round(planned, 1),
+            "spent_s": round(spent, 1), "trained": [_row(r) for r in results],
+            "round_best": _row(max(results, key=_key))["hyper"] if results else None}
 
 
 def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcome:
-    """Run the rounds (see the module docstring) until Θ is empty or the budget is spent."""
-    alive, rounds = list(candidates), []
+    """Round 1 (plain's search), then Agora's rounds while configurations are left and fit the time."""
+    rounds: list[dict[str, Any]] = []
+    alive, round_no, trainings, replays = list(candidates), 0, 0, 0
     best: TrainResult | None = None
-    best_round = best_size = trainings = replays = 0
+    first: TrainResult | None = None
+    best_round = best_size = 0
+    last: TrainResult | None = None
     stopped = False
-    round_no = 0
     while alive and not stopped:
         round_no += 1
-        results, stopped = _train_round(s, alive, round_no)
+        planned = sum(_cost(s, h) for h in alive)
+        t0 = time.perf_counter()
+        results, stopped = train_all(s, alive, round_no)
         trainings += len(results)
         if not results:
+            rounds.append({"round": round_no, "trained": [], "note": "nothing fitted the time left"})
             break
-        before = best
+        row = _round_row(s, round_no, results, planned, time.perf_counter() - t0)
+        last = max(results, key=_key)
+        if first is None:
+            first = best = last
+            best_round, best_size = 1, len(s.train or ())
+        elif last.dev.accuracy > best.dev.accuracy:  # a later round must score higher; ties keep the earlier
+            best, best_round, best_size = last, round_no, len(s.train or ())
         for res in results:
-            if res.better_than(best):
-                best, best_round, best_size = res, round_no, len(s.train)
-        for res in results:
-            if res is not best:
-                res.state = None  # keep one trained state (the best so far), not one per candidate
-        row: dict[str, Any] = {"round": round_no, "train_size": len(s.train), "trained": [_row(r) for r in results]}
-        if stopped:
-            row["stopped_by_budget"] = True
+            if res is not best and res is not first:
+                res.state = None  # keep the kept model's state (and round 1's), not one per candidate
+        stalled = round_no > 1 and last is not best
+        ranked = [r.hyper for r in sorted(results, key=_key, reverse=True)]
+        if not agora or stopped:
+            row["note"] = ("plain: round 1 is the whole search" if not agora else "stopped by the time budget")
             rounds.append(row)
+            s.progress.round_done(round_no, left=0, best=best.dev.accuracy, round_best=last.dev.accuracy,
+                                  train_size=len(s.train or ()))
             break
-        alive, pruned, replay = _decide(s, agora, results, before, replays, alive) if agora else ([], [], False)
+        replay = stalled and replays < s.max_replays
         replays += replay
-        row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned], "left": len(alive)}
-        if not agora:
-            row["note"] = "plain: every configuration trained once on the training file; no later rounds"
-        round_best = max(results, key=lambda r: (r.dev.accuracy, -r.dev.loss))
-        if alive:
-            row["augmentation"] = augment(s, round_best, round_no)
-            s.progress.add_trainings(len(alive) if replay else 0)
+        survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
+        survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
+        row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
+        if survivors:
+            row["augmentation"] = augment(s, last, round_no)
+            alive = _fitting(s, survivors)
+            if len(alive) < len(survivors):
+                row["dropped_for_time"] = [h.to_dict() for h in survivors[len(alive):]]
+        else:
+            alive = []
+        row["left"] = len(alive)
         rounds.append(row)
-        assert best is not None
-        note = (f", +{row['augmentation']['added']} teacher-labelled" if alive else "") + \
-               (" (stalled: replaying the round)" if replay else "")
-        s.progress.round_done(round_no, left=len(alive), best=best.dev.accuracy,
-                              round_best=round_best.dev.accuracy, train_size=len(s.train), note=note)
-    assert best is not None  # the first training always runs (the budget was checked up front)
-    return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped)
+        s.progress.add_trainings(len(alive))
+        note = f", D {len(s.train or ())} ({len(s.pool)} synthetic)" if alive else ""
+        s.progress.round_done(round_no, left=len(alive), best=best.dev.accuracy, round_best=last.dev.accuracy,
+                              train_size=len(s.train or ()), note=note)
+    assert best is not None and first is not None  # the first training always runs (budget checked up front)
+    why = _why(best, best_round, first, len(s.selection))
+    return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first)
 
 
 def planned_trainings(n: int, agora: bool) -> int:
-    """Trainings the search runs without replays: n for plain, n + (n-1) + ... + 1 for agora at most."""
-    return n * (n + 1) // 2 if agora else n
-
+    """Trainings round 1 runs (plain's whole search); Agora adds what fits the rest of the budget."""
+    return n

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from bortconv.finetune.search import BORT_SPACE, SearchSpace
+from bortconv.config import THREADS_HELP, available_cores
+from bortconv.finetune.search import BORT_SPACE, SMALL_DATA_SPACE, SearchSpace
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -43,7 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merges", help="a .params source: GPT-2 BPE merges file")
     parser.add_argument("--variant", help="a .params source: bort_<layers>_<heads>_<ffn>_<units>")
     parser.add_argument("--heads", type=int, help="a .params source: attention heads")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per training, best kept by dev (default 3)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per training at most, best kept by the "
+                                                                "selection split (default 10)")
+    parser.add_argument("--patience", type=int, default=3, help="stop a training after this many epochs without a "
+                                                                "better selection score (default 3)")
+    parser.add_argument("--selection-share", type=float, default=0.5,
+                        help="share of --dev held back as the selection split, never given to the generator "
+                             "(default 0.5)")
+    parser.add_argument("--synthetic-ratio", type=float, default=1.0,
+                        help="agora: synthetic points in the training set at most this many times the training "
+                             "file's size (default 1.0)")
+    parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="agree",
+                        help="agora: keep generated points the teacher labels as their source point's gold label "
+                             "(default) or all of them")
+    parser.add_argument("--space", choices=["small", "bort"], default="small",
+                        help="the search space the flags below edit: small (default; learning rates for a small "
+                             "encoder on small data) or bort (the alexa/bort README's 480 configurations)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per example incl. specials "
                                                                     "(default 128)")
     parser.add_argument("--candidates", type=int, help="train exactly this many configurations (default: as many "
@@ -55,25 +71,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "training file's size)")
     parser.add_argument("--teacher-targets", choices=["soft", "hard"], default="soft",
                         help="agora: train on the teacher's probabilities (default) or its labels")
-    parser.add_argument("--lr", type=_floats, help="search space: learning rates, e.g. 1e-4,1e-5,9e-6")
-    parser.add_argument("--weight-decay", type=_floats, help="search space: weight decays, e.g. 0,10,100,350")
-    parser.add_argument("--warmup-ratio", type=_floats, help="search space: warmup ratios, e.g. 0.35,0.45")
+    parser.add_argument("--lr", type=_floats, help="search space: learning rates, e.g. 1e-4,3e-5,3e-4")
+    parser.add_argument("--weight-decay", type=_floats, help="search space: weight decays, e.g. 0,0.01")
+    parser.add_argument("--warmup-ratio", type=_floats, help="search space: warmup ratios, e.g. 0.1,0.35")
     parser.add_argument("--batch-size", type=_ints, help="search space: batch sizes, e.g. 8,16")
     parser.add_argument("--seeds", type=_ints, help="search space: candidate seeds, e.g. 0,1,2,3,4")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads, fixed for determinism (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--json", action="store_true", help="print the training record as JSON")
 
 
 def space_from_args(args: argparse.Namespace) -> SearchSpace:
-    """The README's space, with any dimension the command line gives replaced."""
+    """The chosen space (--space), with any dimension the command line gives replaced."""
+    base = BORT_SPACE if getattr(args, "space", "small") == "bort" else SMALL_DATA_SPACE
     given = {"lr": args.lr, "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio,
              "batch_size": args.batch_size, "seed": args.seeds}
     if all(v is None for v in given.values()):
-        return BORT_SPACE
+        return base
     from dataclasses import replace
-    return replace(BORT_SPACE, **{k: v for k, v in given.items() if v is not None})
+    return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,16 +102,19 @@ def run(args: argparse.Namespace) -> int:
         method=args.method, teacher=args.teacher, budget_minutes=args.budget_minutes, seed=args.seed,
         vocab=args.vocab, merges=args.merges, variant=args.variant, heads=args.heads, space=space_from_args(args),
         candidates=args.candidates, max_candidates=args.max_candidates, epochs=args.epochs,
-        max_length=args.max_length, per_mistake=args.per_mistake, max_generated=args.max_generated,
-        teacher_targets=args.teacher_targets, threads=args.threads, force=args.force, progress=not args.quiet)
+        patience=args.patience, selection_share=args.selection_share, max_length=args.max_length,
+        per_mistake=args.per_mistake, max_generated=args.max_generated, teacher_targets=args.teacher_targets,
+        synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter, threads=args.threads or available_cores(),
+        force=args.force, progress=not args.quiet)
     result = finetune(args.source, args.train, args.dev, args.output, opts)
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
         return 0
     r = result.record
     s, best = r["search"], r["best"]
-    print(f"wrote {result.output_dir}: {r['method']}, dev accuracy {best['dev_accuracy']:.4f} "
+    print(f"wrote {result.output_dir}: {r['method']}, selection accuracy {best['dev_accuracy']:.4f} "
           f"({_hyper(best['hyper'])}, round {best['round']}, epoch {best['epoch']})")
+    print(f"  {r['selection']['why']}")
     print(f"  {s['plan']['sampled']} of {s['plan']['space_size']} configurations, {s['trainings']} trainings in "
           f"{len(s['rounds'])} round(s), {best['generated_in_training_set']} generated examples in the kept "
           f"model's training set, {r['timings']['total_s'] / 60:.1f} min")

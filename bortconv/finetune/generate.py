@@ -11,7 +11,8 @@ Defaults:
   It shares the student's vocabulary, which is why it is the natural choice for Bort.
 - :class:`TokenOperations`: word-level edits (delete, swap, insert a word of the text again, substitute a word
   drawn from the training texts, crop to a contiguous span); one or two per variant. Cheap; the fallback when
-  the source has no MLM head (all-MiniLM-L6-v2 is a bare encoder).
+  the source has no MLM head (all-MiniLM-L6-v2 is a bare encoder). Negation words (:data:`NEGATIONS`) are never
+  deleted, substituted, inserted or cropped away, so an edit cannot flip a sentence's polarity by its negation.
 - :class:`Mixture`: both, alternating, when the source has an MLM head.
 """
 
@@ -40,6 +41,22 @@ def generator_name(gen: Any) -> str:
     return str(getattr(gen, "name", None) or getattr(gen, "__qualname__", None) or type(gen).__name__)
 
 
+#: words whose loss or gain flips a sentence's polarity; token operations keep them as they are
+NEGATIONS = frozenset({"not", "no", "never", "nor", "neither", "nobody", "nothing", "none", "nowhere", "without",
+                       "cannot", "n't", "hardly", "barely", "scarcely"})
+
+
+def is_negation(word: str) -> bool:
+    w = word.lower().strip(".,;:!?\"'()")
+    return w in NEGATIONS or w.endswith("n't")
+
+
+def negation_words(example: Example) -> list[str]:
+    """The negation words of an example, in order (what an edit must not change)."""
+    words = example.text.split() + (example.text_b.split() if example.text_b else [])
+    return [w.lower() for w in words if is_negation(w)]
+
+
 def _vary(example: Example, text: str, second: bool) -> Example:
     return Example(example.text, text, None) if second else Example(text, example.text_b, None)
 
@@ -51,30 +68,34 @@ class TokenOperations:
     OPS = ("delete", "swap", "insert", "substitute", "crop")
 
     def __init__(self, vocabulary: Sequence[str] = (), rate: float = 0.15) -> None:
-        self.vocabulary = sorted(set(vocabulary))
+        self.vocabulary = sorted({w for w in vocabulary if not is_negation(w)})  # never substitute a negation in
         self.rate = rate
 
     def edit(self, words: list[str], rng: np.random.Generator) -> list[str]:
         for op in rng.choice(self.OPS, size=int(rng.integers(1, 3)), replace=False):
             n = len(words)
             k = max(1, int(round(self.rate * n)))
-            if op == "delete" and n > 2:
-                drop = set(rng.choice(n, size=min(k, n - 1), replace=False).tolist())
+            free = [i for i, w in enumerate(words) if not is_negation(w)]  # positions an edit may change
+            if op == "delete" and len(free) > 2:
+                drop = set(rng.choice(free, size=min(k, len(free) - 1), replace=False).tolist())
                 words = [w for i, w in enumerate(words) if i not in drop]
-            elif op == "swap" and n > 1:
+            elif op == "swap" and len(free) > 1:  # negations stay where they are (their scope too)
                 for _ in range(k):
-                    i, j = rng.choice(n, size=2, replace=False)
+                    i, j = rng.choice(free, size=2, replace=False)
                     words[i], words[j] = words[j], words[i]
-            elif op == "insert":
+            elif op == "insert" and free:
+                plain = [words[i] for i in free]  # never a negation: it would add one
                 for _ in range(k):
-                    words.insert(int(rng.integers(0, len(words) + 1)), words[int(rng.integers(0, len(words)))])
-            elif op == "substitute" and self.vocabulary:
-                for i in rng.choice(n, size=min(k, n), replace=False):
+                    words.insert(int(rng.integers(0, len(words) + 1)), plain[int(rng.integers(len(plain)))])
+            elif op == "substitute" and self.vocabulary and free:
+                for i in rng.choice(free, size=min(k, len(free)), replace=False):
                     words[int(i)] = self.vocabulary[int(rng.integers(0, len(self.vocabulary)))]
             elif op == "crop" and n > 3:
                 size = int(rng.integers(max(2, int(0.6 * n)), n))
                 start = int(rng.integers(0, n - size + 1))
-                words = words[start:start + size]
+                neg = [i for i in range(n) if i not in free]
+                if all(start <= i < start + size for i in neg):  # a crop that keeps every negation
+                    words = words[start:start + size]
         return words
 
     def __call__(self, examples: Sequence[Example], per_example: int, rng: np.random.Generator) -> list[Example]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bortconv.errors import InputError
 from bortconv.finetune.generate import Generator
-from bortconv.finetune.search import BORT_SPACE, SearchSpace
+from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
 
 
 class Method(str, enum.Enum):
@@ -31,16 +31,20 @@ class FinetuneOptions:
     variant: str | None = None
     heads: int | None = None
     # the search
-    space: SearchSpace = BORT_SPACE
+    space: SearchSpace = SMALL_DATA_SPACE
     candidates: int | None = None  # fix |Θ| instead of fitting it to the budget
     max_candidates: int = 16
-    epochs: int = 3
+    epochs: int = 10  # at most; early stopping on the selection split ends most trainings sooner
+    patience: int | None = 3  # epochs without a better selection score before a training stops (None: never)
     max_length: int = 128
+    selection_share: float = 0.5  # of dev, held back from the generator: it picks epochs and the result
     # agora's data generation
     per_mistake: int = 4
     max_generated: int | None = None  # per round; default: the training file's size
     max_replays: int = 1
     teacher_targets: str = "soft"  # or "hard"
+    synthetic_ratio: float = 1.0  # synthetic points in D at most this many times the training file's size
+    synthetic_filter: str = "agree"  # keep generated points the teacher labels as their source ("agree") or "all"
     generator: Generator | None = field(default=None, compare=False)
     # the run
     threads: int = 2
@@ -68,6 +72,14 @@ class FinetuneOptions:
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= 1")
+        if self.patience is not None and (type(self.patience) is not int or self.patience < 1):
+            raise InputError(f"--patience {self.patience!r}: must be an integer >= 1")
+        if not 0 < self.selection_share < 1:
+            raise InputError(f"--selection-share {self.selection_share}: must be between 0 and 1")
+        if not self.synthetic_ratio >= 0:
+            raise InputError(f"--synthetic-ratio {self.synthetic_ratio}: must be >= 0")
+        if self.synthetic_filter not in ("agree", "all"):
+            raise InputError(f"--synthetic-filter {self.synthetic_filter!r}: expected agree or all")
         if self.teacher_targets not in ("soft", "hard"):
             raise InputError(f"teacher_targets {self.teacher_targets!r}: expected soft or hard")
         if self.generator is not None and not callable(self.generator):

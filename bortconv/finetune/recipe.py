@@ -14,6 +14,11 @@ biases: the close match of gluonnlp's BERTAdam (which also skips bias correction
 Schedule. Linear warmup over ``warmup_ratio`` x steps, then linear decay to 0, as Bort's loop computes it
 (``step/warmup`` then ``1 - (step - warmup)/(total - warmup)``, step counted from 1); gradients clipped at global
 norm 1.0; dev accuracy after every epoch, and the best epoch (ties: lower dev loss) is what the candidate returns.
+
+Epochs. The author used 50-100 epochs for small problems; a CPU budget cannot, so training runs up to ``epochs``
+(default 10) and stops early when the dev score has not improved for ``patience`` epochs (default 3). "Dev" here
+is the *selection* part of the dev file (Agora feeds the other part's mistakes to the generator); the mistakes
+part is scored at the kept epoch too (:attr:`TrainResult.feed`), for the generator and the record.
 """
 
 from __future__ import annotations
@@ -133,6 +138,8 @@ class TrainResult:
     steps: int
     stopped_by_budget: bool = False
     state: dict[str, Any] | None = field(default=None, repr=False)
+    feed: Score | None = None  # the dev part whose mistakes feed the generator, at the kept epoch
+    early_stopped: bool = False
 
     def better_than(self, other: TrainResult | None) -> bool:
         if other is None:
@@ -162,11 +169,13 @@ def _epoch(model: Any, opt: Any, sched: Any, train: Encoded, h: Hyper, rng: np.r
 
 
 def train_candidate(student: Student, h: Hyper, train: Encoded, dev: Encoded, *, epochs: int, run_seed: int,
-                    deadline: float | None = None) -> TrainResult:
-    """Fine-tune a fresh copy of the student with θ = `h` for `epochs`; keep the best epoch by dev score.
+                    deadline: float | None = None, feed: Encoded | None = None,
+                    patience: int | None = None) -> TrainResult:
+    """Fine-tune a fresh copy of the student with θ = `h` for up to `epochs`; keep the best epoch by dev score.
 
     Deterministic for (`run_seed`, `h`, `train`) on a given machine and thread count. With `deadline`
-    (``time.perf_counter()`` value) training stops after the epoch that passes it."""
+    (``time.perf_counter()`` value) training stops after the epoch that passes it; with `patience`, after that
+    many epochs without a better dev score. `feed` is scored at every kept epoch."""
     import torch
 
     t0 = time.perf_counter()
@@ -188,10 +197,15 @@ def train_candidate(student: Student, h: Hyper, train: Encoded, dev: Encoded, *,
         cand = TrainResult(h, epoch, score, history, 0.0, 0)
         if cand.better_than(best):
             cand.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            cand.feed = evaluate(model, feed, student.pad_id) if feed is not None and len(feed) else None
             best = cand
         if deadline is not None and time.perf_counter() > deadline and epoch < epochs:
             stopped = True
             log.info("%s: stopped after epoch %d of %d by the time budget", h.label(), epoch, epochs)
+            break
+        assert best is not None
+        if patience is not None and epoch - best.epoch >= patience and epoch < epochs:
+            best.early_stopped = True
             break
     assert best is not None  # epochs >= 1
     best.history, best.seconds, best.steps = history, time.perf_counter() - t0, total

@@ -10,49 +10,66 @@ from typing import Any
 from bortconv._version import __version__
 
 RECORD_FILE = "bortconv_finetune.json"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 
 #: what the Agora sources leave open, and what bortconv does (also in the README's fine-tuning section)
 DECISIONS: dict[str, str] = {
+    "containment": "plain and Agora plan round 1 identically: the same stratified sample, sized to round1_share "
+                   "of the planned budget, trained on the same data with the same seeds and scored on the same "
+                   "selection split. Plain stops there; Agora's round 1 is therefore plain's whole search and "
+                   "plain's model is one of Agora's candidates. Plain leaves the rest of its budget unused.",
+    "selection": "dev is split per label (selection_share, seeded) into a selection split S and a mistakes split "
+                 "F. S picks each training's epoch and the result; the generator only sees F's mistakes, so no "
+                 "generated point comes from a point that judges it. The result is the best model of any round "
+                 "by S accuracy (ties: lower S loss inside a round); a later round replaces round 1's best only "
+                 "by a strictly higher S accuracy.",
+    "sampling": "no uniform draw of the space: its seeded order is stratified over the learning rate (one "
+                "configuration of each learning rate in turn), so k sampled configurations hold min(k, |lr|) "
+                "learning rates. The default space's learning rates {1e-4, 3e-5, 3e-4} were measured for "
+                "all-MiniLM-L6-v2 on a few hundred examples (docs/finetune.md); the README's {1e-4, 1e-5, 9e-6} "
+                "and weight decays up to 350 are Bort's for GLUE-sized data (--space bort).",
+    "epochs": "up to epochs (default 10) per training with early stopping: a training stops after patience "
+              "(default 3) epochs without a better S score; the best epoch is kept. The author's 50-100 epochs "
+              "for small problems do not fit a CPU budget.",
+    "later_rounds": "after round 1 the configurations are ranked by S; the run tied with the worst S score is "
+                    "pruned (none when the round is replayed) and the best-ranked ones whose trainings fit the "
+                    "time left are trained again from the pretrained source on the grown training set.",
     "transformation": "masked-LM substitution with the source's own MLM head (15% of a text's tokens, at least "
-                      "one, each resampled from the top 20 without the original token, one forward pass per "
-                      "variant) mixed half and half with word-level token operations (delete, swap, insert, "
-                      "substitute a training-set word, crop); token operations alone when the source has no MLM "
-                      "head. Pluggable: any callable (examples, per_example, rng) -> examples.",
-    "points_per_mistake": "per_mistake new points (default 4) per dev mistake of the round's best candidate, at "
-                          "most max_generated per round (default: the size of the training file); exact "
+                      "one, each resampled from the top 20 without the original token) mixed half and half with "
+                      "word-level token operations (delete, swap, insert, substitute a training-set word, crop); "
+                      "token operations alone when the source has no MLM head. Token operations never delete, "
+                      "substitute, insert, move or crop away a negation word. Pluggable: any callable "
+                      "(examples, per_example, rng) -> examples.",
+    "points_per_mistake": "per_mistake new points (default 4) per F mistake of the last round's best candidate, "
+                          "at most max_generated per round (default: the size of the training file); exact "
                           "duplicates of training, dev or earlier generated text are dropped.",
+    "synthetic_filter": "'agree' (default): a generated point is kept only if the teacher labels it as its source "
+                        "point's gold label; the record gives the share that agrees and the teacher's confidence.",
+    "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 1.0) times the "
+                     "training file's size: the newest round's points first, then a seeded sample of older ones.",
     "teacher_labels": "soft targets by default: the teacher's probabilities, trained with cross-entropy like the "
                       "one-hot labels of the training file (teacher_targets='hard' for its argmax).",
-    "retraining": "every round trains each surviving configuration from the pretrained source on the grown "
-                  "training set (the loop reads that way); the candidate seed stays the same across rounds.",
-    "pruning": "after a round the configurations are sorted by dev accuracy and the leading run tied with the "
+    "retraining": "every round trains each configuration from the pretrained source on the grown training set; "
+                  "the candidate seed stays the same across rounds.",
+    "pruning": "after a round the configurations are sorted by S accuracy and the leading run tied with the "
                "worst is removed (at least one per round), the notes page's 'longest common sequence rooted at "
-               "the first element'.",
-    "replay": "when a round's best dev accuracy does not beat the best seen before it, the round is repeated "
-              "once (max_replays) without pruning, with freshly generated data, if it fits the time left.",
-    "last_round": "no data is generated after the round that empties the search: nothing would train on it.",
-    "selection": "the best model seen in any round by dev accuracy (ties: lower dev loss); inside a training "
-                 "the best epoch by the same rule.",
-    "held_out": "dev mistakes seed the training data, so dev accuracy turns optimistic over the rounds: judge "
-                "the result on a split neither the search nor the teacher saw.",
-    "plain": "the same sampled configurations trained once each on the training file and the best kept by dev "
-             "accuracy (enumerating the configurations: the baseline of the paper's guarantee); no teacher, no "
-             "generated data. Later rounds would retrain the same configurations on the same data and, being "
-             "deterministic, repeat round 1.",
-    "budget": "wall time. A probe times training steps, scoring, generation and teacher labelling here; the "
-              "search space is a seeded permutation of the grid and the longest prefix whose estimated cost "
-              "fits 85% of the budget is trained (agora assumes one configuration pruned per round and a third "
-              "of dev wrong). If the estimate is exceeded, no new training starts after the budget and a running "
-              "one stops after its current epoch.",
+               "the first element'; when round 1's configurations all tie, its best-ranked one is kept for round 2.",
+    "replay": "when a later round's best S accuracy does not beat the kept model, the round is repeated once "
+              "(max_replays) without pruning, with freshly generated data, if it fits the time left.",
+    "held_out": "S picked the model, so its score is optimistic too: judge the result on a split neither the "
+                "search nor the teacher saw.",
+    "plain": "round 1 only: the stratified sample trained once each on the training file, the best kept by S "
+             "accuracy; no teacher, no generated data.",
+    "budget": "wall time. A probe times training steps, scoring, generation and teacher labelling here; round 1 "
+              "gets the longest prefix of the stratified order whose estimated cost fits round1_share x 85% of "
+              "the budget. Later rounds train what fits the time left. No training starts past the budget and a "
+              "running one stops after its current epoch. The record gives each round's plan and spend.",
     "multi_class_and_pairs": "the guarantees are for binary tasks; the same loop runs for any number of labels "
                              "and for pairs (the generator changes one text of a pair).",
     "head": "BertForSequenceClassification's pooler (Dense+tanh on the first token) and classifier are Bort's "
             "classifier.1 and classifier.3; a head the source lacks is initialised normal(0, 0.02) with zero "
             "biases (gluon's uniform(-0.5, 0.5) saturates a 1024-wide tanh); a pooler or classifier the source "
             "has is kept.",
-    "epochs": "a fixed number per training (default 3); the author's 50-100 epochs for small problems do not "
-              "fit a CPU budget.",
 }
 
 

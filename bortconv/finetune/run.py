@@ -19,6 +19,7 @@ from bortconv._hashing import sha256_file
 from bortconv.errors import ExportError
 from bortconv.finetune import record as rec
 from bortconv.finetune.agora import Outcome, Search, planned_trainings, run_search
+from bortconv.finetune.determinism import derived_seed
 from bortconv.finetune.data import Dataset
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
 from bortconv.finetune.generate import Generator, corpus_words, default_generator, generator_name
@@ -44,9 +45,28 @@ class Prepared:
     tokenizer: Any
     encoder: TextEncoder
     train: Encoded
-    dev: Encoded
+    dev: Encoded  # the selection split S
+    feed: Encoded  # the mistakes split F
+    feed_examples: tuple
+    selection_rows: list[int]
     teacher: Teacher | None
     generator: Generator | None
+
+
+def split_dev(dev: Dataset, share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(selection rows, mistakes rows) of dev: per label, a seeded `share` (at least one) held back for selection.
+
+    The same split for plain and Agora (it depends on the seed and the file only), so round 1 is plain's search."""
+    import numpy as np
+
+    rng = np.random.default_rng(derived_seed(seed, 0x5E1EC7))
+    selection: list[int] = []
+    for label in sorted(dev.labels):
+        rows = [i for i, e in enumerate(dev.examples) if e.label == label]
+        k = min(len(rows), max(1, round(share * len(rows))))
+        selection += [rows[i] for i in rng.permutation(len(rows))[:k]]
+    chosen = set(selection)
+    return sorted(selection), [i for i in range(len(dev)) if i not in chosen]
 
 
 def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...], work: Path,
@@ -61,21 +81,24 @@ def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, label
     encoder = TextEncoder(tokenizer, opts.max_length, tokenizer_dir=src.model_dir)
     label_ids = {lab: i for i, lab in enumerate(labels)}
     enc_train = encoder.encode(train.examples, one_hot([str(e.label) for e in train.examples], label_ids))
-    enc_dev = encoder.encode(dev.examples, one_hot([str(e.label) for e in dev.examples], label_ids))
+    sel_rows, feed_rows = split_dev(dev, opts.selection_share, opts.seed)
+    sel, feed = [dev.examples[i] for i in sel_rows], tuple(dev.examples[i] for i in feed_rows)
+    enc_dev = encoder.encode(sel, one_hot([str(e.label) for e in sel], label_ids))
+    enc_feed = encoder.encode(feed, one_hot([str(e.label) for e in feed], label_ids))
     generator = None
     if agora:
         generator = opts.generator or default_generator(load_mlm(src), tokenizer, corpus_words(train.examples),
                                                         opts.max_length)
-    return Prepared(src, labels, student, tokenizer, encoder, enc_train, enc_dev, teacher, generator)
+    return Prepared(src, labels, student, tokenizer, encoder, enc_train, enc_dev, enc_feed, feed, sel_rows, teacher,
+                    generator)
 
 
-def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float, cap: int) -> Plan:
-    n_dev = len(p.dev)
+def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float) -> Plan:
+    n_dev = len(p.dev) + len(p.feed)
     # still to come besides the search: the teacher's dev score, and writing + re-reading + re-scoring the result
     tail = 3 * speeds.setup_s + n_dev * (speeds.eval_s_per_example + speeds.teacher_s_per_example)
-    return plan_search(opts.space, seed=opts.seed, budget_s=60 * opts.budget_minutes,
-                       agora=opts.method is Method.AGORA, n_train=len(p.train), n_dev=n_dev, epochs=opts.epochs,
-                       speeds=speeds, per_mistake=opts.per_mistake, cap=cap, candidates=opts.candidates,
+    return plan_search(opts.space, seed=opts.seed, budget_s=60 * opts.budget_minutes, n_train=len(p.train),
+                       n_dev=n_dev, epochs=opts.epochs, speeds=speeds, candidates=opts.candidates,
                        max_candidates=opts.max_candidates, overhead_s=elapsed + tail)
 
 
@@ -119,15 +142,25 @@ def _record(p: Prepared, opts: FinetuneOptions, plan: Plan, speeds: Speeds, outc
             "dev_accuracy": teacher_dev, "targets": opts.teacher_targets},
         "generator": generator_name(p.generator) if p.generator is not None else None,
         "options": opts.to_dict(),
+        "selection": {"winner_round": outcome.best_round, "why": outcome.why,
+                      "round1_best": None if outcome.round1_best is None else {
+                          "hyper": outcome.round1_best.hyper.to_dict(),
+                          "selection_accuracy": outcome.round1_best.dev.accuracy},
+                      "split": "selection split of dev (selection_share), never given to the generator"},
+        "budget": {"budget_s": round(plan.budget_s, 1), "round1_planned_s": round(plan.estimated_s, 1),
+                   "rounds": [{"round": r["round"], "planned_s": r.get("planned_s"), "spent_s": r.get("spent_s")}
+                              for r in outcome.rounds]},
         "search": {"plan": plan.to_dict(), "speeds": speeds.to_dict(),
                    "candidates": [h.to_dict() for h in plan.candidates], "rounds": outcome.rounds,
                    "trainings": outcome.trainings, "replays": outcome.replays,
                    "stopped_by_budget": outcome.stopped_by_budget},
         "best": {"hyper": best.hyper.to_dict(), "round": outcome.best_round, "epoch": best.epoch,
                  "dev_accuracy": best.dev.accuracy, "dev_loss": round(best.dev.loss, 5),
+                 "feed_accuracy": None if best.feed is None else best.feed.accuracy,
                  "train_size": outcome.best_train_size, "generated_in_training_set":
                      outcome.best_train_size - data["train"]["rows"],
-                 "dev_accuracy_note": "optimistic for agora: dev mistakes seed training data; judge on held-out data"},
+                 "dev_accuracy_note": "accuracy on the selection split of dev, which picked the model (and its "
+                                      "epoch): optimistic; judge on held-out data"},
         "timings": {k: round(v, 2) for k, v in {**timings, **search.timings}.items()},
         "determinism": {"seed": opts.seed, "threads": opts.threads, "deterministic_algorithms": True,
                         "reproducible_on": "the same machine, thread count and library versions"},
@@ -146,10 +179,10 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
     timings = {"loading_s": time.perf_counter() - t0}
     t1 = time.perf_counter()
     speeds = measure_speeds(p.student, p.train, p.dev, opts.space.batch_size, teacher=p.teacher,
-                            generator=p.generator, samples=dev.examples)
+                            generator=p.generator, samples=p.feed_examples)
     timings["probe_s"] = time.perf_counter() - t1
     cap = opts.max_generated if opts.max_generated is not None else len(p.train)
-    plan = _plan(p, opts, speeds, time.perf_counter() - t0, cap)
+    plan = _plan(p, opts, speeds, time.perf_counter() - t0)
     teacher_dev = None
     if p.teacher is not None:
         teacher_dev = round(teacher_accuracy(p.teacher, dev.examples, p.labels), 4)
@@ -158,14 +191,19 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
                         100 * teacher_dev)
     progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),
                      generator_name(p.generator) if p.generator is not None else None)
-    search = Search(p.student, p.encoder, p.labels, p.train, p.dev, dev.examples, opts.epochs, opts.seed, speeds,
-                    deadline=t0 + 60 * opts.budget_minutes, progress=progress, teacher=p.teacher,
-                    generator=p.generator, per_mistake=opts.per_mistake, max_generated=cap,
-                    max_replays=opts.max_replays, soft_targets=opts.teacher_targets == "soft",
+    search = Search(p.student, p.encoder, p.labels, p.train, p.dev, p.feed, p.feed_examples, opts.epochs,
+                    opts.seed, speeds, deadline=t0 + 60 * opts.budget_minutes, progress=progress,
+                    patience=opts.patience, teacher=p.teacher, generator=p.generator, per_mistake=opts.per_mistake,
+                    max_generated=cap, max_replays=opts.max_replays, soft_targets=opts.teacher_targets == "soft",
+                    synthetic_ratio=opts.synthetic_ratio, keep=opts.synthetic_filter,
                     seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)})
     outcome = run_search(search, plan.candidates, agora=agora)
     t1 = time.perf_counter()
     _write(p, outcome, tmp)
     timings["writing_s"] = time.perf_counter() - t1
-    data = {"train": _data_info(train), "dev": _data_info(dev)}
+    data = {"train": _data_info(train), "dev": _data_info(dev),
+            "dev_split": {"selection": len(p.dev), "mistakes": len(p.feed), "share": opts.selection_share,
+                          "selection_rows": p.selection_rows,
+                          "note": "dev rows (0-based, header excluded) held back for selection; the generator "
+                                  "only ever sees the other rows' mistakes"}}
     return _record(p, opts, plan, speeds, outcome, search, teacher_dev, data, timings)

@@ -1,10 +1,16 @@
 """The hyperparameter search: the space Θ, a seeded sample of it sized to the time budget, and pruning.
 
-The default space is the one the alexa/bort README recommends (480 configurations). On a small CPU only a few fit
-a budget, so Θ is a prefix of a seeded permutation of the grid: the same seed gives the same order, and a larger
-budget extends the sample rather than changing it. How many fit comes from a cost model whose speeds are measured
-on this machine before training starts (:class:`Speeds`), so the number sampled can differ between machines (or a
-busy and an idle one); pass ``candidates`` to fix it.
+The default space (:data:`SMALL_DATA_SPACE`) has learning rates measured for a small encoder (all-MiniLM-L6-v2)
+on a few hundred examples; the alexa/bort README's 480 configurations (:data:`BORT_SPACE`, Bort on GLUE-sized
+data) remain available. On a small CPU only a few configurations fit a budget, so Θ is a prefix of a seeded order
+of the grid that is **stratified over the learning rate**: the order cycles through the learning rates (in a
+seeded order), so any prefix of k configurations holds min(k, |lr|) distinct learning rates and never k draws of
+one bad rate. The same seed gives the same order, and a larger budget extends the sample rather than changing it.
+
+How many fit comes from a cost model whose speeds are measured on this machine before training starts
+(:class:`Speeds`). Plain and Agora plan round 1 identically: the prefix that fits :data:`ROUND1_SHARE` of the
+planned budget. Plain stops there; Agora spends the rest on later rounds. Agora's round 1 therefore trains exactly
+plain's configurations (containment). Pass ``candidates`` to fix the sample size.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from bortconv.errors import InputError
 
 #: the planner keeps this share of the budget for the work it can estimate; the rest absorbs estimation error
 PLAN_SHARE = 0.85
-#: the share of dev examples the planner assumes the best candidate gets wrong (the teacher's "ok-ish" 2/3 bound)
-PLAN_MISTAKE_SHARE = 1 / 3
+#: the share of the planned budget that round 1 (plain's whole search) gets; Agora's later rounds get the rest
+ROUND1_SHARE = 0.5
 
 
 @dataclass(frozen=True, order=True)
@@ -71,19 +77,30 @@ class SearchSpace:
                                                      self.batch_size, self.seed)]
 
     def order(self, seed: int) -> list[Hyper]:
-        """Every configuration, in a seeded random order (Θ is a prefix of it)."""
-        grid = self.grid()
+        """Every configuration in a seeded order stratified over the learning rate (Θ is a prefix of it).
+
+        Each learning rate's configurations are shuffled; the order then takes one of each learning rate in turn
+        (the learning rates themselves in a seeded order), so a prefix covers the learning rates first."""
         import numpy as np  # lazily: `bortconv finetune --help` builds SearchSpace defaults without numpy
 
-        perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5EA2C4])).permutation(len(grid))
-        return [grid[i] for i in perm]
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EA2C4]))
+        grid = self.grid()
+        strata = [[h for h in grid if h.lr == lr] for lr in self.lr]
+        strata = [[st[i] for i in rng.permutation(len(st))] for st in strata]
+        lrs = rng.permutation(len(strata))
+        return [strata[j][i] for i in range(len(strata[0])) for j in lrs]
 
     def to_dict(self) -> dict[str, list[float | int]]:
         return {k: list(v) for k, v in asdict(self).items()}
 
 
-#: the alexa/bort README's recommended space
+#: the alexa/bort README's recommended space (Bort on GLUE-sized data)
 BORT_SPACE = SearchSpace()
+#: the default: learning rates for a small encoder on a few hundred examples (measured: docs/finetune.md), the
+#: decoupled weight decays AdamW is usually given (Bort's 10-350 shrink every weight by lr x wd per step), a short
+#: warmup, two batch sizes and three seeds
+SMALL_DATA_SPACE = SearchSpace(lr=(1e-4, 3e-5, 3e-4), weight_decay=(0.0, 0.01), warmup_ratio=(0.1,),
+                               batch_size=(16, 8), seed=(0, 1, 2))
 
 
 @dataclass(frozen=True)
@@ -134,54 +151,37 @@ class Plan:
     def to_dict(self) -> dict[str, object]:
         return {"sampled": len(self.candidates), "space_size": self.space_size,
                 "estimated_s": round(self.estimated_s, 1), "budget_s": round(self.budget_s, 1),
-                "minimum_s": round(self.minimum_s, 1), "plan_share": PLAN_SHARE}
+                "minimum_s": round(self.minimum_s, 1), "plan_share": PLAN_SHARE,
+                "round1_share": ROUND1_SHARE,
+                "learning_rates": sorted({h.lr for h in self.candidates})}
 
 
-def generated_per_round(n_dev: int, per_mistake: int, cap: int) -> int:
-    """The planner's assumption of how many examples a round adds."""
-    return min(cap, per_mistake * math.ceil(PLAN_MISTAKE_SHARE * n_dev))
+def round_cost(cands: Sequence[Hyper], *, n_train: int, n_dev: int, epochs: int, speeds: Speeds) -> float:
+    """Estimated seconds to train every configuration of `cands` once on `n_train` examples."""
+    return sum(training_cost(h, n_train, n_dev, epochs, speeds) for h in cands)
 
 
-def search_cost(cands: Sequence[Hyper], *, agora: bool, n_train: int, n_dev: int, epochs: int, speeds: Speeds,
-                per_mistake: int, cap: int) -> float:
-    """Estimated seconds for the whole search over `cands`.
-
-    plain: one round (every θ trained once). agora: round r trains the survivors on the grown training set; one
-    θ is pruned per round at least, so the planner assumes exactly one (the most rounds)."""
-    if not agora:
-        return sum(training_cost(h, n_train, n_dev, epochs, speeds) for h in cands)
-    grow = generated_per_round(n_dev, per_mistake, cap)
-    ordered = sorted(cands, key=lambda h: -h.batch_size)  # small batches are slower: assume they survive longest
-    total, n = 0.0, n_train
-    for r in range(len(cands)):
-        total += sum(training_cost(h, n, n_dev, epochs, speeds) for h in ordered[r:])
-        if r < len(cands) - 1:  # the last round's augmentation would never be trained on: it is skipped
-            mistakes = math.ceil(PLAN_MISTAKE_SHARE * n_dev)
-            total += mistakes * per_mistake * speeds.generate_s_per_example + grow * speeds.teacher_s_per_example
-            n += grow
-    return total
-
-
-def plan_search(space: SearchSpace, *, seed: int, budget_s: float, agora: bool, n_train: int, n_dev: int,
-                epochs: int, speeds: Speeds, per_mistake: int, cap: int, candidates: int | None = None,
-                max_candidates: int = 16, overhead_s: float = 0.0, option: str = "--budget-minutes") -> Plan:
-    """Θ: the longest prefix of the seeded order whose estimated cost fits the budget (or `candidates` of it).
+def plan_search(space: SearchSpace, *, seed: int, budget_s: float, n_train: int, n_dev: int, epochs: int,
+                speeds: Speeds, candidates: int | None = None, max_candidates: int = 16, overhead_s: float = 0.0,
+                option: str = "--budget-minutes") -> Plan:
+    """Θ for round 1 (the same for plain and Agora): the longest prefix of the seeded order whose estimated cost
+    fits ROUND1_SHARE x PLAN_SHARE of the budget (or `candidates` of it).
 
     Raises InputError, naming the minimum, when not even one candidate fits."""
     order = space.order(seed)
+    share = ROUND1_SHARE * PLAN_SHARE
 
     def cost(k: int) -> float:
-        return overhead_s + search_cost(order[:k], agora=agora, n_train=n_train, n_dev=n_dev, epochs=epochs,
-                                        speeds=speeds, per_mistake=per_mistake, cap=cap)
+        return overhead_s + round_cost(order[:k], n_train=n_train, n_dev=n_dev, epochs=epochs, speeds=speeds)
 
-    minimum = cost(1) / PLAN_SHARE
+    minimum = cost(1) / PLAN_SHARE  # one training in the planned share; round 1 may then take all of it
     if minimum > budget_s:
         raise InputError(f"{option} {budget_s / 60:g}: too small to train one candidate here (about "
                          f"{math.ceil(minimum / 6) / 10:g} minutes is the minimum for {n_train} training examples, "
                          f"{epochs} epoch{'s' if epochs != 1 else ''})")
     limit = min(len(order), candidates if candidates else max_candidates)
     k = 1
-    while k < limit and (candidates or cost(k + 1) <= PLAN_SHARE * budget_s):
+    while k < limit and (candidates or cost(k + 1) <= share * budget_s):  # k = 1 at least, as the minimum allows
         k += 1
     if candidates and cost(k) > budget_s:
         raise InputError(f"--candidates {candidates}: estimated {cost(k) / 60:.1f} minutes, over {option} "

