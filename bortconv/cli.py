@@ -16,6 +16,7 @@ from typing import Any
 
 from bortconv._signals import Terminated, signals_raise
 from bortconv._version import __version__
+from bortconv.config import ARCHES
 from bortconv.errors import BortconvError
 
 log = logging.getLogger("bortconv")
@@ -75,7 +76,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                     force=args.force, vocab=args.vocab, merges=args.merges, int8=args.int8,
                     calibration=args.calibration, samples=args.samples, int8_scheme=args.int8_scheme,
                     bench=not args.no_bench, progress=not args.quiet, openvino_from=args.openvino_from,
-                    max_memory=args.max_memory, precision=args.precision, ungated=args.ungated)
+                    max_memory=args.max_memory, precision=args.precision, ungated=args.ungated, arch=args.arch)
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -101,19 +102,21 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     manifest = quantize_directory(args.artifact, args.output, force=args.force, max_memory=args.max_memory,
                                   opts=Int8Options(calibration=args.calibration, samples=args.samples,
                                                    scheme=args.int8_scheme, threads=args.threads,
-                                                   precision=args.precision))
+                                                   precision=args.precision, arch=args.arch))
     info = manifest["int8"]
     if args.json:
         _emit_json({"output_dir": args.output, "int8": info,
                     "files": {k: v["bytes"] for k, v in manifest["files"].items()}})
         return 0
-    from bortconv.pipeline.summary import gate_lines, int8_speed_line
+    from bortconv.pipeline.summary import device_gate_line, gate_lines, int8_speed_line
 
     print(f"wrote {args.output}: {manifest['target']} int8 ({info['scheme']}), fp32 layers kept: "
           f"{', '.join(info['kept_fp32']['groups']) or 'none'}")
     print(f"  gate on {info['gate']['heldout_texts']} held-out probes:")
     print("\n".join(gate_lines(info["gate"]["results"])))
     print(int8_speed_line(info["speed_vs_fp32"]))
+    if info.get("device_gate"):
+        print(device_gate_line(info["device_gate"]))
     return 0
 
 
@@ -230,6 +233,10 @@ def _args_export(p: argparse.ArgumentParser) -> None:
                                          "(default: the shipped English set)")
     p.add_argument("--samples", type=int, help="int8: calibration sentences (the rest of the file is held out)")
     p.add_argument("--int8-scheme", help="int8: force one scheme instead of choosing the fastest that passes")
+    p.add_argument("--arch", default="native", choices=list(ARCHES),
+                   help="int8: the CPU family the artifact is deployed on (default: this machine's). For another "
+                        "family the int8 scheme is that family's, nothing is timed here, and the gate on the "
+                        "device's own kernels is left to `bortconv validate` there")
     p.add_argument("--no-bench", action="store_true", help="skip the speed comparison with PyTorch")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -246,6 +253,10 @@ def _args_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", help="calibration text file, one sentence per line (default: shipped set)")
     p.add_argument("--samples", type=int, help="calibration sentences (the rest of the file is held out)")
     p.add_argument("--int8-scheme", help="force one scheme instead of choosing the fastest that passes")
+    p.add_argument("--arch", default="native", choices=list(ARCHES),
+                   help="int8: the CPU family the artifact is deployed on (default: this machine's). For another "
+                        "family the int8 scheme is that family's, nothing is timed here, and the gate on the "
+                        "device's own kernels is left to `bortconv validate` there")
     p.add_argument("--threads", type=int, default=None, help="threads for the gate and timing runs")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="machine-readable summary")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import platform
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -207,6 +208,17 @@ GATE_METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+#: --arch: the CPU family an artifact is deployed on. "native" is the machine running bortconv.
+ARCHES = ("native", "x86_64", "aarch64")
+_MACHINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+def host_arch() -> str:
+    """This machine's CPU family as --arch names it (platform.machine() as is when it is neither)."""
+    machine = platform.machine().lower()
+    return _MACHINE_ARCH.get(machine, machine)
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """Options of int8 quantization (``--int8`` on export, and ``bortconv quantize``)."""
@@ -218,6 +230,23 @@ class Int8Options:
     threads: int | None = None
     mixed_precision: bool = True
     precision: str = "int8"  # what `bortconv quantize --precision` asked for (only int8 quantizes)
+    #: the CPU family the artifact is deployed on: its int8 schemes are that family's; a family other than
+    #: this machine's cannot be timed here, and its gate on the device's own kernels is left to `validate` there
+    arch: str = "native"
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHES:
+            raise InputError(f"--arch: '{self.arch}' is not one of {', '.join(ARCHES)}")
+
+    @property
+    def target_arch(self) -> str:
+        """The family `arch` names: this machine's for "native"."""
+        return host_arch() if self.arch == "native" else self.arch
+
+    @property
+    def foreign(self) -> bool:
+        """Whether the artifact is built for another CPU family than this machine's (no timing, gate pending)."""
+        return self.target_arch != host_arch()
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def export_options(*, target: str | Target, task: str | Task | None = None, opse
                    int8_scheme: str | None = None, int8_gate: dict[str, float] | None = None, bench: bool = True,
                    progress: bool = True, openvino_from: str | OpenVinoRoute = OpenVinoRoute.AUTO,
                    max_memory: int | str | None = None, precision: str | None = None,
-                   ungated: bool = False) -> ExportOptions:
+                   ungated: bool = False, arch: str = "native") -> ExportOptions:
     """The :class:`ExportOptions` of export's keyword arguments (the CLI's options), checked.
 
     `precision` is fp32, fp16, bf16 or int8; `fp16=True` and `int8=True` are its aliases (they must agree)."""
@@ -65,7 +65,7 @@ def export_options(*, target: str | Target, task: str | Task | None = None, opse
             raise InputError(f"--precision {precision} disagrees with --{'fp16' if fp16 else 'int8'}")
         fp16, int8 = precision == "fp16", precision == "int8"
     int8_opts = Int8Options(calibration=calibration, samples=samples, scheme=int8_scheme, threads=threads,
-                            thresholds=GateThresholds(**(int8_gate or {}))) if int8 else None
+                            thresholds=GateThresholds(**(int8_gate or {})), arch=arch) if int8 else None
     opts = ExportOptions(target=parse_enum(Target, target, "--target"),  # type: ignore[arg-type]
                          task=None if task is None else parse_enum(Task, task, "--task"),  # type: ignore[arg-type]
                          opset=opset, fp16=fp16, static_shape=parse_static_shape(static_shape), threads=threads,
@@ -76,7 +76,17 @@ def export_options(*, target: str | Target, task: str | Task | None = None, opse
                          max_memory=max_memory, bf16=precision == "bf16", ungated=ungated)
     if not int8 and (calibration or samples or int8_scheme):
         raise InputError("--calibration, --samples and --int8-scheme need --int8")
+    if not int8 and arch != "native":
+        # fp32, fp16 and bf16 files are the same for every CPU family; only int8's scheme depends on it
+        raise InputError(f"--arch {arch}: applies to --precision int8 (other precisions are the same files on "
+                         f"every CPU family; check one on the device with `bortconv validate`)")
     return opts
+
+
+def _timed(opts: ExportOptions) -> bool:
+    """Whether the artifact is timed against PyTorch: not for another CPU family (this machine's speed is not
+    the artifact's)."""
+    return opts.bench and not (opts.int8 is not None and opts.int8.foreign)
 
 
 def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], options: ExportOptions | None = None,
@@ -103,7 +113,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     kind = steps.source_kind(src)
     check_output_dir(out, options.force)
     steps.check_precision_here(options)
-    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.int8 is not None)
+    prog = Progress((5 if kind == "params" else 4) + int(_timed(options)) + int(options.int8 is not None)
                     + int(steps.gate_runs(options) and not options.ungated)
                     + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
                     enabled=options.progress)
@@ -136,6 +146,6 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     tokenizer_ir = steps.tokenizer_as_ops(tmp, opts, prog)
     deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8_info = steps.quantize(tmp, work, opts, loaded.task, opts.int8, prog) if opts.int8 is not None else {}
-    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if opts.bench else {}
+    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
             | tokenizer_ir)
