@@ -142,3 +142,15 @@ def test_arch_option_errors(call, message):
     with pytest.raises(InputError) as err:
         call()
     assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_aarch64_candidates_are_the_schemes_measured_there(vnni):
+    """docs/arm.md's table: on ARM's kernels only weight-only int8 (OpenVINO) and per-block activations
+    (ONNX Runtime's MatMulNBits) hold on one- to three-word texts; the x86 lists are unchanged by `arch`."""
+    from bortconv.quantize import ort_int8, ov_int8
+
+    assert ort_int8.default_candidates(vnni, "aarch64") == ("matmulnbits-s8",)
+    assert ov_int8.default_candidates(vnni, "aarch64") == ("nncf-weights-only",)
+    assert ort_int8.default_candidates(vnni, "x86_64") == ort_int8.default_candidates(vnni)
+    assert "matmulnbits-s8" not in ort_int8.default_candidates(vnni)
