@@ -11,6 +11,7 @@ sentences (tests/data/heldout_en.txt) and passages of licence prose cut to at mo
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -126,7 +127,11 @@ def run_guest(armenv, pythonpath: Path, cpu: str, artifacts: list[dict], texts: 
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "out.npz"
         job.write_text(json.dumps({"artifacts": artifacts, "texts": texts, "ids": ids, "threads": threads}))
-        proc = armenv.run(GUEST, cpu, args=(str(job), str(out)), pythonpath=(pythonpath,), timeout=timeout)
+        try:
+            proc = armenv.run(GUEST, cpu, args=(str(job), str(out)), pythonpath=(pythonpath,), timeout=timeout)
+        except subprocess.TimeoutExpired:  # the command line is the whole GUEST script: say it in one line
+            raise RuntimeError(f"guest on {cpu}: {len(artifacts)} runs of {len(texts)} texts took over "
+                               f"{timeout:.0f} s (emulation on a busy machine?)") from None
         if proc.returncode:
             raise RuntimeError(f"guest on {cpu} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         with np.load(out) as z:
