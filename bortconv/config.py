@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import platform
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
@@ -265,9 +266,19 @@ GATE_METRICS: dict[str, tuple[str, str]] = {
 
 #: int8 schemes per target, preferred order decided per CPU by each backend (bortconv.quantize.ort_int8 / ov_int8)
 INT8_SCHEMES: dict[str, tuple[str, ...]] = {
-    "onnx": ("dynamic-s8", "dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8"),
+    "onnx": ("dynamic-s8", "dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8", "matmulnbits-s8"),
     "openvino": ("nncf-ptq-fp-attention", "nncf-ptq", "nncf-ptq-smoothquant-off", "nncf-weights-only"),
 }
+
+#: --arch: the CPU family an artifact is deployed on. "native" is the machine running bortconv.
+ARCHES = ("native", "x86_64", "aarch64")
+_MACHINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+def host_arch() -> str:
+    """This machine's CPU family as --arch names it (platform.machine() as is when it is neither)."""
+    machine = platform.machine().lower()
+    return _MACHINE_ARCH.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,12 @@ class Int8Options:
                                         factory=GateThresholds)
     threads: int | None = option(None, help=THREADS_HELP)
     mixed_precision: bool = option(True, cli=False, help="keep sensitive layers in fp32 when no scheme passes alone")
+    #: the CPU family the artifact is deployed on: its int8 schemes are that family's; a family other than
+    #: this machine's cannot be timed here, and its gate on the device's own kernels is left to `validate` there
+    arch: str = option("native", choices=ARCHES, group="int8",
+                       help="the CPU family the artifact is deployed on (default native: this machine's); for "
+                            "another family its schemes are chosen, speed is not measured and the gate on the "
+                            "device's kernels is left to `bortconv validate` there")
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, dict):
@@ -293,6 +310,18 @@ class Int8Options:
             raise InputError(f"threads must be positive, got {self.threads}", option="threads")
         if self.samples is not None and self.samples <= 0:
             raise InputError(f"samples must be positive, got {self.samples}", option="samples")
+        if self.arch not in ARCHES:
+            raise InputError(f"arch: '{self.arch}' is not one of {', '.join(ARCHES)}", option="arch")
+
+    @property
+    def target_arch(self) -> str:
+        """The family `arch` names: this machine's for "native"."""
+        return host_arch() if self.arch == "native" else self.arch
+
+    @property
+    def foreign(self) -> bool:
+        """Whether the artifact is built for another CPU family than this machine's (no timing, gate pending)."""
+        return self.target_arch != host_arch()
 
 
 @dataclass(frozen=True)

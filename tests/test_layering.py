@@ -227,7 +227,9 @@ def test_export_keywords_are_the_cli_dests():
     assert isinstance(opts, ExportOptions)
     with pytest.raises(Exception, match="unknown option"):
         export_options(target="onnx", no_such_option=1)
-    assert dests - {"int8_scheme", "calibration", "samples"} <= {f for f in ExportOptions.__dataclass_fields__}
+    from bortconv.config import Int8Options
+    int8_keywords = {option_keyword(f) for f in Int8Options.__dataclass_fields__.values()}
+    assert dests <= set(ExportOptions.__dataclass_fields__) | int8_keywords, dests
     assert "fp16" not in ExportOptions.__dataclass_fields__ and "bf16" not in ExportOptions.__dataclass_fields__
     assert inspect.signature(export_options).parameters.keys() == {"keywords"}
 

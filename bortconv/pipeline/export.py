@@ -79,7 +79,17 @@ def export_options(**keywords: Any) -> ExportOptions:
     if given and precision is not Precision.INT8:
         name = {f.name: option_keyword(f) for f in fields(Int8Options)}[given[0]]
         raise InputError(f"{name}: applies to precision int8 only (got {precision.value})", option=name)
+    if int8_kw.get("arch", "native") != "native" and precision is not Precision.INT8:
+        # fp32, fp16 and bf16 files are the same for every CPU family; only int8's scheme depends on it
+        raise InputError(f"arch {int8_kw['arch']}: applies to precision int8 (other precisions are the same files on "
+                         f"every CPU family; check one on the device with `bortconv validate`)", option="arch")
     return ExportOptions(precision=precision, int8=Int8Options(threads=kw.get("threads"), **int8_kw), **kw)
+
+
+def _timed(opts: ExportOptions) -> bool:
+    """Whether the artifact is timed against PyTorch: not for another CPU family (this machine's speed is not
+    the artifact's)."""
+    return opts.bench and not (opts.quantized is not None and opts.quantized.foreign)
 
 
 def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], options: ExportOptions | None = None,
@@ -106,7 +116,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     kind = steps.source_kind(src)
     check_output_dir(out, options.force)
     steps.check_precision_here(options)
-    prog = Progress((5 if kind == "params" else 4) + int(options.bench) + int(options.quantized is not None)
+    prog = Progress((5 if kind == "params" else 4) + int(_timed(options)) + int(options.quantized is not None)
                     + int(steps.gate_runs(options) and not options.ungated)
                     + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
                     enabled=options.progress)
@@ -140,6 +150,6 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8 = opts.quantized
     int8_info = steps.quantize(tmp, work, opts, loaded.task, int8, prog) if int8 is not None else {}
-    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if opts.bench else {}
+    speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
             | tokenizer_ir)

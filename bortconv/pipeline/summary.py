@@ -22,6 +22,8 @@ def gate_lines(results: dict[str, Any]) -> list[str]:
 def int8_speed_line(sp: dict[str, Any]) -> str:
     """int8 against fp32 at the timing shape: as bortconv pins fp32, and as a stock load runs it where that
     differs (OpenVINO's default where the plugin reports other than f32, e.g. bf16)."""
+    if sp.get("measured") is False:
+        return f"  int8 speed: not measured ({sp['why']})"
     b, length = sp["shape"]
     line = (f"  int8 speed (batch {b}, length {length}): fp32 {sp['fp32_ms']:.1f} ms, int8 {sp['int8_ms']:.1f} ms "
             f"-> {sp['speedup']:.2f}x")
@@ -30,6 +32,11 @@ def int8_speed_line(sp: dict[str, Any]) -> str:
         line += (f"; fp32 under stock loading ({stock['inference_precision']}) {stock['median_ms']:.1f} ms "
                  f"-> {stock['speedup']:.2f}x")
     return line
+
+
+def device_gate_line(dg: dict[str, Any]) -> str:
+    """An artifact for another CPU family: its gate on that family's kernels is still to run."""
+    return f"  gate on {dg['arch']} kernels: {dg['status']}: {dg['how']} ({dg['note']})"
 
 
 def _loading_lines(loading: dict[str, Any]) -> list[str]:
@@ -78,6 +85,8 @@ def summary(result: ExportResult) -> str:
         lines += gate_lines(gate["results"])
         if m.get("int8", {}).get("speed_vs_fp32"):
             lines.append(int8_speed_line(m["int8"]["speed_vs_fp32"]))
+        if m.get("int8", {}).get("device_gate"):
+            lines.append(device_gate_line(m["int8"]["device_gate"]))
     elif gate.get("ran") is False:
         lines.append(f"\ndeployment gate: not run ({gate['why']})")
     if result.speed:

@@ -8,6 +8,12 @@ Schemes (all with int8 weights, per output channel where the op supports it):
 - ``dynamic-u8``: u8 weights (u8 x u8 kernels: no saturation, usually slower).
 - ``static-qdq-s8``: calibrated activations (MinMax over the calibration text), QDQ format, s8/s8, on the
   MatMuls; the fused embedding and attention nodes get int8 weights through their Q* contrib kernels.
+- ``matmulnbits-s8``: the MatMuls become MatMulNBits with 8-bit symmetric weights in blocks of 32 along the
+  input dimension, at accuracy level 4 (int8 compute with activations quantized per block of 32, not per
+  tensor); the word embedding through QEmbedLayerNormalization; the fused Attention stays fp32. The per-tensor
+  activation scale of the dynamic schemes is what fails on one- to three-word texts, whose few tokens include
+  [CLS]/[SEP] with outlying values (MiniLM: worst sentence cosine 0.93-0.96 on x86 and emulated aarch64); per
+  block it stays >= 0.997 (docs/arm.md).
 Which one is used is decided by measurement: the fastest that passes the accuracy gate.
 """
 
@@ -25,11 +31,17 @@ from bortconv.config import INT8_SCHEMES
 log = logging.getLogger(__name__)
 
 SCHEMES = INT8_SCHEMES["onnx"]
+#: MatMulNBits' weight block (along K) and accuracy level 4: int8 compute, activations quantized per block
+NBITS_BLOCK, NBITS_ACCURACY = 32, 4
 QUANTIZABLE = ("MatMul", "Attention", "EmbedLayerNormalization", "Gather", "Gemm")
 
 
-def default_candidates(vnni: bool) -> tuple[str, ...]:
-    """Schemes worth trying on this CPU, best first. Without VNNI full-range s8 weights can saturate."""
+def default_candidates(vnni: bool, arch: str = "x86_64") -> tuple[str, ...]:
+    """Schemes worth trying on this CPU family, best first. Without VNNI full-range s8 weights can saturate.
+    aarch64: only the scheme measured to hold on ONNX Runtime's arm64 kernels down to one-word texts
+    (docs/arm.md; the dynamic ones fall to 0.93-0.96 there)."""
+    if arch == "aarch64":
+        return ("matmulnbits-s8",)
     return ("dynamic-s8", "static-qdq-s8", "dynamic-u8") if vnni else \
         ("dynamic-s8-reduced", "dynamic-u8", "static-qdq-s8")
 
@@ -98,5 +110,24 @@ def quantize(fp32: Path, out: Path, scheme: str, *, calibration: Sequence[dict[s
                              op_types_to_quantize=["EmbedLayerNormalization", "Attention"],
                              nodes_to_exclude=list(exclude), extra_options=extra)
             staged.unlink()
+        elif scheme == "matmulnbits-s8":
+            _matmul_nbits(fp32, out, exclude, extra)
         else:
             raise ValueError(f"unknown ONNX Runtime int8 scheme {scheme}")
+
+
+def _matmul_nbits(fp32: Path, out: Path, exclude: Sequence[str], extra: dict) -> None:
+    """matmulnbits-s8 (module docstring): int8 embedding table first, then 8-bit MatMulNBits."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    staged = out.with_name(out.stem + ".emb.onnx")
+    quantize_dynamic(str(fp32), str(staged), per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["EmbedLayerNormalization"], nodes_to_exclude=list(exclude),
+                     extra_options=extra)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(staged)), bits=8, block_size=NBITS_BLOCK, is_symmetric=True,
+                                     accuracy_level=NBITS_ACCURACY, nodes_to_exclude=list(exclude))
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(out), False)
+    staged.unlink()

@@ -29,13 +29,17 @@ FLOAT_OPS = ("ScaledDotProductAttention",)
 log = logging.getLogger(__name__)
 
 
-def default_candidates(vnni: bool) -> tuple[str, ...]:
+def default_candidates(vnni: bool, arch: str = "x86_64") -> tuple[str, ...]:
     """Schemes to try, preferred first. Without VNNI, OpenVINO's oneDNN has no brgemm int8 kernel for the
     FullyConnected layers and runs them through ``jit_gemm_i8``, slower than fp32's ``brgemm_avx2_f32``:
     measured with ONEDNN_MAX_CPU_ISA=AVX2 on this Xeon, Bort 1x128, 2 threads: NNCF PTQ 38 ms vs fp32 28 ms
     (0.73x, the ~0.8x seen on AVX2 machines), while natively (AMX) PTQ runs its FCs on ``brgemm_avx512_amx``
     in 5-6 ms. So there, weight-only int8 (fp32 compute, 4x smaller) is preferred, and full PTQ is kept only
-    if the timing in the same run shows it clearly faster."""
+    if the timing in the same run shows it clearly faster. aarch64 (``arch``): the schemes measured to pass there."""
+    if arch == "aarch64":
+        # measured on emulated Cortex-A72 and Neoverse-N1 (docs/arm.md): the activation-quantized schemes lose
+        # one- to three-word texts there (as on x86); weight-only int8 holds, under f32 and under N1's stock f16
+        return ("nncf-weights-only",)
     full = ("nncf-ptq-fp-attention", "nncf-ptq", "nncf-ptq-smoothquant-off")
     return (*full, "nncf-weights-only") if vnni else ("nncf-weights-only", *full)
 

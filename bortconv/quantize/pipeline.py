@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bortconv._memory import memory_budget, release
-from bortconv.config import GATE_METRICS, GateThresholds, Int8Options
+from bortconv.config import GATE_METRICS, GateThresholds, Int8Options, host_arch
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
 from bortconv.measure import KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds
@@ -86,6 +86,12 @@ class _Setup:
     @property
     def with_types(self) -> bool:
         return "token_type_ids" in self.reference.input_names
+
+    @property
+    def no_saturation(self) -> bool:
+        """Whether the deployment family's int8 kernels sum u8 x s8 products without saturating: aarch64's
+        (NEON widens to 32 bits), and x86's with VNNI (known only for this machine's own family)."""
+        return self.opts.target_arch == "aarch64" or (not self.opts.foreign and bool(self.cpu["vnni"]))
 
 
 def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setup:
@@ -157,7 +163,7 @@ class _Builder:
                                input_names=s.reference.input_names, exclude=exclude)
         else:
             from bortconv.converters.openvino_export import save_ir
-            model = s.backend.quantize(src, c.scheme, calibration=s.calibration, vnni=bool(s.cpu["vnni"]),
+            model = s.backend.quantize(src, c.scheme, calibration=s.calibration, vnni=s.no_saturation,
                                        exclude=exclude)
             save_ir(model, c.path / model_files(s.target)[0], fp16=False)  # stable node names: reproducible bytes
 
@@ -182,7 +188,8 @@ class _Builder:
 
 def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
     """Every candidate scheme, preferred first; mixed precision for the preferred one if it fails alone."""
-    schemes = (s.opts.scheme,) if s.opts.scheme else s.backend.default_candidates(bool(s.cpu["vnni"]))
+    schemes = (s.opts.scheme,) if s.opts.scheme else s.backend.default_candidates(s.no_saturation,
+                                                                                    s.opts.target_arch)
     tried = [build(scheme, []) for scheme in schemes]
     # The first scheme is the one expected to be fastest on this CPU: if it fails with every layer in int8,
     # find out whether keeping a few sensitive layers in fp32 saves it before settling for a slower scheme.
@@ -210,9 +217,11 @@ class _Timing:
     decision: dict[str, Any] | None = None  # how the scheme was chosen among those that passed (measure)
 
 
-def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, _Timing]:
+def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, _Timing | None]:
     """Time the passing candidates against fp32 in one interleaved run; keep the first in this CPU's
     preference order unless a later one is clearly faster."""
+    if s.opts.foreign:  # another CPU family: nothing timed here is its speed; its own preference order decides
+        return passing[0], None
     from bortconv.loaders import stock_precision
     from bortconv.runtime import open_session
 
@@ -253,8 +262,17 @@ def _speed_fields(chosen: _Candidate, t: _Timing) -> dict[str, Any]:
     return fields
 
 
-def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, timing: _Timing,
-                     n_passing: int) -> dict[str, Any]:
+def _foreign_fields(s: _Setup) -> dict[str, Any]:
+    """What an artifact for another CPU family records instead of a speed and a gate on its own kernels."""
+    here, there = s.opts.target_arch, host_arch()
+    return {"speed_vs_fp32": {"measured": False,
+                              "why": f"built for {here} on {there}: no speed of {here} can be measured here"},
+            "device_gate": {"status": "pending", "arch": here,
+                            "how": "run `bortconv validate DIR` on the device (pip install 'bortconv[runtime]')",
+                            "note": f"the gate above ran {there}'s kernels; {here}'s compute int8 differently"}}
+
+
+def _warn_if_slower(s: _Setup, chosen: _Candidate, timing: _Timing) -> None:
     fp32_ms = timing.fp32_ms
     # said, not hidden: on CPUs without int8 dot-product instructions this can happen
     if (chosen.median_ms or 0.0) > fp32_ms:
@@ -265,9 +283,16 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, tim
         log.warning("int8 %s runs slower than the fp32 artifact under stock loading here (%.1f vs %.1f ms at "
                     "1x128, %s): it is smaller, but on this CPU fp32 as compile_model loads it is faster",
                     chosen.scheme, chosen.median_ms, timing.stock_ms, timing.stock_precision)
+
+
+def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, timing: _Timing | None,
+                     n_passing: int) -> dict[str, Any]:
+    if timing is not None:
+        _warn_if_slower(s, chosen, timing)
     opts = s.opts
-    return {
+    fields = {
         "scheme": chosen.scheme,
+        "arch": s.opts.target_arch,
         "kept_fp32": {"groups": chosen.kept, "nodes": [n for g in chosen.kept for n in s.groups[g]]},
         "gate": {"thresholds": opts.thresholds.to_dict(), "passed": True,
                  "results": {v.loader: v.to_dict() for v in chosen.verdicts},
@@ -278,11 +303,14 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, tim
                         "token_ids": "tokenizer" if s.tokenizer is not None else "random"},
         "cpu": s.cpu,
         "candidates": [c.record() for c in tried],
-        "speed_vs_fp32": _speed_fields(chosen, timing),
         "chosen_because": f"of the schemes that passed, in this CPU's preference order: {KEEP_RULE}"
         if n_passing > 1 else "the only scheme that passed the gate",
         **({"choice": timing.decision} if n_passing > 1 and timing.decision else {}),
     }
+    if timing is None:
+        return fields | _foreign_fields(s) | {"chosen_because": f"the first scheme in {s.opts.target_arch}'s "
+                                              f"preference order that passed the gate (not timed)"}
+    return fields | {"speed_vs_fp32": _speed_fields(chosen, timing)}
 
 
 def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, opts: Int8Options,

@@ -54,3 +54,10 @@ if __name__ == "__main__":
     # the real Triton server the packaging tests start (fetched once, beside this environment)
     import tritonserver
     print(tritonserver.ensure())
+    # the emulated aarch64 user space the ARM tests run in (tests/test_arm.py); skipped there with the reason
+    # when mmdebstrap cannot be had on this host
+    import armenv
+    if armenv.reason() is None:
+        print(armenv.ensure())
+    else:
+        print(f"not building the aarch64 test environment: {armenv.reason()}", file=sys.stderr)
