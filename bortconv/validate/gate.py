@@ -187,6 +187,10 @@ def _load_proof(d: Path, manifest: Mapping[str, Any], why: str) -> Any:
         proof_thresholds(manifest)
     except ValueError as exc:
         raise InputError(f"{d / MANIFEST_FILE}: {exc}") from None
+    from bortconv.loaders import LOADERS
+    loaders = manifest["proof"].get("loaders", LOADERS)
+    if not isinstance(loaders, list) or not loaders or not set(loaders) <= set(LOADERS):
+        raise InputError(f"{d / MANIFEST_FILE}: proof.loaders {loaders!r} is not a list of {', '.join(LOADERS)}")
     if proof.task != manifest["task"]:
         raise InputError(f"{d / PROOF_FILE}: a proof of task {proof.task}, the manifest says {manifest['task']}")
     return proof
