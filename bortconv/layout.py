@@ -22,6 +22,10 @@ OV_TOKENIZER_BIN = "openvino_tokenizer.bin"
 OV_TOKENIZER_PAIR_XML = "openvino_tokenizer_pair.xml"
 OV_TOKENIZER_PAIR_BIN = "openvino_tokenizer_pair.bin"
 
+#: the deployment gate's probes and the fp32 reference's outputs on them (bortconv.quantize.proof): what
+#: `validate` re-runs the gate from on a device without torch or the source
+PROOF_FILE = "proof.npz"
+
 #: Hugging Face weight files, in the order a loader prefers them
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -194,7 +194,10 @@ def test_tampered_artifact_fails(artifact, tmp_path, row):
 
 
 def _no_source(d: Path, tmp: Path) -> list[str]:
+    """The source is gone and the artifact carries no proof to validate from (tests/test_proof.py: one that does)."""
     edit_manifest(d, source=str(tmp / "gone.params"))
+    (d / "proof.npz").unlink()
+    rehash(d)
     return []
 
 

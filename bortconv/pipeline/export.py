@@ -116,7 +116,8 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     kind = steps.source_kind(src)
     check_output_dir(out, options.force)
     steps.check_precision_here(options)
-    prog = Progress((5 if kind == "params" else 4) + int(_timed(options)) + int(options.quantized is not None)
+    # one step for the proof, or for int8 (which writes its own gate's proof)
+    prog = Progress((6 if kind == "params" else 5) + int(_timed(options))
                     + int(steps.gate_runs(options) and not options.ungated)
                     + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
                     enabled=options.progress)
@@ -150,6 +151,8 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8 = opts.quantized
     int8_info = steps.quantize(tmp, work, opts, loaded.task, int8, prog) if int8 is not None else {}
+    # int8 carries its own gate's proof (lifted out of the int8 section); the others fp32 PyTorch's
+    proof = {"proof": int8_info.pop("proof")} if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
-            | tokenizer_ir)
+            | tokenizer_ir | proof)

@@ -268,6 +268,33 @@ def quantize(tmp: Path, work: Path, opts: ExportOptions, task: Task, int8: Int8O
                                  work=work / "q")
 
 
+def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
+    """The artifact's own proof (:mod:`bortconv.quantize.proof`): the deployment gate's probes, exactly as the gate
+    builds them here, and fp32 PyTorch's outputs on them, so `validate` re-runs the gate without torch or the
+    source. int8 artifacts carry their int8 gate's proof instead (written by quantize)."""
+    import json
+
+    from bortconv.config import GATE_DEFAULTS
+    from bortconv.converters import hf_model
+    from bortconv.layout import PROOF_FILE
+    from bortconv.quantize.deployment import DeploymentGate, heldout_text
+    from bortconv.quantize.proof import proof_record, write_proof
+
+    with prog.step("writing the artifact's proof (the gate's probes, fp32 PyTorch outputs)"):
+        if loaded.module is None:  # let go once the parity reference was recorded: load it again (about 1 s)
+            loaded.module = hf_model.task_module(hf_model.load_pytorch(source.hf_dir, loaded.task), loaded.task)
+        run = hf_model.torch_runner(loaded.module, opts.threads)
+        config = json.loads((tmp / CONFIG_FILE).read_text())
+        gate = DeploymentGate.for_artifact(tmp, run, loaded.task.value, heldout_text(None, None), config=config,
+                                           with_types=loaded.with_types, static_shape=opts.static_shape)
+        written = write_proof(tmp / PROOF_FILE, gate.probes, (run(p.feeds) for p in gate.probes), gate.task)
+        if not opts.bench:  # the timing step would use it; otherwise give its memory back
+            loaded.let_go()
+    thresholds = GATE_DEFAULTS.get(opts.precision, GATE_DEFAULTS["bf16"])  # fp32: held to the bf16 gate
+    return {"proof": proof_record(written, text=gate.text.source, sweep=gate.sweep, thresholds=thresholds,
+                                  reference="PyTorch fp32 (the source's task model)")}
+
+
 def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Traced, opts: ExportOptions,
                          prog: Progress, deployment: Deployment) -> dict[str, Any]:
     """Median latency of the artifact and of PyTorch eager, interleaved in one run, and their ratio; for an

@@ -16,7 +16,8 @@ from bortconv.config import GATE_METRICS, GateThresholds
 from bortconv.measure import Runner
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of the last axis, in float64."""
     a = a.astype(np.float64)
     b = b.astype(np.float64)
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
@@ -58,8 +59,8 @@ def _rows(ref: np.ndarray, got: np.ndarray, mask: np.ndarray, task: str) -> tupl
         agree = agreement(ref, got)
         return [], [float(agree[i][mask[i]].mean()) for i in range(len(agree))]
     m = mask[..., None]
-    pooled = _cos((ref * m).sum(1) / m.sum(1), (got * m).sum(1) / m.sum(1))
-    return _cos(ref, got)[mask].tolist(), pooled.tolist()
+    pooled = cosine((ref * m).sum(1) / m.sum(1), (got * m).sum(1) / m.sum(1))
+    return cosine(ref, got)[mask].tolist(), pooled.tolist()
 
 
 def deployed_fidelity(reference: Sequence[np.ndarray], candidate: Runner, probes: Sequence[Any],
@@ -76,9 +77,18 @@ def deployed_fidelity(reference: Sequence[np.ndarray], candidate: Runner, probes
         mask = probe.feeds["attention_mask"].astype(bool)
         t, per_row = _rows(ref, candidate(probe.feeds), mask, task)
         tok += t
-        for i, v in enumerate(per_row):
-            label = probe.label + (f" row {i}" if len(per_row) > 1 else "")
-            scores.append((v, label, int(mask[i].sum())))
+        scores += row_scores(probe, per_row, mask)
+    return summarize(tok, scores, task)
+
+
+def row_scores(probe: Any, per_row: Sequence[float], mask: np.ndarray) -> list[tuple[float, str, int]]:
+    """(score, where, valid length) of each row of one probe: what :func:`summarize` takes."""
+    return [(float(v), probe.label + (f" row {i}" if len(per_row) > 1 else ""), int(mask[i].sum()))
+            for i, v in enumerate(per_row)]
+
+
+def summarize(tok: Sequence[float], scores: Sequence[tuple[float, str, int]], task: str) -> dict[str, Any]:
+    """The gate's metrics from per-token cosines and per-row scores: mean, 5th percentile, worst and where."""
     values = np.array([s[0] for s in scores])
     worst = min(scores)
     by_length: dict[int, float] = {}

@@ -322,7 +322,9 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     chosen, timing = _time_and_choose(setup, passing)
     for name in model_files(target):
         shutil.copy(chosen.path / name, out_dir / name)
-    return _manifest_fields(setup, tried, chosen, timing, len(passing))
+    from bortconv.quantize.proof import write_gate_proof
+    proof = write_gate_proof(out_dir, setup.gate, opts.thresholds, "the fp32 artifact (atol parity vs PyTorch fp32)")
+    return _manifest_fields(setup, tried, chosen, timing, len(passing)) | {"proof": proof}  # the caller lifts it
 
 
 def _score(metrics: dict[str, Any]) -> float:
@@ -376,7 +378,8 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
             shutil.rmtree(work)
             from bortconv.loaders import loading_contract
             fields = carried_fields(manifest) | {
-                "precision": "int8", "int8": info, "quantized_from": str(src.resolve()),
+                "precision": "int8", "proof": info.pop("proof"), "int8": info,
+                "quantized_from": str(src.resolve()),
                 "loading": loading_contract(target, "int8"),
                 "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by "
                                   "the gate)"}

@@ -22,6 +22,7 @@ from typing import Any
 from bortconv.config import GATE_DEFAULTS, GATE_METRICS, GateThresholds
 from bortconv.layout import CONFIG_FILE
 from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
+from bortconv.quantize.metrics import failures
 from bortconv.validate.checks import Check
 
 
@@ -66,18 +67,63 @@ def _rows(verdict: LoaderVerdict, n_probes: int, seconds: float) -> list[Check]:
     return rows
 
 
+def _native_bf16_row() -> Check:
+    from bortconv.loaders import native_bf16
+    native, why = native_bf16()
+    return Check("fidelity", "native bf16", "pass" if native else "fail", where=why,
+                 detail="" if native else "this CPU has no native bf16 (AMX-BF16 or AVX512_BF16): OpenVINO "
+                                          "cannot run this artifact as it was built; deploy fp32 here")
+
+
+def _stock_row() -> Check:
+    from bortconv.loaders import stock_precision
+    return Check("fidelity", "stock precision here", "info", where=stock_precision(),
+                 detail='what ov.Core().compile_model(xml, "CPU") infers in on this CPU')
+
+
+def proof_thresholds(manifest: Mapping[str, Any]) -> GateThresholds:
+    """The gate the manifest's ``proof`` section records (ValueError if it records none)."""
+    recorded = _section(_section(manifest, "proof"), "thresholds")
+    fields = GateThresholds.__dataclass_fields__
+    if not recorded or any(k not in recorded for k in fields):
+        raise ValueError("the manifest's proof section records no complete gate thresholds")
+    return GateThresholds(**{k: float(recorded[k]) for k in fields})
+
+
+def proof_gate(artifact_dir: Path, manifest: Mapping[str, Any], proof: Any, session: Any, *,
+               threads: int | None) -> Sequence[Check]:
+    """The deployment gate on this CPU from the artifact's own proof (:mod:`bortconv.quantize.proof`): under
+    each loader the manifest's proof names (bortconv's runtime: `session`; stock loaders at this CPU's stock
+    precision), held to the thresholds it records. Needs neither torch nor the source."""
+    from bortconv.loaders import open_as, session_precision
+
+    rows: list[Check] = [_native_bf16_row()] if manifest["precision"] == "bf16" else []
+    if manifest.get("target") == "openvino":
+        rows.append(_stock_row())
+    thresholds = proof_thresholds(manifest)
+    loaders = [str(x) for x in _section(manifest, "proof").get("loaders", ("bortconv", "stock"))]
+    for loader in loaders:
+        t0 = time.perf_counter()
+        s = session if loader == "bortconv" else open_as(artifact_dir, loader, threads)
+        precision = session_precision(s)
+        try:
+            metrics = proof.fidelity(s.run)
+        except Exception as exc:  # the graph loaded but does not run on the proof's probes: the artifact's failure
+            line = str(exc).strip().splitlines()
+            rows.append(Check(f"fidelity/{loader}", "run on the proof's probes", "fail",
+                              detail=f"{type(exc).__name__}: {line[0][:300] if line else ''}"))
+            continue
+        verdict = LoaderVerdict(loader, precision, metrics, thresholds, tuple(failures(metrics, thresholds)))
+        rows += _rows(verdict, len(proof.probes), (time.perf_counter() - t0) / len(GATE_METRICS))
+        del s
+    return rows
+
+
 def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: Any, session: Any, *,
                   threads: int | None) -> Sequence[Check]:
     """The deployment gate on this CPU for `artifact_dir`, against the fp32 PyTorch model of its source."""
-    from bortconv.loaders import native_bf16, stock_precision
-
     precision = str(manifest["precision"])
-    rows: list[Check] = []
-    if precision == "bf16":
-        native, why = native_bf16()
-        rows.append(Check("fidelity", "native bf16", "pass" if native else "fail", where=why,
-                          detail="" if native else "this CPU has no native bf16 (AMX-BF16 or AVX512_BF16): OpenVINO "
-                                                   "cannot run this artifact as it was built; deploy fp32 here"))
+    rows: list[Check] = [_native_bf16_row()] if precision == "bf16" else []
     gated = precision in ("int8", "bf16")
     text = _text(manifest, precision, rows) if gated else heldout_text(None, None)
     cfg = json.loads((artifact_dir / CONFIG_FILE).read_text())
@@ -91,8 +137,7 @@ def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: An
     verdicts = gate.judge_loaders(artifact_dir, thresholds, threads, loaders=loaders)
     seconds = (time.perf_counter() - t0) / max(1, len(verdicts) * len(GATE_METRICS))
     if manifest.get("target") == "openvino":
-        rows.append(Check("fidelity", "stock precision here", "info", where=stock_precision(),
-                          detail='what ov.Core().compile_model(xml, "CPU") infers in on this CPU'))
+        rows.append(_stock_row())
     for v in verdicts:
         rows += _rows(v, len(gate.probes), seconds)
     return rows

@@ -14,6 +14,12 @@ Groups of checks, in the order they run:
                      bortconv's runtime and a stock load, on this CPU) instead of atol; fp32 and fp16 artifacts:
                      after atol parity, a stock load held to the bf16 gate (:mod:`bortconv.validate.fidelity`)
 
+Where the source is not here, or torch is not installed (a device with ``bortconv[runtime]`` only), and no
+``--reference`` is given, the artifact's own proof (``proof.npz``: the gate's probes and the fp32 reference's
+outputs on them, :mod:`bortconv.quantize.proof`) stands in for the source: integrity, then the deployment gate
+re-run from the proof under bortconv's runtime and each stock loader, with the thresholds the manifest records.
+An artifact without a readable proof is then bad input (exit 2).
+
 Heavy libraries (torch, onnxruntime, openvino, mxnet) are imported only by the checks that need them.
 """
 
@@ -27,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bortconv._hashing import sha256_file
 from bortconv.errors import InputError, MissingDependencyError
-from bortconv.layout import MANIFEST_FILE
+from bortconv.layout import MANIFEST_FILE, PROOF_FILE
 from bortconv.manifest import Manifest
 from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
-from bortconv.validate.fidelity import fidelity_gate
+from bortconv.validate.fidelity import fidelity_gate, proof_gate, proof_thresholds
 from bortconv.validate.reference import ReferenceCache, ReferenceModel, reference_path
 
 log = logging.getLogger(__name__)
@@ -136,6 +143,57 @@ class _Plan:
     tolerance: float
     explicit_tolerance: bool
     gate: FidelityGate | None
+    #: why the source cannot be the reference here (the proof stands in for it); None: the source is the reference
+    proof_only: str | None = None
+    proof: Any = None  # the loaded proof (None in proof mode: it does not match its hash, integrity says so)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _why_no_source(manifest: Mapping[str, Any], backends: tuple[str, ...]) -> str | None:
+    """Why the source cannot be this artifact's reference here (None: it can). Never for the mxnet backend,
+    which needs the source whatever the artifact carries."""
+    if "mxnet" in backends:
+        return None
+    source = manifest.get("source")
+    if not source:
+        return "the manifest names no source"
+    if not Path(str(source)).exists():
+        return f"the manifest's source {source} does not exist here"
+    missing = [m for m in ("torch", "transformers") if not _importable(m)]
+    return f"{' and '.join(missing)} not installed here" if missing else None
+
+
+def _load_proof(d: Path, manifest: Mapping[str, Any], why: str) -> Any:
+    """The artifact's proof, checked before anything runs: InputError (exit 2) if it has none or it is malformed;
+    None if the file does not match its hash (then integrity fails, exit 1: a tampered file is not bad input)."""
+    from bortconv.quantize.proof import read_proof
+
+    listed = manifest["files"].get(PROOF_FILE)
+    if not isinstance(listed, dict) or not isinstance(manifest.get("proof"), dict) or not (d / PROOF_FILE).is_file():
+        raise InputError(f"{d}: {why}; pass --reference SOURCE (the .params file or model directory it was exported "
+                         f"from, with 'bortconv[export]' installed): the artifact carries no {PROOF_FILE} to validate "
+                         f"from (exported before bortconv carried proofs?)")
+    if sha256_file(d / PROOF_FILE) != listed.get("sha256"):
+        return None
+    proof = read_proof(d / PROOF_FILE)
+    try:
+        proof_thresholds(manifest)
+    except ValueError as exc:
+        raise InputError(f"{d / MANIFEST_FILE}: {exc}") from None
+    from bortconv.loaders import LOADERS
+    loaders = manifest["proof"].get("loaders", LOADERS)
+    if not isinstance(loaders, list) or not loaders or not set(loaders) <= set(LOADERS):
+        raise InputError(f"{d / MANIFEST_FILE}: proof.loaders {loaders!r} is not a list of {', '.join(LOADERS)}")
+    if proof.task != manifest["task"]:
+        raise InputError(f"{d / PROOF_FILE}: a proof of task {proof.task}, the manifest says {manifest['task']}")
+    return proof
 
 
 def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str] | None,
@@ -154,6 +212,9 @@ def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str
         raise InputError(f"{d / MANIFEST_FILE}: precision '{precision}' is not one of "
                          f"{', '.join(ATOL_PRECISIONS + tuple(PRECISION_GATES))}")
     tol = parse_tolerance(tolerance, target, precision)
+    why = _why_no_source(manifest, backends) if reference is None else None
+    if why:
+        return _Plan(d, manifest, 0.0, False, gate, why, _load_proof(d, manifest, why))
     ref = reference_path(d, manifest, reference)
     if "mxnet" in backends and ref.is_dir():
         raise InputError(f"--reference-backend mxnet needs the Bort .params reference; {ref} is a model directory")
@@ -203,6 +264,8 @@ def _run(plan: _Plan, reference: str | os.PathLike[str] | None, backends: tuple[
     d, manifest, tol = plan.directory, plan.manifest, plan.tolerance
     log.info("validating %s", d)
     checks: list[Check] = check_integrity(d, manifest)
+    if plan.proof_only:
+        return _run_from_proof(plan, checks, threads, fail_fast, t_start)
     ref_path = str(reference_path(d, manifest, reference))
     if fail_fast and any(c.failed for c in checks):
         return _report(d, manifest, ref_path, backends, checks, t_start, threads, stopped_after="integrity")
@@ -225,6 +288,27 @@ def _run(plan: _Plan, reference: str | os.PathLike[str] | None, backends: tuple[
                 checks += list(STOCK_GATE(d, manifest, ref, session, threads=threads))
         del session
     return _report(d, manifest, ref_path, backends, checks, t_start, threads)
+
+
+def _run_from_proof(plan: _Plan, checks: list[Check], threads: int | None, fail_fast: bool,
+                    t_start: float) -> ValidationReport:
+    """Integrity, then the deployment gate from the artifact's proof (no source, no torch)."""
+    d, manifest = plan.directory, plan.manifest
+    source = f"{PROOF_FILE} (the fp32 reference's outputs the artifact carries)"
+    checks.append(Check("reference", "source", "info", where=PROOF_FILE,
+                        detail=f"{plan.proof_only}: parity against the source not run; the gate re-run from the "
+                               f"artifact's proof"))
+    if fail_fast and any(c.failed for c in checks):
+        return _report(d, manifest, source, ("proof",), checks, t_start, threads, stopped_after="integrity")
+    if plan.proof is None:
+        checks.append(Check("fidelity", "from the proof", "skip",
+                            detail=f"{PROOF_FILE} does not match the manifest's sha256: the gate cannot run from it"))
+        return _report(d, manifest, source, ("proof",), checks, t_start, threads)
+    session = _open(d, threads, checks)
+    if session is not None:
+        checks += list(proof_gate(d, manifest, plan.proof, session, threads=threads))
+        del session
+    return _report(d, manifest, source, ("proof",), checks, t_start, threads)
 
 
 def _report(d: Path, manifest: Mapping[str, Any], reference: str, backends: tuple[str, ...], checks: list[Check],
