@@ -1,8 +1,8 @@
 """Weight-only quantization of the word-embedding table (``--embeddings int8|int4``), the biggest tensor.
 
-The table is quantized symmetrically in groups of `group_size` consecutive values of a row (int4: values -8..7,
-int8: -128..127, one fp16 scale per group) and kept compressed in the model file *and* in memory at run time,
-through each runtime's own kernels:
+The table is quantized in groups of `group_size` consecutive values of a row (int4: asymmetric, values 0..15
+with a zero point; int8: symmetric, -128..127; one fp16 scale per group) and kept compressed in the model file
+*and* in memory at run time, through each runtime's own kernels:
 
 - ONNX Runtime: ``GatherBlockQuantized`` (com.microsoft; CPU kernel for int4 and for uint8 with ``bits=8``).
   The transformer-fused graph's ``EmbedLayerNormalization`` takes a float table, so it is unfused into
@@ -10,8 +10,8 @@ through each runtime's own kernels:
   LayerNormalization, and its mask-index output becomes a ReduceSum of the attention mask (what the fused op
   computes).
 - OpenVINO: the word Gather's weight input becomes the decompression subgraph NNCF writes for group-wise
-  weights, Constant(i4|i8) -> Convert -> Multiply(fp16 scale) -> Reshape, which the CPU plugin runs as a
-  compressed Gather (the table stays i4/i8 in memory).
+  weights, Constant(u4|i8) -> Convert -> [Subtract(u4 zero point)] -> Multiply(fp16 scale) -> Reshape, which the CPU plugin runs as a
+  compressed Gather (the table stays u4/i8 in memory).
 
 The fp32 table is always the source (never an int8 table re-quantized). The MLM decoder of a fill-mask model
 shares the table: ``--embeddings`` is refused there (:func:`check_task`).
@@ -38,23 +38,27 @@ BITS = {"int4": 4, "int8": 8}
 
 @dataclass(frozen=True)
 class Quantized:
-    """A table quantized group-wise: `q` (int8 values in the scheme's range, rows x cols), fp16 `scales`
-    (rows x cols/group)."""
+    """A table quantized group-wise: `q` (rows x cols; int8 values -128..127, or int4 values 0..15 with `zero`
+    points, one per group), fp16 `scales` (rows x cols/group)."""
 
     q: np.ndarray
     scales: np.ndarray
     group: int
     bits: int
+    zero: np.ndarray | None = None  # uint8 zero points (rows x cols/group), int4 only
 
     def dequantized(self) -> np.ndarray:
         rows, cols = self.q.shape
         g = self.q.reshape(rows, cols // self.group, self.group).astype(np.float32)
+        if self.zero is not None:
+            g = g - self.zero[..., None].astype(np.float32)
         return (g * self.scales.astype(np.float32)[..., None]).reshape(rows, cols)
 
     @property
     def nbytes(self) -> int:
-        """Stored bytes: packed values and fp16 scales."""
-        return self.q.size * self.bits // 8 + self.scales.size * 2
+        """Stored bytes: packed values, fp16 scales and packed zero points."""
+        zero = 0 if self.zero is None else self.zero.size * self.bits // 8
+        return self.q.size * self.bits // 8 + self.scales.size * 2 + zero
 
 
 def group_size(scheme: str, hidden: int, asked: int | None) -> int:
@@ -70,20 +74,45 @@ def group_size(scheme: str, hidden: int, asked: int | None) -> int:
     return asked
 
 
+#: int4 clipping ratios tried per group (the one with the least squared error is kept)
+CLIP_RATIOS = tuple(np.linspace(0.7, 1.0, 13))
+
+
 def quantize_table(table: np.ndarray, scheme: str, group: int) -> Quantized:
-    """Symmetric group-wise quantization of `table` (rows x cols, float)."""
-    bits = BITS[scheme]
-    qmax = 2 ** (bits - 1) - 1
+    """Group-wise quantization of `table` (rows x cols, float): int8 symmetric (max-abs); int4 asymmetric
+    (uint4 + zero point, range clipped per group to the ratio of CLIP_RATIOS with the least squared error: on
+    MiniLM's table 17% less error than symmetric max-abs at group 32)."""
     rows, cols = table.shape
     g = table.astype(np.float32).reshape(rows, cols // group, group)
-    scales = (np.abs(g).max(-1) / qmax).astype(np.float16)
-    safe = np.where(scales == 0, 1, scales).astype(np.float32)
-    q = np.clip(np.rint(g / safe[..., None]), -qmax - 1, qmax).astype(np.int8).reshape(rows, cols)
-    return Quantized(q, scales, group, bits)
+    if scheme == "int8":
+        scales = (np.abs(g).max(-1) / 127).astype(np.float16)
+        safe = np.where(scales == 0, 1, scales).astype(np.float32)
+        q = np.clip(np.rint(g / safe[..., None]), -128, 127).astype(np.int8).reshape(rows, cols)
+        return Quantized(q, scales, group, 8)
+    lo, hi = g.min(-1, keepdims=True), g.max(-1, keepdims=True)
+    best: tuple[np.ndarray, ...] | None = None
+    for r in CLIP_RATIOS:
+        scale = ((hi - lo) * r / 15).astype(np.float16).astype(np.float32)
+        scale = np.where(scale == 0, 1, scale)
+        zero = np.clip(np.rint(-lo * r / scale), 0, 15)
+        q = np.clip(np.rint(g / scale) + zero, 0, 15)
+        err = (((q - zero) * scale - g) ** 2).sum(-1, keepdims=True)
+        if best is None:
+            best = (err, q, scale, zero)
+        else:
+            keep = err < best[0]
+            best = tuple(np.where(keep, new, old) for new, old in zip((err, q, scale, zero), best))
+    assert best is not None
+    _, q, scale, zero = best
+    return Quantized(q.astype(np.uint8).reshape(rows, cols), scale[..., 0].astype(np.float16), group, 4,
+                     zero[..., 0].astype(np.uint8))
 
 
 def pack_int4(q: np.ndarray) -> np.ndarray:
-    """int4 values, two per byte, low nibble first (ONNX INT4 and OpenVINO i4 layout)."""
+    """4-bit values, two per byte, low nibble first (ONNX UINT4 and OpenVINO u4 layout); an odd count is padded."""
+    q = q.reshape(-1)
+    if q.size % 2:
+        q = np.concatenate([q, q[:1] * 0])
     u = (q.astype(np.uint8) & 0xF).reshape(-1)
     return (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
 
@@ -98,7 +127,8 @@ def check_task(task: str, scheme: str) -> None:
 
 def record(scheme: str, q: Quantized, table_bytes: int, runtime_op: str) -> dict[str, Any]:
     """What the manifest says about the compressed table."""
-    return {"scheme": scheme, "group_size": q.group, "scales": "fp16, one per group, symmetric",
+    zero = "symmetric" if q.zero is None else "with a uint4 zero point"
+    return {"scheme": scheme, "group_size": q.group, "scales": f"fp16, one per group, {zero}",
             "table_shape": list(q.q.shape), "table_bytes_fp32": table_bytes, "table_bytes": q.nbytes,
             "bytes_saved": table_bytes - q.nbytes, "runtime_op": runtime_op}
 
@@ -112,9 +142,10 @@ def _onnx_gbq(name: str, q: Quantized, indices: str, out_dtype: int, nodes: list
     from onnx import helper, numpy_helper
 
     if q.bits == 4:
-        data = helper.make_tensor(f"{name}_q4", T.INT4, list(q.q.shape), pack_int4(q.q).tobytes(), raw=True)
-        ins = [data.name, indices, f"{name}_scales"]
-        inits.append(data)
+        assert q.zero is not None
+        inits += [helper.make_tensor(f"{name}_q4", T.UINT4, list(q.q.shape), pack_int4(q.q).tobytes(), raw=True),
+                  helper.make_tensor(f"{name}_zp", T.UINT4, list(q.zero.shape), pack_int4(q.zero).tobytes(), raw=True)]
+        ins = [f"{name}_q4", indices, f"{name}_scales", f"{name}_zp"]
     else:  # the CPU kernel's 8-bit form is uint8 data with zero points
         inits.append(numpy_helper.from_array((q.q.astype(np.int16) + 128).astype(np.uint8), f"{name}_q8"))
         inits.append(numpy_helper.from_array(np.full(q.scales.shape, 128, np.uint8), f"{name}_zp"))
@@ -234,9 +265,21 @@ def ov_word_table(xml: Path, vocab_size: int) -> np.ndarray:
     return np.asarray(core.compile_model(sub, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({})[0], np.float32)
 
 
+def _ov_constant(values: np.ndarray, bits: int) -> Any:
+    """An OpenVINO Constant of `values`: u4 (packed) for 4 bits, else as they are (int8)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    if bits != 4:
+        return ops.constant(values)
+    t = ov.Tensor(ov.Type.u4, ov.Shape(list(values.shape)))
+    t.data[:] = pack_int4(values)[: t.data.size].reshape(t.data.shape)
+    return ops.constant(t)
+
+
 def compress_openvino(model: Any, scheme: str, group: int | None, table: np.ndarray) -> dict[str, Any]:
-    """Give `model`'s word Gather a compressed table: Constant(i4|i8) -> Convert -> Multiply(fp16 scales) ->
-    Reshape (in place); returns the manifest record."""
+    """Give `model`'s word Gather a compressed table: Constant(u4|i8) -> Convert -> [Subtract zero point] ->
+    Multiply(fp16 scales) -> Reshape (in place); returns the manifest record."""
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -244,14 +287,11 @@ def compress_openvino(model: Any, scheme: str, group: int | None, table: np.ndar
     q = quantize_table(table, scheme, group_size(scheme, table.shape[1], group))
     rows, cols = q.q.shape
     shape = [rows, cols // q.group, q.group]
-    if q.bits == 4:
-        t = ov.Tensor(ov.Type.i4, ov.Shape(shape))
-        t.data[:] = pack_int4(q.q).reshape(t.data.shape)
-        values = ops.constant(t)
-    else:
-        values = ops.constant(q.q.reshape(shape))
+    values = ops.convert(_ov_constant(q.q.reshape(shape), q.bits), ov.Type.f16)
+    if q.zero is not None:
+        values = ops.subtract(values, ops.convert(_ov_constant(q.zero[..., None], 4), ov.Type.f16))
     dtype = gather.get_output_element_type(0)
-    scaled = ops.multiply(ops.convert(values, ov.Type.f16), ops.constant(q.scales[..., None]))
+    scaled = ops.multiply(values, ops.constant(q.scales[..., None]))
     table_out = ops.reshape(scaled, ops.constant(np.array([rows, cols], np.int64)), special_zero=False)
     if dtype != ov.Type.f16:
         table_out = ops.convert(table_out, dtype)
