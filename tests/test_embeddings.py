@@ -119,7 +119,8 @@ def test_stored_compressed_and_recorded(compressed, target, precision, embedding
     bits = 4 if embeddings == "int4" else 8
     assert rec["scheme"] == embeddings and rec["table_shape"] == [vocab, hidden]
     assert rec["table_bytes_fp32"] == 4 * vocab * hidden
-    assert rec["bytes_saved"] == rec["table_bytes_fp32"] - rec["table_bytes"] > (1 - bits / 32 - 0.07) * 4 * vocab * hidden
+    saved_min = (1 - bits / 32 - 0.07) * 4 * vocab * hidden  # values at `bits`; scales/zero points under 7%
+    assert rec["bytes_saved"] == rec["table_bytes_fp32"] - rec["table_bytes"] > saved_min
     assert rec["gate"]["results"]["bortconv"]["passed"] if "gate" in rec else m["int8"]["gate"]["passed"]
     if target == "onnx":
         import onnx

@@ -10,8 +10,8 @@ with a zero point; int8: symmetric, -128..127; one fp16 scale per group) and kep
   LayerNormalization, and its mask-index output becomes a ReduceSum of the attention mask (what the fused op
   computes).
 - OpenVINO: the word Gather's weight input becomes the decompression subgraph NNCF writes for group-wise
-  weights, Constant(u4|i8) -> Convert -> [Subtract(u4 zero point)] -> Multiply(fp16 scale) -> Reshape, which the CPU plugin runs as a
-  compressed Gather (the table stays u4/i8 in memory).
+  weights, Constant(u4|i8) -> Convert -> [Subtract(u4 zero point)] -> Multiply(fp16 scale) -> Reshape, which
+  the CPU plugin runs as a compressed Gather (the table stays u4/i8 in memory).
 
 The fp32 table is always the source (never an int8 table re-quantized). The MLM decoder of a fill-mask model
 shares the table: ``--embeddings`` is refused there (:func:`check_task`).
@@ -192,7 +192,8 @@ def _unfused(node: Any, init: dict[str, Any], word: Quantized) -> tuple[list[Any
     return nodes, inits
 
 
-def compress_onnx(model_path: Path, out_path: Path, scheme: str, group: int | None, table: np.ndarray) -> dict[str, Any]:
+def compress_onnx(model_path: Path, out_path: Path, scheme: str, group: int | None,
+                  table: np.ndarray) -> dict[str, Any]:
     """Rewrite `model_path` (fused by bortconv, with a float EmbedLayerNormalization) so the word table `table`
     is stored and gathered as `scheme`; writes `out_path`, returns the manifest record."""
     import onnx
