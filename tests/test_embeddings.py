@@ -133,7 +133,7 @@ def test_stored_compressed_and_recorded(compressed, target, precision, embedding
     else:
         import openvino as ov
         model = ov.Core().read_model(str(art / "openvino_model.xml"))
-        kinds = {str(op.get_element_type()) for op in model.get_ops() if op.get_type_name() == "Constant"
+        kinds = {op.get_element_type().get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"
                  and int(np.prod(list(op.get_output_shape(0)))) == vocab * hidden}
         assert kinds == ({"u4"} if bits == 4 else {"i8"}), kinds
         files = (art / "openvino_model.bin").stat().st_size + (art / "openvino_model.xml").stat().st_size
