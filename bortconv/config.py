@@ -284,7 +284,7 @@ class Int8Options:
                                   "(weight-only, group-wise, under the deployment gate; any --precision)")
     embedding_group_size: int | None = option(None, group="compression", metavar="N",
                                               help="values per scale for --embeddings (power of two >= 16 "
-                                                   "dividing the hidden size; default: 32 for int4, a row for int8)")
+                                                   "dividing the hidden size; default: 64 for int4, a row for int8)")
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, dict):
