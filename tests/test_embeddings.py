@@ -154,11 +154,16 @@ def test_bad_options_exit_2(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_group_size_and_fill_mask_exit_2(minilm, reference, tmp_path):
+def test_bad_group_size_exit_2(minilm, tmp_path):
     r = run_bortconv("quantize", str(minilm("onnx-fp32")), "-o", str(tmp_path / "q"), "--embeddings", "int4",
                      "--embedding-group-size", "48", "--threads", "2")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--embedding-group-size: 48" in r.stderr, r.stderr
+    assert not (tmp_path / "q").exists()
+
+
+def test_fill_mask_refused_exit_2(reference, tmp_path):
+    """The MLM decoder shares the word table: refused right after the model loads, nothing written."""
     r = run_bortconv("export", str(reference["bort4_mlm_fp32"].params), "-o", str(tmp_path / "e"), "--target",
-                     "onnx", "--embeddings", "int4", "--no-bench")
+                     "onnx", "--task", "fill-mask", "--embeddings", "int4", "--no-bench", "--quiet")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fill-mask decoder shares" in r.stderr, r.stderr
-    assert not (tmp_path / "q").exists() and not (tmp_path / "e").exists()
+    assert not (tmp_path / "e").exists()
