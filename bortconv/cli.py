@@ -103,13 +103,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         _emit_json({"output_dir": args.output, "int8": info,
                     "files": {k: v["bytes"] for k, v in manifest["files"].items()}})
         return 0
-    from bortconv.pipeline.summary import gate_lines, int8_speed_line
+    from bortconv.pipeline.summary import gate_lines, int8_speed_line, model_size_line
 
     print(f"wrote {args.output}: {manifest['target']} int8 ({info['scheme']}), fp32 layers kept: "
           f"{', '.join(info['kept_fp32']['groups']) or 'none'}")
     print(f"  gate on {info['gate']['heldout_texts']} held-out probes:")
     print("\n".join(gate_lines(info["gate"]["results"])))
     print(int8_speed_line(info["speed_vs_fp32"]))
+    print(model_size_line(manifest["target"], {k: v["bytes"] for k, v in manifest["files"].items()}, manifest))
     return 0
 
 

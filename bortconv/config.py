@@ -281,6 +281,10 @@ def host_arch() -> str:
     return _MACHINE_ARCH.get(machine, machine)
 
 
+#: --embeddings: how the word-embedding table is stored (bortconv.quantize.embeddings)
+EMBEDDING_SCHEMES = ("fp32", "int8", "int4")
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """Options of int8 quantization (``--precision int8`` on export, and ``bortconv quantize``)."""
@@ -302,6 +306,12 @@ class Int8Options:
                        help="the CPU family the artifact is deployed on (default native: this machine's); for "
                             "another family its schemes are chosen, speed is not measured and the gate on the "
                             "device's kernels is left to `bortconv validate` there")
+    embeddings: str = option("fp32", group="compression", choices=EMBEDDING_SCHEMES,
+                             help="word-embedding table stored and gathered as fp32 (default), int8 or int4 "
+                                  "(weight-only, group-wise, under the deployment gate; any --precision)")
+    embedding_group_size: int | None = option(None, group="compression", metavar="N",
+                                              help="values per scale for --embeddings (power of two >= 16 "
+                                                   "dividing the hidden size; default: 64 for int4, a row for int8)")
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, dict):
@@ -312,6 +322,12 @@ class Int8Options:
             raise InputError(f"samples must be positive, got {self.samples}", option="samples")
         if self.arch not in ARCHES:
             raise InputError(f"arch: '{self.arch}' is not one of {', '.join(ARCHES)}", option="arch")
+
+        if self.embeddings not in EMBEDDING_SCHEMES:
+            raise InputError(f"embeddings: '{self.embeddings}' is not one of {', '.join(EMBEDDING_SCHEMES)}",
+                             option="embeddings")
+        if self.embedding_group_size is not None and self.embeddings == "fp32":
+            raise InputError("embedding_group_size needs embeddings int8 or int4", option="embedding_group_size")
 
     @property
     def target_arch(self) -> str:
@@ -378,6 +394,10 @@ class ExportOptions:
             raise InputError("precision bf16: ONNX Runtime's x86 CPU kernels have no bf16 GEMM, so a bf16 ONNX "
                              "model would be cast back to fp32 or refused; use target openvino for bf16, or fp32 / "
                              "int8 for ONNX Runtime", option="precision")
+        if self.portable and self.int8.embeddings != "fp32":
+            raise InputError(f"embeddings {self.int8.embeddings}: the portable graph has standard ops only, and "
+                             f"ONNX Runtime has no standard-op kernel that gathers from a compressed table (it "
+                             f"would fold it back to fp32); drop --portable", option="embeddings")
         if self.ungated and self.precision is not Precision.BF16:
             raise InputError("ungated applies to precision bf16 only (int8 and fp32 are always checked)",
                              option="ungated")
@@ -386,6 +406,11 @@ class ExportOptions:
     def quantized(self) -> Int8Options | None:
         """The int8 options where they apply (precision int8), else None."""
         return self.int8 if self.precision is Precision.INT8 else None
+
+    @property
+    def embeddings(self) -> str:
+        """How the word-embedding table is stored (``--embeddings``; Int8Options' field, for every precision)."""
+        return self.int8.embeddings
 
     @property
     def weights_fp16(self) -> bool:

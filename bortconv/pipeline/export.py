@@ -119,6 +119,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     # one step for the proof, or for int8 (which writes its own gate's proof)
     prog = Progress((6 if kind == "params" else 5) + int(_timed(options))
                     + int(steps.gate_runs(options) and not options.ungated)
+                    + int(options.quantized is None and options.embeddings != "fp32")
                     + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
                     enabled=options.progress)
     with memory_budget(options.max_memory, "export") as budget, atomic_directory(out, force=options.force) as tmp:
@@ -141,6 +142,8 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     """The chain of steps, building into `tmp`; returns the manifest's fields."""
     source = steps.resolve_source(src, work, prog, opts.vocab, opts.merges)
     loaded = steps.load_model(source, opts, prog)
+    from bortconv.quantize.embeddings import check_task
+    check_task(loaded.task.value, opts.embeddings)  # before the heavy steps: exit 2 with nothing written
     route = steps.plan_memory(loaded, opts, int8=opts.quantized is not None)
     traced = steps.trace_onnx(loaded, opts, work, prog, route)
     build = steps.build_onnx if opts.target is Target.ONNX else steps.build_openvino
@@ -148,6 +151,7 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     parity = steps.check_parity(tmp, traced, loaded, opts, prog)
     steps.carry_files(source, tmp)
     tokenizer_ir = steps.tokenizer_as_ops(tmp, opts, prog)
+    embeddings = steps.compress_embeddings(tmp, work, loaded, opts, prog)
     deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8 = opts.quantized
     int8_info = steps.quantize(tmp, work, opts, loaded.task, int8, prog) if int8 is not None else {}
@@ -155,4 +159,4 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     proof = {"proof": int8_info.pop("proof")} if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
-            | tokenizer_ir | proof)
+            | tokenizer_ir | proof | embeddings)

@@ -290,7 +290,7 @@ def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, 
         written = write_proof(tmp / PROOF_FILE, gate.probes, (run(p.feeds) for p in gate.probes), gate.task)
         if not opts.bench:  # the timing step would use it; otherwise give its memory back
             loaded.let_go()
-    thresholds = GATE_DEFAULTS.get(opts.precision, GATE_DEFAULTS["bf16"])  # fp32: held to the bf16 gate
+    thresholds = GATE_DEFAULTS.get(opts.precision.value, GATE_DEFAULTS["bf16"])  # fp32: held to the bf16 gate
     return {"proof": proof_record(written, text=gate.text.source, sweep=gate.sweep, thresholds=thresholds,
                                   reference="PyTorch fp32 (the source's task model)")}
 
@@ -456,3 +456,54 @@ def source_kind(source: Path) -> str:
             raise InputError(f"{source}: directory has no config.json; expected a Hugging Face model directory")
         return "hf"
     return "params"
+
+
+def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
+    """``--embeddings int8|int4`` outside int8 (int8 compresses inside quantization): the checked model files
+    move aside as the reference, the compressed ones take their place and are judged by the deployment gate
+    (int8's thresholds) under bortconv's and the stock loader; nothing is kept if they fail."""
+    import json
+
+    from bortconv.config import GATE_DEFAULTS
+    from bortconv.errors import AccuracyGateError
+    from bortconv.quantize import embeddings as emb
+    from bortconv.quantize.deployment import DeploymentGate, heldout_text
+    from bortconv.runtime import open_session
+
+    if opts.quantized is not None or opts.embeddings == "fp32":
+        return {}
+    scheme, group = opts.embeddings, opts.int8.embedding_group_size
+    with prog.step(f"compressing the word embeddings to {scheme} under the deployment gate"):
+        ref = work / "uncompressed"
+        ref.mkdir()
+        for name in os.listdir(tmp):
+            if (tmp / name).is_file():
+                shutil.copy(tmp / name, ref / name)
+        if opts.target is Target.ONNX:
+            record = emb.compress_onnx(ref / ONNX_FILE, tmp / ONNX_FILE, scheme, group,
+                                       emb.onnx_word_table(ref / ONNX_FILE))
+        else:
+            import openvino as ov
+
+            from bortconv.converters.openvino_export import save_ir
+            model = ov.Core().read_model(str(ref / OV_XML))
+            record = emb.compress_openvino(model, scheme, group, emb.ov_word_table(ref / OV_XML, loaded.vocab_size))
+            save_ir(model, tmp / OV_XML, fp16=opts.weights_fp16)
+            del model
+        reference = open_session(ref, opts.threads, precision="f32")
+        gate = DeploymentGate.for_artifact(tmp, reference.run, loaded.task.value, heldout_text(None, None),
+                                           config=json.loads((tmp / CONFIG_FILE).read_text()),
+                                           with_types=loaded.with_types, static_shape=opts.static_shape)
+        thresholds = GATE_DEFAULTS["int8"]
+        verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, pinned="f32")
+        del reference, gate
+        release()
+    failed = [v for v in verdicts if not v.passed]
+    if failed:
+        v = failed[0]
+        raise AccuracyGateError(f"embeddings {scheme} (group {record['group_size']}) under the {v.loader} load: "
+                                f"{', '.join(v.failed)} (worst at {v.metrics.get('worst_at')}); a smaller "
+                                f"--embedding-group-size or --embeddings int8 keeps more; nothing was written")
+    return {"embeddings": record | {"gate": {"thresholds": thresholds.to_dict(), "reference": "the same artifact "
+                                             "with the fp32 table, pinned to f32",
+                                             "results": {v.loader: v.to_dict() for v in verdicts}}}}

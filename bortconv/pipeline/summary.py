@@ -8,6 +8,19 @@ from typing import Any
 from bortconv.pipeline.export import ExportResult
 
 
+def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]) -> str:
+    """The model files' total (what a deployment downloads and maps), and how the word table is stored."""
+    from bortconv.layout import model_files
+
+    total = sum(files.get(n, 0) for n in model_files(target)) / 1e6
+    emb = manifest.get("embeddings") or manifest.get("int8", {}).get("embeddings") or {}
+    line = f"  model files {total:.1f} MB"
+    if emb.get("scheme") in ("int8", "int4"):
+        line += (f"; word embeddings {emb['scheme']} (group {emb['group_size']}): {emb['table_bytes'] / 1e6:.1f} MB "
+                 f"instead of {emb['table_bytes_fp32'] / 1e6:.1f} MB fp32")
+    return line
+
+
 def gate_lines(results: dict[str, Any]) -> list[str]:
     out = []
     for loader, v in results.items():
@@ -68,6 +81,7 @@ def summary(result: ExportResult) -> str:
     lines = [f"\n{result.output_dir}: {result.target} {result.precision} {result.task}"
              + (f" (OpenVINO IR converted from {result.openvino_source})" if result.openvino_source else "")]
     lines += [f"  {name:<28} {size / 1e6:>9.1f} MB" for name, size in sorted(result.files.items())]
+    lines.append(model_size_line(result.target, result.files, m))
     if result.fused_ops:
         lines.append("  fused ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.fused_ops.items())))
     lines.append("\nparity vs PyTorch (max abs diff at valid positions)")

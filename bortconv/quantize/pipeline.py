@@ -78,6 +78,8 @@ class _Setup:
     gate: DeploymentGate
     backend: Any  # bortconv.quantize.ort_int8 or ov_int8
     groups: dict[str, list[str]]
+    table: np.ndarray | None = None  # the fp32 word table, with --embeddings int8/int4
+    embeddings: dict[str, Any] | None = None  # the compressed table's record (the same for every candidate)
 
     @property
     def pad_id(self) -> int:
@@ -125,8 +127,15 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
     if opts.scheme and opts.scheme not in backend.SCHEMES:
         raise InputError(f"int8_scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}",
                          option="int8_scheme")
+    table = None
+    if opts.embeddings != "fp32":
+        from bortconv.quantize import embeddings as emb
+        emb.check_task(task, opts.embeddings)
+        src = fp32_dir / model_files(target)[0]
+        table = emb.onnx_word_table(src) if target == "onnx" else emb.ov_word_table(src, vocab)
+        emb.group_size(opts.embeddings, table.shape[1], opts.embedding_group_size)  # bad input: exit 2 now
     return _Setup(fp32_dir, target, task, opts, cpu_features(), config, reference, tok, source, calib_rows,
-                  cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups)
+                  cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups, table)
 
 
 class _Builder:
@@ -158,14 +167,23 @@ class _Builder:
     def _quantize(self, c: _Candidate, exclude: list[str]) -> None:
         s = self.s
         src = s.fp32_dir / model_files(s.target)[0]
+        dst = c.path / model_files(s.target)[0]
         if s.target == "onnx":
-            s.backend.quantize(src, c.path / model_files(s.target)[0], c.scheme, calibration=s.calibration,
-                               input_names=s.reference.input_names, exclude=exclude)
+            from bortconv.quantize import embeddings as emb
+            # a compressed table replaces the fused embedding node: it stays float for the quantizer
+            skip = emb.onnx_embed_node(src) if s.table is not None else []
+            s.backend.quantize(src, dst, c.scheme, calibration=s.calibration,
+                               input_names=s.reference.input_names, exclude=[*exclude, *skip])
+            if s.table is not None:
+                s.embeddings = emb.compress_onnx(dst, dst, s.opts.embeddings, s.opts.embedding_group_size, s.table)
         else:
             from bortconv.converters.openvino_export import save_ir
             model = s.backend.quantize(src, c.scheme, calibration=s.calibration, vnni=s.no_saturation,
                                        exclude=exclude)
-            save_ir(model, c.path / model_files(s.target)[0], fp16=False)  # stable node names: reproducible bytes
+            if s.table is not None:  # the int8 Gather's input is replaced: the int8 table is dropped on save
+                from bortconv.quantize import embeddings as emb
+                s.embeddings = emb.compress_openvino(model, s.opts.embeddings, s.opts.embedding_group_size, s.table)
+            save_ir(model, dst, fp16=False)  # stable node names: reproducible bytes
 
     def gate(self, c: _Candidate, probe: bool) -> None:
         """The deployment gate under every loader (`probe`: bortconv's loader on a few probes, for ranking)."""
@@ -306,6 +324,8 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, tim
         "chosen_because": f"of the schemes that passed, in this CPU's preference order: {KEEP_RULE}"
         if n_passing > 1 else "the only scheme that passed the gate",
         **({"choice": timing.decision} if n_passing > 1 and timing.decision else {}),
+        "embeddings": s.embeddings or {"scheme": "fp32", "note": "no --embeddings: the int8 scheme quantizes the "
+                                                                 "word table its own way, if at all"},
     }
     if timing is None:
         return fields | _foreign_fields(s) | {"chosen_because": f"the first scheme in {s.opts.target_arch}'s "

@@ -1,0 +1,169 @@
+"""`--embeddings int8|int4`: the word-embedding table stored and gathered compressed (issue 19), on real trained
+weights (all-MiniLM-L6-v2), judged against transformers' own fp32 AutoModel -- not bortconv's runner -- on
+tests/data/heldout_en.txt (neither calibration text nor the text the export/quantize gate ran on), loaded by
+bortconv's runtime and by the stock loaders (tests/test_precision.py's `_runner`).
+
+The table: target x embeddings, int4 under --precision int8 (the issue's size target) and int8 under fp32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MINILM, run_bortconv
+from test_precision import _cos, _pad, _pooled, _runner, _texts
+
+import bortconv
+from bortconv.config import Int8Options
+
+#: (target, precision, embeddings): int4 with int8 (quantize), int8 with fp32 (export)
+ROWS = [("onnx", "int8", "int4"), ("openvino", "int8", "int4"), ("onnx", "fp32", "int8"),
+        ("openvino", "fp32", "int8")]
+MEAN_MIN, WORST_MIN = 0.995, 0.98  # the issue's targets (= the int8 gate's)
+SIZE_MB = 18.0  # the issue's target for --precision int8 --embeddings int4 with every encoder layer in int8
+LENGTHS = (8, 31, 32, 64, 128, 255, 256, 384, 511, 512)
+LOADERS = ("bortconv", "stock")
+
+
+@pytest.fixture(scope="module")
+def batches() -> list[tuple[str, dict[str, np.ndarray]]]:
+    """120 held-out sentences (batch 1), passages of the rest cut to LENGTHS, and one padded batch of 4."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(MINILM / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    texts = _texts()
+    sentences = [e.ids for e in tok.encode_batch(texts[:120])]
+    passage = tok.encode(" ".join(t.rstrip(".") + "." for t in texts[200:])).ids
+    rows = {n: [passage[0]] + passage[1 + 41 * k:1 + 41 * k + n - 2] + [passage[-1]] for k, n in enumerate(LENGTHS)}
+    assert all(len(r) == n for n, r in rows.items())
+    out = [(f"sentence {i}", _pad([r])) for i, r in enumerate(sentences)]
+    out += [(f"length {n}", _pad([r])) for n, r in rows.items()]
+    out.append(("padded b4", _pad([rows[512], rows[255], rows[8], sentences[0]])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def transformers_pooled(batches) -> dict[str, np.ndarray]:
+    import torch
+    import transformers
+    model = transformers.AutoModel.from_pretrained(str(MINILM)).eval()
+    with torch.inference_mode():
+        return {name: _pooled(model(**{k: torch.from_numpy(v) for k, v in f.items()}).last_hidden_state.numpy(),
+                              f["attention_mask"]) for name, f in batches}
+
+
+@pytest.fixture(scope="module")
+def compressed(minilm, tmp_path_factory):
+    """(target, precision, embeddings) -> artifact: int8 is `quantize` of the session's fp32 artifact (100
+    calibration sentences, as conftest's int8), fp32 is `export`."""
+    from bortconv.quantize.pipeline import quantize_directory
+    root, made = tmp_path_factory.mktemp("embeddings"), {}
+
+    def get(target: str, precision: str, embeddings: str) -> Path:
+        key = (target, precision, embeddings)
+        if key not in made:
+            out = root / "-".join(key)
+            if precision == "int8":
+                quantize_directory(minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32"), out,
+                                   opts=Int8Options(threads=2, samples=100, embeddings=embeddings))
+            else:
+                route = {"openvino_from": "onnx"} if target == "openvino" else {}
+                bortconv.export(MINILM, out, target=target, embeddings=embeddings, threads=2, bench=False,
+                                progress=False, **route)
+            made[key] = out
+        return made[key]
+
+    return get
+
+
+def _manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def _record(m: dict) -> dict:
+    return m.get("embeddings") or m["int8"]["embeddings"]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("target,precision,embeddings", ROWS, ids=["-".join(r) for r in ROWS])
+def test_fidelity_against_transformers(compressed, batches, transformers_pooled, target, precision, embeddings,
+                                       loader):
+    art = compressed(target, precision, embeddings)
+    run = _runner(art, loader)
+    cos = {name: _cos(_pooled(run(f), f["attention_mask"]), transformers_pooled[name]) for name, f in batches}
+    flat = np.concatenate([np.atleast_1d(v) for v in cos.values()])
+    worst = min(cos, key=lambda k: float(np.min(cos[k])))
+    print(f"{target} {precision} embeddings {embeddings} ({loader}): mean {flat.mean():.5f}, worst "
+          f"{flat.min():.5f} at {worst}")
+    assert flat.mean() >= MEAN_MIN and flat.min() >= WORST_MIN, (flat.mean(), flat.min(), worst)
+
+
+def _layer_weights(config: dict) -> int:
+    h, i = int(config["hidden_size"]), int(config["intermediate_size"])
+    return 4 * h * h + 2 * h * i
+
+
+@pytest.mark.parametrize("target,precision,embeddings", ROWS, ids=["-".join(r) for r in ROWS])
+def test_stored_compressed_and_recorded(compressed, target, precision, embeddings):
+    """The table is stored at 4 or 8 bits in the model file, the manifest records scheme, group and bytes saved,
+    and int4 + int8 meets the issue's size: 18 MB with every layer int8, plus 3 bytes per weight of each layer
+    the int8 gate kept in fp32 on this CPU (what fp32 costs over int8)."""
+    art = compressed(target, precision, embeddings)
+    m, config = _manifest(art), json.loads((art / "config.json").read_text())
+    rec = _record(m)
+    vocab, hidden = int(config["vocab_size"]), int(config["hidden_size"])
+    bits = 4 if embeddings == "int4" else 8
+    assert rec["scheme"] == embeddings and rec["table_shape"] == [vocab, hidden]
+    assert rec["table_bytes_fp32"] == 4 * vocab * hidden
+    saved_min = (1 - bits / 32 - 0.07) * 4 * vocab * hidden  # values at `bits`; scales/zero points under 7%
+    assert rec["bytes_saved"] == rec["table_bytes_fp32"] - rec["table_bytes"] > saved_min
+    assert rec["gate"]["results"]["bortconv"]["passed"] if "gate" in rec else m["int8"]["gate"]["passed"]
+    if target == "onnx":
+        import onnx
+        model = onnx.load(str(art / "model.onnx"))
+        table = next(i for i in model.graph.initializer if list(i.dims) == [vocab, hidden])
+        assert table.data_type == (onnx.TensorProto.UINT4 if bits == 4 else onnx.TensorProto.UINT8)
+        assert [n.op_type for n in model.graph.node].count("GatherBlockQuantized") == 2  # words, positions
+        assert "EmbedLayerNormalization" not in {n.op_type for n in model.graph.node}
+        files = (art / "model.onnx").stat().st_size
+    else:
+        import openvino as ov
+        model = ov.Core().read_model(str(art / "openvino_model.xml"))
+        kinds = {op.get_element_type().get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"
+                 and int(np.prod(list(op.get_output_shape(0)))) == vocab * hidden}
+        assert kinds == ({"u4"} if bits == 4 else {"i8"}), kinds
+        files = (art / "openvino_model.bin").stat().st_size + (art / "openvino_model.xml").stat().st_size
+    if precision == "int8" and embeddings == "int4":
+        kept = [g for g in m["int8"]["kept_fp32"]["groups"] if g.startswith("layer.")]
+        bound = SIZE_MB * 1e6 + 3 * _layer_weights(config) * len(kept)
+        print(f"{target} int8 + int4 embeddings: {files / 1e6:.1f} MB, fp32 layers kept by the gate: {kept}")
+        assert files <= bound, (files, kept)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target", "onnx", "--portable", "--embeddings", "int4"], "--embeddings int4: the portable graph"),
+    (["--target", "onnx", "--embedding-group-size", "32"], "--embedding-group-size needs embeddings int8 or int4"),
+])
+def test_bad_options_exit_2(tmp_path, args, message):
+    r = run_bortconv("export", str(MINILM), "-o", str(tmp_path / "out"), *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_group_size_exit_2(minilm, tmp_path):
+    r = run_bortconv("quantize", str(minilm("onnx-fp32")), "-o", str(tmp_path / "q"), "--embeddings", "int4",
+                     "--embedding-group-size", "48", "--threads", "2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--embedding-group-size: 48" in r.stderr, r.stderr
+    assert not (tmp_path / "q").exists()
+
+
+def test_fill_mask_refused_exit_2(reference, tmp_path):
+    """The MLM decoder shares the word table: refused right after the model loads, nothing written."""
+    r = run_bortconv("export", str(reference["bort4_mlm_fp32"].params), "-o", str(tmp_path / "e"), "--target",
+                     "onnx", "--task", "fill-mask", "--embeddings", "int4", "--no-bench", "--quiet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fill-mask decoder shares" in r.stderr, r.stderr
+    assert not (tmp_path / "e").exists()
