@@ -4,7 +4,7 @@
 
 Without arguments: the full-size demo Bort built by benchmarks/bench_serve.py (cached in its --work directory)
 and all-MiniLM-L6-v2 exported to OpenVINO (cached beside it). Every figure is a fresh process
-(:func:`bortconv.runtime.measure_cold_start`): "no cache" `runs` times, then one process that fills an empty
+(:func:`bortconv.bench.cold_start.measure_cold_start`): "no cache" `runs` times, then one process that fills an empty
 cache, then `runs` processes that load from it. load = process start to a ready BortRuntime (imports included),
 session = read + compile (or the cached blob's load), first inference = one 128-token call. Writes
 benchmarks/results/cold_start.json (benchmarks/_result.py).
@@ -44,7 +44,7 @@ def main() -> int:
     add_result_option(ap, "cold_start")
     args = ap.parse_args()
 
-    from bortconv.runtime import measure_cold_start
+    from bortconv.bench.cold_start import measure_cold_start
 
     arts = [Path(a) for a in args.artifacts] or [prepare_artifact(Path(args.work), args.threads),
                                                  minilm_artifact(Path(args.work), args.threads)]

@@ -54,7 +54,7 @@ def main() -> int:
             # In a child process: Linux children inherit the parent's peak RSS at fork, so the parent must
             # never hold the checkpoint's arrays itself.
             ckpt = work / "bort_4_8_768_1024.fp16.params"
-            subprocess.run([sys.executable, "-c", "import sys; from bortconv.demo import write_demo_checkpoint; "
+            subprocess.run([sys.executable, "-c", "import sys; from bortconv.converters.demo import write_demo_checkpoint; "
                             "write_demo_checkpoint(sys.argv[1])", str(ckpt)], check=True)
         size = ckpt.stat().st_size
         rows = []

@@ -109,7 +109,7 @@ def export(ckpt: Path, out: Path, target: str, threads: int, int8: bool) -> tupl
     t0 = time.perf_counter()
     cmd = ["-m", "bortconv", "export", str(ckpt), "--target", target, "-o", str(out), "--force",
            "--threads", str(threads), "--no-bench", "--quiet"] + (["--int8"] if int8 else [])
-    from bortconv.validate._memprobe import peak_of
+    from bortconv.bench.peak_memory import peak_of
     rc, peak_mb, _, stderr = peak_of(cmd)
     sys.stderr.write(stderr)
     if rc:
@@ -138,7 +138,7 @@ def main() -> int:
     import torch
 
     from bortconv.converters.hf_model import load_pytorch, task_module
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
     from bortconv.measure import make_feeds
     from bortconv.measure import interleaved
 
@@ -184,7 +184,7 @@ def main() -> int:
         "openvino int8 no slower than fp32": m["openvino-int8"]["median_ms"] <= m["openvino-fp32"]["median_ms"],
         "int8 artifacts <= 80 MB": max(m["onnx-int8"]["size_mb"], m["openvino-int8"]["size_mb"]) <= 80,
     }
-    from bortconv.cpu import cpu_features
+    from bortconv.runtime.cpu import cpu_features
     result = {"cpu": cpu_features(), "threads": args.threads, "shape": [1, L], "sgemm_gflops": round(gflops, 1),
               "sgemm_by_shape": {"x".join(map(str, k)): round(v, 1) for k, v in rates.items()},
               "sgemm_by_library": {lib: {"x".join(map(str, k)): round(v, 1) for k, v in r.items()}

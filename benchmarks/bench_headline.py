@@ -38,7 +38,7 @@ def prepare(work: Path, threads: int) -> dict[str, Path]:
     """Demo checkpoint and its two fp32 artifacts (kept in `work` and reused if already there)."""
     ckpt = work / "bort_4_8_768_1024.fp16.params"
     if not ckpt.exists():  # a child process: this one stays small, as a deployment would
-        sh("-c", "import sys; from bortconv.demo import write_demo_checkpoint; write_demo_checkpoint(sys.argv[1])",
+        sh("-c", "import sys; from bortconv.converters.demo import write_demo_checkpoint; write_demo_checkpoint(sys.argv[1])",
            str(ckpt))
     arts = {"Bort fused ONNX fp32": (work / "bort-onnx", "onnx", []),
             "Bort OpenVINO fp32": (work / "bort-openvino", "openvino", []),
@@ -61,7 +61,7 @@ def main() -> int:
     add_result_option(ap, "headline")
     args = ap.parse_args()
 
-    from bortconv.pipeline.bench import bench
+    from bortconv.bench.baselines import bench
     from bortconv.validate.report import markdown_table, write_json
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-headline-"))

@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     add_result_option(ap, "precision")
     args = ap.parse_args(argv)
-    from bortconv.cpu import cpu_features
-    from bortconv.demo import write_demo_checkpoint
-    from bortconv.loaders import native_bf16, stock_precision
+    from bortconv.runtime.cpu import cpu_features
+    from bortconv.converters.demo import write_demo_checkpoint
+    from bortconv.runtime.loaders import native_bf16, stock_precision
     from bortconv.measure import interleaved, make_feeds
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
 
     cpu = cpu_features()
     work = args.work or Path(tempfile.mkdtemp(prefix="bortconv-bench-precision-"))

@@ -71,7 +71,7 @@ def prepare_artifact(work: Path, threads: int) -> Path:
     if not (art / "manifest.json").is_file():
         ckpt = work / "bort_4_8_768_1024.fp16.params"
         if not ckpt.exists():
-            sh("-c", "import sys; from bortconv.demo import write_demo_checkpoint; write_demo_checkpoint(sys.argv[1])",
+            sh("-c", "import sys; from bortconv.converters.demo import write_demo_checkpoint; write_demo_checkpoint(sys.argv[1])",
                str(ckpt))
         vocab, merges = bort_vocab_files(work)
         print("exporting the demo checkpoint to OpenVINO ...", file=sys.stderr, flush=True)
@@ -119,7 +119,7 @@ def run_clients(call, texts: list[str], clients: int, per_client: int) -> tuple[
 
 
 def bench_direct(art: Path, texts: list[str], clients: int, per_client: int, threads: int) -> list[dict]:
-    from bortconv.runtime import BortRuntime
+    from bortconv.runtime.bort import BortRuntime
 
     rt = BortRuntime(art, threads=threads)
     lock = threading.Lock()

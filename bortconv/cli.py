@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, dataclass
 from typing import Any, NoReturn
 
-from bortconv._signals import Terminated, signals_raise
+from bortconv._util.signals import Terminated, signals_raise
 from bortconv._version import __version__
 from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, cli_fields,
                              option_flag, option_keyword)
@@ -117,7 +117,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_make_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bortconv.demo import write_demo_checkpoint
+    from bortconv.converters.demo import write_demo_checkpoint
 
     path = Path(args.path)
     kept = path.exists() and not args.force
@@ -138,7 +138,7 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from bortconv.validate import report as rp
-    from bortconv.validate.gate import raise_for_failures, validate_all
+    from bortconv.validate.command import raise_for_failures, validate_all
 
     backends = ["pytorch"] + (["mxnet"] if args.reference_backend == "mxnet" else [])
     reports = validate_all(args.artifacts, reference=args.reference, tolerance=args.tolerance, backends=backends,
@@ -159,9 +159,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bortconv.validate import report as rp
-    from bortconv.pipeline.bench import bench
+    from bortconv.bench.baselines import bench
 
-    logging.getLogger("bortconv.validate.bench").setLevel(logging.INFO)  # progress: bench takes minutes
+    logging.getLogger("bortconv.bench.harness").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch_size,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
                    budget_s=args.budget_minutes * 60.0, memory=not args.no_memory, baseline_cache=args.cache_dir,
@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # namedtuples do that while torch/transformers import) and, under `python -m`, then exits by SIGINT
         # instead of with our 130 (Modules/main.c exit_sigint). A clean exec() clears that flag.
         exec("pass")
-        from bortconv._atomic import committed
+        from bortconv._util.atomic import committed
         done = f" after {committed[-1]} was complete" if committed else "; nothing was left behind"
         print(f"bortconv: interrupted{done}", file=sys.stderr)
         return 130

@@ -97,7 +97,7 @@ class ConvertOptions:
             heads_from_name(self.variant)
 
 
-#: how BortRuntime turns text into ids (bortconv.runtime): the tokenizers library, the OpenVINO tokenizer IR, or
+#: how BortRuntime turns text into ids (bortconv.runtime.bort): the tokenizers library, the OpenVINO tokenizer IR, or
 #: auto (tokenizers when installed). Here, not in the runtime, so `bortconv serve --help` imports nothing heavy.
 TOKENIZER_BACKENDS = ("auto", "tokenizers", "openvino")
 #: what `bortconv bench` compares artifacts with (bert-tiny: for tests, seconds instead of minutes)
@@ -235,7 +235,7 @@ GATE_DEFAULTS: dict[str, GateThresholds] = {
 }
 GATE_DEFAULTS["fp16"] = GATE_DEFAULTS["bf16"]
 
-#: the deployment gate's length sweep (bortconv.quantize.heldout.sweep_lengths): "full", 8 and every multiple
+#: the deployment gate's length sweep (bortconv.fidelity.heldout.sweep_lengths): "full", 8 and every multiple
 #: of 16 with its neighbours (96 lengths at 512), or "quick", the same probes up to half the maximum and the two
 #: longest (51 lengths at 512; about 40% of the gate's work). Both span 8..max and keep the padded batches.
 GATE_SWEEPS = ("full", "quick")

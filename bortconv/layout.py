@@ -22,7 +22,7 @@ OV_TOKENIZER_BIN = "openvino_tokenizer.bin"
 OV_TOKENIZER_PAIR_XML = "openvino_tokenizer_pair.xml"
 OV_TOKENIZER_PAIR_BIN = "openvino_tokenizer_pair.bin"
 
-#: the deployment gate's probes and the fp32 reference's outputs on them (bortconv.quantize.proof): what
+#: the deployment gate's probes and the fp32 reference's outputs on them (bortconv.fidelity.proof): what
 #: `validate` re-runs the gate from on a device without torch or the source
 PROOF_FILE = "proof.npz"
 

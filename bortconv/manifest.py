@@ -14,7 +14,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv._version import __version__
 from bortconv.config import FORMAT_VERSION
 from bortconv.errors import InputError
@@ -130,7 +130,7 @@ def write_manifest(directory: Path, fields: Mapping[str, object]) -> Manifest:
 
 def read_manifest(directory: Path) -> Manifest:
     """manifest.json of an artifact directory; InputError (exit 2) naming what is wrong if there is none."""
-    from bortconv._jsonfile import read_json
+    from bortconv._util.jsonfile import read_json
 
     if not directory.is_dir():
         raise InputError(f"{directory}: no such directory")

@@ -67,12 +67,12 @@ def stock(a):
 for a in job["artifacts"]:
     t0 = time.time()
     if a["loader"] == "bortconv":
-        from bortconv.runtime import BortRuntime
+        from bortconv.runtime.bort import BortRuntime
         rt = BortRuntime(a["dir"], threads=job.get("threads"))
         vecs = rt.encode(texts)
         meta = {"ids": [list(r) for r in rt.tokenize(texts)]}  # its own truncation: the reference follows it
     elif a["loader"] == "ov-tokenizer":
-        from bortconv.runtime import BortRuntime
+        from bortconv.runtime.bort import BortRuntime
         rt = BortRuntime(a["dir"], tokenizer="openvino")
         vecs, meta = np.zeros((len(texts), 1)), {"ids": rt.tokenize(texts)}
     else:

@@ -57,7 +57,7 @@ def _named(arrays: dict[str, np.ndarray], version: str = "V2", dtype: str | None
 
 def synthetic_seeds() -> list[Seed]:
     """Small valid files of every record layout, head and dtype the reader knows (a few KB each)."""
-    from bortconv.demo import demo_arrays
+    from bortconv.converters.demo import demo_arrays
 
     heads2 = (ConvertOptions(heads=2),)
     enc = demo_arrays(TINY, seed=1, dtype="float32", head=Head.ENCODER)

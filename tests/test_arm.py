@@ -91,7 +91,7 @@ def test_fidelity_on_arm_kernels(arm_runs, cpu, name, loader):
 
 @pytest.mark.parametrize("cpu", armenv.CPUS)
 def test_openvino_tokenizer_ids_as_on_x86(arm_runs, arm_artifacts, cpu):
-    from bortconv.runtime import BortRuntime
+    from bortconv.runtime.bort import BortRuntime
 
     texts, runs, _ = arm_runs
     here = BortRuntime(arm_artifacts["ov-fp32"], tokenizer="openvino").tokenize(texts)

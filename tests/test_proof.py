@@ -20,9 +20,9 @@ import pytest
 
 from bortconv.layout import PROOF_FILE
 from bortconv.manifest import file_hashes
-from bortconv.quantize.heldout import Probe
-from bortconv.quantize.metrics import deployed_fidelity
-from bortconv.quantize.proof import read_proof, write_proof
+from bortconv.fidelity.heldout import Probe
+from bortconv.fidelity.metrics import deployed_fidelity
+from bortconv.fidelity.proof import read_proof, write_proof
 
 #: `python -c` prelude: torch and transformers cannot be imported; an import of them (not a look-up of whether
 #: they are installed, importlib.util.find_spec) is reported on stderr at exit

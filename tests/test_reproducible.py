@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import bortconv
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv.config import BortVariant, Head
 
 MANIFEST = "manifest.json"
@@ -57,7 +57,7 @@ def tiny_source(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(HF directory, gluonnlp vocab JSON, GPT-2 merges): a 1-layer Bort with Bort's vocabulary size."""
     from bortconv.converters.params_writer import write_params
     from bortconv.converters.tokenizer import GluonVocab
-    from bortconv.demo import demo_arrays
+    from bortconv.converters.demo import demo_arrays
     d = tmp_path_factory.mktemp("tiny50k")
     write_params(d / "tiny.params", demo_arrays(TINY_50K, seed=11, dtype="float32", head=Head.ENCODER))
     bortconv.convert(d / "tiny.params", d / "hf", heads=TINY_50K.num_heads)

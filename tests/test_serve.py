@@ -26,7 +26,8 @@ import pytest
 import requests
 from test_ov_tokenizer import HELDOUT, long_texts, ov_artifact, with_ov_tokenizer
 
-from bortconv.runtime import BortRuntime, measure_cold_start
+from bortconv.bench.cold_start import measure_cold_start
+from bortconv.runtime.bort import BortRuntime
 
 TOL = 1e-5
 CLIENTS, PER_CLIENT = 8, 256  # 8 concurrent clients x 256 requests each (2,048 in all)

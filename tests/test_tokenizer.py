@@ -32,7 +32,7 @@ from bortconv.converters.tokenizer import (
     write_tokenizer,
 )
 from bortconv.errors import TokenizerError
-from bortconv.pair_truncation import bort_truncated_lengths
+from bortconv.runtime.pair_truncation import bort_truncated_lengths
 
 FORTUNES = Path("/usr/share/games/fortunes")  # Debian fortunes-min; the corpus has enough without it
 MADEUP = ("madeupword0000", "madeupword0001", "madeupword0002")

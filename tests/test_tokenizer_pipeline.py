@@ -13,7 +13,7 @@ import pytest
 from test_tokenizer import bort_layout_vocab, gpt2_data_dir
 
 import bortconv
-from bortconv.runtime import BortRuntime
+from bortconv.runtime.bort import BortRuntime
 
 
 @pytest.fixture(scope="module")

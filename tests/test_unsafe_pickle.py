@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import bortconv
-from bortconv._hashing import sha256_file
-from bortconv._atomic import TMP_MARK
+from bortconv._util.hashing import sha256_file
+from bortconv._util.atomic import TMP_MARK
 
 BORTCONV = [sys.executable, "-m", "bortconv"]
 

@@ -294,7 +294,7 @@ def test_tolerance_parsing():
 
 def test_int8_dispatches_to_gate(artifact, tmp_path, monkeypatch):
     """The hook: a manifest with precision int8 goes to PRECISION_GATES['int8'], never to atol parity."""
-    from bortconv.validate import gate as vmod
+    from bortconv.validate import command as vmod
     calls = []
 
     def gate(artifact_dir, manifest, reference, session, *, threads):

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv._version import __version__
-from bortconv._atomic import atomic_directory, check_output_dir
-from bortconv._memory import memory_budget
+from bortconv._util.atomic import atomic_directory, check_output_dir
+from bortconv._util.memory import memory_budget
 from bortconv.config import BortVariant, ConvertOptions, DType, Head
 from bortconv.converters.hf_writer import WEIGHTS_FILE, write_hf_model
 from bortconv.converters.mapping import ConversionPlan, check_finite, count_nonfinite, plan_conversion

@@ -31,7 +31,7 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     cfg_path = model_dir / CONFIG_FILE
     if not cfg_path.is_file():
         raise InputError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
-    from bortconv._jsonfile import read_json
+    from bortconv._util.jsonfile import read_json
     cfg = read_json(cfg_path)
     if not isinstance(cfg, dict):
         raise InputError(f"{cfg_path}: not a model configuration (not a JSON object)")

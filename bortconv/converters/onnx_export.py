@@ -8,7 +8,7 @@ Fusion (onnxruntime.transformers.optimizer, model_type "bert")::
     Add(bias) -> Gelu(erf)                                    =>  BiasGelu              (one per layer)
 
 SkipLayerNormalization is *not* fused, and sessions are opened with ORT's own SkipLayerNormFusion disabled
-(:data:`bortconv.runtime.ORT_DISABLED_OPTIMIZERS`, recorded in the manifest): onnxruntime 1.32's CPU kernel
+(:data:`bortconv.runtime.bort.ORT_DISABLED_OPTIMIZERS`, recorded in the manifest): onnxruntime 1.32's CPU kernel
 for it takes 0.26-0.30 ms per 128x1024 call against 0.05-0.08 ms for Add + Add + LayerNormalization, 12% of
 Bort's time at batch 1, length 128 (profiled; fused graph 17.7 ms -> 15.9 ms in one interleaved run, parity unchanged).
 
@@ -96,7 +96,7 @@ def export_onnx(module: Any, path: Path, *, output_name: str, opset: int,
         dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
         dynamic[output_name] = {0: "batch", 1: "sequence"} if _is_seq(module) else {0: "batch"}
     try:
-        from bortconv._atomic import interrupts_deferred
+        from bortconv._util.atomic import interrupts_deferred
         with interrupts_deferred(), _quiet(), torch.no_grad():  # Ctrl-C lands after the tracer, not inside it
             torch.onnx.export(module, (), str(path), kwargs=feeds, input_names=names, output_names=[output_name],
                               dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)

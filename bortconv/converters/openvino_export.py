@@ -55,7 +55,7 @@ def from_pytorch(module: Any, *, output_name: str, static_shape: tuple[int, int]
     b, length = static_shape or (2, 16)
     shape = ov.PartialShape([b, length] if static_shape else [-1, -1])
     feeds = example_inputs(module, b, length)
-    from bortconv._atomic import interrupts_deferred
+    from bortconv._util.atomic import interrupts_deferred
     with interrupts_deferred(), _quiet(), torch.no_grad():  # Ctrl-C lands after the tracer, not inside it
         model = ov.convert_model(module, example_input=feeds, input=[(n, shape, ov.Type.i64) for n in names])
     return _name_io(model, names, output_name)
@@ -111,7 +111,7 @@ def best_openvino(module: Any, plain_onnx: Path, *, output_name: str, static_sha
 
 def time_models(models: dict[str, Any], feeds: dict[str, np.ndarray], threads: int | None) -> dict[str, Latency]:
     """The latency of each compiled model at one shape, measured in alternating rounds."""
-    from bortconv.runtime import OpenVinoSession
+    from bortconv.runtime.bort import OpenVinoSession
     from bortconv.measure import interleaved
 
     sessions = {k: OpenVinoSession("", threads, model=m) for k, m in models.items()}

@@ -26,7 +26,7 @@ corrected here (both found by the id check, which then gave 0 mismatches):
 2. *Which text of a pair keeps the odd token* when both must be cut to an odd budget. The Truncate op gives it
    to the longer text, the first on a tie; ``tokenizers``' longest_first to the longer, the second on a tie;
    Bort's ``truncate_seqs_equal`` always to the first. The pair rule the tokenizer files declare
-   (:mod:`bortconv.pair_truncation`) decides: for Bort's, the Truncate node is replaced by that rule in standard
+   (:mod:`bortconv.runtime.pair_truncation`) decides: for Bort's, the Truncate node is replaced by that rule in standard
    ops (:func:`_truncate_as_bort`), so the IR gives gluonnlp 0.8.3's ids; for tokenizer.json's, the texts go
    into Truncate swapped and come out swapped back, which gives "the longer one, the second on a tie".
 
@@ -50,8 +50,8 @@ from bortconv.layout import (
     OV_TOKENIZER_XML,
     TOKENIZER_FILE,
 )
-from bortconv.pair_truncation import BORT_RULE, pair_rule
-from bortconv.runtime import (
+from bortconv.runtime.pair_truncation import BORT_RULE, pair_rule
+from bortconv.runtime.bort import (
     TEXT_INPUT,
     TEXT_PAIR_INPUT,
     OpenVinoTokenizer,

@@ -27,7 +27,7 @@ otherwise both are cut to half and, when the budget is odd, the *first* text get
 tokenizer.json uses ``longest_first``, which is the same except that on an odd budget it gives the extra token to
 the *longer* text (the second one on a tie). With max_len 512 the pair budget is 509 (odd), so the two differ by
 one token exactly when both texts have at least 255 tokens and the first is not the longer. tokenizer.json has no
-way to express Bort's rule, so tokenizer_config.json records it (:mod:`bortconv.pair_truncation`): bortconv's
+way to express Bort's rule, so tokenizer_config.json records it (:mod:`bortconv.runtime.pair_truncation`): bortconv's
 runtime and OpenVINO tokenizer apply it, as :class:`BortEncoder` does; stock loaders cut by tokenizer.json.
 """
 
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from bortconv.errors import InputError, MissingDependencyError, TokenizerError
 from bortconv.layout import TOKENIZER_FILE
-from bortconv.pair_truncation import BORT_RULE, PAIR_TRUNCATION_KEY, bort_truncated_lengths
+from bortconv.runtime.pair_truncation import BORT_RULE, PAIR_TRUNCATION_KEY, bort_truncated_lengths
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -25,6 +25,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = sorted(_LAZY)
 
-from bortconv._facade import make_callable  # noqa: E402
+from bortconv._util.facade import make_callable  # noqa: E402
 
 make_callable(__name__, "bortconv.finetune.api:finetune")  # bortconv.finetune(...): the facade's function

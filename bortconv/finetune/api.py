@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.errors import InputError
 from bortconv.finetune.data import check_same_task, label_order, read_examples
 from bortconv.finetune.options import FinetuneOptions, Method

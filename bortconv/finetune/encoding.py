@@ -2,7 +2,7 @@
 
 Texts are tokenized once with the student's own tokenizer (for a Bort source: Bort's ``<s> A </s> B </s>``; for a
 BERT source its ``[CLS] A [SEP] B [SEP]`` with token types) and cut to ``max_length``, pairs by the rule the
-tokenizer files declare (:mod:`bortconv.pair_truncation`), as the deployed runtime cuts them. Batches are padded to their
+tokenizer files declare (:mod:`bortconv.runtime.pair_truncation`), as the deployed runtime cuts them. Batches are padded to their
 longest row only.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from bortconv.finetune.data import Example
 from bortconv.layout import TOKENIZER_FILE
-from bortconv.pair_truncation import BORT_RULE, HF_RULE, pair_rule
-from bortconv.runtime import bort_cut_pairs, cutting_nothing
+from bortconv.runtime.pair_truncation import BORT_RULE, HF_RULE, pair_rule
+from bortconv.runtime.bort import bort_cut_pairs, cutting_nothing
 
 
 @dataclass
@@ -52,7 +52,7 @@ class TextEncoder:
         self.uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
-        #: the pair rule the tokenizer files declare (bortconv.pair_truncation); Bort's for a Bort source
+        #: the pair rule the tokenizer files declare (bortconv.runtime.pair_truncation); Bort's for a Bort source
         self.pair_rule = pair_rule(tokenizer_dir) if tokenizer_dir is not None else HF_RULE
         self._whole: Any = None
         if self.pair_rule == BORT_RULE and tokenizer_dir is not None:

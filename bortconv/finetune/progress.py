@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from bortconv._progress import Progress
+from bortconv._util.progress import Progress
 from bortconv.finetune.search import Hyper, Plan
 
 

@@ -93,7 +93,7 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
 
 def read_record(model_dir: str | Path) -> dict[str, Any]:
     """The training record of a fine-tuned directory."""
-    from bortconv._jsonfile import read_json
+    from bortconv._util.jsonfile import read_json
 
     return read_json(Path(model_dir) / RECORD_FILE)  # type: ignore[no-any-return]
 

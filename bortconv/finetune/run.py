@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv.errors import ExportError
 from bortconv.finetune import record as rec
 from bortconv.finetune.agora import Outcome, Search, planned_trainings, run_search
@@ -24,7 +24,7 @@ from bortconv.finetune.data import Dataset
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
 from bortconv.finetune.generate import Generator, corpus_words, default_generator, generator_name
 from bortconv.finetune.options import FinetuneOptions, Method
-from bortconv.finetune.probe import measure_speeds
+from bortconv.finetune.speed_probe import measure_speeds
 from bortconv.finetune.progress import SearchProgress
 from bortconv.finetune.recipe import Student, evaluate, load_state
 from bortconv.finetune.search import Plan, Speeds, plan_search

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv.converters.hf_model import transformers_quiet as quiet_transformers  # noqa: F401 (used by run, teacher)
 from bortconv.errors import InputError, shown
 from bortconv.layout import TOKENIZER_FILES, WEIGHT_FILES

@@ -1,7 +1,7 @@
 """The teacher: a trained classifier that labels generated text.
 
 Either a Hugging Face sequence-classification directory (run with transformers) or a bortconv text-classification
-artifact directory (it has manifest.json; run torch-free through :class:`bortconv.runtime.BortRuntime`). It labels
+artifact directory (it has manifest.json; run torch-free through :class:`bortconv.runtime.bort.BortRuntime`). It labels
 *text* with its own tokenizer, so its architecture and vocabulary may differ from the student's. Its label names
 must be the training labels: the same set, matched by name (a teacher with transformers' default names
 ``LABEL_<i>`` matches integer training labels ``<i>``).
@@ -111,7 +111,7 @@ class RuntimeTeacher(Teacher):
     kind = "bortconv-runtime"
 
     def __init__(self, path: Path, threads: int | None) -> None:
-        from bortconv.runtime import BortRuntime
+        from bortconv.runtime.bort import BortRuntime
 
         try:
             self.runtime = BortRuntime(path, threads=threads)

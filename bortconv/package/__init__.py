@@ -2,7 +2,7 @@
 
 - :mod:`bortconv.package.triton`: Triton ``config.pbtxt`` + version directory (ONNX Runtime or OpenVINO backend);
 - :mod:`bortconv.package.ovms`: OpenVINO Model Server ``config.json``, with text-in models
-  (:mod:`bortconv.package.textin`) where the artifact carries the OpenVINO tokenizer;
+  (:mod:`bortconv.package.ovms_text_models`) where the artifact carries the OpenVINO tokenizer;
 - :mod:`bortconv.package.signature`: the model file's real inputs and outputs;
 - :mod:`bortconv.package.ovms_schema`: OVMS's own config schema, to check against.
 
@@ -22,6 +22,6 @@ def __getattr__(name: str) -> Any:  # lazy: `bortconv package --help` must not i
         return getattr(repository, name)
     raise AttributeError(f"module 'bortconv.package' has no attribute {name!r}")
 
-from bortconv._facade import make_callable  # noqa: E402
+from bortconv._util.facade import make_callable  # noqa: E402
 
 make_callable(__name__, "bortconv.package.repository:package_artifact")  # bortconv.package(...): the facade's function

@@ -1,7 +1,7 @@
 """An OpenVINO Model Server repository: ``config.json`` (``model_config_list``) + ``NAME/1/model.xml/.bin``.
 
 Where the artifact carries the OpenVINO tokenizer, the repository also holds the text-in variants
-(:mod:`bortconv.package.textin`), which OVMS serves directly since it builds in openvino_tokenizers:
+(:mod:`bortconv.package.ovms_text_models`), which OVMS serves directly since it builds in openvino_tokenizers:
 ``NAME_text`` (input ``text``, BYTES [n]) and, for text-classification, ``NAME_text_pair`` (``text`` and
 ``text_b``). ``base_path`` is relative to config.json (OVMS resolves it so), so the repository can move.
 ``plugin_config`` pins what bortconv's runtime compiles with: ``INFERENCE_PRECISION_HINT`` (the manifest's
@@ -21,7 +21,7 @@ from bortconv.errors import InputError
 from bortconv.layout import OV_BIN, OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_XML, OV_XML
 from bortconv.package.signature import Signature
 from bortconv.package.triton import VERSION
-from bortconv.runtime import openvino_config, pinned_precision
+from bortconv.runtime.bort import openvino_config, pinned_precision
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def write_ovms(artifact_dir: Path, repo: Path, name: str, sig: Signature, manife
     """Write the OVMS repository into `repo`; returns what was written (models, files, config)."""
     import openvino as ov
 
-    from bortconv.package.textin import build_text_model
+    from bortconv.package.ovms_text_models import build_text_model
 
     if sig.runtime != "openvino":
         raise InputError(f"{artifact_dir}: --format ovms needs an OpenVINO artifact (export --target openvino); "

@@ -1,6 +1,6 @@
 """`bortconv package`: an artifact directory -> a model repository that Triton or OVMS loads unchanged.
 
-Written with :func:`bortconv._atomic.atomic_directory`: the repository is built beside REPO and renamed into
+Written with :func:`bortconv._util.atomic.atomic_directory`: the repository is built beside REPO and renamed into
 place only when complete, so a failure leaves REPO as it was.
 """
 
@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bortconv._atomic import atomic_directory, check_output_dir
+from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.config import PACKAGE_FORMATS
 from bortconv.errors import InputError
 from bortconv.manifest import read_manifest
-from bortconv.runtime import artifact_name
+from bortconv.runtime.bort import artifact_name
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from bortconv.layout import ONNX_FILE, OV_BIN, OV_XML
 from bortconv.package.signature import Signature, TensorSpec
-from bortconv.runtime import pinned_precision
+from bortconv.runtime.bort import pinned_precision
 
 CONFIG_FILE = "config.pbtxt"
 VERSION = "1"

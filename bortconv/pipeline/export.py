@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bortconv._atomic import atomic_directory, check_output_dir
-from bortconv._memory import memory_budget
-from bortconv._progress import Progress
+from bortconv._util.atomic import atomic_directory, check_output_dir
+from bortconv._util.memory import memory_budget
+from bortconv._util.progress import Progress
 from bortconv.config import ExportOptions, Int8Options, Precision, Target, option_keyword, parse_enum
 from bortconv.errors import InputError
 from bortconv.layout import WORK_DIR

@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from bortconv._hashing import sha256_file
-from bortconv._memory import active_budget, fit_budget, release
-from bortconv._progress import Progress
+from bortconv._util.hashing import sha256_file
+from bortconv._util.memory import active_budget, release
+from bortconv.pipeline.cost import fit_budget
+from bortconv._util.progress import Progress
 from bortconv.config import ExportOptions, Int8Options, Precision, Target, Task
 from bortconv.errors import InputError, ParityError
 from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, TOKENIZER_FILE, WEIGHT_FILES, model_files
 from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds
-from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
+from bortconv.runtime.bort import ORT_DISABLED_OPTIMIZERS
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def build_openvino(traced: Traced, loaded: Loaded, opts: ExportOptions, tmp: Pat
 
 def check_parity(tmp: Path, traced: Traced, loaded: Loaded, opts: ExportOptions, prog: Progress) -> Any:
     """The artifact against the PyTorch model over the shape table; ParityError (nothing kept) if it drifts."""
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
     from bortconv.validate.parity import TOLERANCES
     from bortconv.validate.parity import check_parity as run_parity
 
@@ -269,7 +270,7 @@ def quantize(tmp: Path, work: Path, opts: ExportOptions, task: Task, int8: Int8O
 
 
 def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
-    """The artifact's own proof (:mod:`bortconv.quantize.proof`): the deployment gate's probes, exactly as the gate
+    """The artifact's own proof (:mod:`bortconv.fidelity.proof`): the deployment gate's probes, exactly as the gate
     builds them here, and fp32 PyTorch's outputs on them, so `validate` re-runs the gate without torch or the
     source. int8 artifacts carry their int8 gate's proof instead (written by quantize)."""
     import json
@@ -277,8 +278,8 @@ def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, 
     from bortconv.config import GATE_DEFAULTS
     from bortconv.converters import hf_model
     from bortconv.layout import PROOF_FILE
-    from bortconv.quantize.deployment import DeploymentGate, heldout_text
-    from bortconv.quantize.proof import proof_record, write_proof
+    from bortconv.fidelity.gate import DeploymentGate, heldout_text
+    from bortconv.fidelity.proof import proof_record, write_proof
 
     with prog.step("writing the artifact's proof (the gate's probes, fp32 PyTorch outputs)"):
         if loaded.module is None:  # let go once the parity reference was recorded: load it again (about 1 s)
@@ -301,7 +302,7 @@ def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Trac
     OpenVINO fp32 artifact on a CPU with native bf16, its bf16 inference in the same run (the summary's
     "--precision bf16" option)."""
     from bortconv.converters import hf_model
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
 
     b, length = traced.bench_shape
     with prog.step(f"timing artifact vs PyTorch eager (batch {b}, length {length})"):
@@ -355,7 +356,7 @@ def tokenizer_as_ops(tmp: Path, opts: ExportOptions, prog: Progress) -> dict[str
     """OpenVINO artifacts with a tokenizer carry it as OpenVINO ops too (single texts and pairs), checked id
     for id against tokenizer.json on held-out text and pairs of it; a failed conversion fails the export."""
     from bortconv.converters.ov_tokenizer import write_openvino_tokenizers
-    from bortconv.quantize.heldout import shipped_texts
+    from bortconv.fidelity.heldout import shipped_texts
 
     if opts.target is not Target.OPENVINO or not (tmp / TOKENIZER_FILE).is_file():
         return {}
@@ -366,11 +367,11 @@ def tokenizer_as_ops(tmp: Path, opts: ExportOptions, prog: Progress) -> dict[str
 
 def check_precision_here(opts: ExportOptions) -> None:
     """bf16 needs a CPU that computes it natively, or an explicit --ungated: refuse before anything runs."""
-    from bortconv.loaders import native_bf16
+    from bortconv.runtime.loaders import native_bf16
     if opts.precision is Precision.BF16 and not opts.ungated:
         native, have = native_bf16()
         if not native:
-            from bortconv.cpu import cpu_flags
+            from bortconv.runtime.cpu import cpu_flags
             raise InputError(f"precision bf16: this CPU ({cpu_flags()[0]}) has no native bf16 ({have}); the gate "
                              f"cannot measure what a bf16 CPU computes here. Export on a CPU with AMX or AVX512_BF16, "
                              f"or pass ungated=True (--ungated) to build it untested", option="precision")
@@ -394,7 +395,7 @@ def gate_runs(opts: ExportOptions) -> bool:
         return False
     if opts.precision is Precision.BF16:
         return True
-    from bortconv.loaders import stock_precision
+    from bortconv.runtime.loaders import stock_precision
     return opts.target is Target.OPENVINO and stock_precision() != "f32"
 
 
@@ -408,9 +409,9 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
 
     from bortconv.config import GATE_DEFAULTS
     from bortconv.errors import AccuracyGateError
-    from bortconv.loaders import loading_contract, native_bf16
-    from bortconv.quantize.deployment import DeploymentGate, heldout_text
-    from bortconv.runtime import open_session
+    from bortconv.runtime.loaders import loading_contract, native_bf16
+    from bortconv.fidelity.gate import DeploymentGate, heldout_text
+    from bortconv.runtime.bort import open_session
 
     deployment = Deployment(loading_contract(opts.target.value, opts.precision.value))
     if not gate_runs(opts):
@@ -467,8 +468,8 @@ def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptio
     from bortconv.config import GATE_DEFAULTS
     from bortconv.errors import AccuracyGateError
     from bortconv.quantize import embeddings as emb
-    from bortconv.quantize.deployment import DeploymentGate, heldout_text
-    from bortconv.runtime import open_session
+    from bortconv.fidelity.gate import DeploymentGate, heldout_text
+    from bortconv.runtime.bort import open_session
 
     if opts.quantized is not None or opts.embeddings == "fp32":
         return {}

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bortconv._facade import make_callable  # noqa: E402
+from bortconv._util.facade import make_callable  # noqa: E402
 
 make_callable(__name__, "bortconv.quantize.pipeline:quantize")  # bortconv.quantize(...): the facade's function

@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from bortconv._memory import memory_budget, release
+from bortconv._util.memory import memory_budget, release
 from bortconv.config import GATE_METRICS, GateThresholds, Int8Options, host_arch
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
 from bortconv.measure import KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds
 from bortconv.quantize import calibration as cal
-from bortconv.cpu import cpu_features
-from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
-from bortconv.quantize.metrics import deployed_fidelity, describe, describe_thresholds
+from bortconv.runtime.cpu import cpu_features
+from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text
+from bortconv.fidelity.metrics import deployed_fidelity, describe, describe_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class _Setup:
 
 def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setup:
     """Open the fp32 reference, split the text into calibration and held-out feeds, group the model's nodes."""
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
 
     split = cal.split_texts(opts.calibration, opts.samples)
     config = json.loads((fp32_dir / CONFIG_FILE).read_text())
@@ -189,7 +189,7 @@ class _Builder:
         """The deployment gate under every loader (`probe`: bortconv's loader on a few probes, for ranking)."""
         s = self.s
         if probe:
-            from bortconv.runtime import open_session
+            from bortconv.runtime.bort import open_session
             pick = range(0, len(s.gate.probes), max(1, len(s.gate.probes) // SENSITIVITY_PROBES))
             c.metrics = deployed_fidelity([s.gate.outputs[i] for i in pick], open_session(c.path, s.opts.threads).run,
                                           [s.gate.probes[i] for i in pick], s.task)
@@ -240,8 +240,8 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     preference order unless a later one is clearly faster."""
     if s.opts.foreign:  # another CPU family: nothing timed here is its speed; its own preference order decides
         return passing[0], None
-    from bortconv.loaders import stock_precision
-    from bortconv.runtime import open_session
+    from bortconv.runtime.loaders import stock_precision
+    from bortconv.runtime.bort import open_session
 
     feeds = make_feeds([TIMING_SHAPE[1]], TIMING_SHAPE[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
     runners: dict[str, Runner] = {"fp32": s.reference.run}
@@ -342,7 +342,7 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
     chosen, timing = _time_and_choose(setup, passing)
     for name in model_files(target):
         shutil.copy(chosen.path / name, out_dir / name)
-    from bortconv.quantize.proof import write_gate_proof
+    from bortconv.fidelity.proof import write_gate_proof
     proof = write_gate_proof(out_dir, setup.gate, opts.thresholds, "the fp32 artifact (atol parity vs PyTorch fp32)")
     return _manifest_fields(setup, tried, chosen, timing, len(passing)) | {"proof": proof}  # the caller lifts it
 
@@ -379,7 +379,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
     """`bortconv quantize`: an existing fp32 artifact directory -> a new int8 one (atomically), stopped
     cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
     with memory_budget(max_memory, "quantize"):
-        from bortconv._atomic import atomic_directory, check_output_dir
+        from bortconv._util.atomic import atomic_directory, check_output_dir
         from bortconv.manifest import carried_fields, read_manifest, write_manifest
 
         src, out = Path(artifact_dir), Path(output_dir)
@@ -396,7 +396,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
             work.mkdir()
             info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
             shutil.rmtree(work)
-            from bortconv.loaders import loading_contract
+            from bortconv.runtime.loaders import loading_contract
             fields = carried_fields(manifest) | {
                 "precision": "int8", "proof": info.pop("proof"), "int8": info,
                 "quantized_from": str(src.resolve()),

@@ -11,6 +11,6 @@ until a server starts.
 
 from __future__ import annotations
 
-from bortconv._facade import make_callable  # noqa: E402
+from bortconv._util.facade import make_callable  # noqa: E402
 
 make_callable(__name__, "bortconv.serve.server:serve")  # bortconv.serve(...): the facade's function

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bortconv._standalone import run_standalone
+from bortconv._util.standalone_command import run_standalone
 from bortconv.serve.cli import add_arguments, run
 
 

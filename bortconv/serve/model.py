@@ -20,7 +20,7 @@ from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
 from bortconv.errors import BortconvError
-from bortconv.runtime import TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime
+from bortconv.runtime.bort import TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime
 from bortconv.serve.batcher import Item, LengthBatcher
 from bortconv.serve.outputs import output_types, pool, response_arrays
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.errors import InputError, MissingDependencyError
-from bortconv.runtime import BortRuntime, artifact_name
+from bortconv.runtime.bort import BortRuntime, artifact_name
 
 log = logging.getLogger("bortconv.serve")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv.errors import InputError
 from bortconv.layout import CARRIED_FILES, CONVERSION_RECORD, MANIFEST_FILE, WEIGHT_FILES
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bortconv.validate.bench import BenchReport
+    from bortconv.bench.harness import BenchReport
     from bortconv.validate.checks import ValidationReport
 
 VERDICT = {"pass": "ok", "fail": "FAIL", "skip": "skip", "info": "note"}

@@ -2,7 +2,7 @@
 
 Install with ``pip install 'bortconv[runtime]'`` (no torch, no transformers)::
 
-    from bortconv.runtime import BortRuntime
+    from bortconv.runtime.bort import BortRuntime
     rt = BortRuntime("out/bort-openvino")
     vectors = rt.encode(["a sentence", "another one"])   # mean-pooled, one row per text
     labels = rt.predict(["great film"])                   # text-classification artifacts
@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,8 +37,8 @@ import numpy as np
 
 from bortconv.config import TOKENIZER_BACKENDS
 from bortconv.errors import InputError, MissingDependencyError
-from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.pad_batch)
-from bortconv.pair_truncation import BORT_RULE, bort_truncated_lengths, pair_rule
+from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.bort.pad_batch)
+from bortconv.runtime.pair_truncation import BORT_RULE, bort_truncated_lengths, pair_rule
 from bortconv.layout import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -262,7 +260,7 @@ class OpenVinoTokenizer:
 
 
 def bort_cut_pairs(whole: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[Any]:
-    """`tokenizers` Encodings of `pairs`, cut to `max_length` by Bort's rule (:mod:`bortconv.pair_truncation`).
+    """`tokenizers` Encodings of `pairs`, cut to `max_length` by Bort's rule (:mod:`bortconv.runtime.pair_truncation`).
 
     `whole` is a `tokenizers.Tokenizer` that truncates and pads nothing: each text is encoded whole, cut to
     :func:`bort_truncated_lengths`, then given the tokenizer's pair template."""
@@ -289,7 +287,7 @@ def cutting_nothing(tokenizer: Any) -> Any:
 class TokenizersBackend:
     """tokenizer.json through the `tokenizers` package, unpadded (padding is the runtime's business).
 
-    Pairs are cut by the rule the tokenizer files declare (:func:`bortconv.pair_truncation.pair_rule`)."""
+    Pairs are cut by the rule the tokenizer files declare (:func:`bortconv.runtime.pair_truncation.pair_rule`)."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -463,54 +461,3 @@ class BortRuntime:
     def label_of(self, index: int) -> str:
         """The configured label name of class `index` (config.json id2label), or the index as text."""
         return self.id2label.get(str(index), str(index))
-
-
-# ---------------------------------------------------------------------------------------------- cold start
-
-_PROBE = """
-import json, sys, time
-t0 = time.perf_counter()
-from bortconv.runtime import BortRuntime
-rt = BortRuntime(sys.argv[1], threads=int(sys.argv[2]) or None, cache_dir=sys.argv[3] or None)
-load = time.perf_counter() - t0
-t1 = time.perf_counter()
-rt.run_ids([[0] + [5] * int(sys.argv[4]) + [2]])
-first = time.perf_counter() - t1
-print(json.dumps({"load_s": load, "session_s": rt.load_seconds, "first_inference_ms": first * 1e3}))
-"""
-
-
-def _probe(artifact_dir: Path, threads: int | None, cache_dir: Path | None, length: int) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(artifact_dir), str(threads or 0),
-                           str(cache_dir or ""), str(length)], capture_output=True, text=True, timeout=600)
-    if proc.returncode:
-        raise InputError(f"{artifact_dir}: the cold-start probe failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def measure_cold_start(artifact_dir: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str],
-                       threads: int | None = None, runs: int = 3, length: int = 126) -> dict[str, Any]:
-    """Load time and first-inference latency of an OpenVINO artifact, each in a fresh process, without and
-    with the compiled-model cache.
-
-    `cache_dir` must be empty or absent: the first cached run fills it ("cache_fill"), the following `runs`
-    read it ("cache_hit"); "no_cache" is `runs` processes without it. Each row: medians of ``load_s`` (process
-    start to a ready BortRuntime, imports included), ``session_s`` (read + compile, or blob load) and
-    ``first_inference_ms`` (one text of `length` + 2 tokens).
-    """
-    d, cache = Path(artifact_dir), Path(cache_dir)
-    if not (d / OV_XML).is_file():
-        raise InputError(f"{d}: the compiled-model cache applies to OpenVINO artifacts ({OV_XML})")
-    if cache.exists() and any(cache.iterdir()):
-        raise InputError(f"{cache}: the cache directory must start empty, to measure filling it")
-
-    def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
-        return {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
-
-    no_cache = median_row([_probe(d, threads, None, length) for _ in range(runs)])
-    fill = _probe(d, threads, cache, length)
-    hit = median_row([_probe(d, threads, cache, length) for _ in range(runs)])
-    blob = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
-    return {"artifact": str(d), "runs": runs, "threads": threads, "no_cache": no_cache, "cache_fill": fill,
-            "cache_hit": hit, "cache_bytes": blob,
-            "load_speedup": no_cache["session_s"] / hit["session_s"] if hit["session_s"] else None}

@@ -2,7 +2,7 @@
 
 Two loaders judge every artifact, at export and in `validate`:
 
-    bortconv   bortconv's own runtime (:func:`bortconv.runtime.open_session`): threads and the inference
+    bortconv   bortconv's own runtime (:func:`bortconv.runtime.bort.open_session`): threads and the inference
                precision the manifest records, pinned
     stock      what a user's own code does: ``ov.Core().compile_model(xml, "CPU")`` with no hints, and
                ``ort.InferenceSession(path, disabled_optimizers=["SkipLayerNormFusion"])`` (the one option the
@@ -48,7 +48,7 @@ class StockSession:
         elif (artifact_dir / ONNX_FILE).is_file():
             import onnxruntime as ort
 
-            from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
+            from bortconv.runtime.bort import ORT_DISABLED_OPTIMIZERS
             self.session = ort.InferenceSession(str(artifact_dir / ONNX_FILE), providers=["CPUExecutionProvider"],
                                                 disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
             self.input_names = [i.name for i in self.session.get_inputs()]
@@ -74,7 +74,7 @@ def open_as(artifact_dir: str | os.PathLike[str], loader: str, threads: int | No
             raise MissingDependencyError(f"loading {d} needs its runtime: {exc}") from None
     if loader != "bortconv":
         raise InputError(f"loader '{loader}' is not one of {', '.join(LOADERS)}")
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
     return open_session(d, threads, precision=precision)
 
 
@@ -100,7 +100,7 @@ def stock_precision() -> str:
 @lru_cache(maxsize=1)
 def native_bf16() -> tuple[bool, str]:
     """(whether this CPU computes bf16 natively, the instruction sets that say so) -- AMX-BF16 or AVX512_BF16."""
-    from bortconv.cpu import cpu_flags
+    from bortconv.runtime.cpu import cpu_flags
     _, flags = cpu_flags()
     have = sorted(flags & {"amx_bf16", "avx512_bf16"})
     return bool(have), ", ".join(have) or "neither amx_bf16 nor avx512_bf16"
@@ -109,7 +109,7 @@ def native_bf16() -> tuple[bool, str]:
 def loading_contract(target: str, precision: str) -> dict[str, Any]:
     """The manifest's `loading` section: per runtime, how the weights are stored, which precision inference
     runs in under bortconv's runtime and under stock loading on this CPU, and the exact load configuration."""
-    from bortconv.runtime import ORT_DISABLED_OPTIMIZERS
+    from bortconv.runtime.bort import ORT_DISABLED_OPTIMIZERS
     weights = {"fp32": "fp32", "fp16": "fp16", "bf16": "fp16 (OpenVINO-compressed; bf16 at compile time)",
                "int8": "int8 (+fp32)"}
     if target == "openvino":

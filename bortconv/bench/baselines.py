@@ -1,6 +1,6 @@
 """`bortconv bench` with its baselines: BERT-large (or BERT-base) with seeded random weights, built once through
 the same export pipeline as Bort's artifacts (fused ONNX, and its int8), then measured by
-:func:`bortconv.validate.bench.bench`. The baselines are built here because building them is an export; the
+:func:`bortconv.bench.harness.bench`. The baselines are built here because building them is an export; the
 measuring stage below does not import the pipeline above it."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, ONNX_FILE, WEIGHT_FILES
-from bortconv.validate import bench as measured
-from bortconv.validate.bench import BASELINES, SEED, BenchReport
+from bortconv.bench import harness as measured
+from bortconv.bench.harness import BASELINES, SEED, BenchReport
 
 log = logging.getLogger(__name__)
 
 
 def bench(artifacts: Any, **options: Any) -> BenchReport:
-    """:func:`bortconv.validate.bench.bench` with the baselines built (once, cached) by the export pipeline."""
+    """:func:`bortconv.bench.harness.bench` with the baselines built (once, cached) by the export pipeline."""
     return measured.bench(artifacts, build_baseline=ensure_baseline, build_int8_baseline=ensure_int8_baseline,
                           **options)
 
@@ -30,7 +30,7 @@ def _baseline_key(name: str) -> str:
 
     from bortconv.manifest import versions
     v = versions()
-    from bortconv.runtime import ORT_DISABLED_OPTIMIZERS  # the fusion recipe: a different one is a new build
+    from bortconv.runtime.bort import ORT_DISABLED_OPTIMIZERS  # the fusion recipe: a different one is a new build
     blob = json.dumps([name, BASELINES[name], SEED, v["bortconv"], v["torch"], v["transformers"], v["onnx"],
                        v["onnxruntime"], list(ORT_DISABLED_OPTIMIZERS)], sort_keys=True)
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"

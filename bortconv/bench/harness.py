@@ -3,7 +3,7 @@
 Every candidate runs in the same process and harness, interleaved (round after round, each candidate in
 turn), so drift on a shared machine hits them alike and the ratios are measured within one run:
 
-    artifacts       each ARTIFACT_DIR through bortconv.runtime's session (ONNX Runtime / OpenVINO)
+    artifacts       each ARTIFACT_DIR through bortconv.runtime.bort's session (ONNX Runtime / OpenVINO)
     baselines       BERT-large (or BERT-base) of the real configuration with seeded random weights:
                       - PyTorch eager fp32 (transformers BertModel, its default attention): the paper's
                         comparison, and what a user without bortconv runs;
@@ -14,7 +14,7 @@ turn), so drift on a shared machine hits them alike and the ratios are measured 
 Latency: warm-up calls, thread counts pinned in every runtime, `rounds` interleaved rounds in which fast
 candidates run several times and slow ones (BERT-large eager) once, then the median (p50), p90 and p99.
 
-Peak memory is measured per candidate in a child process (see :mod:`bortconv.validate._memprobe`): a child
+Peak memory is measured per candidate in a child process (see :mod:`bortconv.bench.peak_memory`): a child
 starts clean, so its high-water mark (Linux ``VmHWM``) is that candidate's alone. In-process psutil deltas
 would not be: the runtimes' libraries are loaded once for all candidates, freed memory stays in the
 allocator's pools and is reused by the next candidate, and a transient peak during compilation is missed by
@@ -181,7 +181,7 @@ def parse_int_list(value: str | Sequence[int], option: str) -> tuple[int, ...]:
 def machine_info() -> dict[str, Any]:
     """CPU model, the SIMD/matrix features int8 and fp32 speed depend on, cores, library versions."""
     from bortconv.manifest import versions
-    from bortconv.cpu import cpu_features, cpu_flags
+    from bortconv.runtime.cpu import cpu_features, cpu_flags
 
     _, flags = cpu_flags()
     feats = cpu_features()
@@ -233,7 +233,7 @@ def _check_artifact(d: Path) -> dict[str, Any]:
 
 def probe_memory(kind: str, path: Path, threads: int, batch: int, seq_len: int) -> dict[str, float] | None:
     """Peak RSS of loading `path` and running it once at (batch, seq_len), in a fresh child process."""
-    cmd = [sys.executable, "-m", "bortconv.validate._memprobe", kind, str(path), str(threads), str(batch),
+    cmd = [sys.executable, "-m", "bortconv.bench.peak_memory", kind, str(path), str(threads), str(batch),
            str(seq_len)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode:
@@ -306,7 +306,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
 
     `baseline` is ``bert-large``, ``bert-base`` or ``none``. Baselines are built with random weights once and
     cached under `baseline_cache` by `build_baseline` and `build_int8_baseline`, which the export pipeline
-    provides (:func:`bortconv.pipeline.bench.bench` passes them). `baseline_int8` adds the baseline through the
+    provides (:func:`bortconv.bench.baselines.bench` passes them). `baseline_int8` adds the baseline through the
     int8 pipeline too (default: when any artifact is int8). `cold_start` adds, per OpenVINO artifact, load time
     and first-inference latency in fresh processes without and with the compiled-model cache. Raises InputError
     for bad input.
@@ -324,7 +324,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
         live.append(_open_artifact(d, name, manifest, threads))
     if baseline != "none":
         if build_baseline is None or build_int8_baseline is None:
-            raise InputError("bench: a baseline needs its builders (use bortconv.pipeline.bench.bench)")
+            raise InputError("bench: a baseline needs its builders (use bortconv.bench.baselines.bench)")
         hf_dir, onnx_dir = build_baseline(baseline, Path(baseline_cache) if baseline_cache else cache_dir(), threads)
         live += _open_baselines(baseline, hf_dir, onnx_dir, threads)
         if baseline_int8 is None:
@@ -361,10 +361,10 @@ def _memory_of(candidates: Sequence[Candidate], threads: int, shape: tuple[int, 
 
 
 def _cold_starts(dirs: Sequence[Path], threads: int) -> tuple[dict[str, Any], ...]:
-    """:func:`bortconv.runtime.measure_cold_start` of each OpenVINO artifact, with a fresh cache directory."""
+    """:func:`bortconv.bench.cold_start.measure_cold_start` of each OpenVINO artifact, with a fresh cache directory."""
     import tempfile
 
-    from bortconv.runtime import measure_cold_start
+    from bortconv.bench.cold_start import measure_cold_start
     out = []
     for d in dirs:
         if (d / OV_XML).is_file():
@@ -391,7 +391,7 @@ def _fits(c: Candidate, batch: int, seq_len: int, notes: list[str]) -> bool:
 
 
 def _open_artifact(d: Path, name: str, manifest: Mapping[str, Any], threads: int) -> _Live:
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
 
     cfg = _read_config(d)
     _import_runtime(d)

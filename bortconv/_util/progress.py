@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from bortconv._memory import enter_stage
-from bortconv._signals import raise_if_signalled
+from bortconv._util.memory import enter_stage
+from bortconv._util.signals import raise_if_signalled
 
 
 class Progress:

@@ -65,7 +65,7 @@ def _rows(ref: np.ndarray, got: np.ndarray, mask: np.ndarray, task: str) -> tupl
 
 def deployed_fidelity(reference: Sequence[np.ndarray], candidate: Runner, probes: Sequence[Any],
                       task: str) -> dict[str, Any]:
-    """Fidelity of `candidate` on the gate's probes (:mod:`bortconv.quantize.heldout`) against the reference's
+    """Fidelity of `candidate` on the gate's probes (:mod:`bortconv.fidelity.heldout`) against the reference's
     outputs for the same probes: mean, 5th percentile and worst case over every row, and where the worst was.
 
     Encoders are scored by sentence cosine (mean-pooled over valid tokens) and token cosine; fill-mask by top-1

@@ -18,7 +18,7 @@ from typing import Any
 
 from bortconv.errors import InputError
 from bortconv.layout import OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_XML, OV_XML
-from bortconv.runtime import tokenizer_core
+from bortconv.runtime.bort import tokenizer_core
 
 #: output name of the text-in model, by task
 OUTPUT_NAME = {"feature-extraction": "embedding", "text-classification": "logits", "fill-mask": "logits"}

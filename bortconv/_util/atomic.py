@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from bortconv._signals import raise_if_signalled
+from bortconv._util.signals import raise_if_signalled
 from bortconv.errors import InputError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any mkdir'd dir
         yield tmp
-        from bortconv._memory import check_budget
+        from bortconv._util.memory import check_budget
         check_budget()  # a --max-memory passed since the watchdog's last look: fail before anything lands
         check_output_dir(out, force)  # something may have appeared there meanwhile
         # the swap and its record happen as one step for Ctrl-C: never the old output moved aside with the

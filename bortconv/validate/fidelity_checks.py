@@ -1,6 +1,6 @@
 """`bortconv validate` for what depends on the CPU it runs on: the deployment gate re-run here.
 
-- int8 and bf16 artifacts: the gate they passed when they were made (:mod:`bortconv.quantize.deployment`),
+- int8 and bf16 artifacts: the gate they passed when they were made (:mod:`bortconv.fidelity.gate`),
   with the thresholds and held-out text their manifest records, under bortconv's runtime and a stock load;
 - fp32 and fp16 artifacts (whose atol parity is checked pinned to f32): a stock load, in whatever precision
   OpenVINO picks on this CPU (as the plugin reports it), held to the bf16 gate;
@@ -21,8 +21,8 @@ from typing import Any
 
 from bortconv.config import GATE_DEFAULTS, GATE_METRICS, GateThresholds
 from bortconv.layout import CONFIG_FILE
-from bortconv.quantize.deployment import DeploymentGate, LoaderVerdict, heldout_text
-from bortconv.quantize.metrics import failures
+from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text
+from bortconv.fidelity.metrics import failures
 from bortconv.validate.checks import Check
 
 
@@ -68,7 +68,7 @@ def _rows(verdict: LoaderVerdict, n_probes: int, seconds: float) -> list[Check]:
 
 
 def _native_bf16_row() -> Check:
-    from bortconv.loaders import native_bf16
+    from bortconv.runtime.loaders import native_bf16
     native, why = native_bf16()
     return Check("fidelity", "native bf16", "pass" if native else "fail", where=why,
                  detail="" if native else "this CPU has no native bf16 (AMX-BF16 or AVX512_BF16): OpenVINO "
@@ -76,7 +76,7 @@ def _native_bf16_row() -> Check:
 
 
 def _stock_row() -> Check:
-    from bortconv.loaders import stock_precision
+    from bortconv.runtime.loaders import stock_precision
     return Check("fidelity", "stock precision here", "info", where=stock_precision(),
                  detail='what ov.Core().compile_model(xml, "CPU") infers in on this CPU')
 
@@ -92,10 +92,10 @@ def proof_thresholds(manifest: Mapping[str, Any]) -> GateThresholds:
 
 def proof_gate(artifact_dir: Path, manifest: Mapping[str, Any], proof: Any, session: Any, *,
                threads: int | None) -> Sequence[Check]:
-    """The deployment gate on this CPU from the artifact's own proof (:mod:`bortconv.quantize.proof`): under
+    """The deployment gate on this CPU from the artifact's own proof (:mod:`bortconv.fidelity.proof`): under
     each loader the manifest's proof names (bortconv's runtime: `session`; stock loaders at this CPU's stock
     precision), held to the thresholds it records. Needs neither torch nor the source."""
-    from bortconv.loaders import open_as, session_precision
+    from bortconv.runtime.loaders import open_as, session_precision
 
     rows: list[Check] = [_native_bf16_row()] if manifest["precision"] == "bf16" else []
     if manifest.get("target") == "openvino":

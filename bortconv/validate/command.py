@@ -12,11 +12,11 @@ Groups of checks, in the order they run:
     parity/mxnet     the same against MXNet itself (``backends=("pytorch", "mxnet")``; needs mxnet importable)
     fidelity         int8 and bf16 artifacts: the deployment gate (held-out text of every length, under
                      bortconv's runtime and a stock load, on this CPU) instead of atol; fp32 and fp16 artifacts:
-                     after atol parity, a stock load held to the bf16 gate (:mod:`bortconv.validate.fidelity`)
+                     after atol parity, a stock load held to the bf16 gate (:mod:`bortconv.validate.fidelity_checks`)
 
 Where the source is not here, or torch is not installed (a device with ``bortconv[runtime]`` only), and no
 ``--reference`` is given, the artifact's own proof (``proof.npz``: the gate's probes and the fp32 reference's
-outputs on them, :mod:`bortconv.quantize.proof`) stands in for the source: integrity, then the deployment gate
+outputs on them, :mod:`bortconv.fidelity.proof`) stands in for the source: integrity, then the deployment gate
 re-run from the proof under bortconv's runtime and each stock loader, with the thresholds the manifest records.
 An artifact without a readable proof is then bad input (exit 2).
 
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bortconv._hashing import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
 from bortconv.manifest import Manifest
 from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
-from bortconv.validate.fidelity import fidelity_gate, proof_gate, proof_thresholds
+from bortconv.validate.fidelity_checks import fidelity_gate, proof_gate, proof_thresholds
 from bortconv.validate.reference import ReferenceCache, ReferenceModel, reference_path
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _why_no_source(manifest: Mapping[str, Any], backends: tuple[str, ...]) -> st
 def _load_proof(d: Path, manifest: Mapping[str, Any], why: str) -> Any:
     """The artifact's proof, checked before anything runs: InputError (exit 2) if it has none or it is malformed;
     None if the file does not match its hash (then integrity fails, exit 1: a tampered file is not bad input)."""
-    from bortconv.quantize.proof import read_proof
+    from bortconv.fidelity.proof import read_proof
 
     listed = manifest["files"].get(PROOF_FILE)
     if not isinstance(listed, dict) or not isinstance(manifest.get("proof"), dict) or not (d / PROOF_FILE).is_file():
@@ -187,7 +187,7 @@ def _load_proof(d: Path, manifest: Mapping[str, Any], why: str) -> Any:
         proof_thresholds(manifest)
     except ValueError as exc:
         raise InputError(f"{d / MANIFEST_FILE}: {exc}") from None
-    from bortconv.loaders import LOADERS
+    from bortconv.runtime.loaders import LOADERS
     loaders = manifest["proof"].get("loaders", LOADERS)
     if not isinstance(loaders, list) or not loaders or not set(loaders) <= set(LOADERS):
         raise InputError(f"{d / MANIFEST_FILE}: proof.loaders {loaders!r} is not a list of {', '.join(LOADERS)}")
@@ -322,7 +322,7 @@ def _report(d: Path, manifest: Mapping[str, Any], reference: str, backends: tupl
 
 
 def _open(d: Path, threads: int | None, checks: list[Check]) -> Any:
-    from bortconv.runtime import open_session
+    from bortconv.runtime.bort import open_session
     t0 = time.perf_counter()
     try:
         session = open_session(d, threads)

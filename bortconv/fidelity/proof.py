@@ -2,7 +2,7 @@
 artifact (``proof.npz``, hashed in the manifest like every other file), so `bortconv validate` re-runs the gate
 on a device that has neither torch nor the source.
 
-What the file holds is what :func:`bortconv.quantize.metrics.deployed_fidelity` compares, reduced to what the
+What the file holds is what :func:`bortconv.fidelity.metrics.deployed_fidelity` compares, reduced to what the
 metric needs (the reference's outputs in full would be ~40 MB of hidden states or GBs of MLM logits):
 
     probes                every probe's token ids and attention mask, exactly as the gate ran them
@@ -12,7 +12,7 @@ metric needs (the reference's outputs in full would be ~40 MB of hidden states o
                           :data:`TOKEN_BUDGET` of them (fp16): mean token cosine is a mean over tokens, and a
                           stride over all of them estimates it without bias (to ~1e-4)
     fill-mask             at every valid position, the reference's top :data:`TOPK` token ids and logits: top-1
-                          agreement with the gate's tie rule (:func:`bortconv.quantize.metrics.agreement`); a pick
+                          agreement with the gate's tie rule (:func:`bortconv.fidelity.metrics.agreement`); a pick
                           outside the reference's top-k counts as a disagreement
     text-classification   the logits of every row (a few numbers each)
 
@@ -34,8 +34,8 @@ import numpy as np
 
 from bortconv.errors import InputError
 from bortconv.measure import Runner
-from bortconv.quantize.heldout import Probe
-from bortconv.quantize.metrics import TIE_REL, cosine, row_scores, summarize
+from bortconv.fidelity.heldout import Probe
+from bortconv.fidelity.metrics import TIE_REL, cosine, row_scores, summarize
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def proof_record(written: Mapping[str, Any], *, text: str, sweep: str, reference
 
 
 def write_gate_proof(artifact_dir: Path, gate: Any, thresholds: Any, reference: str) -> dict[str, Any]:
-    """The proof of a :class:`bortconv.quantize.deployment.DeploymentGate` whose reference outputs are fp32's
+    """The proof of a :class:`bortconv.fidelity.gate.DeploymentGate` whose reference outputs are fp32's
     (int8: the fp32 artifact, which passed atol parity against PyTorch); returns the manifest's section."""
     from bortconv.layout import PROOF_FILE
     written = write_proof(artifact_dir / PROOF_FILE, gate.probes, gate.outputs, gate.task)
@@ -164,7 +164,7 @@ class Proof:
         return sum(len(p.feeds["input_ids"]) for p in self.probes)
 
     def fidelity(self, run: Runner) -> dict[str, Any]:
-        """The gate's metrics (:func:`bortconv.quantize.metrics.summarize`) of `run` against this proof."""
+        """The gate's metrics (:func:`bortconv.fidelity.metrics.summarize`) of `run` against this proof."""
         tok: list[float] = []
         scores: list[tuple[float, str, int]] = []
         row, pos = 0, 0  # first row of the probe; its first valid position (fill-mask)
@@ -204,7 +204,7 @@ class Proof:
 
 
 def _topk_agreement(ids: np.ndarray, values: np.ndarray, picked: np.ndarray) -> np.ndarray:
-    """:func:`bortconv.quantize.metrics.agreement` from the reference's top-k: the pick is the reference's top-1,
+    """:func:`bortconv.fidelity.metrics.agreement` from the reference's top-k: the pick is the reference's top-1,
     or one of its top-k within the tie margin of it."""
     hit = ids == picked[:, None]
     value = np.where(hit.any(1), values[np.arange(len(ids)), hit.argmax(1)], -np.inf)

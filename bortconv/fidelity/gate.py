@@ -1,6 +1,6 @@
 """The deployment gate: an artifact of a precision that is not atol-exact (int8, bf16, fp16, and fp32 where a
-stock loader infers in bf16) is judged on held-out text of every length (:mod:`bortconv.quantize.heldout`),
-in every way it is meant to be loaded (:mod:`bortconv.loaders`), against the fp32 reference.
+stock loader infers in bf16) is judged on held-out text of every length (:mod:`bortconv.fidelity.heldout`),
+in every way it is meant to be loaded (:mod:`bortconv.runtime.loaders`), against the fp32 reference.
 
 Used when an artifact is made (export, quantize: nothing that fails is kept) and again by `validate` on
 whatever CPU it runs on, where the precision a stock loader picks, bf16 and the int8 kernels may differ.
@@ -18,9 +18,9 @@ import numpy as np
 
 from bortconv.config import GateThresholds, gate_sweep
 from bortconv.measure import Runner
-from bortconv.quantize import calibration as cal
-from bortconv.quantize import heldout
-from bortconv.quantize.metrics import deployed_fidelity, failures
+from bortconv.fidelity import text_split as cal
+from bortconv.fidelity import heldout
+from bortconv.fidelity.metrics import deployed_fidelity, failures
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class DeploymentGate:
                       stock_thresholds: GateThresholds | None = None,
                       pinned: str | None = None) -> list[LoaderVerdict]:
         """The artifact in `artifact_dir` as each loader loads it on this CPU."""
-        from bortconv.loaders import open_as, session_precision
+        from bortconv.runtime.loaders import open_as, session_precision
         out = []
         for loader in loaders:
             session = open_as(artifact_dir, loader, threads, precision=pinned)

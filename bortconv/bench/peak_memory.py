@@ -1,8 +1,8 @@
 """Child process of `bortconv bench`: load one model, run it once, print its memory high-water mark as JSON.
 
-    python -m bortconv.validate._memprobe artifact|pytorch PATH THREADS BATCH LENGTH
+    python -m bortconv.bench.peak_memory artifact|pytorch PATH THREADS BATCH LENGTH
 
-A fresh process is the only clean way to attribute peak memory to one candidate (see bortconv.validate.bench).
+A fresh process is the only clean way to attribute peak memory to one candidate (see bortconv.bench.harness).
 :func:`peak_of` runs any command that way (benchmarks/bench_export.py and the --max-memory tests use it).
 On Linux the peak is ``VmHWM`` of /proc/self/status: the high-water mark of this process's own address space.
 ``ru_maxrss`` is not used there because Linux carries the parent's high-water mark into a forked-and-exec'd
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bortconv._memory import peak_rss_bytes, rss_bytes
+from bortconv._util.memory import peak_rss_bytes, rss_bytes
 from bortconv.layout import CONFIG_FILE, OV_XML
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
                            int(cfg.get("type_vocab_size", 1)) > 1)
         run(feeds)
     else:
-        from bortconv.runtime import open_session
+        from bortconv.runtime.bort import open_session
         __import__("openvino" if (path / OV_XML).is_file() else "onnxruntime")
         before = _rss_mb()
         t0 = time.perf_counter()
