@@ -59,7 +59,8 @@ def _by_label(rows: list[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-def _stratified(by_label: dict[str, list[str]], counts: dict[str, int], seed: int) -> dict[str, list[tuple]]:
+def stratified(by_label: dict[str, list[str]], counts: dict[str, int], seed: int) -> dict[str, list[tuple]]:
+    """Disjoint per-label splits of `counts` items each (in `counts`' order), from one seeded permutation."""
     parts: dict[str, list[tuple]] = {k: [] for k in counts}
     rng = np.random.default_rng(seed)
     for label in sorted(by_label):
@@ -92,13 +93,13 @@ def write_task(task: str, out: Path, seed: int = 1234) -> dict[str, Path]:
     if task == "sentiment":
         rows = [(ln.split(" ", 1)[0].removeprefix("__label__"), ln.split(" ", 1)[1].strip())
                 for ln in polarity_lines() if ln.strip()]
-        parts = _stratified(_by_label(rows), SPLITS[task], seed)
+        parts = stratified(_by_label(rows), SPLITS[task], seed)
     else:
         rows = [tuple(ln.split("\t", 1)) for ln in TOPICS.read_text(encoding="utf-8").splitlines()[1:]]
         if task == "topic":
-            parts = _stratified(_by_label(rows), SPLITS[task], seed)
+            parts = stratified(_by_label(rows), SPLITS[task], seed)
         else:  # pair: split the glosses like the topic task (35/40/60/65 per topic), then pair within each split
-            gloss = _stratified(_by_label(rows), {"train": 35, "dev": 40, "test": 60, "teacher": 65}, seed)
+            gloss = stratified(_by_label(rows), {"train": 35, "dev": 40, "test": 60, "teacher": 65}, seed)
             rng = np.random.default_rng(seed + 1)
             parts = {name: _pairs(gloss[name], n, rng) for name, n in SPLITS[task].items()}
     out.mkdir(parents=True, exist_ok=True)

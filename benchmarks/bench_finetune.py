@@ -57,15 +57,8 @@ def write_splits(out: Path, train_per_label: int) -> dict[str, Path]:
     by_label: dict[str, list[str]] = {}
     for label, text in rows:
         by_label.setdefault(label, []).append(text)
-    counts = {"dev": 25, "test": 60, "teacher": 80, "train": train_per_label}
-    parts: dict[str, list[tuple[str, str]]] = {k: [] for k in counts}
-    rng = np.random.default_rng(1234)
-    for label in sorted(by_label):
-        texts, start = by_label[label], 0
-        perm = rng.permutation(len(texts))
-        for name, n in counts.items():
-            parts[name] += [(label, texts[i]) for i in perm[start:start + n]]
-            start += n
+    from agora_tasks import stratified  # the one per-label split of the benchmarks (this script's directory)
+    parts = stratified(by_label, {"dev": 25, "test": 60, "teacher": 80, "train": train_per_label}, 1234)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, items in parts.items():

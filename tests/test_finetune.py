@@ -214,8 +214,11 @@ def test_splits_are_disjoint_stratified_and_fixed(splits):
         assert len(texts) == 6 * n and {labels.count(lab) for lab in set(labels)} == {n}
         assert not seen & set(texts), name
         seen |= set(texts)
-    # the split is a function of the file and the seed only
-    assert read_split(splits["train"])[0][:2] == read_split(splits["train"])[0][:2]
+    # every example read back is a row of the data file, under its own label (read_split reads what was written)
+    rows = {tuple(ln.split("\t", 1)) for ln in DATA.read_text(encoding="utf-8").splitlines()[1:]}
+    for name in SPLIT:
+        texts, labels = read_split(splits[name])
+        assert set(zip(labels, texts)) <= rows, name
 
 
 def test_teacher_is_ok_ish(teacher, splits):
