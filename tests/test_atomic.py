@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from bortconv import sha256_file
+from bortconv._util.hashing import sha256_file
 from bortconv._util.atomic import TMP_MARK, _host_tag, remove_stale_temporaries
 
 BORTCONV = [sys.executable, "-m", "bortconv"]
