@@ -25,8 +25,11 @@ from reference import armenv  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 #: artifact -> (mean, worst) sentence cosine it must reach against fp32 transformers (issue 18's thresholds)
 THRESHOLDS = {"onnx-int8": (0.995, 0.98), "ov-int8": (0.995, 0.98), "ov-fp32": (0.999, 0.995)}
-LOADERS = ("bortconv", "stock")
-N_SHORT, N_MEDIUM, N_LONG = 20, 3, 1  # one- to three-word texts, WordNet sentences, a 167-token passage
+#: (artifact, loader) run in the guest. Every artifact under the stock loader (what users run; OpenVINO's stock
+#: precision is f16 on Neoverse-N1); bortconv's runtime for the OpenVINO int8 artifact, where it differs (pinned
+#: f32). ONNX Runtime computes the same under both loaders. Bounded for time: emulation is 20-50x slower.
+ROWS = [("onnx-int8", "stock"), ("ov-int8", "stock"), ("ov-int8", "bortconv"), ("ov-fp32", "stock")]
+N_SHORT, N_MEDIUM, N_LONG = 8, 2, 1  # one- to three-word texts, WordNet sentences, a 167-token passage
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +64,8 @@ def arm_runs(arm_guest, arm_artifacts):
 
     texts = arm_probe.heldout_texts(AutoTokenizer.from_pretrained(str(MINILM)), N_SHORT, N_MEDIUM, N_LONG)
     ids, ref = arm_probe.reference(MINILM, texts)
-    jobs = [{"dir": str(d), "target": "onnx" if name.startswith("onnx") else "openvino", "loader": loader,
-             "tag": f"{name}:{loader}"} for name, d in arm_artifacts.items() for loader in LOADERS]
+    jobs = [{"dir": str(arm_artifacts[name]), "target": "onnx" if name.startswith("onnx") else "openvino",
+             "loader": loader, "tag": f"{name}:{loader}"} for name, loader in ROWS]
     jobs.append({"dir": str(arm_artifacts["ov-fp32"]), "target": "openvino", "loader": "ov-tokenizer",
                  "tag": "ov-tokenizer"})
     with ThreadPoolExecutor(len(armenv.CPUS)) as pool:
@@ -71,13 +74,12 @@ def arm_runs(arm_guest, arm_artifacts):
         runs = {cpu: f.result() for cpu, f in futures.items()}
     # bortconv's runtime cuts texts as the artifact's tokenizer says (MiniLM's: 128 tokens): its reference
     # is the fp32 model on the same ids
-    own = runs[armenv.CPUS[0]][1]["ov-fp32:bortconv"]["ids"]
+    own = runs[armenv.CPUS[0]][1]["ov-int8:bortconv"]["ids"]
     refs = {"stock": ref, "bortconv": ref if own == ids else arm_probe.reference_rows(MINILM, own)}
     return texts, runs, refs
 
 
-@pytest.mark.parametrize("loader", LOADERS)
-@pytest.mark.parametrize("name", THRESHOLDS)
+@pytest.mark.parametrize("name,loader", ROWS, ids=[f"{n}-{lo}" for n, lo in ROWS])
 @pytest.mark.parametrize("cpu", armenv.CPUS)
 def test_fidelity_on_arm_kernels(arm_runs, cpu, name, loader):
     texts, runs, refs = arm_runs
