@@ -48,7 +48,8 @@ def stock(a):
         import openvino as ov
         compiled = ov.Core().compile_model(a["dir"] + "/openvino_model.xml", "CPU")
         names = {p.get_any_name() for p in compiled.inputs}
-        meta = {"precision": str(compiled.get_property("INFERENCE_PRECISION_HINT"))}
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: its short name, e.g. "f16"
+        meta = {"precision": getattr(hint, "get_type_name", lambda: str(hint))()}
         if a.get("graph"):
             meta["exec_graph"] = exec_graph(compiled)
             pinned = ov.Core().compile_model(a["dir"] + "/openvino_model.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
