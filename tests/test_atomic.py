@@ -245,11 +245,11 @@ def test_kill_points_span_the_run(killed):
         text = run.stderr.decode("utf-8", "replace")
         if kind == "step" and run.returncode != 0:
             k = run.row.trigger[1]
-            assert re.search(rf"\[{k}/5\] [^\n]* (interrupted|\d+\.\d s)", text) or run.row.sig is signal.SIGKILL, \
+            assert re.search(rf"\[{k}/\d+\] [^\n]* (interrupted|\d+\.\d s)", text) or run.row.sig is signal.SIGKILL, \
                 (rid, text)
             # a step that finished sooner than the trigger's delay (converting a small fp16 file on an idle
             # machine: 0.1 s) cannot be hit, and the signal lands in the next one: still inside the run
-            done = re.search(rf"\[{k}/5\] [^\n]* (\d+\.\d) s", text)
+            done = re.search(rf"\[{k}/\d+\] [^\n]* (\d+\.\d) s", text)
             too_quick = done is not None and float(done.group(1)) <= run.row.trigger[2]
             assert not re.search(rf"\[{k + 2}/5\]", text) or run.row.sig is signal.SIGKILL, (rid, text)
             assert too_quick or not re.search(rf"\[{k + 1}/5\]", text) or run.row.sig is signal.SIGKILL, (rid, text)
