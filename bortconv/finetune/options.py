@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bortconv.config import available_cores
 from bortconv.errors import InputError
 from bortconv.finetune.generate import Generator
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
@@ -47,7 +48,7 @@ class FinetuneOptions:
     synthetic_filter: str = "agree"  # keep generated points the teacher labels as their source ("agree") or "all"
     generator: Generator | None = field(default=None, compare=False)
     # the run
-    threads: int = 2
+    threads: int = field(default_factory=available_cores)  # the one --threads default; the record says it
     force: bool = False
     progress: bool = True
 
