@@ -82,10 +82,17 @@ def test_under_budget_and_real_interrupt_pass_through():
     assert budget.tripped_at is None and budget.peak >= base + 90 * M
     del held
     import _thread
-    with pytest.raises(KeyboardInterrupt):  # a real Ctrl-C is not turned into a budget error
-        with memory_budget(base + 2 * G, "export"):
-            _thread.interrupt_main()
-            time.sleep(0.5)
+    import signal
+    # interrupt_main() acts only where Python's own SIGINT handler is installed: a Ctrl-C as a user's process has
+    # it, whatever an earlier test in this process left installed
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # a real Ctrl-C is not turned into a budget error
+            with memory_budget(base + 2 * G, "export"):
+                _thread.interrupt_main()
+                time.sleep(0.5)
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # (weights MB, target, int8, route, budget MB) -> the route taken, or "refused"
