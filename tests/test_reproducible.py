@@ -95,7 +95,8 @@ def test_export_twice_is_byte_identical(exported, row):
     first, second = (digests(d) for d in exported[rid])
     tokenizer_ir = {"openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino_tokenizer_pair.xml",
                     "openvino_tokenizer_pair.bin"} if options["target"] == "openvino" else set()
-    assert set(first) == model_files | TOKENIZER | tokenizer_ir | {"config.json", "bortconv_conversion.json"}
+    assert set(first) == model_files | TOKENIZER | tokenizer_ir | {"config.json", "bortconv_conversion.json",
+                                                                   "proof.npz"}
     assert first == second, {k for k in first if first[k] != second.get(k)}
 
 

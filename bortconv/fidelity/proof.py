@@ -114,11 +114,24 @@ def build_proof(probes: Sequence[Probe], outputs: Iterable[np.ndarray], task: st
     return out
 
 
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez_compressed`` writes (np.load reads it), with fixed entry times and order, so the same proof
+    gives the same bytes (savez stamps each entry with the current time: exports would not be reproducible)."""
+    import io
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
+
+
 def write_proof(path: Path, probes: Sequence[Probe], outputs: Iterable[np.ndarray], task: str) -> dict[str, Any]:
     """Write ``proof.npz`` at `path` (compressed); returns what the manifest says about it."""
     arrays = build_proof(probes, outputs, task)
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+    _write_npz(path, arrays)
     kinds: dict[str, int] = {}
     for p in probes:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
