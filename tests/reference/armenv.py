@@ -183,13 +183,24 @@ def run(code: str, cpu: str, *, args: tuple[str, ...] = (), pythonpath: tuple[Pa
     """
     path = os.pathsep.join([*map(str, pythonpath), str(site())])
     # qemu hands its own environment to the guest: a clean one, so nothing of the host's venv leaks in
+    # ONEDNN_JIT_PROFILE=0: the aarch64 OpenVINO's oneDNN otherwise writes a /tmp/perf-PID.map per process
     guest_env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8", "PYTHONPATH": path,
-                 "PYTHONNOUSERSITE": "1", **(env or {})}
+                 "PYTHONNOUSERSITE": "1", "ONEDNN_JIT_PROFILE": "0", "DNNL_JIT_PROFILE": "0", **(env or {})}
     cmd = [str(qemu()), "-cpu", cpu, "-L", str(root()), str(root() / "usr" / "bin" / f"python{PYTHON}"),
            "-c", code, *args]
     # run from the environment's directory: `python -c` puts the working directory first on sys.path, and a
     # source tree there would shadow the installed copy
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=guest_env, cwd=env_dir())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=guest_env,
+                            cwd=env_dir())
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:  # whatever JIT map the guest (the same process as qemu, in user mode) left: the disk is shared
+        Path(f"/tmp/perf-{proc.pid}.map").unlink(missing_ok=True)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def size_bytes() -> int:
