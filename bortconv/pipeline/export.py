@@ -52,15 +52,13 @@ PRECISION_ALIASES: dict[str, Precision] = {"fp16": Precision.FP16, "int8": Preci
 
 def _precision(kw: dict[str, Any]) -> Precision:
     """`precision` from the keywords, with its aliases (``fp16=True``, ``int8=True``) popped; they must agree."""
-    chosen = parse_enum(Precision, kw.pop("precision", None) or Precision.FP32, "precision")
-    for alias, value in PRECISION_ALIASES.items():
-        if kw.pop(alias, False):
-            if chosen not in (Precision.FP32, value) or "precision_set" in kw:
-                raise InputError(f"precision {chosen.value} disagrees with {alias}", option="precision")
-            chosen = value
-            kw["precision_set"] = True
-    kw.pop("precision_set", None)
-    return chosen  # type: ignore[return-value]
+    given = kw.pop("precision", None)
+    asked = {parse_enum(Precision, given, "precision")} if given is not None else set()
+    asked |= {value for alias, value in PRECISION_ALIASES.items() if kw.pop(alias, False)}
+    if len(asked) > 1:
+        raise InputError(f"precision: {' and '.join(sorted(p.value for p in asked))} asked at once",
+                         option="precision")
+    return asked.pop() if asked else Precision.FP32  # type: ignore[return-value]
 
 
 def export_options(**keywords: Any) -> ExportOptions:

@@ -408,7 +408,6 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     import json
 
     from bortconv.config import GATE_DEFAULTS
-    from bortconv.errors import AccuracyGateError
     from bortconv.runtime.loaders import loading_contract, native_bf16
     from bortconv.fidelity.gate import DeploymentGate, heldout_text
     from bortconv.runtime.bort import open_session
@@ -439,13 +438,20 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     deployment.gate = {"ran": True, "thresholds": thresholds.to_dict(), "heldout": gate.record(),
                        "reference": "the artifact pinned to f32 (which passed atol parity against PyTorch)",
                        "results": {v.loader: v.to_dict() for v in verdicts}}
+    _raise_first_failure(verdicts, f"{opts.target.value} {opts.precision.value} artifact", "")
+    return deployment
+
+
+def _raise_first_failure(verdicts: list[Any], what: str, advice: str) -> None:
+    """AccuracyGateError naming the first loader whose verdict failed, its metrics and where the worst was."""
+    from bortconv.errors import AccuracyGateError
+
     failed = [v for v in verdicts if not v.passed]
     if failed:
         v = failed[0]
-        raise AccuracyGateError(f"{opts.target.value} {opts.precision.value} artifact under the {v.loader} load "
-                                f"({v.inference_precision} on this CPU): {', '.join(v.failed)} (worst at "
-                                f"{v.metrics.get('worst_at')}); nothing was written")
-    return deployment
+        raise AccuracyGateError(f"{what} under the {v.loader} load ({v.inference_precision} on this CPU): "
+                                f"{', '.join(v.failed)} (worst at {v.metrics.get('worst_at')}){advice}; nothing "
+                                f"was written")
 
 
 def source_kind(source: Path) -> str:
@@ -466,7 +472,6 @@ def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptio
     import json
 
     from bortconv.config import GATE_DEFAULTS
-    from bortconv.errors import AccuracyGateError
     from bortconv.quantize import embeddings as emb
     from bortconv.fidelity.gate import DeploymentGate, heldout_text
     from bortconv.runtime.bort import open_session
@@ -499,12 +504,8 @@ def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptio
         verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, pinned="f32")
         del reference, gate
         release()
-    failed = [v for v in verdicts if not v.passed]
-    if failed:
-        v = failed[0]
-        raise AccuracyGateError(f"embeddings {scheme} (group {record['group_size']}) under the {v.loader} load: "
-                                f"{', '.join(v.failed)} (worst at {v.metrics.get('worst_at')}); a smaller "
-                                f"--embedding-group-size or --embeddings int8 keeps more; nothing was written")
+    _raise_first_failure(verdicts, f"embeddings {scheme} (group {record['group_size']})",
+                         "; a smaller --embedding-group-size or --embeddings int8 keeps more")
     return {"embeddings": record | {"gate": {"thresholds": thresholds.to_dict(), "reference": "the same artifact "
                                              "with the fp32 table, pinned to f32",
                                              "results": {v.loader: v.to_dict() for v in verdicts}}}}

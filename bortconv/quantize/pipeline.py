@@ -246,8 +246,9 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     feeds = make_feeds([TIMING_SHAPE[1]], TIMING_SHAPE[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
     runners: dict[str, Runner] = {"fp32": s.reference.run}
     # What a deployment compares int8 against is the fp32 artifact as it loads it. Where the stock load of
-    # fp32 is not f32 (OpenVINO's bf16 default on AMX), pinned f32 alone would flatter int8. It is compiled at
-    # the stock precision with the candidates' threads, so only the precision differs between the two.
+    # fp32 is not f32 (what loaders.stock_precision reports: bf16 on native-bf16 x86), pinned f32 alone would
+    # flatter int8. It is compiled at the stock precision with the candidates' threads, so only the precision
+    # differs between the two.
     stock = stock_precision() if s.target == "openvino" else "f32"
     if stock != "f32":
         runners["fp32-stock"] = open_session(s.fp32_dir, s.opts.threads, precision=stock).run

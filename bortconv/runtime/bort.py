@@ -103,7 +103,8 @@ def openvino_config(threads: int | None = None, cache_dir: str | os.PathLike[str
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     # pinned (f32 for fp32/fp16/int8 artifacts, bf16 for bf16 ones: the manifest's loading section): the CPU
-    # plugin would otherwise pick bf16 inference on CPUs with AMX, which an fp32 artifact was not checked in
+    # plugin would otherwise pick what it reports as its default (bf16 on AMX and AVX512_BF16 CPUs, f16 on many
+    # ARM ones: loaders.stock_precision), which an fp32 artifact was not checked in
     config["INFERENCE_PRECISION_HINT"] = precision
     if cache_dir is not None:
         config["CACHE_DIR"] = str(Path(cache_dir).expanduser())
