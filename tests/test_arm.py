@@ -124,16 +124,40 @@ def test_int8_manifest_for_aarch64(arm_artifacts):
         assert info["device_gate"]["status"] == "pending" and "bortconv validate" in info["device_gate"]["how"]
 
 
-def test_bortconv_imports_and_helps_without_torch(arm_guest):
-    code = ("import runpy, sys; import bortconv; assert 'torch' not in sys.modules\n"
-            "sys.argv = ['bortconv', '--help']\n"
-            "try:\n    runpy.run_module('bortconv', run_name='__main__')\nexcept SystemExit as e:\n"
-            "    assert e.code in (0, None), e.code\n"
-            "assert 'torch' not in sys.modules; import importlib.util as u; assert u.find_spec('torch') is None")
-    proc = armenv.run(code, "neoverse-n1", pythonpath=(arm_guest,), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "export" in proc.stdout and "quantize" in proc.stdout
+#: guest script: torch is not installed there; `bortconv validate` (the runtime-only device gate) on each argument
+GUEST_VALIDATE = """
+import contextlib, importlib.util as u, io, json, sys
+assert u.find_spec("torch") is None, "torch is installed in the guest"
+from bortconv.cli import main
+codes = []
+for d in sys.argv[1:]:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        codes.append([main(["validate", d, "--json", "--threads", "1", "--fail-fast"]), out.getvalue()])
+assert "torch" not in sys.modules
+print(json.dumps(codes))
+"""
 
+
+def test_validate_runs_the_carried_proof_on_arm_kernels(arm_guest, arm_artifacts, tmp_path):
+    """What an edge box runs after `pip install 'bortconv[runtime]'` (no torch): `bortconv validate` re-runs the
+    deployment gate from the artifact's proof.npz on Neoverse-N1's kernels: exit 0 for the artifact as exported,
+    exit 1 for a copy with one weight byte changed."""
+    import json
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(arm_artifacts["ov-int8"], tampered)
+    data = bytearray((tampered / "openvino_model.bin").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tampered / "openvino_model.bin").write_bytes(bytes(data))
+    proc = armenv.run(GUEST_VALIDATE, "neoverse-n1", args=(str(arm_artifacts["ov-int8"]), str(tampered)),
+                      pythonpath=(arm_guest,), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (good, good_out), (bad, bad_out) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert good == 0, good_out[-2000:]
+    assert bad == 1, bad_out[-2000:]
+    failed = [r for r in json.loads(bad_out)["artifacts"][0]["checks"] if r["status"] == "fail"]
+    assert any("openvino_model.bin" in r["name"] for r in failed), failed
 
 
 @pytest.mark.parametrize("call, message", [

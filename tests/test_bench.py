@@ -67,12 +67,10 @@ def test_bench_artifacts_vs_baseline(artifact, tmp_path):
     assert json.loads((cache[0] / "onnx" / "manifest.json").read_text())["graph"] == "fused"
 
 
-def test_bench_int8_artifact_gets_the_int8_baseline(artifact, tmp_path):
+def test_bench_int8_artifact_gets_the_int8_baseline(int8, tmp_path):
     """An int8 artifact is also compared with the baseline through the same int8 pipeline (dynamic s8 on the
     fused graph), built once into the cache beside the fp32 one."""
-    from bortconv.quantize.pipeline import Int8Options, quantize_directory
-    q = tmp_path / "q"
-    quantize_directory(artifact(CASE, "onnx"), q, opts=Int8Options(scheme="dynamic-s8", threads=2, samples=48))
+    q = int8(CASE, "onnx")
     proc = run(str(q), "--baseline", "bert-tiny", "--seq-lens", "16", "--batch-size", "1", "--threads", "2", "--rounds",
                "3", "--runs", "2", "--warmup", "1", "--cache-dir", str(tmp_path / "c"), "--report", str(tmp_path / "b.json"))
     assert proc.returncode == 0, proc.stderr
@@ -83,7 +81,7 @@ def test_bench_int8_artifact_gets_the_int8_baseline(artifact, tmp_path):
     assert base["fused-onnx-int8"]["size_bytes"] < 0.5 * base["fused-onnx"]["size_bytes"]
     assert {q["baseline"] for q in rep["ratios"]} == {c["name"] for c in base.values()}
     assert "vs bert-tiny (fused ONNX int8)" in proc.stdout
-    assert [f["artifact"] for f in rep["fastest"]] == ["q"] and "Fastest artifact on this machine" in proc.stdout
+    assert [f["artifact"] for f in rep["fastest"]] == [q.name] and "Fastest artifact on this machine" in proc.stdout
 
 
 def test_bench_no_baseline_static_artifact(artifact, tmp_path):

@@ -33,11 +33,25 @@ MX_TOL = {"hidden": 1e-4, "mlm_logits": 2e-4, "cls_logits": 1e-4}
 EXPECTED_FUSION = {"Attention", "LayerNormalization", "BiasGelu", "EmbedLayerNormalization"}
 
 
-def _source(reference, tmp_path: Path, spec: str) -> Path:
+@pytest.fixture(scope="module")
+def converted(reference, tmp_path_factory):
+    """converted(case) -> a Hugging Face directory `bortconv.convert` made from the case (once per module)."""
+    made: dict[str, Path] = {}
+
+    def get(case: str) -> Path:
+        if case not in made:
+            out = tmp_path_factory.mktemp("converted") / "hf"
+            made[case] = Path(bortconv.convert(reference[case].params, out).output_dir)
+        return made[case]
+
+    return get
+
+
+def _source(reference, converted, spec: str) -> Path:
     if spec == "minilm":
         return MINILM
     if spec.startswith("converted:"):
-        return Path(bortconv.convert(reference[spec.split(":", 1)[1]].params, tmp_path / "hf").output_dir)
+        return converted(spec.split(":", 1)[1])
     return reference[spec].params
 
 
@@ -50,7 +64,7 @@ def run_on_reference_inputs(artifact: Path, ref: dict[str, np.ndarray]) -> np.nd
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}-{r[1] or 'default'}" for r in ROWS])
-def test_export_matrix(reference, artifact, minilm, tmp_path, row, target):
+def test_export_matrix(reference, artifact, minilm, converted, tmp_path, row, target):
     spec, task, want_task, mx_key = row
     if spec in reference:  # shared with the validate and int8 tests through the session's artifact cache
         out = artifact(spec, target, **({"task": task} if task else {}))
@@ -58,7 +72,7 @@ def test_export_matrix(reference, artifact, minilm, tmp_path, row, target):
         out = minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32")
     else:
         out = tmp_path / "artifact"
-        bortconv.export(_source(reference, tmp_path, spec), out, target=target, task=task, threads=2,
+        bortconv.export(_source(reference, converted, spec), out, target=target, task=task, threads=2,
                         bench=False, progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["task"] == want_task and manifest["precision"] == "fp32"

