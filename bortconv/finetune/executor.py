@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -102,8 +103,10 @@ def open_executor(opts: FinetuneOptions) -> Iterator[LocalExecutor | Any]:
         return
     from bortconv.finetune.ray_executor import RayExecutor
 
-    ex = RayExecutor.connect(opts)
-    try:
-        yield ex
-    finally:
-        ex.close()
+    # Ray's driver prints cluster events (e.g. "A worker died ...") on stdout, which is --json's: send them to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        ex = RayExecutor.connect(opts)
+        try:
+            yield ex
+        finally:
+            ex.close()

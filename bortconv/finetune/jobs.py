@@ -44,8 +44,10 @@ def jobs_of(s: Search, configs: Sequence[Hyper], round_no: int) -> list[Job]:
 
 
 def schedule(*, executor: str, started: float, finished: float, device: str, queued_at: float,
-             attempts: int = 1) -> dict[str, Any]:
-    """Where and when a training ran (the record's per-training ``schedule``)."""
+             attempts: int = 1, load_s: float = 0.0) -> dict[str, Any]:
+    """Where and when a training ran (the record's per-training ``schedule``): wall_s from its start to its result,
+    load_s of it spent reading the student and data (a worker's first training), queue_s waiting for a slot
+    (clocks of different hosts are compared: skew shows there)."""
     return {"executor": executor, "host": socket.gethostname(), "pid": os.getpid(), "device": device,
-            "wall_s": round(finished - started, 3), "queue_s": round(max(0.0, started - queued_at), 3),
-            "started": round(started, 3), "attempts": attempts}
+            "wall_s": round(finished - started, 3), "load_s": round(load_s, 3),
+            "queue_s": round(max(0.0, started - queued_at), 3), "started": round(started, 3), "attempts": attempts}

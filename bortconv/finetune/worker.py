@@ -88,13 +88,14 @@ def run_job(settings: dict[str, Any], job: dict[str, Any], queued_at: float) -> 
     student = load_student(settings["student"])
     paths = {settings["train"], settings["selection"], settings["feed"]}
     train, selection, feed = (_encoded(settings[k], paths) for k in ("train", "selection", "feed"))
-    deadline = time.perf_counter() + (settings["deadline"] - time.time())  # inf stays inf
+    loaded = time.time()
+    deadline = time.perf_counter() + (settings["deadline"] - loaded)  # inf stays inf
     with deterministic_torch(settings["threads"]):
         res = train_candidate(student, Hyper(**job["hyper"]), train, selection, epochs=settings["epochs"],
                               run_seed=settings["seed"], deadline=deadline, feed=feed, patience=settings["patience"],
                               device=settings["device"])
     res.schedule = schedule(executor="ray", started=started, finished=time.time(), device=settings["device"],
-                            queued_at=queued_at, attempts=attempts)
+                            queued_at=queued_at, attempts=attempts, load_s=loaded - started)
     doc = save_training(folder, job["key"], res)
     (folder / f"{job['key']}.running").unlink(missing_ok=True)
     return doc
