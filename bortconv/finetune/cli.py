@@ -93,7 +93,8 @@ def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where trainings run: local (default; one after another in this process) or ray "
                              "(Ray tasks, as many at once as the cluster allows; needs bortconv[distributed])")
     parser.add_argument("--ray-address", help="--executor ray: a running Ray cluster, e.g. 10.0.0.1:6379 (default: "
-                                              "RAY_ADDRESS, else a local Ray started for the run)")
+                                              "RAY_ADDRESS, else a cluster started on this machine, else a "
+                                              "local Ray started for the run)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="training device: auto (default; CUDA when torch, or the Ray cluster, has it), cpu "
                              "or cuda (exit 2 when there is none)")
