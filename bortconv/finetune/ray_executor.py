@@ -104,6 +104,7 @@ class RayExecutor:
         return ex
 
     def info(self) -> dict[str, Any]:
+        """The record's ``execution``: the cluster as the run found it."""
         return {"executor": self.name, "device": self.device, "workers": self.workers, "address": self.address,
                 "nodes": self.nodes, "cluster_resources": self.resources, "max_retries": self.max_retries,
                 "ray": getattr(self.ray, "__version__", None)}
@@ -182,5 +183,6 @@ class RayExecutor:
         return result_from_dict(doc, state if state.is_file() else None)
 
     def close(self) -> None:
+        """Shut down the Ray this run started (a cluster it joined keeps running)."""
         if self.started_ray:
             self.ray.shutdown()

@@ -95,14 +95,16 @@ def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, label
                     generator)
 
 
-def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float, workers: int) -> Plan:
+def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float, workers: int,
+          worker_start_s: float) -> Plan:
     n_dev = len(p.dev) + len(p.feed)
     # still to come besides the search: the teacher's dev score, and writing + re-reading + re-scoring the result
     tail = 3 * speeds.setup_s + n_dev * (speeds.eval_s_per_example + speeds.teacher_s_per_example)
     budget = None if opts.budget_minutes is None else 60 * opts.budget_minutes
     return plan_search(opts.space, seed=opts.seed, budget_s=budget, n_train=len(p.train),
                        n_dev=n_dev, epochs=opts.epochs, speeds=speeds, candidates=opts.candidates,
-                       max_candidates=opts.max_candidates, overhead_s=elapsed + tail, workers=workers)
+                       max_candidates=opts.max_candidates, overhead_s=elapsed + tail, workers=workers,
+                       worker_start_s=worker_start_s)
 
 
 def _saved_plan(saved: dict[str, Any]) -> tuple[Plan, Speeds]:
@@ -115,9 +117,11 @@ def _saved_plan(saved: dict[str, Any]) -> tuple[Plan, Speeds]:
                 pl["minimum_s"], pl["workers"]), speeds
 
 
-def _probe_and_plan(p: Prepared, opts: FinetuneOptions, work: WorkDir, fp: str, workers: int,
+def _probe_and_plan(p: Prepared, opts: FinetuneOptions, work: WorkDir, fp: str, executor: Any,
                     t0: float) -> tuple[Plan, Speeds, float]:
-    """(plan, speeds, probe seconds): measured and planned here, or the checkpoint's when resuming."""
+    """(plan, speeds, probe seconds): measured and planned here, or the checkpoint's when resuming. A Ray worker's
+    first training first loads what this process loaded (torch, the student): the estimate counts it once per
+    worker, at the time loading took here."""
     saved = work.begin(fp)
     if saved is not None:
         plan, speeds = _saved_plan(saved)
@@ -127,7 +131,8 @@ def _probe_and_plan(p: Prepared, opts: FinetuneOptions, work: WorkDir, fp: str, 
     speeds = measure_speeds(p.student, p.train, p.dev, opts.space.batch_size, teacher=p.teacher,
                             generator=p.generator, samples=p.feed_examples)
     probe = time.perf_counter() - t1
-    plan = _plan(p, opts, speeds, time.perf_counter() - t0, workers)
+    start = time.perf_counter() - t0 - probe if executor.name != "local" else 0.0
+    plan = _plan(p, opts, speeds, time.perf_counter() - t0, executor.workers, start)
     work.save_run(plan, speeds)
     return plan, speeds, probe
 
@@ -232,7 +237,7 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
     p = _prepare(source, train, dev, labels, work, opts)
     timings = {"loading_s": time.perf_counter() - t0}
     fp = fingerprint(opts.to_dict(), _inputs(p, train, dev, executor.device))
-    plan, speeds, timings["probe_s"] = _probe_and_plan(p, opts, checkpoint, fp, executor.workers, t0)
+    plan, speeds, timings["probe_s"] = _probe_and_plan(p, opts, checkpoint, fp, executor, t0)
     cap = opts.max_generated if opts.max_generated is not None else len(p.train)
     teacher_dev = _teacher_dev(p, opts, dev)
     progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),

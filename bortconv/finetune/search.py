@@ -220,29 +220,31 @@ class Plan:
                 "learning_rates": sorted({h.lr for h in self.candidates})}
 
 
-def makespan(costs: Sequence[float], workers: int = 1) -> float:
+def makespan(costs: Sequence[float], workers: int = 1, start_s: float = 0.0) -> float:
     """Seconds until the last of `costs` ends when `workers` run them in order, each taking the next job as it
-    frees up (how Ray hands queued tasks to free slots). One worker: their sum."""
+    frees up (how Ray hands queued tasks to free slots), each worker ready after `start_s` (a fresh Ray worker
+    loads torch and the student first). One worker: their sum."""
     if workers <= 1:
-        return float(sum(costs))
-    free = [0.0] * workers
+        return start_s + float(sum(costs))
+    free = [start_s] * workers
     for c in costs:
         heapq.heappush(free, heapq.heappop(free) + c)
     return max(free)
 
 
 def round_cost(cands: Sequence[Hyper], *, n_train: int, n_dev: int, epochs: int, speeds: Speeds,
-               workers: int = 1) -> float:
-    """Estimated seconds to train every configuration of `cands` once on `n_train` examples with `workers`."""
-    return makespan([training_cost(h, n_train, n_dev, epochs, speeds) for h in cands], workers)
+               workers: int = 1, start_s: float = 0.0) -> float:
+    """Estimated seconds to train every configuration of `cands` once on `n_train` examples with `workers`, each
+    ready after `start_s`."""
+    return makespan([training_cost(h, n_train, n_dev, epochs, speeds) for h in cands], workers, start_s)
 
 
 def plan_search(space: SearchSpace, *, seed: int, budget_s: float | None, n_train: int, n_dev: int, epochs: int,
                 speeds: Speeds, candidates: int | None = None, max_candidates: int = 16, overhead_s: float = 0.0,
-                option: str = "--budget-minutes", workers: int = 1) -> Plan:
+                option: str = "--budget-minutes", workers: int = 1, worker_start_s: float = 0.0) -> Plan:
     """Θ for round 1 (the same for plain and Agora): the longest prefix of the seeded order whose estimated cost
-    on `workers` parallel workers fits ROUND1_SHARE x PLAN_SHARE of the budget (or `candidates` of it). With no
-    budget (None: a cluster run), `candidates` of it or the whole space.
+    on `workers` parallel workers (each ready after `worker_start_s`) fits ROUND1_SHARE x PLAN_SHARE of the budget
+    (or `candidates` of it). With no budget (None: a cluster run), `candidates` of it or the whole space.
 
     Raises InputError, naming the minimum, when not even one candidate fits."""
     order = space.order(seed)
@@ -250,7 +252,7 @@ def plan_search(space: SearchSpace, *, seed: int, budget_s: float | None, n_trai
 
     def cost(k: int) -> float:
         return overhead_s + round_cost(order[:k], n_train=n_train, n_dev=n_dev, epochs=epochs, speeds=speeds,
-                                       workers=workers)
+                                       workers=workers, start_s=worker_start_s)
 
     if budget_s is None:
         k = min(len(order), candidates or len(order))

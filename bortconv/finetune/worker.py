@@ -29,9 +29,9 @@ _data: dict[str, Encoded] = {}
 
 def save_student(student: Student, folder: Path) -> None:
     """The student's template as a Hugging Face directory, plus what :class:`Student` adds (pad id, fresh head)."""
-    from bortconv.finetune.source import quiet_transformers
-
     import transformers
+
+    from bortconv.finetune.source import quiet_transformers
 
     folder.mkdir(parents=True, exist_ok=True)
     with quiet_transformers(transformers):
