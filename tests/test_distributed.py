@@ -175,9 +175,10 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = TIM
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _running(work: Path, seen: set[int]) -> tuple[str, int] | None:
-    """A training in progress whose worker pid is alive and not yet in `seen`: (key, pid)."""
-    for mark in sorted((work / "trainings").glob("*.running")) if (work / "trainings").is_dir() else []:
+def _running(work: Path, seen: set[int], key: str = "*") -> tuple[str, int] | None:
+    """A training in progress (of `key`, or any) whose worker pid is alive and not yet in `seen`: (key, pid)."""
+    folder = work / "trainings"
+    for mark in sorted(folder.glob(f"{key}.running")) if folder.is_dir() else []:
         try:
             pid = int(json.loads(mark.read_text(encoding="utf-8"))["pid"])
             os.kill(pid, 0)
@@ -239,11 +240,11 @@ def test_a_training_that_keeps_failing_stops_the_run_naming_it(task, cluster, tm
     killed = {pid}
     os.kill(pid, signal.SIGKILL)
     while proc.poll() is None and len(killed) < 3:  # Ray's 2 retries, each on a fresh worker
-        got = _running(_work(out), killed)
-        if got and got[0] == key:
+        got = _running(_work(out), killed, key)
+        if got:
             killed.add(got[1])
             os.kill(got[1], signal.SIGKILL)
-        time.sleep(0.02)
+        time.sleep(0.01)
     code, stdout, err = _finish(proc)
     assert code == 1, err[-3000:]
     line = err.strip().splitlines()[-1]
