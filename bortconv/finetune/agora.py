@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bortconv.finetune.checkpoint import encoded_digest
 from bortconv.finetune.data import Example
 from bortconv.finetune.determinism import derived_seed
-from bortconv.finetune.checkpoint import encoded_digest
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
 from bortconv.finetune.executor import LocalExecutor
 from bortconv.finetune.generate import Generator, negation_words

@@ -19,12 +19,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.errors import InputError
 from bortconv.finetune.data import check_same_task, label_order, read_examples
 from bortconv.finetune.options import FinetuneOptions, Method
+
+if TYPE_CHECKING:
+    from bortconv.finetune.checkpoint import WorkDir
+    from bortconv.finetune.data import Dataset
 
 log = logging.getLogger(__name__)
 WORK = ".work"
@@ -79,8 +83,10 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
     return FinetuneResult(str(out), opts.method.value, float(record["best"]["dev_accuracy"]), record, files)
 
 
-def _run(source: str | os.PathLike[str], train: Any, dev: Any, labels: tuple[str, ...], out: Path,
-         opts: FinetuneOptions, t0: float, executor: Any, checkpoint: Any) -> tuple[dict[str, Any], dict[str, int]]:
+def _run(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...], out: Path,
+         opts: FinetuneOptions, t0: float, executor: Any,
+         checkpoint: WorkDir) -> tuple[dict[str, Any], dict[str, int]]:
+    """The run inside OUT_DIR's temporary directory, with torch made deterministic; (record, files written)."""
     from bortconv.finetune.determinism import deterministic_torch
     from bortconv.finetune.run import run_finetune
 
@@ -97,7 +103,7 @@ def _run(source: str | os.PathLike[str], train: Any, dev: Any, labels: tuple[str
 
 
 @contextlib.contextmanager
-def _kept_if_useful(checkpoint: Any) -> Iterator[None]:
+def _kept_if_useful(checkpoint: WorkDir) -> Iterator[None]:
     """On failure or interrupt, keep the work directory only if it holds finished trainings (worth --resume)."""
     try:
         yield
