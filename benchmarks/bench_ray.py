@@ -8,7 +8,9 @@ tests/data/wordnet_topics.tsv, 6 labels, --train-per-label glosses each for trai
 is a real `bortconv finetune` process (interpreter start, imports and loading included in "wall"). Ray runs go to a
 local head this script starts on 127.0.0.1 with --num-cpus 1 or 2 (one worker per CPU at --threads 1), its own
 temp dir, stopped after each run. The machine is shared, so the variants are interleaved per repeat and the table
-gives each repeat's ratios besides the medians. Every run must write byte-identical weights (checked).
+gives each repeat's ratios besides the medians. "trainings at once" is the trainings' summed wall time over the
+training phase (2 when two workers really overlap); "s per training" their mean wall time, which grows when the
+overlapping trainings have no free core between them. Every run must write byte-identical weights (checked).
 Markdown on stdout; writes benchmarks/results/ray.json (benchmarks/_result.py).
 """
 
@@ -116,7 +118,11 @@ def run_once(variant: str, task: dict[str, Path], out: Path, args: argparse.Name
     rec = json.loads(proc.stdout)
     from bortconv._util.hashing import sha256_file
 
+    rows = [t for r in rec["search"]["rounds"] for t in r["trained"]]
+    busy = sum(t["schedule"]["wall_s"] for t in rows)
     return {"variant": variant, "wall_s": round(wall, 2), "training_s": rec["timings"]["training_s"],
+            # trainings running at once, on average over the training phase; and one training's mean wall time
+            "concurrency": round(busy / rec["timings"]["training_s"], 2), "per_training_s": round(busy / len(rows), 2),
             "estimated_s": rec["search"]["plan"]["estimated_s"], "total_s": rec["timings"]["total_s"],
             "workers": rec["search"]["plan"]["workers"], "sha256": sha256_file(out / "model.safetensors"),
             "pids": sorted({t["schedule"]["pid"] for r in rec["search"]["rounds"] for t in r["trained"]})}
@@ -146,21 +152,20 @@ def main() -> int:
 
 def report(rows: list[dict], args: argparse.Namespace) -> None:
     by = {(r["repeat"], r["variant"]): r for r in rows}
-    med = {v: {k: statistics.median(r[k] for r in rows if r["variant"] == v) for k in ("wall_s", "training_s",
-                                                                                       "estimated_s", "total_s")}
-           for v in VARIANTS}
-    cols = ["run", "workers", "wall s", "training s", "planner estimate s", "measured total s", "estimate/measured",
-            "local/this wall", "local/this training"]
+    keys = ("wall_s", "training_s", "concurrency", "per_training_s", "estimated_s", "total_s")
+    med = {v: {k: statistics.median(r[k] for r in rows if r["variant"] == v) for k in keys} for v in VARIANTS}
+    cols = ["run", "workers", "wall s", "training s", "trainings at once", "s per training", "planner estimate s",
+            "measured total s", "estimate/measured", "local/this wall", "local/this training"]
     md = []
     for (rep, v), r in sorted(by.items()):
         base = by[(rep, "local")]
         md.append([f"{v} #{rep}", r["workers"], f"{r['wall_s']:.1f}", f"{r['training_s']:.1f}",
-                   f"{r['estimated_s']:.1f}", f"{r['total_s']:.1f}", f"{r['estimated_s'] / r['total_s']:.2f}",
+                   f"{r['concurrency']:.2f}", f"{r['per_training_s']:.1f}", f"{r['estimated_s']:.1f}", f"{r['total_s']:.1f}", f"{r['estimated_s'] / r['total_s']:.2f}",
                    f"{base['wall_s'] / r['wall_s']:.2f}", f"{base['training_s'] / r['training_s']:.2f}"])
     for v in VARIANTS:
         m = med[v]
         md.append([f"{v} median", by[(1, v)]["workers"], f"{m['wall_s']:.1f}", f"{m['training_s']:.1f}",
-                   f"{m['estimated_s']:.1f}", f"{m['total_s']:.1f}", f"{m['estimated_s'] / m['total_s']:.2f}",
+                   f"{m['concurrency']:.2f}", f"{m['per_training_s']:.1f}", f"{m['estimated_s']:.1f}", f"{m['total_s']:.1f}", f"{m['estimated_s'] / m['total_s']:.2f}",
                    f"{med['local']['wall_s'] / m['wall_s']:.2f}",
                    f"{med['local']['training_s'] / m['training_s']:.2f}"])
     caption = (f"all-MiniLM-L6-v2, plain, {args.configs} configurations x 1 thread, {args.epochs} epochs, "
