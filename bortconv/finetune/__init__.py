@@ -5,7 +5,10 @@
 Modules: :mod:`.data` (reading TSV/CSV/JSONL), :mod:`.source` (what training starts from), :mod:`.recipe` (Bort's
 head, optimizer, schedule and train loop), :mod:`.search` (the space, its sample to fit the budget, pruning),
 :mod:`.agora` (the round loop), :mod:`.generate` (data-generating functions), :mod:`.teacher`, :mod:`.record`
-(the training record), :mod:`.api` and :mod:`.cli`. torch and transformers are imported only when a run starts.
+(the training record), :mod:`.executor` (where a round's trainings run: this process, or Ray tasks via
+:mod:`.ray_executor` and :mod:`.worker`), :mod:`.checkpoint` (the work directory that ``--resume`` continues from),
+:mod:`.api` and :mod:`.cli`. torch and transformers are imported only when a run starts, Ray only by ``--executor
+ray``.
 """
 
 from __future__ import annotations

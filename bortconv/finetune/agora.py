@@ -17,7 +17,9 @@ Round 1 is plain's search, trained on the same data with the same seeds, so plai
 candidates; the result can only differ from plain's if a later model scores higher on S, a split the generated
 data never came from. ``plain`` stops after round 1.
 
-:func:`train_all` is the one call that trains a round's configurations: an executor (e.g. Ray) replaces it.
+:func:`train_all` is the one call that trains a round's configurations; it hands them to the search's executor
+(:mod:`.executor`: this process, or Ray tasks). With a work directory (:mod:`.checkpoint`) each round's
+configurations and each finished training are checkpointed, and a resumed run replays the loop, loading what is done.
 """
 
 from __future__ import annotations
@@ -27,18 +29,23 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bortconv.finetune.checkpoint import encoded_digest
 from bortconv.finetune.data import Example
 from bortconv.finetune.determinism import derived_seed
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
+from bortconv.finetune.executor import LocalExecutor
 from bortconv.finetune.generate import Generator, negation_words
 from bortconv.finetune.progress import SearchProgress
-from bortconv.finetune.recipe import Student, TrainResult, train_candidate
-from bortconv.finetune.search import Hyper, Speeds, prune, training_cost
+from bortconv.finetune.recipe import Student, TrainResult
+from bortconv.finetune.search import Hyper, Speeds, makespan, prune, training_cost
 from bortconv.finetune.teacher import Teacher
+
+if TYPE_CHECKING:
+    from bortconv.finetune.checkpoint import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,9 @@ class Search:
     timings: Counter[str] = field(default_factory=Counter)
     pool: list[tuple[Example, np.ndarray]] = field(default_factory=list)  # synthetic points in D, with targets
     train: Encoded | None = None  # D: real + pool
+    executor: Any = field(default_factory=LocalExecutor)  # runs a round's trainings (.executor)
+    work: WorkDir | None = None  # checkpoints (.checkpoint); None: nothing kept, nothing resumed
+    digest: str = ""  # of D, as the round being trained has it
 
     def __post_init__(self) -> None:
         if self.train is None:
@@ -102,22 +112,21 @@ def train_all(s: Search, configs: Sequence[Hyper], round_no: int) -> tuple[list[
     """Train every configuration of a round on D; (results in `configs` order, stopped by the budget).
 
     The single place a round's trainings run: each is independent (fresh model from the pretrained source, its
-    own derived seed), so an executor may run them in parallel and return the same list."""
+    own derived seed), so the executor may run them in parallel; it returns the same list."""
+    return s.executor.run_round(s, configs, round_no)  # type: ignore[no-any-return]
+
+
+def _configs(s: Search, round_no: int, proposed: list[Hyper]) -> list[Hyper]:
+    """Round `round_no`'s configurations (D already built): a resumed run takes the checkpointed ones."""
     assert s.train is not None
-    results: list[TrainResult] = []
-    for i, h in enumerate(configs, start=1):
-        if (results or round_no > 1) and time.perf_counter() + _cost(s, h) > s.deadline:
-            log.info("round %d: %s not started: the time budget would be exceeded", round_no, h.label())
-            return results, True
-        t0 = time.perf_counter()
-        with s.progress.training(round_no, i, len(configs), h):
-            res = train_candidate(s.student, h, s.train, s.selection, epochs=s.epochs, run_seed=s.seed,
-                                  deadline=s.deadline, feed=s.feed, patience=s.patience)
-        s.timings["training_s"] += time.perf_counter() - t0
-        results.append(res)
-        if res.stopped_by_budget:
-            return results, True
-    return results, False
+    s.digest = encoded_digest(s.train)
+    return s.work.round_configs(round_no, proposed, s.digest) if s.work is not None else proposed
+
+
+def _drop_state(s: Search, res: TrainResult) -> None:
+    if s.work is not None:
+        s.work.drop_state(res)
+    res.state = None
 
 
 def _row(res: TrainResult) -> dict[str, Any]:
@@ -126,7 +135,8 @@ def _row(res: TrainResult) -> dict[str, Any]:
             "feed_accuracy": None if res.feed is None else res.feed.accuracy,
             "best_epoch": res.epoch, "epochs_run": len(res.history), "early_stopped": res.early_stopped,
             "seconds": round(res.seconds, 2), "epochs": res.history,
-            **({"stopped_by_budget": True} if res.stopped_by_budget else {})}
+            **({"stopped_by_budget": True} if res.stopped_by_budget else {}),
+            **({"schedule": res.schedule} if res.schedule is not None else {})}
 
 
 def _targets(s: Search, probs: np.ndarray) -> np.ndarray:
@@ -217,10 +227,12 @@ def _key(r: TrainResult) -> tuple[float, float]:
 
 def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
     """The best-ranked configurations whose trainings together fit the time left."""
-    out, t = [], time.perf_counter()
+    out: list[Hyper] = []
+    costs: list[float] = []
+    now = time.perf_counter()
     for h in ranked:
-        t += _cost(s, h)
-        if t > s.deadline:
+        costs.append(_cost(s, h))
+        if now + makespan(costs, s.executor.workers) > s.deadline:
             break
         out.append(h)
     return out
@@ -245,7 +257,7 @@ def _round_row(s: Search, round_no: int, results: list[TrainResult], planned: fl
 def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcome:
     """Round 1 (plain's search), then Agora's rounds while configurations are left and fit the time."""
     rounds: list[dict[str, Any]] = []
-    alive, round_no, trainings, replays = list(candidates), 0, 0, 0
+    alive, round_no, trainings, replays = _configs(s, 1, list(candidates)), 0, 0, 0
     best: TrainResult | None = None
     first: TrainResult | None = None
     best_round = best_size = 0
@@ -253,7 +265,7 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
     stopped = False
     while alive and not stopped:
         round_no += 1
-        planned = sum(_cost(s, h) for h in alive)
+        planned = makespan([_cost(s, h) for h in alive], s.executor.workers)
         t0 = time.perf_counter()
         results, stopped = train_all(s, alive, round_no)
         trainings += len(results)
@@ -269,7 +281,7 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
             best, best_round, best_size = last, round_no, len(s.train or ())
         for res in results:
             if res is not best and res is not first:
-                res.state = None  # keep the kept model's state (and round 1's), not one per candidate
+                _drop_state(s, res)  # keep the kept model's state (and round 1's), not one per candidate
         stalled = round_no > 1 and last is not best
         ranked = [r.hyper for r in sorted(results, key=_key, reverse=True)]
         if not agora or stopped:
@@ -285,7 +297,7 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
         if survivors:
             row["augmentation"] = augment(s, last, round_no)
-            alive = _fitting(s, survivors)
+            alive = _configs(s, round_no + 1, _fitting(s, survivors))
             if len(alive) < len(survivors):
                 row["dropped_for_time"] = [h.to_dict() for h in survivors[len(alive):]]
         else:

@@ -11,18 +11,26 @@ source's tokenizer files) plus the training record ``bortconv_finetune.json``; `
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.errors import InputError
 from bortconv.finetune.data import check_same_task, label_order, read_examples
 from bortconv.finetune.options import FinetuneOptions, Method
 
+if TYPE_CHECKING:
+    from bortconv.finetune.checkpoint import WorkDir
+    from bortconv.finetune.data import Dataset
+
+log = logging.getLogger(__name__)
 WORK = ".work"
 __all__ = ["FinetuneOptions", "FinetuneResult", "Method", "finetune"]
 
@@ -48,7 +56,9 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
 
     Pass a :class:`FinetuneOptions`, or its fields as keywords (``method="plain", budget_minutes=5``). Bad input
     raises :class:`bortconv.errors.InputError` (exit 2) before anything is written; OUT_DIR appears only when the
-    run is complete (an interrupted or failed run leaves nothing there)."""
+    run is complete (an interrupted or failed run leaves nothing there). Finished trainings are checkpointed in the
+    work directory (``work_dir``, default beside OUT_DIR), which ``resume=True`` continues from and which is removed
+    when the run completes."""
     if options is not None and kwargs:
         raise TypeError("finetune(): pass options or keyword fields, not both")
     opts = options if options is not None else FinetuneOptions(**kwargs)
@@ -61,16 +71,47 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
         raise InputError(f"--train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more")
     out = Path(out_dir)
     check_output_dir(out, opts.force)
+    from bortconv.finetune.checkpoint import WorkDir, default_work_dir
+
+    checkpoint = WorkDir(opts.work_dir or default_work_dir(out), resume=opts.resume)
+    checkpoint.check()
+    from bortconv.finetune.executor import open_executor
+
+    with open_executor(opts) as executor, _kept_if_useful(checkpoint):
+        record, files = _run(source, train_ds, dev_ds, labels, out, opts, t0, executor, checkpoint)
+    checkpoint.remove()  # the run is complete: OUT_DIR holds everything
+    return FinetuneResult(str(out), opts.method.value, float(record["best"]["dev_accuracy"]), record, files)
+
+
+def _run(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...], out: Path,
+         opts: FinetuneOptions, t0: float, executor: Any,
+         checkpoint: WorkDir) -> tuple[dict[str, Any], dict[str, int]]:
+    """The run inside OUT_DIR's temporary directory, with torch made deterministic; (record, files written)."""
     from bortconv.finetune.determinism import deterministic_torch
     from bortconv.finetune.run import run_finetune
 
     with deterministic_torch(opts.threads), atomic_directory(out, force=opts.force) as tmp:
         (tmp / WORK).mkdir()
-        record = run_finetune(source, train_ds, dev_ds, labels, tmp, tmp / WORK, opts, t0)
+        record = run_finetune(source, train, dev, labels, tmp, tmp / WORK, opts, t0, executor=executor,
+                              checkpoint=checkpoint)
         shutil.rmtree(tmp / WORK)
         record["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
         from bortconv.finetune.record import write_record
         write_record(tmp, record)
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
-    return FinetuneResult(str(out), opts.method.value, float(record["best"]["dev_accuracy"]), record, files)
+    return record, files
 
+
+@contextlib.contextmanager
+def _kept_if_useful(checkpoint: WorkDir) -> Iterator[None]:
+    """On failure or interrupt, keep the work directory only if it holds finished trainings (worth --resume)."""
+    try:
+        yield
+    except BaseException:
+        done = checkpoint.finished()
+        if done:
+            log.warning("%s keeps %d finished training%s: the same command with --resume continues the run",
+                        checkpoint.path, done, "s" if done != 1 else "")
+        else:
+            checkpoint.remove()
+        raise

@@ -7,7 +7,8 @@ import json
 import sys
 
 from bortconv.config import THREADS_HELP, available_cores
-from bortconv.finetune.search import BORT_SPACE, SMALL_DATA_SPACE, SearchSpace
+from bortconv.finetune.options import DEVICES, EXECUTORS
+from bortconv.finetune.search import SearchSpace, parse_space
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -37,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=["agora", "plain"], default="agora",
                         help="agora (default; needs --teacher) or plain: the same search without teacher or "
                              "generated data")
-    parser.add_argument("--budget-minutes", type=float, default=10.0,
-                        help="wall-time budget; the search space is sampled to fit it (default 10)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="wall-time budget; the search space is sampled to fit it (default 10 with --executor "
+                             "local; none with --executor ray: round 1 trains --candidates or the whole space)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of every training (default 0)")
     parser.add_argument("--vocab", help="a .params source: gluonnlp vocabulary JSON")
     parser.add_argument("--merges", help="a .params source: GPT-2 BPE merges file")
@@ -57,9 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="agree",
                         help="agora: keep generated points the teacher labels as their source point's gold label "
                              "(default) or all of them")
-    parser.add_argument("--space", choices=["small", "bort"], default="small",
+    parser.add_argument("--space", default="small", metavar="small|full|SPEC",
                         help="the search space the flags below edit: small (default; learning rates for a small "
-                             "encoder on small data) or bort (the alexa/bort README's 480 configurations)")
+                             "encoder on small data), full (the alexa/bort README's 480 configurations; 'bort' "
+                             "is its old name) or a SPEC such as 'full;seeds=0..1;batch=16' (keys lr, wd, warmup, "
+                             "batch, seeds; docs/finetune.md)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per example incl. specials "
                                                                     "(default 128)")
     parser.add_argument("--candidates", type=int, help="train exactly this many configurations (default: as many "
@@ -77,14 +81,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_ints, help="search space: batch sizes, e.g. 8,16")
     parser.add_argument("--seeds", type=_ints, help="search space: candidate seeds, e.g. 0,1,2,3,4")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    _add_execution_arguments(parser)
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--json", action="store_true", help="print the training record as JSON")
 
 
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where trainings run and the checkpoints that let a killed run continue."""
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="where trainings run: local (default; one after another in this process) or ray "
+                             "(Ray tasks, as many at once as the cluster allows; needs bortconv[distributed])")
+    parser.add_argument("--ray-address", help="--executor ray: a running Ray cluster, e.g. 10.0.0.1:6379 (default: "
+                                              "RAY_ADDRESS, else a cluster started on this machine, else a "
+                                              "local Ray started for the run)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="training device: auto (default; CUDA when torch, or the Ray cluster, has it), cpu "
+                             "or cuda (exit 2 when there is none)")
+    parser.add_argument("--work-dir", help="checkpoints of rounds and finished trainings (default: "
+                                           ".OUT.bortconv-work beside -o; on a cluster: storage every node mounts)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run checkpointed in the work directory (the same command otherwise); "
+                             "finished trainings are not redone")
+
+
 def space_from_args(args: argparse.Namespace) -> SearchSpace:
-    """The chosen space (--space), with any dimension the command line gives replaced."""
-    base = BORT_SPACE if getattr(args, "space", "small") == "bort" else SMALL_DATA_SPACE
+    """The chosen space (--space: a name or a SPEC), with any dimension the command line gives replaced."""
+    base = parse_space(getattr(args, "space", "small"))
     given = {"lr": args.lr, "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio,
              "batch_size": args.batch_size, "seed": args.seeds}
     if all(v is None for v in given.values()):
@@ -104,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
         candidates=args.candidates, max_candidates=args.max_candidates, epochs=args.epochs,
         patience=args.patience, selection_share=args.selection_share, max_length=args.max_length,
         per_mistake=args.per_mistake, max_generated=args.max_generated, teacher_targets=args.teacher_targets,
-        synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter, threads=args.threads or available_cores(),
-        force=args.force, progress=not args.quiet)
+        synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter,
+        threads=args.threads or available_cores(), force=args.force, progress=not args.quiet, executor=args.executor,
+        ray_address=args.ray_address, device=args.device, work_dir=args.work_dir, resume=args.resume)
     result = finetune(args.source, args.train, args.dev, args.output, opts)
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")

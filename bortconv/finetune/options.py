@@ -13,6 +13,12 @@ from bortconv.finetune.generate import Generator
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
 
 
+#: what --budget-minutes is when not given on one machine; a cluster run (--executor ray) has no budget then
+DEFAULT_BUDGET_MINUTES = 10.0
+EXECUTORS = ("local", "ray")
+DEVICES = ("auto", "cpu", "cuda")
+
+
 class Method(str, enum.Enum):
     AGORA = "agora"
     PLAIN = "plain"
@@ -24,7 +30,7 @@ class FinetuneOptions:
 
     method: Method = Method.AGORA
     teacher: str | os.PathLike[str] | None = None  # agora: HF classifier dir or bortconv artifact dir
-    budget_minutes: float = 10.0
+    budget_minutes: float | None = None  # None: 10 with --executor local, no budget with --executor ray
     seed: int = 0
     # a .params source: the tokenizer files and the shape, as `convert` takes them
     vocab: str | os.PathLike[str] | None = None
@@ -51,6 +57,12 @@ class FinetuneOptions:
     threads: int = field(default_factory=available_cores)  # the one --threads default; the record says it
     force: bool = False
     progress: bool = True
+    # where trainings run, and the checkpoints that let a killed run continue
+    executor: str = "local"  # "local" (in this process) or "ray" (Ray tasks, one per training)
+    ray_address: str | None = None  # a running cluster (ray start --head); default: a local Ray started for the run
+    device: str = "auto"  # training device: auto (CUDA when torch, or the cluster, has it), cpu or cuda
+    work_dir: str | os.PathLike[str] | None = None  # default: .<OUT name>.bortconv-work beside OUT
+    resume: bool = False  # continue the run checkpointed in the work directory
 
     def __post_init__(self) -> None:
         try:
@@ -62,7 +74,10 @@ class FinetuneOptions:
                              "--method plain trains without one")
         if self.method is Method.PLAIN and self.teacher:
             raise InputError("--teacher: --method plain uses no teacher (it is the baseline without one)")
-        if not self.budget_minutes > 0:
+        self._check_execution()
+        if self.budget_minutes is None and self.executor == "local":
+            object.__setattr__(self, "budget_minutes", DEFAULT_BUDGET_MINUTES)
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise InputError(f"--budget-minutes {self.budget_minutes}: must be > 0")
         for name, low in (("epochs", 1), ("max_length", 8), ("per_mistake", 1), ("threads", 1),
                           ("max_candidates", 1), ("max_replays", 0)):
@@ -85,6 +100,14 @@ class FinetuneOptions:
             raise InputError(f"teacher_targets {self.teacher_targets!r}: expected soft or hard")
         if self.generator is not None and not callable(self.generator):
             raise InputError("generator: must be a callable (examples, per_example, rng) -> examples")
+
+    def _check_execution(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise InputError(f"--executor {self.executor!r}: expected {' or '.join(EXECUTORS)}")
+        if self.device not in DEVICES:
+            raise InputError(f"--device {self.device!r}: expected {', '.join(DEVICES)}")
+        if self.ray_address and self.executor != "ray":
+            raise InputError("--ray-address: needs --executor ray")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("generator", "space")}

@@ -3,6 +3,7 @@ left and the best dev score. Silent with ``progress=False`` (``--quiet``)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +26,18 @@ class SearchProgress:
             self.stream.write(line + "\n")
             self.stream.flush()
 
-    def planned(self, method: str, plan: Plan, trainings: int, generator: str | None) -> None:
+    def planned(self, method: str, plan: Plan, trainings: int, generator: str | None,
+                execution: dict[str, object] | None = None) -> None:
+        """The plan, with the planner's time estimate for round 1 on the workers it sees, before anything trains."""
         self.bar.total = trainings
         gen = f"; new data: {generator}, labelled by the teacher" if generator else ""
-        self.say(f"finetune ({method}): {len(plan.candidates)} of {plan.space_size} configurations fit "
-                 f"{plan.budget_s / 60:g} min (estimated {plan.estimated_s / 60:.1f} min, up to {trainings} "
+        budget = f"fit {plan.budget_s / 60:g} min" if math.isfinite(plan.budget_s) else "(no time budget)"
+        where = ""
+        if execution:
+            where = (f" on {plan.workers} {execution.get('executor')} worker{'s' if plan.workers != 1 else ''}"
+                     f" ({execution.get('device')})")
+        self.say(f"finetune ({method}): {len(plan.candidates)} of {plan.space_size} configurations {budget} "
+                 f"(estimated {plan.estimated_s / 60:.1f} min for round 1{where}, up to {trainings} "
                  f"trainings){gen}")
 
     def add_trainings(self, n: int) -> None:

@@ -109,8 +109,12 @@ class Score:
     predictions: np.ndarray = field(repr=False)
 
 
-def evaluate(model: Any, data: Encoded, pad_id: int) -> Score:
-    """Accuracy and mean cross-entropy against `data`'s targets (argmax as the label)."""
+def _on(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return batch if device == "cpu" else {k: v.to(device) for k, v in batch.items()}
+
+
+def evaluate(model: Any, data: Encoded, pad_id: int, device: str = "cpu") -> Score:
+    """Accuracy and mean cross-entropy against `data`'s targets (argmax as the label), on `device`."""
     import torch
 
     model.eval()
@@ -118,7 +122,7 @@ def evaluate(model: Any, data: Encoded, pad_id: int) -> Score:
     loss = 0.0
     with torch.no_grad():
         for index in length_batches(data, EVAL_BATCH):
-            logits = model(**batch_tensors(data, index, pad_id)).logits.float()
+            logits = model(**_on(batch_tensors(data, index, pad_id), device)).logits.float().cpu()
             target = torch.from_numpy(data.targets[index])
             loss += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
             preds[index] = logits.argmax(-1).numpy()
@@ -140,6 +144,8 @@ class TrainResult:
     state: dict[str, Any] | None = field(default=None, repr=False)
     feed: Score | None = None  # the dev part whose mistakes feed the generator, at the kept epoch
     early_stopped: bool = False
+    schedule: dict[str, Any] | None = None  # where and when it ran: worker host and pid, device, wall and queue time
+    state_file: str | None = None  # the kept state as a file in the work directory (when `state` is not in memory)
 
     def better_than(self, other: TrainResult | None) -> bool:
         if other is None:
@@ -148,7 +154,7 @@ class TrainResult:
 
 
 def _epoch(model: Any, opt: Any, sched: Any, train: Encoded, h: Hyper, rng: np.random.Generator,
-           pad_id: int) -> float:
+           pad_id: int, device: str = "cpu") -> float:
     import torch
 
     model.train()
@@ -157,8 +163,8 @@ def _epoch(model: Any, opt: Any, sched: Any, train: Encoded, h: Hyper, rng: np.r
     total = 0.0
     for s in range(0, len(order), h.batch_size):
         index = order[s:s + h.batch_size].tolist()
-        logits = model(**batch_tensors(train, index, pad_id)).logits
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(train.targets[index]))
+        logits = model(**_on(batch_tensors(train, index, pad_id), device)).logits
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(train.targets[index]).to(device))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
         opt.step()
@@ -170,18 +176,19 @@ def _epoch(model: Any, opt: Any, sched: Any, train: Encoded, h: Hyper, rng: np.r
 
 def train_candidate(student: Student, h: Hyper, train: Encoded, dev: Encoded, *, epochs: int, run_seed: int,
                     deadline: float | None = None, feed: Encoded | None = None,
-                    patience: int | None = None) -> TrainResult:
+                    patience: int | None = None, device: str = "cpu") -> TrainResult:
     """Fine-tune a fresh copy of the student with θ = `h` for up to `epochs`; keep the best epoch by dev score.
 
     Deterministic for (`run_seed`, `h`, `train`) on a given machine and thread count. With `deadline`
     (``time.perf_counter()`` value) training stops after the epoch that passes it; with `patience`, after that
-    many epochs without a better dev score. `feed` is scored at every kept epoch."""
+    many epochs without a better dev score. `feed` is scored at every kept epoch. On CUDA (`device`) the same
+    fp32 recipe runs (no mixed precision); the kept state comes back on the CPU."""
     import torch
 
     t0 = time.perf_counter()
     seed = derived_seed(run_seed, h.seed)
     seed_everything(seed)
-    model = student.fresh(seed)
+    model = student.fresh(seed).to(device)
     opt = make_optimizer(model, h)
     total = epochs * math.ceil(len(train) / h.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, bort_schedule(total, h.warmup_ratio))
@@ -190,14 +197,14 @@ def train_candidate(student: Student, h: Hyper, train: Encoded, dev: Encoded, *,
     history: list[dict[str, float]] = []
     stopped = False
     for epoch in range(1, epochs + 1):
-        train_loss = _epoch(model, opt, sched, train, h, rng, student.pad_id)
-        score = evaluate(model, dev, student.pad_id)
+        train_loss = _epoch(model, opt, sched, train, h, rng, student.pad_id, device)
+        score = evaluate(model, dev, student.pad_id, device)
         history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "dev_accuracy": score.accuracy,
                         "dev_loss": round(score.loss, 5)})
         cand = TrainResult(h, epoch, score, history, 0.0, 0)
         if cand.better_than(best):
-            cand.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            cand.feed = evaluate(model, feed, student.pad_id) if feed is not None and len(feed) else None
+            cand.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            cand.feed = evaluate(model, feed, student.pad_id, device) if feed is not None and len(feed) else None
             best = cand
         if deadline is not None and time.perf_counter() > deadline and epoch < epochs:
             stopped = True

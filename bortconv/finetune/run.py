@@ -7,6 +7,7 @@ made deterministic; every step returns a value and only the last one writes.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ from bortconv._util.hashing import sha256_file
 from bortconv.errors import ExportError
 from bortconv.finetune import record as rec
 from bortconv.finetune.agora import Outcome, Search, planned_trainings, run_search
+from bortconv.finetune.checkpoint import WorkDir, fingerprint, load_state_file
 from bortconv.finetune.determinism import derived_seed
 from bortconv.finetune.data import Dataset
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
@@ -27,7 +29,7 @@ from bortconv.finetune.options import FinetuneOptions, Method
 from bortconv.finetune.speed_probe import measure_speeds
 from bortconv.finetune.progress import SearchProgress
 from bortconv.finetune.recipe import Student, evaluate, load_state
-from bortconv.finetune.search import Plan, Speeds, plan_search
+from bortconv.finetune.search import Hyper, Plan, Speeds, plan_search
 from bortconv.finetune.source import (Source, build_template, check_labels, load_mlm, load_tokenizer,
                                       quiet_transformers, resolve_source, tokenizer_files)
 from bortconv.finetune.teacher import Teacher, load_teacher, teacher_accuracy
@@ -93,20 +95,58 @@ def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, label
                     generator)
 
 
-def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float) -> Plan:
+def _plan(p: Prepared, opts: FinetuneOptions, speeds: Speeds, elapsed: float, workers: int,
+          worker_start_s: float) -> Plan:
     n_dev = len(p.dev) + len(p.feed)
     # still to come besides the search: the teacher's dev score, and writing + re-reading + re-scoring the result
     tail = 3 * speeds.setup_s + n_dev * (speeds.eval_s_per_example + speeds.teacher_s_per_example)
-    return plan_search(opts.space, seed=opts.seed, budget_s=60 * opts.budget_minutes, n_train=len(p.train),
+    budget = None if opts.budget_minutes is None else 60 * opts.budget_minutes
+    return plan_search(opts.space, seed=opts.seed, budget_s=budget, n_train=len(p.train),
                        n_dev=n_dev, epochs=opts.epochs, speeds=speeds, candidates=opts.candidates,
-                       max_candidates=opts.max_candidates, overhead_s=elapsed + tail)
+                       max_candidates=opts.max_candidates, overhead_s=elapsed + tail, workers=workers,
+                       worker_start_s=worker_start_s)
 
 
-def _write(p: Prepared, outcome: Outcome, tmp: Path) -> None:
-    """Save the best model and the source's tokenizer files; re-read them and re-score dev to prove it."""
+def _saved_plan(saved: dict[str, Any]) -> tuple[Plan, Speeds]:
+    """The plan and probe speeds a resumed run takes from its checkpoint (the search replays, it is not re-sized)."""
+    pl, sp = saved["plan"], saved["speeds"]
+    speeds = Speeds({int(k): v for k, v in sp["step_s"].items()}, sp["eval_s_per_example"], sp["setup_s"],
+                    sp["generate_s_per_example"], sp["teacher_s_per_example"])
+    budget = pl["budget_s"] if pl["budget_s"] is not None else math.inf
+    return Plan(tuple(Hyper(**h) for h in pl["candidates"]), pl["estimated_s"], budget, pl["space_size"],
+                pl["minimum_s"], pl["workers"]), speeds
+
+
+def _probe_and_plan(p: Prepared, opts: FinetuneOptions, work: WorkDir, fp: str, executor: Any,
+                    t0: float) -> tuple[Plan, Speeds, float]:
+    """(plan, speeds, probe seconds): measured and planned here, or the checkpoint's when resuming. A Ray worker's
+    first training first loads what this process loaded (torch, the student): the estimate counts it once per
+    worker, at the time loading took here."""
+    saved = work.begin(fp)
+    if saved is not None:
+        plan, speeds = _saved_plan(saved)
+        log.info("--resume: %s: %d finished trainings", work.path, work.finished())
+        return plan, speeds, 0.0
+    t1 = time.perf_counter()
+    speeds = measure_speeds(p.student, p.train, p.dev, opts.space.batch_size, teacher=p.teacher,
+                            generator=p.generator, samples=p.feed_examples)
+    probe = time.perf_counter() - t1
+    start = time.perf_counter() - t0 - probe if executor.name != "local" else 0.0
+    plan = _plan(p, opts, speeds, time.perf_counter() - t0, executor.workers, start)
+    work.save_run(plan, speeds)
+    return plan, speeds, probe
+
+
+def _write(p: Prepared, outcome: Outcome, tmp: Path, device: str) -> None:
+    """Save the best model and the source's tokenizer files; re-read them and re-score dev (on the training
+    device) to prove it."""
     import transformers
 
-    model = load_state(p.student, outcome.best.state or {})
+    best = outcome.best
+    if best.state is None and not (best.state_file and Path(best.state_file).is_file()):
+        raise ExportError(f"the kept training ({best.hyper.label()}): its weights are missing from the work "
+                          f"directory ({best.state_file}); remove the work directory and run again")
+    model = load_state(p.student, best.state if best.state is not None else load_state_file(str(best.state_file)))
     model.config.architectures = ["BertForSequenceClassification"]
     with quiet_transformers(transformers):
         model.save_pretrained(str(tmp))
@@ -118,7 +158,7 @@ def _write(p: Prepared, outcome: Outcome, tmp: Path) -> None:
     bad = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
     if bad:
         raise ExportError(f"the written model does not load completely: {bad[:5]}")
-    rescored = evaluate(again.eval(), p.dev, p.student.pad_id)
+    rescored = evaluate(again.to(device).eval(), p.dev, p.student.pad_id, device)
     if not (rescored.predictions == outcome.best.dev.predictions).all():
         raise ExportError("the written model does not reproduce the kept candidate's dev predictions")
 
@@ -147,7 +187,7 @@ def _record(p: Prepared, opts: FinetuneOptions, plan: Plan, speeds: Speeds, outc
                           "hyper": outcome.round1_best.hyper.to_dict(),
                           "selection_accuracy": outcome.round1_best.dev.accuracy},
                       "split": "selection split of dev (selection_share), never given to the generator"},
-        "budget": {"budget_s": round(plan.budget_s, 1), "round1_planned_s": round(plan.estimated_s, 1),
+        "budget": {"budget_s": plan.to_dict()["budget_s"], "round1_planned_s": round(plan.estimated_s, 1),
                    "rounds": [{"round": r["round"], "planned_s": r.get("planned_s"), "spent_s": r.get("spent_s")}
                               for r in outcome.rounds]},
         "search": {"plan": plan.to_dict(), "speeds": speeds.to_dict(),
@@ -161,6 +201,8 @@ def _record(p: Prepared, opts: FinetuneOptions, plan: Plan, speeds: Speeds, outc
                      outcome.best_train_size - data["train"]["rows"],
                  "dev_accuracy_note": "accuracy on the selection split of dev, which picked the model (and its "
                                       "epoch): optimistic; judge on held-out data"},
+        "execution": {**search.executor.info(), "work_dir": None if search.work is None else str(search.work.path),
+                      "resumed_trainings": 0 if search.work is None else len(search.work.resumed)},
         "timings": {k: round(v, 2) for k, v in {**timings, **search.timings}.items()},
         "determinism": {"seed": opts.seed, "threads": opts.threads, "deterministic_algorithms": True,
                         "reproducible_on": "the same machine, thread count and library versions"},
@@ -170,36 +212,47 @@ def _record(p: Prepared, opts: FinetuneOptions, plan: Plan, speeds: Speeds, outc
     }
 
 
+def _inputs(p: Prepared, train: Dataset, dev: Dataset, device: str) -> dict[str, Any]:
+    """What a run's checkpoint must match besides its options: data, source, device and library versions."""
+    return {"train": sha256_file(train.path), "dev": sha256_file(dev.path), "source": p.source.sha256,
+            "device": device, "versions": rec.versions()}
+
+
+def _teacher_dev(p: Prepared, opts: FinetuneOptions, dev: Dataset) -> float | None:
+    if p.teacher is None:
+        return None
+    acc = round(teacher_accuracy(p.teacher, dev.examples, p.labels), 4)
+    if acc < 2 / 3:
+        log.warning("--teacher %s: %.1f%% on --dev; Agora asks for a teacher above 2/3", opts.teacher, 100 * acc)
+    return acc
+
+
 def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...],
-                 tmp: Path, work: Path, opts: FinetuneOptions, t0: float) -> dict[str, Any]:
-    """Run the whole fine-tuning into `tmp`; returns the training record (not yet written)."""
+                 tmp: Path, work: Path, opts: FinetuneOptions, t0: float, *, executor: Any,
+                 checkpoint: WorkDir) -> dict[str, Any]:
+    """Run the whole fine-tuning into `tmp`, its trainings on `executor`, checkpointed in `checkpoint`; returns
+    the training record (not yet written)."""
     agora = opts.method is Method.AGORA
     progress = SearchProgress(enabled=opts.progress)
     p = _prepare(source, train, dev, labels, work, opts)
     timings = {"loading_s": time.perf_counter() - t0}
-    t1 = time.perf_counter()
-    speeds = measure_speeds(p.student, p.train, p.dev, opts.space.batch_size, teacher=p.teacher,
-                            generator=p.generator, samples=p.feed_examples)
-    timings["probe_s"] = time.perf_counter() - t1
+    fp = fingerprint(opts.to_dict(), _inputs(p, train, dev, executor.device))
+    plan, speeds, timings["probe_s"] = _probe_and_plan(p, opts, checkpoint, fp, executor, t0)
     cap = opts.max_generated if opts.max_generated is not None else len(p.train)
-    plan = _plan(p, opts, speeds, time.perf_counter() - t0)
-    teacher_dev = None
-    if p.teacher is not None:
-        teacher_dev = round(teacher_accuracy(p.teacher, dev.examples, p.labels), 4)
-        if teacher_dev < 2 / 3:
-            log.warning("--teacher %s: %.1f%% on --dev; Agora asks for a teacher above 2/3", opts.teacher,
-                        100 * teacher_dev)
+    teacher_dev = _teacher_dev(p, opts, dev)
     progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),
-                     generator_name(p.generator) if p.generator is not None else None)
+                     generator_name(p.generator) if p.generator is not None else None, executor.info())
+    deadline = math.inf if opts.budget_minutes is None else t0 + 60 * opts.budget_minutes
     search = Search(p.student, p.encoder, p.labels, p.train, p.dev, p.feed, p.feed_examples, opts.epochs,
-                    opts.seed, speeds, deadline=t0 + 60 * opts.budget_minutes, progress=progress,
+                    opts.seed, speeds, deadline=deadline, progress=progress,
                     patience=opts.patience, teacher=p.teacher, generator=p.generator, per_mistake=opts.per_mistake,
                     max_generated=cap, max_replays=opts.max_replays, soft_targets=opts.teacher_targets == "soft",
                     synthetic_ratio=opts.synthetic_ratio, keep=opts.synthetic_filter,
-                    seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)})
+                    seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)}, executor=executor,
+                    work=checkpoint)
     outcome = run_search(search, plan.candidates, agora=agora)
     t1 = time.perf_counter()
-    _write(p, outcome, tmp)
+    _write(p, outcome, tmp, executor.device if executor.name == "local" else _driver_device(executor.device))
     timings["writing_s"] = time.perf_counter() - t1
     data = {"train": _data_info(train), "dev": _data_info(dev),
             "dev_split": {"selection": len(p.dev), "mistakes": len(p.feed), "share": opts.selection_share,
@@ -207,3 +260,10 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
                           "note": "dev rows (0-based, header excluded) held back for selection; the generator "
                                   "only ever sees the other rows' mistakes"}}
     return _record(p, opts, plan, speeds, outcome, search, teacher_dev, data, timings)
+
+
+def _driver_device(device: str) -> str:
+    """Where the driver re-scores a model trained on `device`: there, if this machine has it."""
+    import torch
+
+    return device if device == "cpu" or torch.cuda.is_available() else "cpu"

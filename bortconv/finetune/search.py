@@ -15,8 +15,10 @@ plain's configurations (containment). Pass ``candidates`` to fix the sample size
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -94,13 +96,73 @@ class SearchSpace:
         return {k: list(v) for k, v in asdict(self).items()}
 
 
-#: the alexa/bort README's recommended space (Bort on GLUE-sized data)
+#: the alexa/bort README's recommended space (Bort on GLUE-sized data): 480 configurations (``--space full``)
 BORT_SPACE = SearchSpace()
+FULL_SPACE = BORT_SPACE
 #: the default: learning rates for a small encoder on a few hundred examples (measured: docs/finetune.md), the
 #: decoupled weight decays AdamW is usually given (Bort's 10-350 shrink every weight by lr x wd per step), a short
 #: warmup, two batch sizes and three seeds
 SMALL_DATA_SPACE = SearchSpace(lr=(1e-4, 3e-5, 3e-4), weight_decay=(0.0, 0.01), warmup_ratio=(0.1,),
                                batch_size=(16, 8), seed=(0, 1, 2))
+#: the spaces ``--space`` names (``bort`` is the older name of ``full``)
+NAMED_SPACES = {"small": SMALL_DATA_SPACE, "full": FULL_SPACE, "bort": FULL_SPACE}
+#: ``--space SPEC`` keys -> SearchSpace fields
+SPEC_KEYS = {"lr": "lr", "wd": "weight_decay", "weight_decay": "weight_decay", "warmup": "warmup_ratio",
+             "warmup_ratio": "warmup_ratio", "batch": "batch_size", "batch_size": "batch_size", "seed": "seed",
+             "seeds": "seed"}
+_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+
+
+def _spec_values(text: str, key: str, field: str, option: str) -> tuple[float | int, ...]:
+    """The values of one ``key=v1,v2`` item: numbers, or integer ranges ``a..b`` (inclusive) for batch and seed."""
+    out: list[float | int] = []
+    for item in (v.strip() for v in text.split(",")):
+        m = _RANGE.fullmatch(item)
+        try:
+            if m and field in ("batch_size", "seed"):
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if hi < lo or hi - lo >= 10_000:
+                    raise ValueError
+                out += range(lo, hi + 1)
+            else:
+                out.append(int(item) if field in ("batch_size", "seed") else float(item))
+        except ValueError:
+            kind = "integers or a range a..b" if field in ("batch_size", "seed") else "numbers"
+            raise InputError(f"{option} {text!r}: {key}= takes comma-separated {kind}, not {item!r}") from None
+    return tuple(dict.fromkeys(out))
+
+
+def parse_space(text: str, option: str = "--space") -> SearchSpace:
+    """A search space from ``small``, ``full`` (the README's 480), or a SPEC: ``[NAME;]key=values;...``.
+
+    Keys: ``lr``, ``wd``, ``warmup``, ``batch``, ``seeds`` (long names too); values comma-separated, integer
+    ranges ``a..b`` for batch and seeds. A dimension the SPEC leaves out keeps NAME's values (default: small).
+    Example: ``full;seeds=0..1;batch=16`` (3 x 4 x 4 x 1 x 2 = 96 configurations). Bad input: InputError."""
+    from dataclasses import replace
+
+    items = [t.strip() for t in text.split(";") if t.strip()]
+    if not items:
+        raise InputError(f"{option} {text!r}: empty; expected small, full or key=values;... (docs/finetune.md)")
+    base = SMALL_DATA_SPACE
+    if "=" not in items[0]:
+        name = items.pop(0)
+        if name not in NAMED_SPACES:
+            raise InputError(f"{option} {text!r}: unknown space {name!r}; expected small, full or key=values;...")
+        base = NAMED_SPACES[name]
+    given: dict[str, tuple[float | int, ...]] = {}
+    for item in items:
+        key, eq, values = (part.strip() for part in item.partition("="))
+        if not eq or key not in SPEC_KEYS or not values:
+            raise InputError(f"{option} {text!r}: {item!r} is not key=values with a key of lr, wd, warmup, batch, "
+                             f"seeds")
+        field = SPEC_KEYS[key]
+        if field in given:
+            raise InputError(f"{option} {text!r}: {key} is given twice")
+        given[field] = _spec_values(values, key, field, option)
+    try:
+        return replace(base, **given)
+    except InputError as exc:  # the space's own checks (lr > 0, warmup in [0, 1), ...)
+        raise InputError(f"{option} {text!r}: {exc.message.removeprefix('search space: ')}") from None
 
 
 @dataclass(frozen=True)
@@ -140,40 +202,61 @@ def training_cost(h: Hyper, n_train: int, n_dev: int, epochs: int, speeds: Speed
 
 @dataclass(frozen=True)
 class Plan:
-    """Θ and what the planner expected it to cost."""
+    """Θ and what the planner expected it to cost (budget_s is inf when the run has no budget)."""
 
     candidates: tuple[Hyper, ...]
     estimated_s: float
     budget_s: float
     space_size: int
     minimum_s: float  # one candidate, one round
+    workers: int = 1  # trainings run at once (Ray: the cluster's slots of --threads CPUs)
 
     def to_dict(self) -> dict[str, object]:
         return {"sampled": len(self.candidates), "space_size": self.space_size,
-                "estimated_s": round(self.estimated_s, 1), "budget_s": round(self.budget_s, 1),
+                "estimated_s": round(self.estimated_s, 1),
+                "budget_s": round(self.budget_s, 1) if math.isfinite(self.budget_s) else None,
                 "minimum_s": round(self.minimum_s, 1), "plan_share": PLAN_SHARE,
-                "round1_share": ROUND1_SHARE,
+                "round1_share": ROUND1_SHARE, "workers": self.workers,
                 "learning_rates": sorted({h.lr for h in self.candidates})}
 
 
-def round_cost(cands: Sequence[Hyper], *, n_train: int, n_dev: int, epochs: int, speeds: Speeds) -> float:
-    """Estimated seconds to train every configuration of `cands` once on `n_train` examples."""
-    return sum(training_cost(h, n_train, n_dev, epochs, speeds) for h in cands)
+def makespan(costs: Sequence[float], workers: int = 1, start_s: float = 0.0) -> float:
+    """Seconds until the last of `costs` ends when `workers` run them in order, each taking the next job as it
+    frees up (how Ray hands queued tasks to free slots), each worker ready after `start_s` (a fresh Ray worker
+    loads torch and the student first). One worker: their sum."""
+    if workers <= 1:
+        return start_s + float(sum(costs))
+    free = [start_s] * workers
+    for c in costs:
+        heapq.heappush(free, heapq.heappop(free) + c)
+    return max(free)
 
 
-def plan_search(space: SearchSpace, *, seed: int, budget_s: float, n_train: int, n_dev: int, epochs: int,
+def round_cost(cands: Sequence[Hyper], *, n_train: int, n_dev: int, epochs: int, speeds: Speeds,
+               workers: int = 1, start_s: float = 0.0) -> float:
+    """Estimated seconds to train every configuration of `cands` once on `n_train` examples with `workers`, each
+    ready after `start_s`."""
+    return makespan([training_cost(h, n_train, n_dev, epochs, speeds) for h in cands], workers, start_s)
+
+
+def plan_search(space: SearchSpace, *, seed: int, budget_s: float | None, n_train: int, n_dev: int, epochs: int,
                 speeds: Speeds, candidates: int | None = None, max_candidates: int = 16, overhead_s: float = 0.0,
-                option: str = "--budget-minutes") -> Plan:
+                option: str = "--budget-minutes", workers: int = 1, worker_start_s: float = 0.0) -> Plan:
     """Θ for round 1 (the same for plain and Agora): the longest prefix of the seeded order whose estimated cost
-    fits ROUND1_SHARE x PLAN_SHARE of the budget (or `candidates` of it).
+    on `workers` parallel workers (each ready after `worker_start_s`) fits ROUND1_SHARE x PLAN_SHARE of the budget
+    (or `candidates` of it). With no budget (None: a cluster run), `candidates` of it or the whole space.
 
     Raises InputError, naming the minimum, when not even one candidate fits."""
     order = space.order(seed)
     share = ROUND1_SHARE * PLAN_SHARE
 
     def cost(k: int) -> float:
-        return overhead_s + round_cost(order[:k], n_train=n_train, n_dev=n_dev, epochs=epochs, speeds=speeds)
+        return overhead_s + round_cost(order[:k], n_train=n_train, n_dev=n_dev, epochs=epochs, speeds=speeds,
+                                       workers=workers, start_s=worker_start_s)
 
+    if budget_s is None:
+        k = min(len(order), candidates or len(order))
+        return Plan(tuple(order[:k]), cost(k), math.inf, space.size, cost(1), workers)
     minimum = cost(1) / PLAN_SHARE  # one training in the planned share; round 1 may then take all of it
     if minimum > budget_s:
         raise InputError(f"{option} {budget_s / 60:g}: too small to train one candidate here (about "
@@ -186,7 +269,7 @@ def plan_search(space: SearchSpace, *, seed: int, budget_s: float, n_train: int,
     if candidates and cost(k) > budget_s:
         raise InputError(f"--candidates {candidates}: estimated {cost(k) / 60:.1f} minutes, over {option} "
                          f"{budget_s / 60:g}")
-    return Plan(tuple(order[:k]), cost(k), budget_s, space.size, minimum)
+    return Plan(tuple(order[:k]), cost(k), budget_s, space.size, minimum, workers)
 
 
 def prune(scores: Sequence[tuple[Hyper, float]]) -> tuple[list[Hyper], list[Hyper]]:
