@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     guest_path = armenv.install_bortconv(ROOT)
 
     t_start = time.perf_counter()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-arm-"))
+    # absolute: the guest and the host run start in other directories
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench-arm-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     try:
         arts = build(work, args.samples)
