@@ -475,8 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # namedtuples do that while torch/transformers import) and, under `python -m`, then exits by SIGINT
         # instead of with our 130 (Modules/main.c exit_sigint). A clean exec() clears that flag.
         exec("pass")
-        from bortconv._util.atomic import committed
-        done = f" after {committed[-1]} was complete" if committed else "; nothing was left behind"
+        from bortconv._util.atomic import committed, kept
+        done = f" after {committed[-1]} was complete" if committed else \
+            f"; {kept[-1]}" if kept else "; nothing was left behind"
         print(f"bortconv: interrupted{done}", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: say so in one line, traceback with --debug

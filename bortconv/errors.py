@@ -109,6 +109,14 @@ class AccuracyGateError(BortconvError):
     advice = "Calibrate on text like yours (--calibration), allow more samples, or deploy fp32."
 
 
+class TrainingError(BortconvError):
+    """A fine-tuning training failed on every attempt (its worker died or it raised each time)."""
+
+    exit_code = 1
+    advice = ("The message names the configuration and the cause; the finished trainings are kept: fix the cause "
+              "and run the same command with --resume.")
+
+
 class MemoryBudgetError(BortconvError):
     """The run needs, or reached, more resident memory than --max-memory allows."""
 
@@ -136,6 +144,7 @@ CATALOGUE: tuple[type[BortconvError], ...] = (
     ParityError,
     IntegrityError,
     AccuracyGateError,
+    TrainingError,
 )
 
 #: what the CLI prints that is not a BortconvError: (stderr line, exit code, what it means / what to do)
@@ -144,6 +153,8 @@ OTHER_OUTCOMES: tuple[tuple[str, int, str], ...] = (
      "Run `bortconv COMMAND --help`."),
     ("`bortconv: interrupted; nothing was left behind` (Ctrl-C or SIGTERM)", 130,
      "Nothing to clean up: the temporary directory was removed and the output directory is as it was."),
+    ("`bortconv: interrupted; DIR keeps N finished trainings: ...` (finetune)", 130,
+     "The output directory is as it was; the same command with --resume continues the run from DIR."),
     ("`bortconv: internal error: ...`", 3,
      "A bug in bortconv: re-run with --debug and report the traceback."),
 )

@@ -36,6 +36,8 @@ _OWNER = re.compile(r"(\d{1,10})-([0-9a-f]{8})-[a-z0-9_]{8}")
 #: outputs this process completed (renamed into place), outermost only: an interrupt that lands after the
 #: rename must not claim that nothing was written
 committed: list[Path] = []
+#: what an interrupted run deliberately keeps for later (e.g. finetune's work directory for --resume), said by the CLI
+kept: list[str] = []
 
 
 def _host_tag() -> str:

@@ -110,8 +110,10 @@ def _kept_if_useful(checkpoint: WorkDir) -> Iterator[None]:
     except BaseException:
         done = checkpoint.finished()
         if done:
-            log.warning("%s keeps %d finished training%s: the same command with --resume continues the run",
-                        checkpoint.path, done, "s" if done != 1 else "")
+            from bortconv._util.atomic import kept
+            kept.append(f"{checkpoint.path} keeps {done} finished training{'s' if done != 1 else ''}: the same "
+                        f"command with --resume continues the run")
+            log.warning("%s", kept[-1])
         else:
             checkpoint.remove()
         raise

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bortconv.errors import ExportError, InputError, MissingDependencyError, shown
+from bortconv.errors import InputError, MissingDependencyError, TrainingError, shown
 from bortconv.finetune.checkpoint import result_from_dict, save_encoded
 from bortconv.finetune.jobs import Job, jobs_of
 from bortconv.finetune.recipe import TrainResult
@@ -174,7 +174,7 @@ class RayExecutor:
             doc = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"training {job.hyper.label()} (round {job.round_no}) failed {MAX_RETRIES + 1} times "
+            raise TrainingError(f"training {job.hyper.label()} (round {job.round_no}) failed {MAX_RETRIES + 1} times "
                               f"({type(exc).__name__}: {shown(cause, 160)}); the finished trainings are kept in "
                               f"{s.work.path}: fix the cause and run the same command with --resume") from None
         if doc is None:
