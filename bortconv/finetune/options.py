@@ -5,12 +5,14 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bortconv.config import available_cores
 from bortconv.errors import InputError
-from bortconv.finetune.generate import Generator
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
+
+if TYPE_CHECKING:  # numpy comes with it: `bortconv --help` builds this module's options without it
+    from bortconv.finetune.generate import Generator
 
 
 #: what --budget-minutes is when not given on one machine; a cluster run (--executor ray) has no budget then
