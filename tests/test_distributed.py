@@ -319,6 +319,29 @@ def test_space_specs():
     assert parse_space("seeds=7").lr == SMALL_DATA_SPACE.lr  # what the SPEC leaves out is the base space's
 
 
+@pytest.mark.parametrize("n,replays,expected", [(1, 1, 0), (2, 1, 2), (4, 0, 6), (4, 1, 9), (8, 1, 35)])
+def test_agora_later_rounds_are_bounded_and_printed(n, replays, expected):
+    """Before anything trains, Agora prints the most its later rounds can add: each retrains the survivors and
+    prunes at least one, a replay repeats one round; priced at round 1's mean, on (1 + synthetic ratio)x the data."""
+    import io
+    import math
+
+    from bortconv.finetune.agora import later_trainings
+    from bortconv.finetune.options import FinetuneOptions
+    from bortconv.finetune.progress import SearchProgress
+    from bortconv.finetune.run import _later_bound
+    from bortconv.finetune.search import SMALL_DATA_SPACE, Plan
+
+    assert later_trainings(n, replays) == expected
+    plan = Plan(tuple(SMALL_DATA_SPACE.order(0)[:n]), 60.0 * n, math.inf, SMALL_DATA_SPACE.size, 60.0, workers=2)
+    opts = FinetuneOptions(teacher="t", max_replays=replays, synthetic_ratio=1.0)
+    trainings, seconds = _later_bound(plan, opts)
+    assert trainings == expected and seconds == pytest.approx(60.0 * 2 * expected / 2)
+    out = io.StringIO()
+    SearchProgress(stream=out).planned("agora", plan, n, None, later=(trainings, seconds))
+    assert (f"later rounds: at most {expected} more trainings" in out.getvalue()) == (expected > 0), out.getvalue()
+
+
 def test_planner_counts_parallel_workers():
     """The planner's estimate on N workers is the makespan of the trainings handed out in order."""
     from bortconv.finetune.search import BORT_SPACE, Speeds, makespan, plan_search

@@ -313,6 +313,12 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
     return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first)
 
 
+def later_trainings(n: int, max_replays: int) -> int:
+    """The most trainings Agora's later rounds can add to round 1's `n`: each round retrains the survivors and
+    prunes at least one ((n-1) + (n-2) + ... + 1), and each replay repeats a round without pruning (at most n-1)."""
+    return n * (n - 1) // 2 + max_replays * max(n - 1, 0)
+
+
 def planned_trainings(n: int, agora: bool) -> int:
     """Trainings round 1 runs (plain's whole search); Agora adds what fits the rest of the budget."""
     return n

@@ -27,8 +27,9 @@ class SearchProgress:
             self.stream.flush()
 
     def planned(self, method: str, plan: Plan, trainings: int, generator: str | None,
-                execution: dict[str, object] | None = None) -> None:
-        """The plan, with the planner's time estimate for round 1 on the workers it sees, before anything trains."""
+                execution: dict[str, object] | None = None, later: tuple[int, float] | None = None) -> None:
+        """The plan, with the planner's time estimate for round 1 on the workers it sees, before anything trains;
+        `later`: (most trainings, their estimated seconds) Agora's later rounds can add."""
         self.bar.total = trainings
         gen = f"; new data: {generator}, labelled by the teacher" if generator else ""
         budget = f"fit {plan.budget_s / 60:g} min" if math.isfinite(plan.budget_s) else "(no time budget)"
@@ -39,6 +40,9 @@ class SearchProgress:
         self.say(f"finetune ({method}): {len(plan.candidates)} of {plan.space_size} configurations {budget} "
                  f"(estimated {plan.estimated_s / 60:.1f} min for round 1{where}, up to {trainings} "
                  f"trainings){gen}")
+        if later is not None and later[0]:
+            self.say(f"  later rounds: at most {later[0]} more trainings, at most {later[1] / 60:.1f} min of training "
+                     f"on these workers{' (the budget stops them sooner)' if math.isfinite(plan.budget_s) else ''}")
 
     def add_trainings(self, n: int) -> None:
         self.bar.total += n

@@ -19,7 +19,7 @@ from typing import Any
 from bortconv._util.hashing import sha256_file
 from bortconv.errors import ExportError
 from bortconv.finetune import record as rec
-from bortconv.finetune.agora import Outcome, Search, planned_trainings, run_search
+from bortconv.finetune.agora import Outcome, Search, later_trainings, planned_trainings, run_search
 from bortconv.finetune.checkpoint import WorkDir, fingerprint, load_state_file
 from bortconv.finetune.determinism import derived_seed
 from bortconv.finetune.data import Dataset
@@ -137,6 +137,15 @@ def _probe_and_plan(p: Prepared, opts: FinetuneOptions, work: WorkDir, fp: str, 
     return plan, speeds, probe
 
 
+def _later_bound(plan: Plan, opts: FinetuneOptions) -> tuple[int, float]:
+    """(trainings, seconds): the most Agora's later rounds can train, each priced at round 1's mean estimate on a
+    training set grown by up to --synthetic-ratio, spread over the plan's workers (generation and labelling aside)."""
+    n = len(plan.candidates)
+    extra = later_trainings(n, opts.max_replays)
+    per = plan.estimated_s / max(n, 1) * (1 + opts.synthetic_ratio)
+    return extra, per * extra / max(plan.workers, 1)
+
+
 def _write(p: Prepared, outcome: Outcome, tmp: Path, device: str) -> None:
     """Save the best model and the source's tokenizer files; re-read them and re-score dev (on the training
     device) to prove it."""
@@ -241,7 +250,8 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
     cap = opts.max_generated if opts.max_generated is not None else len(p.train)
     teacher_dev = _teacher_dev(p, opts, dev)
     progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),
-                     generator_name(p.generator) if p.generator is not None else None, executor.info())
+                     generator_name(p.generator) if p.generator is not None else None, executor.info(),
+                     later=_later_bound(plan, opts) if agora else None)
     deadline = math.inf if opts.budget_minutes is None else t0 + 60 * opts.budget_minutes
     search = Search(p.student, p.encoder, p.labels, p.train, p.dev, p.feed, p.feed_examples, opts.epochs,
                     opts.seed, speeds, deadline=deadline, progress=progress,
