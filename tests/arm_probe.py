@@ -69,7 +69,7 @@ for a in job["artifacts"]:
     t0 = time.time()
     if a["loader"] == "bortconv":
         from bortconv.runtime.bort import BortRuntime
-        rt = BortRuntime(a["dir"], threads=job.get("threads"))
+        rt = BortRuntime(a["dir"], threads=job.get("threads"), batch_size=job.get("batch_size") or 16)
         vecs = rt.encode(texts)
         meta = {"ids": [list(r) for r in rt.tokenize(texts)]}  # its own truncation: the reference follows it
     elif a["loader"] == "ov-tokenizer":
@@ -123,11 +123,14 @@ def reference_rows(model_dir: Path, rows: list[list[int]]) -> np.ndarray:
 
 
 def run_guest(armenv, pythonpath: Path, cpu: str, artifacts: list[dict], texts: list[str], ids: list[list[int]],
-              *, timeout: float = 1800, threads: int | None = 2) -> tuple[dict[str, np.ndarray], dict]:
-    """Run GUEST on `cpu`; returns (tag -> vectors, tag -> info). Raises with the guest's stderr on failure."""
+              *, timeout: float = 1800, threads: int | None = 2,
+              batch_size: int | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Run GUEST on `cpu`; returns (tag -> vectors, tag -> info). Raises with the guest's stderr on failure.
+    `batch_size`: bortconv's runtime's (default 16)."""
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "out.npz"
-        job.write_text(json.dumps({"artifacts": artifacts, "texts": texts, "ids": ids, "threads": threads}))
+        job.write_text(json.dumps({"artifacts": artifacts, "texts": texts, "ids": ids, "threads": threads,
+                                    "batch_size": batch_size}))
         try:
             proc = armenv.run(GUEST, cpu, args=(str(job), str(out)), pythonpath=(pythonpath,), timeout=timeout)
         except subprocess.TimeoutExpired:  # the command line is the whole GUEST script: say it in one line

@@ -54,7 +54,7 @@ def test_export_params_with_vocab_writes_tokenizer(reference, tok_files, tmp_pat
     vocab, merges = tok_files
     out = tmp_path / "ov"
     bortconv.export(reference["bort4_mlm_full_fp16"].params, out, target="openvino", vocab=str(vocab),
-                    merges=str(merges), threads=2, bench=False, progress=False)
+                    merges=str(merges), threads=2, bench=False, progress=False, openvino_from="onnx")
     assert (out / "tokenizer.json").is_file()
     assert BortRuntime(out).encode(["one sentence"]).shape == (1, 1024)
 
