@@ -8,6 +8,7 @@ The speed-up of 2 workers over 1 is measured by benchmarks/bench_ray.py, not her
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,20 +50,48 @@ def _env() -> dict[str, str]:
             "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def _stop_cluster(temp: str, port: int) -> None:
+    """Stop the Ray processes of the head this module started, and only those: `ray stop --force` would kill
+    every Ray process of this user on the machine (another test run's cluster, a user's own). Ours are the ones
+    whose command line names its temp dir, or Ray and its GCS port (the client server), and their descendants
+    (the agents, the workers)."""
+    import psutil
+
+    def is_ours(cmdline: str) -> bool:
+        return temp in cmdline or (f":{port}" in cmdline and "ray" in cmdline)
+
+    ours: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.pid != os.getpid() and is_ours(" ".join(proc.info["cmdline"] or ())):
+            with contextlib.suppress(psutil.Error):  # it may end while we look
+                ours.update((p.pid, p) for p in [proc, *proc.children(recursive=True)])
+    for p in ours.values():
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(list(ours.values()), timeout=15)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=15)
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A Ray head on 127.0.0.1 with 2 CPUs: its address. Stopped, and its temp dir removed, afterwards."""
+    """A Ray head on 127.0.0.1 with 2 CPUs: its address. Stopped, and its temp dir removed, afterwards.
+
+    Ray 2.60 advertises 127.0.0.1, but its GCS and raylet still listen on every interface (measured with `ss`):
+    the head lives only for this module, with a random port."""
     ray_bin = Path(sys.executable).with_name("ray")
     temp = tempfile.mkdtemp(prefix="bcray", dir="/tmp")  # short: Ray's socket paths live under it
     port = _free_port()
-    proc = subprocess.run([str(ray_bin), "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
-                           "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false",
-                           "--disable-usage-stats"], capture_output=True, text=True, env=_env(), timeout=120)
     try:
+        proc = subprocess.run([str(ray_bin), "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+                               "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false",
+                               "--disable-usage-stats"], capture_output=True, text=True, env=_env(), timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+        _stop_cluster(temp, port)
         shutil.rmtree(temp, ignore_errors=True)
 
 
