@@ -310,6 +310,7 @@ def _write_weights(src: Path, plan: KeepPlan, tensors: dict[str, np.ndarray], de
             touched.append(key)
     log.info("re-indexed %s to %d rows", ", ".join(touched), len(rows))
     save_file(tensors, str(dest), metadata={"format": "pt"})
+    os.chmod(dest, 0o644)  # safetensors writes 0600; the directory's other files are 0644
     _check_written(dest, tensors)
 
 

@@ -67,9 +67,9 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     its record, ``bortconv_trim.json``. Raises AccuracyGateError (nothing written) if it fails the gate.
 
     Options are a :class:`bortconv.config.TrimOptions`, or the same as keywords (``corpus="domain.txt"``)."""
-    opts = trim_options(**keywords) if options is None else options
     if options is not None and keywords:
         raise InputError(f"trim: pass a TrimOptions or keywords, not both (got {', '.join(sorted(keywords))})")
+    opts = trim_options(**keywords) if options is None else options
     out = Path(output_dir)
     check_output_dir(out, opts.force)
     source_ = tr.read_source(source)  # bad input is refused before any work (and any progress line)
