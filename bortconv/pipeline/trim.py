@@ -72,20 +72,20 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     opts = trim_options(**keywords) if options is None else options
     out = Path(output_dir)
     check_output_dir(out, opts.force)
-    source_ = tr.read_source(source)  # bad input is refused before any work (and any progress line)
+    src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
-    tr.check_keep(source_.vocab, opts.keep)
+    tr.check_keep(src.vocab, opts.keep)
     prog = Progress(3, enabled=opts.progress)
     with prog.step("choosing tokens"):
-        tensors = tr.load_weights(source_.path)
-        plan, english = _plan(source_, corpus, tensors, opts)
+        tensors = tr.load_weights(src.path)
+        plan, english = _plan(src, corpus, tensors, opts)
     with atomic_directory(out, force=opts.force) as tmp:
         with prog.step(f"writing {len(plan.kept):,} of {plan.total:,} tokens"):
-            files = tr.write_trimmed(source_, plan, tensors, tmp)
+            files = tr.write_trimmed(src, plan, tensors, tmp)
             del tensors
         with prog.step("gate: trimmed vs untrimmed model on held-out text"):
-            gate = _gate(source_.path, tmp, corpus.heldout, opts)
-        rec = tr.record(source_, corpus, plan, opts, english, gate)
+            gate = _gate(src.path, tmp, corpus.heldout, opts)
+        rec = tr.record(src, corpus, plan, opts, english, gate)
         _dump_record(tmp, rec)
         files[tr.TRIM_RECORD] = (tmp / tr.TRIM_RECORD).stat().st_size
     return TrimResult(out, files, rec)
@@ -145,7 +145,8 @@ def _encode(model_dir: Path, texts: Sequence[str]) -> list[tuple[list[int], tupl
             for e in tok.encode_batch(list(texts))]
 
 
-def text_cosines(src: Path, trimmed: Path, texts: Sequence[str], threads: int | None) -> tuple[np.ndarray, list[int]]:
+def text_cosines(src: Path, trimmed: Path, texts: Sequence[str],
+                 threads: int | None) -> tuple[np.ndarray, list[int]]:
     """Per text: sentence cosine of the trimmed model (its tokenizer) to the untrimmed one (its own); and which
     texts were re-tokenized. A text tokenized into the same strings by both gets the same rows (the written
     weights are checked bit for bit), so the same output: it scores 1 without running; the others are run."""
