@@ -5,6 +5,7 @@ same names with dashes)::
 
     bortconv.convert(ckpt, out_dir)                      -> ConversionResult (a Hugging Face BERT directory)
     bortconv.export(src, out_dir, target="openvino")     -> ExportResult      (ExportOptions)
+    bortconv.trim(hf_dir, out_dir, corpus="domain.txt")  -> TrimResult        (TrimOptions)
     bortconv.quantize(fp32_dir, out_dir)                 -> manifest          (Int8Options)
     bortconv.validate(artifact_dir)                      -> ValidationReport
     bortconv.bench([artifact_dir, ...])                  -> BenchReport
@@ -39,6 +40,9 @@ _API: dict[str, str] = {
     "ExportOptions": "bortconv.config:ExportOptions",
     "Int8Options": "bortconv.config:Int8Options",
     "Precision": "bortconv.config:Precision",
+    "trim": "bortconv.pipeline.trim:trim",
+    "TrimResult": "bortconv.pipeline.trim:TrimResult",
+    "TrimOptions": "bortconv.config:TrimOptions",
     "bench": "bortconv.bench:",
     "BortRuntime": "bortconv.runtime.bort:BortRuntime",
     "quantize": "bortconv.quantize:",

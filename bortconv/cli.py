@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from bortconv._util.signals import Terminated, signals_raise
 from bortconv._version import __version__
-from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, cli_fields,
+from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, TrimOptions, cli_fields,
                              option_flag, option_keyword)
 from bortconv.errors import BortconvError, InputError
 
@@ -78,6 +78,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         _emit_json(result.to_dict())
         return 0
     print(summary(result))
+    return 0
+
+
+def cmd_trim(args: argparse.Namespace) -> int:
+    from bortconv.pipeline.trim import trim
+
+    result = trim(args.source, args.output, **_option_values(args, TRIM_FIELDS))
+    if args.json:
+        _emit_json(result.to_dict())
+        return 0
+    rec = result.record
+    tokens, gate = rec["tokens"], rec["gate"]
+    print(f"wrote {result.output_dir}: kept {tokens['kept']:,} of {tokens['total']:,} tokens "
+          f"({100 * tokens['fraction']:.1f}%, rule {rec['rule']['name']}), "
+          f"{result.files.get('model.safetensors', 0) / 1e6:.1f} MB of weights")
+    for part, what in (("domain", f"held-out domain text ({gate['domain']['texts']} lines of --corpus)"),
+                       ("general", f"general English ({gate['general_text']})")):
+        m = gate[part]
+        print(f"  {what}: sentence cosine mean {m['sentence_cosine_mean']:.4f}, p5 {m['sentence_cosine_p5']:.4f}, "
+              f"worst {m['sentence_cosine_worst']:.4f}")
     return 0
 
 
@@ -244,8 +264,10 @@ def _option_values(args: argparse.Namespace, fields_: Sequence[Field[Any]]) -> d
 EXPORT_FIELDS: list[Field[Any]] = cli_fields(ExportOptions) + cli_fields(Int8Options, skip=("threads",))
 #: the options `bortconv quantize` has
 QUANTIZE_FIELDS: list[Field[Any]] = cli_fields(Int8Options)
+#: the options `bortconv trim` has
+TRIM_FIELDS: list[Field[Any]] = cli_fields(TrimOptions)
 #: API keyword -> flag, for every generated option: how the CLI names a parameter an error names
-FLAGS: dict[str, str] = {option_keyword(f): option_flag(f) for f in EXPORT_FIELDS + QUANTIZE_FIELDS}
+FLAGS: dict[str, str] = {option_keyword(f): option_flag(f) for f in EXPORT_FIELDS + QUANTIZE_FIELDS + TRIM_FIELDS}
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -291,6 +313,13 @@ def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     _add_json(p)
     _add_options(p, EXPORT_FIELDS)
+
+
+def _args_trim(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a BERT-family Hugging Face directory with its tokenizer.json (WordPiece or BPE)")
+    p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
+    _add_json(p)
+    _add_options(p, TRIM_FIELDS)
 
 
 def _args_quantize(p: argparse.ArgumentParser) -> None:
@@ -390,6 +419,8 @@ COMMANDS: dict[str, Command] = {
                          cmd_tokenizer),
     "export": Command("export a Bort checkpoint or BERT-family HF directory to ONNX or OpenVINO", _args_export,
                       cmd_export),
+    "trim": Command("cut a Hugging Face directory's vocabulary to a domain's corpus, gated on held-out text",
+                    _args_trim, cmd_trim),
     "quantize": Command("quantize an fp32 ONNX/OpenVINO artifact directory to int8", _args_quantize, cmd_quantize),
     "make-demo": Command("write a Bort-shaped demo checkpoint (random weights, released layout)", _args_make_demo,
                          cmd_make_demo),

@@ -416,3 +416,52 @@ class ExportOptions:
     def weights_fp16(self) -> bool:
         """Whether model files store fp16 weights (fp16 artifacts, and bf16 ones: half the size)."""
         return self.precision in (Precision.FP16, Precision.BF16)
+
+
+#: --rule of `bortconv trim`: which text chooses the tokens a trimmed vocabulary keeps (bortconv.converters.trim)
+TRIM_RULES = ("domain", "corpus")
+
+
+@dataclass(frozen=True)
+class TrimOptions:
+    """Options of :func:`bortconv.trim` and ``bortconv trim``: a vocabulary cut to what a domain's text needs,
+    gated against the untrimmed model on held-out text of that domain."""
+
+    corpus: str = option(metavar="FILE", group="corpus",
+                         help="the domain's text, UTF-8, one text per line: most lines choose the tokens, a "
+                              "seeded split (--heldout) is kept apart for the gate")
+    heldout: int | None = option(None, metavar="N", group="corpus",
+                                 help="corpus lines held out for the gate, never used to choose tokens (default: "
+                                      "a fifth of the lines, at most 300)")
+    rule: str = option("domain", choices=TRIM_RULES, group="vocabulary",
+                       help="domain (default): the corpus's tokens, their nearest words in the embedding table, "
+                            "short word pieces, the tokens of bortconv's English calibration text, then the most "
+                            "frequent tokens; corpus: the corpus's tokens alone (the naive baseline). Both keep the "
+                            "special tokens and every single-character piece, so no word becomes unknown")
+    keep: int | None = option(None, metavar="N", group="vocabulary",
+                              help="token budget: the rule's tokens in its order, then the vocabulary's most "
+                                   "frequent (earliest ids), up to N (default: half the vocabulary for rule domain, "
+                                   "or more if the corpus needs it; none for rule corpus)")
+    domain_min: float = option(0.99, metavar="X", group="gate",
+                               help="held-out domain text: mean sentence cosine to the untrimmed model (default "
+                                    "0.99)")
+    domain_worst_min: float = option(0.95, metavar="X", group="gate",
+                                     help="held-out domain text: worst sentence cosine (default 0.95)")
+    general_min: float | None = option(None, metavar="X", group="gate",
+                                       help="shipped general-English held-out text: mean sentence cosine (default: "
+                                            "reported, not gated)")
+    threads: int | None = option(None, help=THREADS_HELP)
+    progress: bool = option(True, negate="--quiet", help="no progress lines")
+    force: bool = option(False, help="replace a non-empty output directory")
+
+    def __post_init__(self) -> None:
+        if self.rule not in TRIM_RULES:
+            raise InputError(f"rule: '{self.rule}' is not one of {', '.join(TRIM_RULES)}", option="rule")
+        for name in ("heldout", "keep", "threads"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value <= 0):
+                raise InputError(f"{name}: must be a positive integer, got {value!r}", option=name)
+        for name in ("domain_min", "domain_worst_min", "general_min"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and -1.0 <= value <= 1.0):
+                raise InputError(f"{name}: a cosine threshold must be in [-1, 1], got {value!r}", option=name)

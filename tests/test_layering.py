@@ -197,7 +197,8 @@ def _flags(command: str) -> dict[str, argparse.Action]:
     return {opt: a for a in sub._actions for opt in a.option_strings}
 
 
-@pytest.mark.parametrize("command,fields_of", [("export", "EXPORT_FIELDS"), ("quantize", "QUANTIZE_FIELDS")])
+@pytest.mark.parametrize("command,fields_of", [("export", "EXPORT_FIELDS"), ("quantize", "QUANTIZE_FIELDS"),
+                                               ("trim", "TRIM_FIELDS")])
 def test_cli_flags_are_the_options_fields(command, fields_of):
     """Every CLI option of export/quantize is an options field: same dest (= API keyword), help, choices."""
     import bortconv.cli as cli

@@ -1,0 +1,342 @@
+"""`bortconv trim`: a Hugging Face directory whose vocabulary keeps what a domain's text needs.
+
+The rule ``domain`` (the default) takes tokens in this order until the budget is spent::
+
+    required    the special tokens, and every single-character piece (WordPiece: c and ##c; BPE: the byte
+                symbols), so no word becomes [UNK]
+    corpus      every token the corpus's choosing split uses, most used first: those words tokenize exactly as
+                before (:mod:`bortconv.converters.trim_vocab` says why, for WordPiece and BPE)
+    neighbours  the 3 nearest whole words, in the model's own word-embedding table, of each corpus word: its
+                inflections and near synonyms (timer -> timers, clock), which the domain's other texts use
+    pieces      every word-inner piece of 2-3 characters (##ing, ##ed): words no text showed split as before
+    english     every token bortconv's shipped English calibration text uses: general words stay whole
+    frequency   the vocabulary's earliest ids not yet kept: BERT's WordPiece, GPT-2's merges and fairseq's
+                dict.txt (Bort) list tokens by frequency in their training text
+
+The budget is ``--keep N``, by default half the vocabulary (or what the first three need, if more). The rule
+``corpus`` is the naive baseline: required + corpus only (plus the frequency fill up to ``--keep``, if given).
+The rows of the word embeddings, of the MLM decoder and of its bias follow their tokens; this module writes the
+directory (no torch). The gate against the untrimmed model is :mod:`bortconv.pipeline.trim`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bortconv.config import TrimOptions
+from bortconv.converters import trim_vocab as tv
+from bortconv.errors import InputError
+from bortconv.layout import CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WEIGHT_FILES
+
+log = logging.getLogger(__name__)
+
+#: the record a trimmed directory carries
+TRIM_RECORD = "bortconv_trim.json"
+SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+#: fewest corpus lines: most choose the tokens, the rest (at least 2) are the gate's
+MIN_CORPUS_LINES = 10
+DEFAULT_HELDOUT_MAX = 300
+SPLIT_SEED = 0
+#: weights whose rows are the vocabulary's (any prefix: "", "bert.")
+ROW_KEYS = ("embeddings.word_embeddings.weight", "cls.predictions.decoder.weight")
+BIAS_KEYS = ("cls.predictions.bias", "cls.predictions.decoder.bias")
+#: files of the source rewritten (not copied), and model files of other formats that would go stale
+REWRITTEN = {CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, "vocab.txt", "vocab.json", "merges.txt",
+             TRIM_RECORD, *WEIGHT_FILES}
+CARRIED_SUFFIXES = (".json", ".txt", ".md")
+#: tokens no text produces (BERT's [unusedN], Bort's madeupwordNNNN): never taken to fill the budget
+PLACEHOLDER = re.compile(r"\[unused\d+\]|madeupword\d+")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The --corpus file: its hash, the lines that choose tokens and the held-out lines the gate reads."""
+
+    path: str
+    sha256: str
+    choose: tuple[str, ...]
+    heldout: tuple[str, ...]
+
+
+def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
+    """Non-blank lines of a UTF-8 text file, split by a seeded permutation (the file may be sorted by topic)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"corpus: {p}: no such file", option="corpus")
+    data = p.read_bytes()
+    if b"\x00" in data:
+        raise InputError(f"corpus: {p}: binary, not text (a NUL byte at offset {data.index(0)})", option="corpus")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"corpus: {p}: not UTF-8 text (byte {e.start})", option="corpus") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise InputError(f"corpus: {p}: empty (no line with text)", option="corpus")
+    if len(lines) < MIN_CORPUS_LINES:
+        raise InputError(f"corpus: {p}: {len(lines)} lines; need at least {MIN_CORPUS_LINES} (most choose the "
+                         f"tokens, the rest are held out for the gate)", option="corpus")
+    n = heldout if heldout is not None else min(DEFAULT_HELDOUT_MAX, len(lines) // 5)
+    if not 2 <= n <= len(lines) - 2:
+        raise InputError(f"heldout: {n} lines of {len(lines)}; must be between 2 and {len(lines) - 2}",
+                         option="heldout")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(lines))
+    held = set(order[:n].tolist())
+    return Corpus(str(p.resolve()), hashlib.sha256(data).hexdigest(),
+                  tuple(t for i, t in enumerate(lines) if i not in held),
+                  tuple(t for i, t in enumerate(lines) if i in held))
+
+
+@dataclass(frozen=True)
+class KeepPlan:
+    """The old ids a trimmed vocabulary keeps (ascending: their new ids are their ranks) and why."""
+
+    kept: tuple[int, ...]
+    total: int
+    reasons: dict[str, int]
+    budget: int
+
+    @property
+    def new_id(self) -> dict[int, int]:
+        return {old: new for new, old in enumerate(self.kept)}
+
+
+NEIGHBOURS = 3  # nearest whole words per corpus word
+PIECE_CHARS = 3  # the longest word-inner piece kept by rule domain
+
+
+def default_budget(total: int) -> int:
+    """The budget of rule domain without --keep: half the vocabulary (the first groups may ask for more)."""
+    return total // 2
+
+
+def check_keep(vocab: tv.Vocabulary, keep: int | None) -> None:
+    """Refuse a budget below what every trimmed vocabulary keeps, or above the vocabulary."""
+    least = len(vocab.required)
+    if keep is not None and not least <= keep <= len(vocab):
+        raise InputError(f"keep: {keep} is outside {least}..{len(vocab)} (the special tokens and single characters "
+                         f"every trimmed vocabulary keeps .. the whole vocabulary)", option="keep")
+
+
+def choose_tokens(vocab: tv.Vocabulary, groups: Sequence[tuple[str, Counter[int]]], keep: int | None,
+                  budget: int | None = None) -> KeepPlan:
+    """The required ids, then each group's ids (most counted first), then the earliest ids, within `keep`
+    (None: the groups whole, then the earliest ids up to `budget`). A token comes with its BPE closure."""
+    required = vocab.required
+    check_keep(vocab, keep)
+    kept: set[int] = set()
+    for t in required:
+        kept |= vocab.closure(t, kept)
+    reasons = {"required": len(kept)}
+    for name, counts in groups:
+        ranked = sorted(counts, key=lambda i: (-counts[i], i))
+        reasons[name] = _take(vocab, kept, ranked, keep)
+    limit = keep if keep is not None else max(len(kept), budget or 0)
+    frequent = (i for i, t in enumerate(vocab.tokens) if not PLACEHOLDER.fullmatch(t))
+    reasons["frequency"] = _take(vocab, kept, frequent, limit)
+    return KeepPlan(tuple(sorted(kept)), len(vocab), reasons, max(limit, len(kept)))
+
+
+def neighbours(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], k: int = NEIGHBOURS) -> Counter[int]:
+    """The `k` nearest whole words (cosine, in the word-embedding `table`) of each whole word in `counts`, scored
+    by their best similarity."""
+    src = np.array(vocab.words(counts), dtype=np.int64)
+    cand = np.array(vocab.words(), dtype=np.int64)
+    out: Counter[int] = Counter()
+    if not len(src) or not len(cand):
+        return out
+    unit = table[cand].astype(np.float32)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    for start in range(0, len(src), 256):
+        rows = table[src[start:start + 256]].astype(np.float32)
+        sims = (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)) @ unit.T
+        top = np.argpartition(-sims, k, axis=1)[:, :k + 1]  # k + 1: the word itself is among them
+        for r, cols in enumerate(top):
+            for c in cols:
+                if cand[c] != src[start + r]:
+                    out[int(cand[c])] = max(out[int(cand[c])], float(sims[r, c]))
+    return out
+
+
+def _take(vocab: tv.Vocabulary, kept: set[int], ranked: Any, budget: int | None) -> int:
+    """Add `ranked` ids (each with its closure) to `kept` while they fit `budget`; returns how many were added."""
+    before = len(kept)
+    for t in ranked:
+        if budget is not None and len(kept) >= budget:
+            break
+        new = vocab.closure(t, kept)
+        if budget is None or len(kept) + len(new) <= budget:
+            kept |= new
+    return len(kept) - before
+
+
+def token_counts(tokenizer: Any, texts: Sequence[str]) -> Counter[int]:
+    """How often each id occurs in `texts` (no special tokens, no truncation)."""
+    counts: Counter[int] = Counter()
+    for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        counts.update(enc.ids)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------- the source
+
+
+@dataclass(frozen=True)
+class Source:
+    """A Hugging Face directory to trim: its config, parsed tokenizer files and vocabulary."""
+
+    path: Path
+    config: dict[str, Any]
+    tokenizer_json: dict[str, Any]
+    side_configs: dict[str, dict[str, Any]]  # tokenizer_config.json, special_tokens_map.json (those present)
+    vocab: tv.Vocabulary
+
+    def tokenizer(self) -> Any:
+        """The source's tokenizer (tokenizers), without padding or truncation."""
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_str(json.dumps(self.tokenizer_json))
+        tok.no_padding()
+        tok.no_truncation()
+        return tok
+
+
+def read_source(src: str | os.PathLike[str]) -> Source:
+    from bortconv._util.jsonfile import read_json
+    from bortconv.converters.hf_model import read_config
+
+    d = Path(src)
+    if not d.is_dir():
+        raise InputError(f"{d}: not a Hugging Face model directory (trim takes one; `bortconv convert` makes one "
+                         f"from a .params file, with --vocab/--merges for the tokenizer)")
+    cfg = read_config(d)
+    if not (d / TOKENIZER_FILE).is_file():
+        raise InputError(f"{d}: no {TOKENIZER_FILE}: trim re-indexes the tokenizer with the weights")
+    tok = read_json(d / TOKENIZER_FILE)
+    sides = {n: read_json(d / n) for n in (TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP) if (d / n).is_file()}
+    vocab = tv.read_vocabulary(tok, str(d / TOKENIZER_FILE), tv.special_strings(*sides.values()),
+                               tv.config_special_ids(cfg))
+    if len(vocab) != int(cfg["vocab_size"]):
+        raise InputError(f"{d / TOKENIZER_FILE}: {len(vocab)} tokens, but config.json's vocab_size is "
+                         f"{cfg['vocab_size']}: the tokenizer does not belong to these weights")
+    return Source(d, cfg, tok, sides, vocab)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write_trimmed(source: Source, plan: KeepPlan, tensors: dict[str, np.ndarray], out: Path) -> dict[str, int]:
+    """Write the trimmed directory into `out` (an empty directory) from the source's `tensors`
+    (:func:`load_weights`); returns file name -> bytes."""
+    new_id = plan.new_id
+    _write_weights(source.path, plan, tensors, out / WEIGHT_FILES[0])
+    _dump(out / CONFIG_FILE, tv.remap_config(source.config, new_id))
+    tok = tv.remap_tokenizer(source.tokenizer_json, source.vocab, new_id)
+    (out / TOKENIZER_FILE).write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    tokens = [source.vocab.tokens[i] for i in plan.kept]
+    if (source.path / "vocab.txt").is_file():
+        (out / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    if (source.path / "vocab.json").is_file():
+        _dump(out / "vocab.json", {t: i for i, t in enumerate(tokens)})
+    if (source.path / "merges.txt").is_file():
+        merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"].get("merges") or ()]
+        (out / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
+    side = source.side_configs.get(TOKENIZER_CONFIG_FILE)
+    if side is not None:
+        decoder = side.get("added_tokens_decoder")
+        if isinstance(decoder, dict):  # keyed by id
+            side = {**side, "added_tokens_decoder": {str(new_id[int(k)]): v for k, v in decoder.items()}}
+        _dump(out / TOKENIZER_CONFIG_FILE, side)
+    _carry(source.path, out)
+    return {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _dump(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _carry(src: Path, out: Path) -> None:
+    """Copy the source's other small text files (README, sentence-transformers' pooling config, Bort's conversion
+    record, special_tokens_map.json...); model files of other formats are not carried (they would be stale)."""
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src)
+        if not p.is_file() or rel.as_posix() in REWRITTEN or rel.name.startswith(".") or \
+                p.suffix not in CARRIED_SUFFIXES:
+            continue
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, out / rel)
+
+
+def load_weights(src: Path) -> dict[str, np.ndarray]:
+    """The source's tensors as numpy arrays (model.safetensors, or a plain-tensor pytorch_model.bin)."""
+    st = src / WEIGHT_FILES[0]
+    if st.is_file():
+        from safetensors.numpy import load_file
+        return load_file(str(st))
+    from bortconv.converters.hf_model import _load_bin
+    return {k: v.numpy() for k, v in _load_bin(src / WEIGHT_FILES[1]).items()}
+
+
+def word_table(src: Path, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The word-embedding table among `tensors`."""
+    key = next((k for k in tensors if k.endswith(ROW_KEYS[0])), None)
+    if key is None:
+        raise InputError(f"{src}: no word-embedding table ({ROW_KEYS[0]}) among the weights")
+    return tensors[key]
+
+
+def _write_weights(src: Path, plan: KeepPlan, tensors: dict[str, np.ndarray], dest: Path) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = dict(tensors)
+    rows = np.asarray(plan.kept, dtype=np.int64)
+    touched = []
+    for key, value in tensors.items():
+        if key.endswith(ROW_KEYS + BIAS_KEYS):
+            if value.shape[0] != plan.total:
+                raise InputError(f"{src}: {key} has {value.shape[0]} rows, the tokenizer {plan.total} tokens")
+            tensors[key] = np.ascontiguousarray(value[rows])
+            touched.append(key)
+    log.info("re-indexed %s to %d rows", ", ".join(touched), len(rows))
+    save_file(tensors, str(dest), metadata={"format": "pt"})
+    os.chmod(dest, 0o644)  # safetensors writes 0600; the directory's other files are 0644
+    _check_written(dest, tensors)
+
+
+def _check_written(dest: Path, tensors: Mapping[str, np.ndarray]) -> None:
+    """Re-read the weights: every tensor as meant, bit for bit. The gate relies on it: a text whose tokens are
+    the same strings before and after gets the very same rows, so the same output, and is not run again."""
+    from safetensors.numpy import load_file
+
+    again = load_file(str(dest))
+    bad = sorted(k for k, v in tensors.items() if k not in again or not np.array_equal(again[k], v))
+    if bad or set(again) != set(tensors):
+        raise OSError(f"{dest}: the written weights differ from the trimmed ones ({', '.join(bad[:5])})")
+
+
+def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, english: str | None,
+           gate: Mapping[str, Any]) -> dict[str, Any]:
+    """What bortconv_trim.json says: where the tokens came from, how many were kept, and the gate's figures."""
+    from bortconv._version import __version__
+    return {
+        "format_version": 1, "bortconv_version": __version__, "source": str(source.path.resolve()),
+        "tokenizer": source.vocab.kind,
+        "corpus": {"path": corpus.path, "sha256": corpus.sha256, "choose_lines": len(corpus.choose),
+                   "heldout_lines": len(corpus.heldout), "split_seed": SPLIT_SEED},
+        "rule": {"name": opts.rule, "keep": opts.keep, "budget": plan.budget, "english_text": english,
+                 "order": list(plan.reasons)},
+        "tokens": {"kept": len(plan.kept), "total": plan.total, "fraction": round(len(plan.kept) / plan.total, 4),
+                   "by_reason": plan.reasons},
+        "gate": dict(gate),
+    }

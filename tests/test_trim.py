@@ -1,0 +1,288 @@
+"""`bortconv trim`: a vocabulary cut to a domain, re-indexed consistently, gated against the untrimmed model.
+
+Real model and real text: all-MiniLM-L6-v2 (WordPiece, real weights) trimmed to a domain corpus of 1,800 Python
+standard-library docstring summaries (:func:`docstring_corpus`: 1,500 choose the tokens, 300 are held out), judged
+here with stock transformers (AutoModel / AutoTokenizer), not with bortconv's loaders. Bort's byte-level BPE on a
+small BERT in Bort's layout (the 4,000-token GPT-2 BPE of test_ov_tokenizer, an MLM head, random weights): merges
+closed, ids of the specials, MLM decoder rows and bias, Bort's pair rule carried. Then bad input, in a table.
+
+`python tests/test_trim.py FILE` writes the domain corpus (docs/compression.md's measurement uses it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import random
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import MINILM, run_bortconv  # noqa: E402
+
+from bortconv.converters.trim import TRIM_RECORD, read_corpus  # noqa: E402
+
+#: standard-library modules whose docstrings make the domain corpus (those that import here)
+DOC_MODULES = (
+    "abc argparse array ast asyncio base64 binascii bisect bz2 calendar cmd codecs collections collections.abc "
+    "colorsys concurrent.futures configparser contextlib contextvars copy csv dataclasses datetime decimal difflib "
+    "dis doctest email email.message email.utils enum filecmp fnmatch fractions ftplib functools gettext getopt glob "
+    "graphlib gzip hashlib heapq hmac html http.client http.cookiejar http.cookies http.server imaplib importlib "
+    "inspect io ipaddress itertools json keyword linecache locale logging logging.handlers lzma mailbox math "
+    "mimetypes mmap multiprocessing netrc numbers operator optparse os os.path pathlib pickle pkgutil platform "
+    "plistlib poplib pprint pstats queue random re reprlib runpy sched secrets select selectors shelve shlex shutil "
+    "signal smtplib socket socketserver sqlite3 ssl stat statistics string struct subprocess symtable sysconfig "
+    "tarfile tempfile textwrap threading time timeit tokenize trace traceback types typing unicodedata unittest "
+    "urllib.parse urllib.request uuid warnings wave weakref xml.etree.ElementTree xmlrpc.client zipfile zoneinfo"
+).split()
+CORPUS_LINES = 1800
+
+
+def docstring_corpus(n: int = CORPUS_LINES, seed: int = 0) -> list[str]:
+    """`n` distinct first paragraphs (25-200 characters) of the docstrings of DOC_MODULES' functions, classes and
+    methods, a seeded sample: one domain (API documentation) of short real texts, offline on any CPython."""
+    seen: dict[str, None] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in DOC_MODULES:
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:
+                continue
+            for _, obj in inspect.getmembers(mod):
+                members = [v for k, v in sorted(vars(obj).items()) if not k.startswith("_")] \
+                    if inspect.isclass(obj) else []
+                for o in [obj, *members]:
+                    if callable(o) or inspect.isclass(o):
+                        first = " ".join((inspect.getdoc(o) or "").split("\n\n")[0].split())
+                        if 25 <= len(first) <= 200 and not re.match(r"[\w.]+\(", first):
+                            seen.setdefault(first, None)
+    texts = list(seen)
+    assert len(texts) >= n, f"only {len(texts)} docstrings"
+    return random.Random(seed).sample(texts, n)
+
+
+def write_corpus(path: Path) -> Path:
+    path.write_text("\n".join(docstring_corpus()) + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- stock transformers
+
+
+def stock_pooled(model_dir: Path, texts: list[str]) -> np.ndarray:
+    """Mean-pooled last hidden states from transformers' own AutoModel + AutoTokenizer, fp32."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir)).float().eval()
+    with torch.inference_mode():
+        enc = tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"][..., None].float()
+        return ((hidden * mask).sum(1) / mask.sum(1)).double().numpy()
+
+
+def stock_tokens(model_dir: Path, texts: list[str]) -> list[list[str]]:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    return [tok.convert_ids_to_tokens(ids) for ids in tok(texts, truncation=True, max_length=128)["input_ids"]]
+
+
+def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+# ---------------------------------------------------------------------------------------------- MiniLM, WordPiece
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "docstrings.txt")
+
+
+@pytest.fixture(scope="module")
+def trimmed(corpus, tmp_path_factory) -> tuple[Path, dict]:
+    """MiniLM trimmed once with the default rule: (directory, the --json output)."""
+    out = tmp_path_factory.mktemp("trim") / "minilm-docs"
+    proc = run_bortconv("trim", MINILM, "--corpus", corpus, "-o", out, "--threads", "2", "--domain-worst-min", "0.5",
+                        "--json")
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)
+
+
+def test_minilm_keeps_at_most_half_and_passes_against_stock_transformers(trimmed, corpus):
+    out, summary = trimmed
+    record = json.loads((out / TRIM_RECORD).read_text())
+    assert {k: summary[k] for k in record} == record
+    tokens = record["tokens"]
+    assert tokens["total"] == 30522 and tokens["kept"] <= tokens["total"] // 2
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == tokens["kept"]
+    import hashlib
+    assert record["corpus"]["sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    assert record["corpus"]["choose_lines"] == 1500 and record["corpus"]["heldout_lines"] == 300
+    assert record["rule"]["name"] == "domain"
+    # the gate's figures, re-measured with stock transformers on the held-out split (never used to choose). The
+    # weights are the source's, row for row (test_wordpiece_vocabulary_is_consistent), so a text the two stock
+    # tokenizers split into the same strings has the same output: the texts that differ are run
+    heldout = list(read_corpus(corpus, None).heldout)
+    differ = [i for i, (a, b) in enumerate(zip(stock_tokens(MINILM, heldout), stock_tokens(out, heldout))) if a != b]
+    assert 0 < len(differ) == record["gate"]["domain"]["texts_retokenized"] < len(heldout) // 5
+    stock = np.ones(len(heldout))
+    texts = [heldout[i] for i in differ]
+    stock[differ] = cos(stock_pooled(MINILM, texts), stock_pooled(out, texts))
+    # mean >= 0.99 at half the vocabulary; 95% of the held-out texts >= 0.95. The worst text is not: a short
+    # docstring whose one unseen word splits ("rendering" -> render ##ing) drops to ~0.58, at any budget that
+    # saves much (docs/compression.md), so this run lowers --domain-worst-min and the figure is only reported
+    assert stock.mean() >= 0.99 and np.percentile(stock, 5) >= 0.95, (stock.mean(), np.percentile(stock, 5))
+    domain = record["gate"]["domain"]
+    assert abs(domain["sentence_cosine_mean"] - stock.mean()) < 1e-4
+    assert abs(domain["sentence_cosine_worst"] - stock.min()) < 1e-4
+    general = record["gate"]["general"]
+    assert general["texts"] == 600 and 0 < general["sentence_cosine_worst"] <= general["sentence_cosine_mean"] <= 1
+
+
+def test_wordpiece_vocabulary_is_consistent(trimmed, corpus):
+    """Every single character and ##character is kept (no word becomes [UNK]); the specials keep their rows;
+    vocab.txt is tokenizer.json's order; the choosing split's words tokenize exactly as before."""
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    out, _ = trimmed
+    old, new = Tokenizer.from_file(str(MINILM / "tokenizer.json")), Tokenizer.from_file(str(out / "tokenizer.json"))
+    old_vocab, new_vocab = old.get_vocab(), new.get_vocab()
+    singles = [t for t in old_vocab if len(t) == 1 or (t.startswith("##") and len(t) == 3)]
+    assert len(singles) > 1900 and all(t in new_vocab for t in singles)
+    assert (out / "vocab.txt").read_text(encoding="utf-8").splitlines() == sorted(new_vocab, key=new_vocab.get)
+    before, after = load_file(str(MINILM / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    key = "embeddings.word_embeddings.weight"
+    kept_old = [old_vocab[t] for t in sorted(new_vocab, key=new_vocab.get)]
+    assert np.array_equal(after[key], before[key][kept_old])  # every row follows its token
+    assert set(after) == set(before) and all(np.array_equal(after[k], before[k]) for k in before if k != key)
+    for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
+        assert np.array_equal(after[key][new_vocab[t]], before[key][old_vocab[t]]), t
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == new_vocab["[PAD]"]
+    choose = list(read_corpus(corpus, None).choose)
+    assert [e.tokens for e in new.encode_batch(choose)] == [e.tokens for e in old.encode_batch(choose)]
+    odd = "Zebras quixotically photosynthesize überlong words"  # pieces, never [UNK]
+    assert "[UNK]" not in new.encode(odd).tokens
+    assert (out / "1_Pooling" / "config.json").is_file()  # sentence-transformers' files are carried
+
+
+# ---------------------------------------------------------------------------------------------- Bort's BPE
+
+
+@pytest.fixture(scope="module")
+def small_bort(tmp_path_factory) -> Path:
+    """A small BERT MLM (random weights) with Bort's tokenizer over the 4,000-token GPT-2 BPE, as a HF directory."""
+    import torch
+    from test_ov_tokenizer import small_bpe_files
+    from transformers import BertConfig, BertForMaskedLM
+
+    from bortconv.converters.tokenizer import build_tokenizer, read_gluon_vocab, write_tokenizer
+
+    vocab_file, merges_file = small_bpe_files()
+    gv = read_gluon_vocab(vocab_file)
+    d = tmp_path_factory.mktemp("bpe") / "small-bort"
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(gv), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=130, type_vocab_size=1, pad_token_id=1,
+                     bos_token_id=0, eos_token_id=2)
+    model = BertForMaskedLM(cfg).eval()
+    with torch.no_grad():
+        model.cls.predictions.bias.normal_()  # a bias that is not all zeros, so its re-indexing shows
+    model.save_pretrained(str(d))
+    write_tokenizer(build_tokenizer(vocab_file, merges_file, max_length=128), d, gv)
+    return d
+
+
+def test_bort_bpe_trim_is_closed_and_keeps_mlm_rows(small_bort, corpus, tmp_path):
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from bortconv.runtime.pair_truncation import BORT_RULE, PAIR_TRUNCATION_KEY
+
+    out = tmp_path / "trimmed"
+    proc = run_bortconv("trim", small_bort, "--corpus", corpus, "-o", out, "--keep", "1500", "--domain-min", "-1",
+                        "--domain-worst-min", "-1", "--quiet", "--json")
+    assert proc.returncode == 0, proc.stderr
+    tok = json.loads((out / "tokenizer.json").read_text())
+    vocab, merges = tok["model"]["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
+                                            for m in tok["model"]["merges"]]
+    assert len(vocab) == 1500 == json.loads(proc.stdout)["tokens"]["kept"]
+    assert all(a in vocab and b in vocab and a + b in vocab for a, b in merges)  # closed
+    made = {a + b for a, b in merges}
+    assert all(len(t) == 1 or t in made or t.startswith(("<", "madeup")) for t in vocab)  # every token reachable
+    # specials keep their meaning: config ids, the post-processor and padding point at the same strings
+    cfg = json.loads((out / "config.json").read_text())
+    assert [cfg[k] for k in ("bos_token_id", "pad_token_id", "eos_token_id")] == [vocab[t] for t in
+                                                                                   ("<s>", "<pad>", "</s>")]
+    assert vocab["<mask>"] == 1499 and tok["padding"]["pad_id"] == vocab["<pad>"]
+    assert json.loads((out / "tokenizer_config.json").read_text())[PAIR_TRUNCATION_KEY] == BORT_RULE
+    # the choosing lines tokenize as before and round-trip; the MLM head's decoder rows and bias follow the ids
+    old, new = Tokenizer.from_file(str(small_bort / "tokenizer.json")), Tokenizer.from_file(str(out / "tokenizer.json"))
+    for t in (old, new):
+        t.no_truncation()
+    choose = list(read_corpus(corpus, None).choose)[:200]
+    same = [t for t in choose if new.encode(t).tokens == old.encode(t).tokens]
+    assert len(same) > 20 and all(new.decode(new.encode(t, add_special_tokens=False).ids) == t for t in choose)
+    stock_tok = AutoTokenizer.from_pretrained(str(out))
+    assert stock_tok(same[0])["input_ids"] == new.encode(same[0]).ids
+    m_old, m_new = (AutoModelForMaskedLM.from_pretrained(str(p)).eval() for p in (small_bort, out))
+    old_vocab = old.get_vocab()
+    kept_old = [old_vocab[t] for t in sorted(vocab, key=vocab.get)]
+    with torch.inference_mode():
+        a = m_old(input_ids=torch.tensor([old.encode(same[0]).ids])).logits[0][:, kept_old]
+        b = m_new(input_ids=torch.tensor([new.encode(same[0]).ids])).logits[0]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_gate_failure_writes_nothing(small_bort, corpus, tmp_path):
+    out = tmp_path / "refused"
+    proc = run_bortconv("trim", small_bort, "--corpus", corpus, "-o", out, "--keep", "300", "--domain-min", "0.9999",
+                        "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fails the gate" in lines[0] and "held-out domain text mean" in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".bortconv-tmp-*"))
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+BAD_INPUT = [
+    # (id, corpus bytes or None for a missing file, extra flags, what the one line must name)
+    ("empty corpus", b"\n  \n\n", [], "--corpus"),
+    ("binary corpus", b"\x7fELF\x02\x01\x01\x00\x00" * 20, [], "--corpus"),
+    ("not UTF-8", "caf\xe9 au lait\n".encode("latin-1") * 20, [], "--corpus"),
+    ("too few lines", b"one\ntwo\nthree\n", [], "--corpus"),
+    ("missing corpus", None, [], "--corpus"),
+    ("keep 0", b"a line of text\n" * 20, ["--keep", "0"], "--keep"),
+    ("keep below the required tokens", b"a line of text\n" * 20, ["--keep", "100"], "--keep"),
+    ("keep above the vocabulary", b"a line of text\n" * 20, ["--keep", "40000"], "--keep"),
+    ("heldout too large", b"a line of text\n" * 20, ["--heldout", "19"], "--heldout"),
+    ("threshold out of range", b"a line of text\n" * 20, ["--domain-min", "2"], "--domain-min"),
+]
+
+
+@pytest.mark.parametrize("content,flags,named", [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line(tmp_path, content, flags, named):
+    corpus = tmp_path / "corpus.txt"
+    if content is not None:
+        corpus.write_bytes(content)
+    proc = run_bortconv("trim", MINILM, "--corpus", corpus, "-o", tmp_path / "out", *flags)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bortconv: error: ") and named in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+if __name__ == "__main__":  # the domain corpus of docs/compression.md's measurement
+    print(f"wrote {write_corpus(Path(sys.argv[1]))}")
