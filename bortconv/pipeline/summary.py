@@ -65,6 +65,11 @@ def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]
     if emb.get("scheme") in ("int8", "int4"):
         line += (f"; word embeddings {emb['scheme']} (group {emb['group_size']}): {emb['table_bytes'] / 1e6:.1f} MB "
                  f"instead of {emb['table_bytes_fp32'] / 1e6:.1f} MB fp32")
+    tried = (emb.get("choice") or {}).get("tried")
+    if tried:  # --embeddings auto: what the gate was asked, smallest first
+        line += "; auto tried " + ", ".join(f"{t['scheme']} group {t['group_size']} "
+                                            f"{'pass' if t['passed'] else 'fail'}" for t in tried)
+        line += "" if tried[-1]["passed"] else " (kept the int8 scheme's own table)"
     return line
 
 
