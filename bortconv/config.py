@@ -7,7 +7,7 @@ import os
 import platform
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from bortconv.errors import InputError, MappingError
@@ -283,6 +283,9 @@ def host_arch() -> str:
 
 #: --embeddings: how the word-embedding table is stored (bortconv.quantize.embeddings)
 EMBEDDING_SCHEMES = ("fp32", "int8", "int4")
+#: --embeddings auto (the default): with int8, the smallest table the gate passes on the chosen int8 encoder
+#: (bortconv.quantize.embeddings.auto_ladder); with fp32, fp16 and bf16, the fp32 table
+EMBEDDING_AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -306,12 +309,14 @@ class Int8Options:
                        help="the CPU family the artifact is deployed on (default native: this machine's); for "
                             "another family its schemes are chosen, speed is not measured and the gate on the "
                             "device's kernels is left to `bortconv validate` there")
-    embeddings: str = option("fp32", group="compression", choices=EMBEDDING_SCHEMES,
-                             help="word-embedding table stored and gathered as fp32 (default), int8 or int4 "
-                                  "(weight-only, group-wise, under the deployment gate; any --precision)")
+    embeddings: str = option(EMBEDDING_AUTO, group="compression", choices=(EMBEDDING_AUTO, *EMBEDDING_SCHEMES),
+                             help="word-embedding table stored and gathered as fp32, int8 or int4 (weight-only, "
+                                  "group-wise, under the deployment gate; any --precision). Default auto: with "
+                                  "int8, the smallest table the gate passes on the chosen int8 encoder; else fp32")
     embedding_group_size: int | None = option(None, group="compression", metavar="N",
                                               help="values per scale for --embeddings (power of two >= 16 "
-                                                   "dividing the hidden size; default: 64 for int4, a row for int8)")
+                                                   "dividing the hidden size; default: 64 for int4, a row for int8; "
+                                                   "auto tries 128 and 32 for int4 unless N pins it)")
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, dict):
@@ -323,11 +328,11 @@ class Int8Options:
         if self.arch not in ARCHES:
             raise InputError(f"arch: '{self.arch}' is not one of {', '.join(ARCHES)}", option="arch")
 
-        if self.embeddings not in EMBEDDING_SCHEMES:
-            raise InputError(f"embeddings: '{self.embeddings}' is not one of {', '.join(EMBEDDING_SCHEMES)}",
-                             option="embeddings")
+        if self.embeddings not in (EMBEDDING_AUTO, *EMBEDDING_SCHEMES):
+            raise InputError(f"embeddings: '{self.embeddings}' is not one of "
+                             f"{', '.join((EMBEDDING_AUTO, *EMBEDDING_SCHEMES))}", option="embeddings")
         if self.embedding_group_size is not None and self.embeddings == "fp32":
-            raise InputError("embedding_group_size needs embeddings int8 or int4", option="embedding_group_size")
+            raise InputError("embedding_group_size needs embeddings int8, int4 or auto", option="embedding_group_size")
 
     @property
     def target_arch(self) -> str:
@@ -394,22 +399,34 @@ class ExportOptions:
             raise InputError("precision bf16: ONNX Runtime's x86 CPU kernels have no bf16 GEMM, so a bf16 ONNX "
                              "model would be cast back to fp32 or refused; use target openvino for bf16, or fp32 / "
                              "int8 for ONNX Runtime", option="precision")
-        if self.portable and self.int8.embeddings != "fp32":
+        if self.portable and self.int8.embeddings not in ("fp32", EMBEDDING_AUTO):
             raise InputError(f"embeddings {self.int8.embeddings}: the portable graph has standard ops only, and "
                              f"ONNX Runtime has no standard-op kernel that gathers from a compressed table (it "
                              f"would fold it back to fp32); drop --portable", option="embeddings")
+        if self.int8.embedding_group_size is not None and self.embeddings == "fp32":  # auto, not int8: fp32
+            raise InputError("embedding_group_size needs embeddings int8 or int4 (or auto with precision int8)",
+                             option="embedding_group_size")
         if self.ungated and self.precision is not Precision.BF16:
             raise InputError("ungated applies to precision bf16 only (int8 and fp32 are always checked)",
                              option="ungated")
 
     @property
     def quantized(self) -> Int8Options | None:
-        """The int8 options where they apply (precision int8), else None."""
-        return self.int8 if self.precision is Precision.INT8 else None
+        """The int8 options where they apply (precision int8), else None; --embeddings auto of a portable graph
+        is fp32 (no standard op gathers from a compressed table)."""
+        if self.precision is not Precision.INT8:
+            return None
+        if self.portable and self.int8.embeddings == EMBEDDING_AUTO:
+            return replace(self.int8, embeddings="fp32", embedding_group_size=None)
+        return self.int8
 
     @property
     def embeddings(self) -> str:
-        """How the word-embedding table is stored (``--embeddings``; Int8Options' field, for every precision)."""
+        """How the word-embedding table is stored (``--embeddings``; Int8Options' field, for every precision):
+        "auto" stays "auto" for int8 (decided by the gate in quantization); elsewhere it is "fp32", as it is
+        for the portable graph (no standard op gathers from a compressed table)."""
+        if self.int8.embeddings == EMBEDDING_AUTO and (self.precision is not Precision.INT8 or self.portable):
+            return "fp32"
         return self.int8.embeddings
 
     @property

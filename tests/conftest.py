@@ -127,6 +127,9 @@ def artifact(reference, tmp_path_factory):
 #: the scheme the shared int8 artifacts are forced to, per target (the first of the VNNI preference order). The
 #: choice among schemes has its own tests (test_int8's full-search rows, test_reproducible's int8 rows).
 FORCED_INT8 = {"onnx": "dynamic-s8", "openvino": "nncf-ptq-fp-attention"}
+#: the word table of the shared int8 artifacts, forced as their scheme is: `--embeddings auto` (the default)
+#: tries compressed tables under the gate; that choice has its own test (test_embeddings)
+FORCED_EMBEDDINGS = "fp32"
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +149,8 @@ def int8(artifact, tmp_path_factory):
         if (case, target) not in made:
             out = root / f"{case}-{target}"
             quantize_directory(artifact(case, target), out,
-                               opts=Int8Options(scheme=FORCED_INT8[target], threads=2, samples=48))
+                               opts=Int8Options(scheme=FORCED_INT8[target], threads=2, samples=48,
+                                                embeddings=FORCED_EMBEDDINGS))
             made[case, target] = out
         return made[case, target]
 
@@ -182,7 +186,8 @@ def minilm(tmp_path_factory):
                 # --int8 row, test_reproducible's int8 rows).
                 scheme = FORCED_INT8["openvino" if target == "openvino" else "onnx"]
                 quantize_directory(get(f"{name.split('-')[0]}-fp32"), out,
-                                   opts=Int8Options(threads=2, samples=100, scheme=scheme))
+                                   opts=Int8Options(threads=2, samples=100, scheme=scheme,
+                                                    embeddings=FORCED_EMBEDDINGS))
             else:  # one OpenVINO route, as the fp32 artifacts
                 bortconv.export(MINILM, out, target=target, precision="bf16", threads=2, bench=False,
                                 progress=False, openvino_from="onnx")

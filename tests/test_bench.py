@@ -38,6 +38,8 @@ def test_bench_artifacts_vs_baseline(artifact, tmp_path):
         assert c["runtime"] == ("onnxruntime" if "model.onnx" in files else "openvino")
     for c in cands.values():  # memory from a child per candidate: the process's peak, and the model's own share
         assert c["load_s"] > 0 and c["peak_rss_mb"] > c["model_rss_mb"] > 0, c
+        # issue 19: what an edge user chooses by: RSS once loaded (before any inference) and the first inference
+        assert 0 < c["load_peak_rss_mb"] <= c["peak_rss_mb"] and c["first_inference_ms"] > 0, c
 
     results = rep["results"]
     assert {(r["candidate"], r["seq_len"]) for r in results} == {(n, s) for n in cands for s in (8, 32)}
@@ -55,7 +57,7 @@ def test_bench_artifacts_vs_baseline(artifact, tmp_path):
 
     # the Markdown: both tables, a speedup column per baseline, every measured row
     out = proc.stdout
-    assert "| candidate | runtime | precision | size MB |" in out
+    assert "| candidate | runtime | precision | size MB | load s | RSS at load MB | first inference ms |" in out
     assert "vs bert-tiny (PyTorch eager) | vs bert-tiny (fused ONNX) |" in out
     assert sum(line.startswith(f"| {onnx.name} | 1 |") for line in out.splitlines()) == 2
     png = (tmp_path / "b.png").read_bytes()

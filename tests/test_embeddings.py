@@ -3,7 +3,9 @@ weights (all-MiniLM-L6-v2), judged against transformers' own fp32 AutoModel -- n
 tests/data/heldout_en.txt (neither calibration text nor the text the export/quantize gate ran on), loaded by
 bortconv's runtime and by the stock loaders (tests/test_precision.py's `_runner`).
 
-The table: target x embeddings, int4 under --precision int8 (the issue's size target) and int8 under fp32.
+The table: target x embeddings, int4 under --precision int8 (the issue's size target) and int8 under fp32: one
+int8 quantization per target, its scheme forced (the choice among schemes is tested elsewhere).
+`--embeddings auto` (the int8 default) has one test of its own, test_auto_choice, on the suite's small Bort.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def test_stored_compressed_and_recorded(compressed, target, precision, embedding
     rec = _record(m)
     vocab, hidden = int(config["vocab_size"]), int(config["hidden_size"])
     bits = 4 if embeddings == "int4" else 8
-    assert rec["scheme"] == embeddings and rec["table_shape"] == [vocab, hidden]
+    assert rec["scheme"] == embeddings and rec["table_shape"] == [vocab, hidden], rec
     assert rec["table_bytes_fp32"] == 4 * vocab * hidden
     saved_min = (1 - bits / 32 - 0.07) * 4 * vocab * hidden  # values at `bits`; scales/zero points under 7%
     assert rec["bytes_saved"] == rec["table_bytes_fp32"] - rec["table_bytes"] > saved_min
@@ -169,3 +171,50 @@ def test_fill_mask_refused_exit_2(reference, tmp_path):
                      "onnx", "--task", "fill-mask", "--embeddings", "int4", "--no-bench", "--quiet")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fill-mask decoder shares" in r.stderr, r.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_auto_choice(artifact, tmp_path):
+    """`--embeddings auto` with int8 (the default): on the encoder the int8 search chose, the tables are tried
+    smallest file first (int4 group 128, int4 group 32, int8 at its default group; int4 then int8 at a group
+    --embedding-group-size pins), at most three gate runs; the first that passes is kept (else the int8
+    scheme's own table), and the manifest names the rule and every try's figures. On the suite's small Bort
+    (2 layers, random weights, the shared fp32 artifact; ONNX, dynamic-s8 forced, group pinned to 64: two gate
+    runs at most): the mechanism, not MiniLM's accuracy (on MiniLM's OpenVINO int8 encoder from 100 calibration sentences, auto measured int4 at groups
+    128 and 32 just under the gate and kept int8)."""
+    from bortconv.config import ExportOptions
+    from bortconv.quantize.embeddings import AUTO_RULE, auto_ladder, stored_bytes
+    from bortconv.quantize.pipeline import quantize_directory
+
+    assert Int8Options().embeddings == "auto"  # the default of int8 (export --precision int8, quantize) ...
+    assert ExportOptions(target="onnx").embeddings == "fp32"  # ... and fp32 for the other precisions
+    assert ExportOptions(target="onnx", precision="int8").embeddings == "auto"
+    assert ExportOptions(target="onnx", precision="int8", portable=True).quantized.embeddings == "fp32"
+    assert auto_ladder(384, None) == [("int4", 128), ("int4", 32), ("int8", 128)]
+    assert auto_ladder(1024, 64) == [("int4", 64), ("int8", 64)]  # --embedding-group-size pins the group
+
+    out = tmp_path / "auto"
+    quantize_directory(artifact("bort2_enc_fp16", "onnx"), out,
+                       opts=Int8Options(threads=2, samples=48, scheme="dynamic-s8", embedding_group_size=64))
+    m, config = _manifest(out), json.loads((out / "config.json").read_text())
+    vocab, hidden = int(config["vocab_size"]), int(config["hidden_size"])
+    rec = m["int8"]["embeddings"]
+    choice = rec["choice"]
+    assert choice["rule"] == AUTO_RULE
+    ladder = auto_ladder(hidden, 64)
+    assert choice["order"] == [f"{sc} group {g}" for sc, g in ladder] + ["int8 scheme's own"]
+    tried = choice["tried"]
+    passed = [t["passed"] for t in tried]
+    assert 1 <= len(tried) <= 2 and [f"{t['scheme']} group {t['group_size']}" for t in tried] == choice["order"][:len(tried)]
+    assert not any(passed[:-1]), tried  # tried until the first that passes, and no further
+    sizes = [stored_bytes(t["scheme"], t["group_size"], vocab * hidden) for t in tried]
+    assert sizes == sorted(sizes) and [t["table_bytes"] for t in tried] == sizes
+    if passed[-1]:  # kept: its record, and the gate of the files shipped is the one that passed it
+        assert (rec["scheme"], rec["group_size"], rec["table_bytes"]) == (tried[-1]["scheme"],
+                                                                          tried[-1]["group_size"], sizes[-1])
+        assert m["int8"]["gate"]["results"] == tried[-1]["gate"] and m["int8"]["gate"]["passed"]
+        import onnx
+        ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+        assert ops.count("GatherBlockQuantized") == 2 and "EmbedLayerNormalization" not in ops
+    else:  # none passed: the encoder as the int8 search chose it
+        assert len(tried) == len(ladder) and rec["scheme"] == "fp32"
+    print(f"auto: {[(t['scheme'], t['group_size'], t['passed']) for t in tried]}")

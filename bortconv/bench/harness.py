@@ -82,8 +82,10 @@ class Candidate:
     load_s: float
     baseline: str | None = None  # the baseline model name, e.g. "bert-large"
     pipeline: str | None = None  # baselines: EAGER or PIPELINE
-    peak_rss_mb: float | None = None  # the child process's high-water mark
+    peak_rss_mb: float | None = None  # the child process's high-water mark (after its first inference)
     model_rss_mb: float | None = None  # peak minus the child after its imports: the model's own share
+    load_peak_rss_mb: float | None = None  # the child's high-water mark once loaded, before any inference
+    first_inference_ms: float | None = None  # the child's first inference (the memory probe's shape)
     max_length: int = 512
     static_shape: tuple[int, int] | None = None
 
@@ -443,7 +445,9 @@ def _with_memory(c: Candidate, threads: int, shape: tuple[int, int]) -> Candidat
     if not mem:
         return c
     return replace(c, peak_rss_mb=round(mem["peak_rss_mb"], 1),
-                   model_rss_mb=round(mem["peak_rss_mb"] - mem["rss_after_imports_mb"], 1))
+                   model_rss_mb=round(mem["peak_rss_mb"] - mem["rss_after_imports_mb"], 1),
+                   load_peak_rss_mb=round(mem["load_peak_rss_mb"], 1),
+                   first_inference_ms=round(mem["first_inference_ms"], 2))
 
 
 def _ratios(candidates: Sequence[Candidate], results: Sequence[Measurement]) -> list[Ratio]:

@@ -3,9 +3,56 @@ measured on this machine (e.g. ``fp32 35 ms; bf16 15 ms (2.3x) passes the gate: 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bortconv.pipeline.export import ExportResult
+
+#: a fresh process loads the artifact with bortconv's runtime and runs it once at 1 x LENGTH: its RSS high-water
+#: mark (VmHWM, reset by exec) after imports, after the load and after the first inference, and both times
+_FOOTPRINT = """
+import json, sys, time
+from bortconv._util.memory import peak_rss_bytes
+from bortconv.layout import OV_XML
+from bortconv.measure import make_feeds
+from bortconv.runtime.bort import open_session
+path, threads, length = sys.argv[1], int(sys.argv[2]) or None, int(sys.argv[3])
+__import__("openvino" if (__import__("pathlib").Path(path) / OV_XML).is_file() else "onnxruntime")
+mb = lambda: (peak_rss_bytes() or 0) / 2**20
+imports = mb()
+t0 = time.perf_counter()
+s = open_session(path, threads)
+load_s, at_load = time.perf_counter() - t0, mb()
+cfg = json.load(open(path + "/config.json"))
+feeds = make_feeds([length], length, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0), 0,
+                   "token_type_ids" in s.input_names)
+t1 = time.perf_counter()
+s.run(feeds)
+print(json.dumps({"imports_mb": imports, "load_s": load_s, "load_peak_rss_mb": at_load,
+                  "first_inference_ms": (time.perf_counter() - t1) * 1e3, "peak_rss_mb": mb()}))
+"""
+
+
+def footprint(output_dir: str | Path, threads: int | None, length: int = 128) -> dict[str, float] | None:
+    """Load the artifact in a fresh process (bortconv's runtime) and run it once at 1 x `length`: peak RSS at load
+    and after the first inference, load time and first-inference latency (what `bortconv bench` also reports).
+    None if the probe fails (the summary then says nothing about it)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FOOTPRINT, str(output_dir), str(threads or 0), str(length)],
+                          capture_output=True, text=True, timeout=600)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (json.JSONDecodeError, IndexError):
+        return None
+
+
+def footprint_line(fp: dict[str, float], length: int = 128) -> str:
+    return (f"  load in a fresh process: peak RSS {fp['load_peak_rss_mb']:.0f} MB at load ({fp['load_s']:.2f} s), "
+            f"first inference (1 x {length}) {fp['first_inference_ms']:.0f} ms, peak RSS {fp['peak_rss_mb']:.0f} MB "
+            f"after it (the interpreter and runtime library: {fp['imports_mb']:.0f} MB)")
 
 
 def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]) -> str:
@@ -18,6 +65,11 @@ def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]
     if emb.get("scheme") in ("int8", "int4"):
         line += (f"; word embeddings {emb['scheme']} (group {emb['group_size']}): {emb['table_bytes'] / 1e6:.1f} MB "
                  f"instead of {emb['table_bytes_fp32'] / 1e6:.1f} MB fp32")
+    tried = (emb.get("choice") or {}).get("tried")
+    if tried:  # --embeddings auto: what the gate was asked, smallest first
+        line += "; auto tried " + ", ".join(f"{t['scheme']} group {t['group_size']} "
+                                            f"{'pass' if t['passed'] else 'fail'}" for t in tried)
+        line += "" if tried[-1]["passed"] else " (kept the int8 scheme's own table)"
     return line
 
 
@@ -75,13 +127,17 @@ def _speed_lines(sp: dict[str, Any], precision: str) -> list[str]:
     return lines
 
 
-def summary(result: ExportResult) -> str:
-    """The human-readable summary of an export."""
+def summary(result: ExportResult, load_footprint: bool = True) -> str:
+    """The human-readable summary of an export; with `load_footprint` and a timed export (not --no-bench), the
+    artifact's memory and first inference in a fresh process (:func:`footprint`, a few seconds)."""
     m = result.manifest
     lines = [f"\n{result.output_dir}: {result.target} {result.precision} {result.task}"
              + (f" (OpenVINO IR converted from {result.openvino_source})" if result.openvino_source else "")]
     lines += [f"  {name:<28} {size / 1e6:>9.1f} MB" for name, size in sorted(result.files.items())]
     lines.append(model_size_line(result.target, result.files, m))
+    fp = footprint(result.output_dir, (result.speed or {}).get("threads")) if load_footprint and result.speed else None
+    if fp:
+        lines.append(footprint_line(fp))
     if result.fused_ops:
         lines.append("  fused ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.fused_ops.items())))
     lines.append("\nparity vs PyTorch (max abs diff at valid positions)")

@@ -74,6 +74,34 @@ def group_size(scheme: str, hidden: int, asked: int | None) -> int:
     return asked
 
 
+#: --embeddings auto: the int4 group sizes tried on the chosen int8 encoder, largest (smallest file) first. Issue
+#: 19's MiniLM table: worst sentence cosine 0.991 at group 128, 0.996 at 32; 64 (the explicit default) is between.
+AUTO_INT4_GROUPS = (128, 32)
+#: what `--embeddings auto` does with int8, as the manifest states it
+AUTO_RULE = ("--embeddings auto: on the int8 encoder already chosen (its scheme and fp32 layers), the tables in "
+             "`order` are tried, smallest file first; the first the deployment gate passes is kept; if none passes, "
+             "the int8 scheme's own word table (no --embeddings compression)")
+
+
+def stored_bytes(scheme: str, group: int, values: int) -> int:
+    """Bytes a table of `values` takes as `scheme` at `group` (values, fp16 scales, int4 zero points)."""
+    bits = BITS[scheme]
+    return values * bits // 8 + values // group * 2 + (values // group * bits // 8 if bits == 4 else 0)
+
+
+def auto_ladder(hidden: int, pinned: int | None) -> list[tuple[str, int]]:
+    """(scheme, group) that `--embeddings auto` tries, smallest file first, at most three gate runs: int4 at each
+    of AUTO_INT4_GROUPS dividing a row, then int8 at its default group; `pinned` (--embedding-group-size): int4
+    and int8 at that group only. Empty where no group fits (hidden size not a multiple of 16)."""
+    if pinned is not None:
+        return sorted(((s, group_size(s, hidden, pinned)) for s in ("int4", "int8")),
+                      key=lambda sg: stored_bytes(*sg, hidden))
+    if hidden % 16:
+        return []
+    tried = [("int4", g) for g in AUTO_INT4_GROUPS if g <= hidden and hidden % g == 0]
+    return sorted(tried + [("int8", group_size("int8", hidden, None))], key=lambda sg: stored_bytes(*sg, hidden))
+
+
 #: int4 clipping ratios tried per group (the one with the least squared error is kept)
 CLIP_RATIOS = tuple(np.linspace(0.7, 1.0, 13))
 
@@ -120,7 +148,7 @@ def pack_int4(q: np.ndarray) -> np.ndarray:
 def check_task(task: str, scheme: str) -> None:
     """Refuse compressed embeddings where the MLM decoder shares the table: quantizing it would change every
     logit, and keeping an fp32 copy for the decoder would save nothing."""
-    if scheme != "fp32" and task == "fill-mask":
+    if scheme not in ("fp32", "auto") and task == "fill-mask":
         raise InputError("embeddings: the fill-mask decoder shares the word-embedding table; --embeddings "
                          f"{scheme} applies to feature-extraction and text-classification", option="embeddings")
 
@@ -193,9 +221,10 @@ def _unfused(node: Any, init: dict[str, Any], word: Quantized) -> tuple[list[Any
 
 
 def compress_onnx(model_path: Path, out_path: Path, scheme: str, group: int | None,
-                  table: np.ndarray) -> dict[str, Any]:
+                  table: np.ndarray, q: Quantized | None = None) -> dict[str, Any]:
     """Rewrite `model_path` (fused by bortconv, with a float EmbedLayerNormalization) so the word table `table`
-    is stored and gathered as `scheme`; writes `out_path`, returns the manifest record."""
+    is stored and gathered as `scheme` (`q`: `table` already quantized so); writes `out_path`, returns the
+    manifest record."""
     import onnx
 
     model = onnx.load(str(model_path))
@@ -206,7 +235,7 @@ def compress_onnx(model_path: Path, out_path: Path, scheme: str, group: int | No
                          f"fused ONNX graph); --embeddings needs the fused graph, not --portable",
                          option="embeddings")
     node = fused[0]
-    q = quantize_table(table, scheme, group_size(scheme, table.shape[1], group))
+    q = q or quantize_table(table, scheme, group_size(scheme, table.shape[1], group))
     nodes, inits = _unfused(node, init, q)
     at = list(model.graph.node).index(node)
     kept = [n for n in model.graph.node if n is not node]
@@ -278,14 +307,15 @@ def _ov_constant(values: np.ndarray, bits: int) -> Any:
     return ops.constant(t)
 
 
-def compress_openvino(model: Any, scheme: str, group: int | None, table: np.ndarray) -> dict[str, Any]:
+def compress_openvino(model: Any, scheme: str, group: int | None, table: np.ndarray,
+                      q: Quantized | None = None) -> dict[str, Any]:
     """Give `model`'s word Gather a compressed table: Constant(u4|i8) -> Convert -> [Subtract zero point] ->
-    Multiply(fp16 scales) -> Reshape (in place); returns the manifest record."""
+    Multiply(fp16 scales) -> Reshape (in place; `q`: `table` already quantized so); returns the manifest record."""
     import openvino as ov
     import openvino.opset13 as ops
 
     gather = ov_word_gather(model, table.shape[0])
-    q = quantize_table(table, scheme, group_size(scheme, table.shape[1], group))
+    q = q or quantize_table(table, scheme, group_size(scheme, table.shape[1], group))
     rows, cols = q.q.shape
     shape = [rows, cols // q.group, q.group]
     values = ops.convert(_ov_constant(q.q.reshape(shape), q.bits), ov.Type.f16)

@@ -78,8 +78,26 @@ class _Setup:
     gate: DeploymentGate
     backend: Any  # bortconv.quantize.ort_int8 or ov_int8
     groups: dict[str, list[str]]
-    table: np.ndarray | None = None  # the fp32 word table, with --embeddings int8/int4
+    table: np.ndarray | None = None  # the fp32 word table, with --embeddings int8/int4/auto
     embeddings: dict[str, Any] | None = None  # the compressed table's record (the same for every candidate)
+    ladder: list[tuple[str, int]] | None = None  # --embeddings auto: (scheme, group) tried on the chosen encoder
+    q: Any = None  # the explicit scheme's quantized table (bortconv.quantize.embeddings.Quantized), once made
+
+    def quantized(self) -> Any:
+        """The table as an explicit --embeddings int8/int4 stores it, quantized once for every candidate (int4's
+        clipping search takes seconds per call on a large table)."""
+        if self.q is None:
+            from bortconv.quantize import embeddings as emb
+            assert self.table is not None
+            scheme = self.opts.embeddings
+            self.q = emb.quantize_table(self.table, scheme,
+                                        emb.group_size(scheme, self.table.shape[1], self.opts.embedding_group_size))
+        return self.q
+
+    @property
+    def in_candidates(self) -> bool:
+        """Whether every int8 candidate is built with the compressed table (an explicit --embeddings int8/int4)."""
+        return self.table is not None and self.ladder is None
 
     @property
     def pad_id(self) -> int:
@@ -127,15 +145,29 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
     if opts.scheme and opts.scheme not in backend.SCHEMES:
         raise InputError(f"int8_scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}",
                          option="int8_scheme")
-    table = None
-    if opts.embeddings != "fp32":
-        from bortconv.quantize import embeddings as emb
-        emb.check_task(task, opts.embeddings)
-        src = fp32_dir / model_files(target)[0]
-        table = emb.onnx_word_table(src) if target == "onnx" else emb.ov_word_table(src, vocab)
-        emb.group_size(opts.embeddings, table.shape[1], opts.embedding_group_size)  # bad input: exit 2 now
+    table, ladder = _word_table(fp32_dir, target, task, opts, vocab)
     return _Setup(fp32_dir, target, task, opts, cpu_features(), config, reference, tok, source, calib_rows,
-                  cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups, table)
+                  cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups, table, ladder=ladder)
+
+
+def _word_table(fp32_dir: Path, target: str, task: str, opts: Int8Options,
+                vocab: int) -> tuple[np.ndarray | None, list[tuple[str, int]] | None]:
+    """The fp32 word table to compress (None: --embeddings fp32, or auto where nothing can be compressed: a
+    fill-mask model, a portable ONNX graph) and, for auto, the (scheme, group) ladder to try."""
+    from bortconv.quantize import embeddings as emb
+
+    src = fp32_dir / model_files(target)[0]
+    if opts.embeddings == "fp32":
+        return None, None
+    if opts.embeddings == "auto":
+        if task == "fill-mask" or (target == "onnx" and not emb.onnx_embed_node(src)):
+            return None, None
+        table = emb.onnx_word_table(src) if target == "onnx" else emb.ov_word_table(src, vocab)
+        return table, emb.auto_ladder(table.shape[1], opts.embedding_group_size)
+    emb.check_task(task, opts.embeddings)
+    table = emb.onnx_word_table(src) if target == "onnx" else emb.ov_word_table(src, vocab)
+    emb.group_size(opts.embeddings, table.shape[1], opts.embedding_group_size)  # bad input: exit 2 now
+    return table, None
 
 
 class _Builder:
@@ -143,6 +175,7 @@ class _Builder:
 
     def __init__(self, setup: _Setup, work: Path) -> None:
         self.s, self.work, self.made = setup, work, itertools.count()
+        self.float_base: _Candidate | None = None  # ONNX, --embeddings auto: the chosen encoder, float table
 
     def __call__(self, scheme: str, kept: list[str], probe: bool = False) -> _Candidate:
         s = self.s
@@ -164,25 +197,29 @@ class _Builder:
                  "pass" if c.passed else "fail")
         return c
 
-    def _quantize(self, c: _Candidate, exclude: list[str]) -> None:
+    def _quantize(self, c: _Candidate, exclude: list[str], float_table: bool = False) -> None:
+        """`c`'s model files, `exclude`d nodes kept in fp32 (`float_table`: ONNX's embedding node too, for
+        --embeddings auto to compress afterwards)."""
         s = self.s
         src = s.fp32_dir / model_files(s.target)[0]
         dst = c.path / model_files(s.target)[0]
         if s.target == "onnx":
             from bortconv.quantize import embeddings as emb
             # a compressed table replaces the fused embedding node: it stays float for the quantizer
-            skip = emb.onnx_embed_node(src) if s.table is not None else []
+            skip = emb.onnx_embed_node(src) if s.in_candidates or float_table else []
             s.backend.quantize(src, dst, c.scheme, calibration=s.calibration,
                                input_names=s.reference.input_names, exclude=[*exclude, *skip])
-            if s.table is not None:
-                s.embeddings = emb.compress_onnx(dst, dst, s.opts.embeddings, s.opts.embedding_group_size, s.table)
+            if s.in_candidates:
+                s.embeddings = emb.compress_onnx(dst, dst, s.opts.embeddings, s.opts.embedding_group_size, s.table,
+                                                 s.quantized())
         else:
             from bortconv.converters.openvino_export import save_ir
             model = s.backend.quantize(src, c.scheme, calibration=s.calibration, vnni=s.no_saturation,
                                        exclude=exclude)
-            if s.table is not None:  # the int8 Gather's input is replaced: the int8 table is dropped on save
+            if s.in_candidates:  # the int8 Gather's input is replaced: the int8 table is dropped on save
                 from bortconv.quantize import embeddings as emb
-                s.embeddings = emb.compress_openvino(model, s.opts.embeddings, s.opts.embedding_group_size, s.table)
+                s.embeddings = emb.compress_openvino(model, s.opts.embeddings, s.opts.embedding_group_size,
+                                                     s.table, s.quantized())
             save_ir(model, dst, fp16=False)  # stable node names: reproducible bytes
 
     def gate(self, c: _Candidate, probe: bool) -> None:
@@ -203,6 +240,39 @@ class _Builder:
         c.metrics = c.verdicts[0].metrics
         c.passed = all(v.passed for v in c.verdicts)
 
+    def with_table(self, chosen: _Candidate, scheme: str, group: int) -> tuple[_Candidate, dict[str, Any]]:
+        """--embeddings auto: the chosen int8 encoder (same scheme, same fp32 layers) with its word table stored
+        as `scheme` at `group`, gated; returns it and the table's record. ONNX re-quantizes the encoder once with
+        the float embedding node left for the table (dynamic schemes: seconds); OpenVINO edits the chosen IR."""
+        from bortconv.quantize import embeddings as emb
+
+        s, name = self.s, model_files(self.s.target)[0]
+        c = _Candidate(chosen.scheme, self.work / f"emb{next(self.made)}", chosen.kept)
+        c.path.mkdir()
+        shutil.copy(s.fp32_dir / CONFIG_FILE, c.path / CONFIG_FILE)
+        c.median_ms, c.rounds_ms = chosen.median_ms, chosen.rounds_ms  # timed before the table was chosen
+        assert s.table is not None
+        if s.target == "onnx":
+            if self.float_base is None:
+                self.float_base = _Candidate(chosen.scheme, self.work / "emb-base", chosen.kept)
+                self.float_base.path.mkdir()
+                self._quantize(self.float_base, [n for g in chosen.kept for n in s.groups[g]], float_table=True)
+            rec = emb.compress_onnx(self.float_base.path / name, c.path / name, scheme, group, s.table)
+        else:
+            import openvino as ov
+
+            from bortconv.converters.openvino_export import save_ir
+            model = ov.Core().read_model(str(chosen.path / name))
+            rec = emb.compress_openvino(model, scheme, group, s.table)
+            save_ir(model, c.path / name, fp16=False)
+            del model
+        release()
+        self.gate(c, False)
+        release()
+        log.info("int8 %s + embeddings %s (group %d): %s -> %s", chosen.scheme, scheme, group, describe(c.metrics),
+                 "pass" if c.passed else "fail")
+        return c, rec
+
 
 def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
     """Every candidate scheme, preferred first; mixed precision for the preferred one if it fails alone."""
@@ -222,6 +292,34 @@ def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
             f"on {len(s.gate.probes)} held-out probes of 1 to {s.gate.record()['lengths'][-1:] or '?'} tokens; "
             f"best was {best.scheme} with fp32 layers {best.kept or 'none'}: {failed or describe(best.metrics)}")
     return tried
+
+
+def _choose_table(s: _Setup, build: _Builder, chosen: _Candidate) -> _Candidate:
+    """--embeddings auto: the first table of the ladder (smallest file first) the gate passes on the chosen
+    encoder, else the encoder as chosen; records every try under `s.embeddings`."""
+    from bortconv.quantize import embeddings as emb
+
+    tried: list[dict[str, Any]] = []
+    keep, kept_rec = chosen, None
+    for scheme, group in s.ladder or []:
+        try:
+            c, rec = build.with_table(chosen, scheme, group)
+        except Exception as exc:  # a runtime refusing this table: a failed try, recorded
+            tried.append({"scheme": scheme, "group_size": group, "passed": False,
+                          "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"})
+            continue
+        tried.append({k: rec[k] for k in ("scheme", "group_size", "table_bytes", "bytes_saved")}
+                     | {"passed": c.passed, "gate": {v.loader: v.to_dict() for v in c.verdicts}})
+        if c.passed:
+            keep, kept_rec = c, rec
+            break
+    choice = {"rule": emb.AUTO_RULE, "order": [f"{sc} group {g}" for sc, g in s.ladder or []] + ["int8 scheme's own"],
+              "tried": tried, "speed": "speed_vs_fp32 was timed on the encoder candidates before the table was chosen"}
+    if s.table is not None and s.ladder == []:
+        choice["note"] = f"no group size fits rows of {s.table.shape[1]} (a power of two >= 16 dividing it)"
+    s.embeddings = (kept_rec or {"scheme": "fp32", "note": "--embeddings auto: no compressed table passed the gate; "
+                                 "the int8 scheme quantizes the word table its own way, if at all"}) | {"choice": choice}
+    return keep
 
 
 @dataclass
@@ -325,8 +423,9 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, tim
         "chosen_because": f"of the schemes that passed, in this CPU's preference order: {KEEP_RULE}"
         if n_passing > 1 else "the only scheme that passed the gate",
         **({"choice": timing.decision} if n_passing > 1 and timing.decision else {}),
-        "embeddings": s.embeddings or {"scheme": "fp32", "note": "no --embeddings: the int8 scheme quantizes the "
-                                                                 "word table its own way, if at all"},
+        "embeddings": s.embeddings or {"scheme": "fp32", "note": "--embeddings fp32 (or auto where no table can "
+                                                                 "be compressed): the int8 scheme quantizes the word "
+                                                                 "table its own way, if at all"},
     }
     if timing is None:
         return fields | _foreign_fields(s) | {"chosen_because": f"the first scheme in {s.opts.target_arch}'s "
@@ -338,9 +437,12 @@ def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, 
                       work: Path) -> dict[str, Any]:
     """Write the int8 model files of the fp32 artifact in `fp32_dir` into `out_dir`; returns manifest fields."""
     setup = _prepare(fp32_dir, target, task, opts)
-    tried = _search(setup, _Builder(setup, work))
+    build = _Builder(setup, work)
+    tried = _search(setup, build)
     passing = [c for c in tried if c.passed]
     chosen, timing = _time_and_choose(setup, passing)
+    if setup.ladder is not None:
+        chosen = _choose_table(setup, build, chosen)
     for name in model_files(target):
         shutil.copy(chosen.path / name, out_dir / name)
     from bortconv.fidelity.proof import write_gate_proof

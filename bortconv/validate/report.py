@@ -177,10 +177,11 @@ def bench_markdown(report: BenchReport) -> str:
     rows = []
     for c in report.candidates:
         rows.append([c.name, c.runtime, c.precision, f"{c.size_bytes / 1e6:.1f}", f"{c.load_s:.2f}",
-                     "-" if c.peak_rss_mb is None else f"{c.peak_rss_mb:.0f}",
-                     "-" if c.model_rss_mb is None else f"{c.model_rss_mb:.0f}"])
-    lines.append(markdown_table(["candidate", "runtime", "precision", "size MB", "load s", "peak RSS MB",
-                                 "model RSS MB"], rows, right=(3, 4, 5, 6)))
+                     *("-" if v is None else f"{v:.0f}" for v in (c.load_peak_rss_mb, c.first_inference_ms,
+                                                                 c.peak_rss_mb, c.model_rss_mb))])
+    lines.append(markdown_table(["candidate", "runtime", "precision", "size MB", "load s", "RSS at load MB",
+                                 "first inference ms", "peak RSS MB", "model RSS MB"], rows,
+                                right=(3, 4, 5, 6, 7, 8)))
     lines.append("")
     baselines = report.baselines()
     header = ["candidate", "batch", "seq", "p50 ms", "p90 ms", "p99 ms", "runs", "seq/s"]
