@@ -79,15 +79,17 @@ def _build_all() -> Path:
     out = refenv.cache_root() / f"ref-{hashlib.sha256(blob).hexdigest()[:12]}"
     if (out / ".complete").exists():
         return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    spec = tmp / "spec.json"
-    spec.write_text(json.dumps(ALL_CASES))
-    run_reference("build_bort.py", str(spec), str(tmp))
-    (tmp / ".complete").write_text("ok\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with refenv.cache_lock(out.name):
+        if not (out / ".complete").exists():  # another worker may have built it while this one waited
+            tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            spec = tmp / "spec.json"
+            spec.write_text(json.dumps(ALL_CASES))
+            run_reference("build_bort.py", str(spec), str(tmp))
+            (tmp / ".complete").write_text("ok\n")
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
     return out
 
 

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import arm_probe  # noqa: E402
-from conftest import MINILM  # noqa: E402
+from conftest import FORCED_EMBEDDINGS, MINILM  # noqa: E402
 from reference import armenv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,8 @@ def arm_artifacts(minilm, tmp_path_factory) -> dict[str, Path]:
     out = {"ov-fp32": minilm("ov-fp32")}
     for name, fp32 in (("onnx-int8", "onnx-fp32"), ("ov-int8", "ov-fp32")):
         out[name] = root / name
-        quantize_directory(minilm(fp32), out[name], opts=Int8Options(threads=2, samples=100, arch="aarch64"))
+        quantize_directory(minilm(fp32), out[name], opts=Int8Options(threads=2, samples=100, arch="aarch64",
+                                                                      embeddings=FORCED_EMBEDDINGS))
     return out
 
 

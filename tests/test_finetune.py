@@ -165,7 +165,7 @@ def int8_artifact(students, task_text, tmp_path_factory) -> Path:
     import bortconv
 
     out = tmp_path_factory.mktemp("int8") / "agora-onnx-int8"
-    bortconv.export(students["agora"][0], out, target="onnx", int8=True, int8_scheme="dynamic-s8",
+    bortconv.export(students["agora"][0], out, target="onnx", int8=True, int8_scheme="dynamic-s8", embeddings="fp32",
                     calibration=str(task_text), samples=64, threads=2, bench=False, progress=False)
     return out
 
@@ -307,7 +307,7 @@ def test_bort_params_finetune_export_runtime(bort_files, int8_artifact, task_tex
     assert record["teacher"]["kind"] == "bortconv-runtime" and record["source"]["kind"] == "params"
     assert record["search"]["rounds"][0]["augmentation"]["kept"] > 0
     art = tmp_path / "bort-ov"
-    proc = run_bortconv("export", str(out), "--target", "openvino", "--int8", "--int8-scheme", "nncf-ptq",
+    proc = run_bortconv("export", str(out), "--target", "openvino", "--int8", "--int8-scheme", "nncf-ptq", "--embeddings", "fp32",
                         "--calibration", str(task_text), "--samples", "64", "--openvino-from", "onnx",
                         "--threads", "2", "--no-bench", "-o", str(art))
     assert proc.returncode == 0, proc.stderr[-3000:]

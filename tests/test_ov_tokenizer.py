@@ -71,13 +71,14 @@ def small_bpe_files() -> tuple[Path, Path]:
     vocab = GluonVocab(tuple(tokens), {t: i for i, t in enumerate(tokens)}, "<unk>", "<pad>", "<s>", "</s>", "<mask>")
     texts = {"vocab.json": vocab.to_json(), "merges.txt": lines[0] + "\n" + "\n".join(merges) + "\n"}
     out = refenv.cache_root() / f"small-bpe-{hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:12]}"
-    if not (out / "merges.txt").is_file():
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for name, text in texts.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+    with refenv.cache_lock(out.name):
+        if not (out / "merges.txt").is_file():
+            tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+            tmp.mkdir(parents=True, exist_ok=True)
+            for name, text in texts.items():
+                (tmp / name).write_text(text, encoding="utf-8")
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
     return out / "vocab.json", out / "merges.txt"
 
 

@@ -7,11 +7,13 @@ that has built it once reuses it. Run as a script to build it: ``python tests/re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -20,6 +22,18 @@ REQUIREMENTS = HERE / "requirements.txt"
 
 def cache_root() -> Path:
     return Path(os.environ.get("BORTCONV_CACHE", Path.home() / ".cache" / "bortconv"))
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Hold the cache entry `name` exclusively (a lock file beside it): test workers running in parallel build an
+    entry once, and none replaces it while another reads it. Check for the finished entry again once inside."""
+    import fcntl
+
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def env_dir() -> Path:

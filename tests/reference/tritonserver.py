@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from refenv import cache_root  # noqa: E402
+from refenv import cache_lock, cache_root  # noqa: E402
 
 WHEEL = "nvidia-pytriton==0.7.0"
 VERSION = "2.51.0"  # what that wheel's tritonserver reports as server_version
@@ -52,6 +52,11 @@ def ensure() -> Path:
     """Fetch and unpack the server if it is not there; returns the binary. Raises on failure, loudly."""
     if ready():
         return binary()
+    with cache_lock(home().name):
+        return binary() if ready() else _fetch()
+
+
+def _fetch() -> Path:
     print(f"fetching Triton Inference Server {VERSION} (from {WHEEL}) into {home()} (once)", file=sys.stderr,
           flush=True)
     cache_root().mkdir(parents=True, exist_ok=True)
