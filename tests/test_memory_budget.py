@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bortconv._util.atomic import TMP_MARK, atomic_directory
-from bortconv._util.memory import enter_stage, memory_budget, parse_size, rss_bytes
+from bortconv._util.memory import enter_stage, memory_budget, parse_size, release, rss_bytes
 from bortconv.pipeline.cost import export_need, fit_budget
 from bortconv.errors import InputError, MemoryBudgetError
 from bortconv.bench.peak_memory import peak_of
@@ -40,6 +40,17 @@ def test_parse_size(text, expected):
         assert parse_size(text) == expected
 
 
+def settled_rss() -> int:
+    """This process's RSS once the garbage earlier tests left is collected and the heap trimmed. The limits
+    below are this plus a margin. In a test worker that had run exports first, the 400 MB spike once stayed
+    under base + 150 MB: a collection during the block that frees an earlier test's arrays lowers the RSS by
+    what it frees, so the base must not still hold them."""
+    release()
+    base = rss_bytes()
+    assert base is not None
+    return base
+
+
 def _touch(nbytes: int) -> np.ndarray:
     a = np.ones(nbytes // 8)  # written: resident, not just reserved
     for _ in range(50):  # Python bytecodes for the watchdog's interrupt to land on
@@ -48,8 +59,7 @@ def _touch(nbytes: int) -> np.ndarray:
 
 
 def test_watchdog_stops_the_block_and_nothing_is_left(tmp_path):
-    base = rss_bytes()
-    assert base is not None
+    base = settled_rss()
     out = tmp_path / "out"
     with pytest.raises(MemoryBudgetError) as err:
         with memory_budget(base + 150 * M, "export") as budget, atomic_directory(out) as tmp:
@@ -66,7 +76,7 @@ def test_watchdog_stops_the_block_and_nothing_is_left(tmp_path):
 def test_a_spike_between_two_reads_is_caught_before_the_output_lands(tmp_path):
     """Allocated and freed within one native call, well inside the watchdog's 20 ms: the kernel's high-water
     mark still holds it, and the check before the rename refuses the output."""
-    base = rss_bytes()
+    base = settled_rss()
     out = tmp_path / "out"
     with pytest.raises(MemoryBudgetError):
         with memory_budget(base + 150 * M, "export"), atomic_directory(out) as tmp:
@@ -76,7 +86,7 @@ def test_a_spike_between_two_reads_is_caught_before_the_output_lands(tmp_path):
 
 
 def test_under_budget_and_real_interrupt_pass_through():
-    base = rss_bytes()
+    base = settled_rss()
     with memory_budget(base + 2 * G, "export") as budget:
         held = _touch(100 * M)
     assert budget.tripped_at is None and budget.peak >= base + 90 * M
