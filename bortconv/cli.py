@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, dataclass
 from typing import Any, NoReturn
 
-from bortconv._util.signals import Terminated, signals_raise
+from bortconv._util.signals import Terminated, raise_if_signalled, signals_raise
 from bortconv._version import __version__
 from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, TrimOptions, cli_fields,
                              option_flag, option_keyword)
@@ -492,7 +492,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         gate_sweep()  # a bad BORTCONV_GATE_SWEEP is bad input before any work, not an error at the gate
         _old_json_file(args)
         with signals_raise():  # SIGTERM raises too, so cleanup runs; neither can be lost (see _signals)
-            return COMMANDS[args.command].run(args)
+            try:
+                return COMMANDS[args.command].run(args)
+            except Exception:
+                # a library may turn the interrupt into its own error (transformers' lazy import reported a
+                # Ctrl-C during `import modeling_bert` as ModuleNotFoundError): after a signal, it is the signal
+                raise_if_signalled()
+                raise
     except BortconvError as exc:
         if args.debug:
             traceback.print_exc()

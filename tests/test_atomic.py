@@ -315,6 +315,25 @@ def test_interrupt_inside_exec_still_exits_130(tmp_path):
     assert (proc.returncode, proc.stderr) == (130, INTERRUPTED + "\n")
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_a_library_turned_into_its_own_error_is_still_an_interrupt(tmp_path, sig, code):
+    """A real signal whose exception a library catches and re-raises as its own error (transformers' lazy
+    import did: export-SIGINT-quiet-6s under a two-worker suite ended "internal error: ModuleNotFoundError:
+    Could not import module 'BertForSequenceClassification'", exit 3). It is still the interrupt: exit 130."""
+    (tmp_path / "wrapped_interrupt.py").write_text(
+        "import os, signal, sys\nimport bortconv.cli as cli\n"
+        "def run(args):\n"
+        "    try:\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "    except BaseException as exc:\n"
+        "        raise ModuleNotFoundError(\"Could not import module 'BertForSequenceClassification'\") from exc\n"
+        "cli.COMMANDS['inspect'] = cli.Command('', cli._args_inspect, run)\n"
+        "sys.exit(cli.main(['inspect', 'x.params']))\n")
+    proc = subprocess.run([sys.executable, "-m", "wrapped_interrupt"], cwd=tmp_path, capture_output=True,
+                          text=True, preexec_fn=_default_sigint)
+    assert (proc.returncode, proc.stderr) == (code, INTERRUPTED + "\n")
+
+
 # (where Ctrl-C lands inside atomic_directory, with --force over an existing output) -- the signal is sent by
 # the process to itself at that exact point, so the race CI once hit by chance is hit every time here.
 # After the interrupt: no temporary directory, and OUT holds either the old output or the complete new one.
