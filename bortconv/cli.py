@@ -494,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with signals_raise():  # SIGTERM raises too, so cleanup runs; neither can be lost (see _signals)
             try:
                 return COMMANDS[args.command].run(args)
+            except BortconvError:
+                raise  # bortconv's own verdict (--max-memory's watchdog interrupts the run, then says why)
             except Exception:
                 # a library may turn the interrupt into its own error (transformers' lazy import reported a
                 # Ctrl-C during `import modeling_bert` as ModuleNotFoundError): after a signal, it is the signal
