@@ -48,21 +48,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     gc.freeze()
 
 
-#: the test files that take minutes, longest first (per-file totals of a full run, --junitxml, on a 2-vCPU AMD
-#: EPYC without AVX-512: test_int8 990 s ... test_validate 160 s; every other file under 2 minutes). The two
-#: workers take files in collection order (`--dist loadfile --no-loadscope-reorder`, pyproject's addopts), so
-#: the long ones start first and the short ones fill in at the end, instead of a long file starting last.
-LONGEST_FILES = ("test_int8.py", "test_embeddings.py", "test_precision.py", "test_export.py", "test_arm.py",
-                 "test_finetune.py", "test_reproducible.py", "test_distributed.py", "test_serve.py",
-                 "test_validate.py")
-
-
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    """Longest files first (LONGEST_FILES), the rest in their usual order (a stable sort)."""
-    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 @dataclass(frozen=True)
 class RefCase:
     case: dict

@@ -369,11 +369,16 @@ def test_interrupt_at_each_point_of_the_swap(tmp_path, monkeypatch, point, targe
         return result
 
     monkeypatch.setattr(f"{target}", interrupted)
+    # Python's own Ctrl-C handler, whatever this worker process inherited or an earlier test left: under SIG_DFL
+    # the raised SIGINT would end the test process itself (a full two-worker run lost a worker here)
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with _atomic.atomic_directory(out, force=True) as tmp:
             (tmp / "model.onnx").write_text("new")
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if saved is None else saved)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], point
     assert (out / "model.onnx").read_text() == expect, point
