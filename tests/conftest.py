@@ -117,15 +117,12 @@ def build_once(root: Path, key: object, name: str, build: Callable[[Path], objec
 
     A `.built` file beside the directory marks it complete (nothing is added inside: tests hash artifacts'
     files). A build that fails leaves no marker, so the next worker to ask builds again and fails the same way."""
-    import fcntl
-
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:10]
     out = root / f"{name}-{digest}"
     done = root / f"{out.name}.built"
     if done.exists():
         return out
-    with open(root / f"{out.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with refenv.cache_lock(out.name, root):
         if not done.exists():
             shutil.rmtree(out, ignore_errors=True)  # a build that failed part-way
             build(out)

@@ -100,18 +100,15 @@ def torch_reference(inputs):
     return out
 
 
-def _native_bf16() -> tuple[bool, str]:
-    from bortconv.runtime.loaders import native_bf16
-    return native_bf16()
-
-
 @pytest.fixture(scope="module")
 def artifacts(minilm):
     """The session's MiniLM artifacts (tests/conftest.py), each made on first use: int8 as `quantize` makes it,
     bf16 as export does. bf16 rows skip on a CPU without native bf16, where export refuses bf16 by design
     (test_bf16_refusals), so the gate could not measure what a bf16 CPU computes."""
+    from bortconv.runtime.loaders import native_bf16
+
     def get(name: str) -> Path:
-        native, have = _native_bf16()
+        native, have = native_bf16()
         if name.endswith("bf16") and not native:
             pytest.skip(f"this CPU has no native bf16 ({have}): bf16 export is refused here (test_bf16_refusals)")
         return minilm(name)

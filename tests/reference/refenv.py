@@ -25,13 +25,15 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def cache_lock(name: str) -> Iterator[None]:
-    """Hold the cache entry `name` exclusively (a lock file beside it): test workers running in parallel build an
-    entry once, and none replaces it while another reads it. Check for the finished entry again once inside."""
+def cache_lock(name: str, root: Path | None = None) -> Iterator[None]:
+    """Hold the entry `name` of `root` (default: the cache) exclusively (a lock file beside it): test workers
+    running in parallel build an entry once, and none replaces it while another reads it. Check for the finished
+    entry again once inside."""
     import fcntl
 
-    cache_root().mkdir(parents=True, exist_ok=True)
-    with open(cache_root() / f".{name}.lock", "w") as handle:
+    root = cache_root() if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
