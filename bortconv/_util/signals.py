@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from types import FrameType
 
@@ -29,6 +30,22 @@ def _raise_for(signum: int, frame: FrameType | None = None) -> None:
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
+def _quiet_swallowed(previous_hook):  # type: ignore[no-untyped-def]
+    """An unraisable-exception hook that drops our own signal exceptions.
+
+    When CPython swallows the KeyboardInterrupt (or Terminated) that :func:`_raise_for` raised inside a weakref
+    callback, it prints "Exception ignored in ..." and a traceback to stderr. The interrupt is not lost (it is
+    in :data:`raised`, and :func:`raise_if_signalled` raises it again), so that traceback is noise on a run
+    that must end with one line. Every other unraisable exception goes to the previous hook unchanged."""
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if raised and unraisable.exc_type in (KeyboardInterrupt, Terminated):
+            return
+        previous_hook(unraisable)
+
+    return hook
+
+
 def raise_if_signalled() -> None:
     """Raise again the exception of a signal that arrived (and may have been swallowed by a library)."""
     if raised:
@@ -45,9 +62,12 @@ def signals_raise() -> Iterator[None]:
     held = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
     raised.clear()
     previous = {s: signal.signal(s, _raise_for) for s in held}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_swallowed(previous_hook)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        sys.unraisablehook = previous_hook
         raised.clear()
