@@ -26,6 +26,11 @@ REF_DIR = Path(__file__).resolve().parent / "reference"
 # tests/test_precision.py measures fidelity at all 97 lengths itself, outside the gate, and runs the product's
 # full sweep in `validate`; a user's export runs the full sweep unless they set the variable.
 os.environ.setdefault("BORTCONV_GATE_SWEEP", "quick")
+# Two workers share two cores (the README's `-n 2`), each running torch on 2 threads. OpenMP's default wait
+# policy keeps idle threads spinning after every parallel region, on the core the other worker needs. Passive
+# waiting, set before torch loads its OpenMP runtime (subprocesses inherit it): test_reproducible + test_validate
+# in two workers took 164 s, against 190 and 201 s spinning (AMD EPYC Zen 5 class, 2 vCPU).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
