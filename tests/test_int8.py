@@ -83,7 +83,7 @@ def test_minilm_int8_keeps_embeddings_and_downstream_accuracy(minilm, target):
 # (case, target, scheme: "measured" for the full search, "forced" for this CPU's preferred one, expected task)
 BORT_ROWS = [
     ("bort2_cls_fp16", "onnx", "measured", "text-classification"),
-    ("bort2_mlm_fp32", "openvino", "forced", "feature-extraction"),
+    ("bort2_enc_fp16", "openvino", "forced", "feature-extraction"),  # the tampering test's artifact
     ("bort4_mlm_fp32", "onnx", "forced", "feature-extraction"),
     ("bort4_cls_fp32", "openvino", "forced", "text-classification"),
 ]
@@ -226,6 +226,31 @@ def test_quantize_command_on_existing_artifact(artifact, tmp_path):
     again = run_bortconv("quantize", str(tmp_path / "q"), "-o",
                             str(tmp_path / "qq"))
     assert again.returncode == 2 and "takes an fp32 artifact" in again.stderr
+
+
+def test_quantize_writes_nothing_beside_the_fp32_artifact(artifact, tmp_path, monkeypatch):
+    """ONNX Runtime's quantizer writes a shape-inferred copy next to the model it reads: never in the user's
+    fp32 artifact (a read-only directory, or a server or a copy reading it, as this suite's other worker was)."""
+    import onnx.shape_inference
+
+    from bortconv.config import Int8Options
+    from bortconv.quantize.pipeline import quantize_directory
+
+    fp32 = artifact("bort2_enc_fp16", "onnx")
+    before = sorted(p.name for p in fp32.iterdir())
+    written: list[Path] = []
+    infer = onnx.shape_inference.infer_shapes_path
+
+    def recording(src: str, dst: str = "", *args: object, **kwargs: object) -> None:
+        written.append(Path(dst or src).resolve())  # the real inference runs: this only records where it wrote
+        infer(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", recording)
+    quantize_directory(fp32, tmp_path / "q", opts=Int8Options(scheme="dynamic-s8", threads=2, samples=48,
+                                                               embeddings="fp32"))
+    assert written, "ONNX Runtime's quantizer no longer writes a shape-inferred copy: this test checks nothing"
+    assert not [w for w in written if w.parent == fp32.resolve()], written
+    assert sorted(p.name for p in fp32.iterdir()) == before
 
 
 @pytest.mark.parametrize("vnni,first_onnx,first_openvino", [

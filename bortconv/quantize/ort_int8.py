@@ -20,7 +20,9 @@ Which one is used is decided by measurement: the fastest that passes the accurac
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -78,9 +80,32 @@ class _Reader:
         return next(self._it, None)
 
 
+def _beside(fp32: Path, out: Path) -> Path:
+    """The source model linked (or copied) beside `out`: ONNX Runtime's quantizers write a shape-inferred copy
+    next to the model they read (``model-inferred.onnx``, quant_utils.load_model_with_shape_infer), which must not
+    appear in the user's fp32 artifact, however briefly (a read-only directory, a server or a copy reading it)."""
+    staged = out.with_name(out.stem + ".src.onnx")
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(fp32, staged)
+    except OSError:  # another filesystem, or no hard links there
+        shutil.copyfile(fp32, staged)
+    return staged
+
+
 def quantize(fp32: Path, out: Path, scheme: str, *, calibration: Sequence[dict[str, np.ndarray]],
              input_names: Sequence[str], exclude: Sequence[str] = ()) -> None:
-    """Write the int8 model for `scheme`, leaving the nodes in `exclude` in fp32."""
+    """Write the int8 model for `scheme`, leaving the nodes in `exclude` in fp32. Nothing is written beside
+    `fp32` (:func:`_beside`)."""
+    src = _beside(Path(fp32), Path(out))
+    try:
+        _quantize(src, out, scheme, calibration=calibration, input_names=input_names, exclude=exclude)
+    finally:
+        src.unlink(missing_ok=True)
+
+
+def _quantize(fp32: Path, out: Path, scheme: str, *, calibration: Sequence[dict[str, np.ndarray]],
+              input_names: Sequence[str], exclude: Sequence[str]) -> None:
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
