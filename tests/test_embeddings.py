@@ -19,7 +19,6 @@ import pytest
 from conftest import MINILM, MINILM_INT8_EMBEDDINGS, run_bortconv
 from test_precision import _cos, _pad, _pooled, _runner, _texts
 
-import bortconv
 from bortconv.config import Int8Options
 
 #: (target, precision, embeddings): int4 with int8 (quantize), int8 with fp32 (export)
@@ -60,24 +59,14 @@ def transformers_pooled(batches) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def compressed(minilm, tmp_path_factory):
+def compressed(minilm, artifact):
     """(target, precision, embeddings) -> artifact: int8 is the session's shared MiniLM int8 artifact (`quantize`
-    of its fp32 one, 100 calibration sentences, this CPU's preferred scheme), fp32 is `export`."""
-    root, made = tmp_path_factory.mktemp("embeddings"), {}
-
+    of its fp32 one, 100 calibration sentences, this CPU's preferred scheme), fp32 the session's export."""
     def get(target: str, precision: str, embeddings: str) -> Path:
-        key = (target, precision, embeddings)
-        if key not in made:
-            out = root / "-".join(key)
-            if precision == "int8":
-                assert embeddings == MINILM_INT8_EMBEDDINGS, key
-                out = minilm(f"{'ov' if target == 'openvino' else 'onnx'}-int8")
-            else:
-                route = {"openvino_from": "onnx"} if target == "openvino" else {}
-                bortconv.export(MINILM, out, target=target, embeddings=embeddings, threads=2, bench=False,
-                                progress=False, **route)
-            made[key] = out
-        return made[key]
+        if precision == "int8":
+            assert embeddings == MINILM_INT8_EMBEDDINGS, (target, precision, embeddings)
+            return minilm(f"{'ov' if target == 'openvino' else 'onnx'}-int8")
+        return artifact(str(MINILM), target, embeddings=embeddings)
 
     return get
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 
@@ -30,7 +30,8 @@ def _raise_for(signum: int, frame: FrameType | None = None) -> None:
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
-def _quiet_swallowed(previous_hook):  # type: ignore[no-untyped-def]
+def _quiet_swallowed(previous_hook: Callable[[sys.UnraisableHookArgs], object]
+                     ) -> Callable[[sys.UnraisableHookArgs], None]:
     """An unraisable-exception hook that drops our own signal exceptions.
 
     When CPython swallows the KeyboardInterrupt (or Terminated) that :func:`_raise_for` raised inside a weakref
