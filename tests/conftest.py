@@ -162,9 +162,8 @@ def _preferred_int8() -> dict[str, str]:
     return {"onnx": ort_int8.default_candidates(vnni)[0], "openvino": ov_int8.default_candidates(vnni)[0]}
 
 
-#: the scheme the shared int8 artifacts are forced to, per target: the first of this CPU's preference order (with
-#: VNNI dynamic-s8 / nncf-ptq-fp-attention; on AVX2 alone dynamic-s8-reduced / nncf-weights-only, where full
-#: OpenVINO PTQ is slower than fp32 and its gate keeps layers fp32 round after round). The choice among schemes
+#: the scheme the shared int8 artifacts are forced to, per target: the first of this CPU's preference order
+#: (matmulnbits-s8 / nncf-weights-only, the schemes that hold on one- to three-word texts). The choice among schemes
 #: has its own tests (test_int8's full-search rows, test_reproducible's int8 rows).
 FORCED_INT8 = _preferred_int8()
 #: the word table of the shared int8 artifacts, forced as their scheme is: `--embeddings auto` (the default)

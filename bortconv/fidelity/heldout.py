@@ -4,6 +4,9 @@ Deployments see texts of every length from one token to the model's 512, alone a
 gate does too, on real text the calibration never saw:
 
     text        each held-out sentence at its natural length, batch 1
+    short       one- to three-word texts at their natural length (3-8 tokens), batch 1: queries, tags and
+                one-word reviews are what users send, and int8 artifacts that pass every longer probe can
+                fall apart there (a one-word review at 0.937 once)
     length      a held-out passage cut to exactly L tokens, for L = 8 and each multiple of 16 up to the
                 model's maximum with its neighbours (L-1, L, L+1: the sizes where kernels change blocking;
                 a length-32 int8 collapse under bf16 was found exactly there), batch 1. The "quick" sweep
@@ -12,8 +15,10 @@ gate does too, on real text the calibration never saw:
 
 The shipped text is ``bortconv/data/heldout_en.txt``: WordNet 3.0 example sentences (WordNet licence,
 bortconv/data/LICENSE-WordNet.txt) disjoint from the calibration set ``calibration_en.txt`` and from the
-tests' own held-out text. With ``--calibration FILE`` the held-out part of the user's file (the lines after
-the calibration samples) is used instead, so the gate never sees calibration text.
+tests' own held-out text; the short texts are ``heldout_short_en.txt``: WordNet 3.0 example phrases of two
+or three words (half of them exclamations and questions), "Scram!" and the 11 adjectives WordNet's sense
+counts rank highest, disjoint from all of those. With ``--calibration FILE`` the held-out part of the user's file (the lines after
+the calibration samples) replaces the sentences, so the gate never sees calibration text; the short texts stay.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from bortconv.measure import pad_batch
 
 HELDOUT_FILE = "heldout_en.txt"
+SHORT_FILE = "heldout_short_en.txt"
 #: one passage per length, cut from passages of at least this many tokens
 PADDED_BATCH = 4
 PROBE_SEED = 3  # random token ids for artifacts without a tokenizer
@@ -68,9 +74,9 @@ class Probe:
         return int(self.feeds["input_ids"].shape[1])
 
 
-def shipped_texts() -> list[str]:
-    """The held-out sentences that ship with bortconv."""
-    text = resources.files("bortconv.data").joinpath(HELDOUT_FILE).read_text(encoding="utf-8")
+def shipped_texts(name: str = HELDOUT_FILE) -> list[str]:
+    """The held-out sentences that ship with bortconv (or, with `SHORT_FILE`, its one- to three-word texts)."""
+    text = resources.files("bortconv.data").joinpath(name).read_text(encoding="utf-8")
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
@@ -129,10 +135,11 @@ def _full_probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: i
         return _random_probes(lengths, vocab_size=vocab_size, pad_id=pad_id, with_types=with_types,
                               max_length=max_length)
     out = []
-    for i, t in enumerate(texts[:max_texts]):
-        ids = list(tokenizer.encode(t).ids)[:max_length]
-        if ids:
-            out.append(Probe("text", f"text {i}", pad_batch([ids], pad_id, None, with_types)))
+    for kind, found in (("text", texts[:max_texts]), ("short", shipped_texts(SHORT_FILE))):
+        for i, t in enumerate(found):
+            ids = list(tokenizer.encode(t).ids)[:max_length]
+            if ids:
+                out.append(Probe(kind, f"{kind} {i}", pad_batch([ids], pad_id, None, with_types)))
     pool = passages(texts, tokenizer, max_length)
     for k, n in enumerate(lengths):
         ids, special_last = pool[k % len(pool)]

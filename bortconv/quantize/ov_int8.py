@@ -30,18 +30,22 @@ log = logging.getLogger(__name__)
 
 
 def default_candidates(vnni: bool, arch: str = "x86_64") -> tuple[str, ...]:
-    """Schemes to try, preferred first. Without VNNI, OpenVINO's oneDNN has no brgemm int8 kernel for the
-    FullyConnected layers and runs them through ``jit_gemm_i8``, slower than fp32's ``brgemm_avx2_f32``:
-    measured with ONEDNN_MAX_CPU_ISA=AVX2 on this Xeon, Bort 1x128, 2 threads: NNCF PTQ 38 ms vs fp32 28 ms
-    (0.73x, the ~0.8x seen on AVX2 machines), while natively (AMX) PTQ runs its FCs on ``brgemm_avx512_amx``
-    in 5-6 ms. So there, weight-only int8 (fp32 compute, 4x smaller) is preferred, and full PTQ is kept only
-    if the timing in the same run shows it clearly faster. aarch64 (``arch``): the schemes measured to pass there."""
+    """Schemes to try, preferred first: weight-only int8 on every CPU family. The activation-quantized schemes
+    (NNCF PTQ, with or without SmoothQuant or float attention) lose one- to three-word texts, whose few tokens
+    include [CLS]/[SEP] with outlying values, on x86 as on ARM. Measured on all-MiniLM-L6-v2 (int4 word table)
+    against transformers' fp32 on tests/data/short_en.txt, Xeon with AMX, OpenVINO 2026.4.1: worst sentence
+    cosine 0.85 ("Thank you!") for nncf-ptq-fp-attention and nncf-ptq, 0.93 for nncf-ptq-smoothquant-off, 0.991
+    for nncf-weights-only; calibrating on short texts as well did not help (0.85). Weight-only was also as fast
+    under the stock load there (1x128, 2 threads: 7.1 ms vs PTQ 6.9 and fp32 8.7). The PTQ schemes follow for
+    models where they pass the gate: the choice keeps one only if it is clearly faster in the same run (on CPUs
+    without VNNI, where oneDNN runs int8 FullyConnected through ``jit_gemm_i8``, it is slower than fp32).
+    `vnni` no longer changes the order; it stays in the signature every backend shares."""
+    del vnni
     if arch == "aarch64":
-        # measured on emulated Cortex-A72 and Neoverse-N1 (docs/arm.md): the activation-quantized schemes lose
-        # one- to three-word texts there (as on x86); weight-only int8 holds, under f32 and under N1's stock f16
+        # measured on emulated Cortex-A72 and Neoverse-N1 (docs/arm.md): weight-only int8 holds under f32 and
+        # under N1's stock f16; the PTQ schemes are not tried there
         return ("nncf-weights-only",)
-    full = ("nncf-ptq-fp-attention", "nncf-ptq", "nncf-ptq-smoothquant-off")
-    return (*full, "nncf-weights-only") if vnni else ("nncf-weights-only", *full)
+    return ("nncf-weights-only", "nncf-ptq-fp-attention", "nncf-ptq", "nncf-ptq-smoothquant-off")
 
 
 def node_groups(model: Any) -> dict[str, list[str]]:
