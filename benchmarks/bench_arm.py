@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
 
 #: (tag, target, scheme or None for fp32, what the scheme is to users)
-ARTIFACTS = [("ov-ptq", "openvino", "nncf-ptq-fp-attention", "x86's first choice"),
-             ("ov-wo", "openvino", "nncf-weights-only", "`--arch aarch64`'s choice"),
-             ("onnx-dyn", "onnx", "dynamic-s8", "x86's first choice with VNNI"),
-             ("onnx-mnb", "onnx", "matmulnbits-s8", "`--arch aarch64`'s choice"),
+ARTIFACTS = [("ov-ptq", "openvino", "nncf-ptq-fp-attention", "a per-tensor activation scheme"),
+             ("ov-wo", "openvino", "nncf-weights-only", "the first choice on every CPU"),
+             ("onnx-dyn", "onnx", "dynamic-s8", "a per-tensor activation scheme"),
+             ("onnx-mnb", "onnx", "matmulnbits-s8", "the first choice on every CPU"),
              ("ov-fp32", "openvino", None, ""), ("onnx-fp32", "onnx", None, "")]
 HOST = "x86_64 host"
 DEVICES = {"cortex-a72": "Raspberry Pi 4", "neoverse-n1": "Graviton2, Ampere Altra"}

@@ -236,8 +236,9 @@ GATE_DEFAULTS: dict[str, GateThresholds] = {
 GATE_DEFAULTS["fp16"] = GATE_DEFAULTS["bf16"]
 
 #: the deployment gate's length sweep (bortconv.fidelity.heldout.sweep_lengths): "full", 8 and every multiple
-#: of 16 with its neighbours (96 lengths at 512), or "quick", the same probes up to half the maximum and the two
-#: longest (51 lengths at 512; about 40% of the gate's work). Both span 8..max and keep the padded batches.
+#: of 16 with its neighbours (96 lengths at 512), or "quick", the same probes at 8, at the power-of-two multiples of
+#: 16 with their neighbours and at the two longest (18 lengths at 512; about a quarter of the gate's work). Both
+#: span 8..max through 31/32/33 and keep the text, short and padded probes.
 GATE_SWEEPS = ("full", "quick")
 #: environment variable choosing the sweep, for pipelines that re-gate often (a test suite, a CI smoke job);
 #: unset means "full". The manifest and the export summary say which sweep an artifact passed.

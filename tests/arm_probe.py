@@ -90,12 +90,12 @@ def _lines(name: str) -> list[str]:
     return [s.strip() for s in (DATA / name).read_text(encoding="utf-8").splitlines() if s.strip()]
 
 
-def heldout_texts(tokenizer, n_short: int, n_medium: int, n_long: int) -> list[str]:
-    """Short texts, then WordNet sentences, then passages cut (at word ends) to at most MAX_TOKENS wordpieces."""
+def heldout_texts(tokenizer, n_short: int, n_medium: int, n_long: int, max_tokens: int = MAX_TOKENS) -> list[str]:
+    """Short texts, then WordNet sentences, then passages cut (at word ends) to at most `max_tokens` wordpieces."""
     passages = []
     for p in _lines("passages_en.txt")[:n_long]:
         words = p.split()
-        while len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) > MAX_TOKENS:
+        while len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) > max_tokens:
             words = words[:-8]
         passages.append(" ".join(words))
     return _lines("short_en.txt")[:n_short] + _lines("heldout_en.txt")[:n_medium] + passages

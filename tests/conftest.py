@@ -22,7 +22,8 @@ from reference import refenv  # noqa: E402
 REF_DIR = Path(__file__).resolve().parent / "reference"
 
 # The suite re-runs the deployment gate in almost every export, quantize and validate: it takes the "quick"
-# length sweep (51 of the full sweep's 96 lengths: up to 257 and 511/512; subprocesses inherit it).
+# length sweep (18 of the full sweep's 96 lengths: 8, 15-17, 31-33, ... 255-257, 511, 512; subprocesses
+# inherit it).
 # tests/test_precision.py measures fidelity at all 97 lengths itself, outside the gate, and runs the product's
 # full sweep in `validate`; a user's export runs the full sweep unless they set the variable.
 os.environ.setdefault("BORTCONV_GATE_SWEEP", "quick")

@@ -4,9 +4,9 @@ The guest is qemu user-mode on the ARM kernels of onnxruntime and OpenVINO (test
 `-cpu cortex-a72` (Raspberry Pi 4 class: OpenVINO's stock inference precision f32) and `-cpu neoverse-n1`
 (Graviton2 class: stock f16). The int8 artifacts are exported on this x86 machine with ``--arch aarch64``.
 Each is run under bortconv's runtime and under the stock loader, on held-out real texts (tests/arm_probe.py):
-one- to three-word texts, WordNet sentences and a licence passage. Emulation is 20-50x slower than native, so
-the set is small and both CPUs run at once. Where the environment cannot be built (no mmdebstrap, not root),
-every test here is skipped with that reason.
+one- to three-word texts, WordNet sentences and a licence passage (cut to PASSAGE_TOKENS). Emulation is 20-50x
+slower than native, so the set is small and both CPUs run at once. Where the environment cannot be built (no
+mmdebstrap, not root), every test here is skipped with that reason.
 """
 
 from __future__ import annotations
@@ -35,10 +35,15 @@ CASES = [(cpu, name, loader) for cpu in armenv.CPUS for name, loader in ROWS
          if loader == "stock" or cpu == "neoverse-n1"]
 #: the OpenVINO tokenizer's ids are integer work, the same on every CPU: checked on the CPU with less to run
 TOKENIZER_CPU = "cortex-a72"
-#: bortconv's runtime batches texts sorted by length and pads each batch to its longest: 4 per batch keeps the
-#: padded batches under test while the one 167-token passage pads 2 texts, not 10 (emulated compute is the cost)
-RUNTIME_BATCH = 4
-N_SHORT, N_MEDIUM, N_LONG = 8, 2, 1  # one- to three-word texts, WordNet sentences, a 167-token passage
+#: bortconv's runtime batches texts sorted by length and pads each batch to its longest: 5 per batch keeps two
+#: padded batches under test (five short texts; three short and two sentences) and leaves the passage alone in
+#: the last, padding nothing to its length (emulated compute is the cost)
+RUNTIME_BATCH = 5
+N_SHORT, N_MEDIUM, N_LONG = 8, 2, 1  # one- to three-word texts, WordNet sentences, a passage
+#: the passage's wordpieces: past 64, two of the kernels' blocking steps. Emulated compute grows with every token
+#: (on -cpu neoverse-n1 OpenVINO's f16 runs ~0.6 s per token: the first passage's 167 tokens cost 95 s of a
+#: stock-loaded row); docs/arm.md's benchmark (benchmarks/bench_arm.py) runs passages of up to 510
+PASSAGE_TOKENS = 96
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +77,8 @@ def arm_runs(arm_guest, arm_artifacts):
     references: (texts, {cpu: (vectors, info)}, {loader: reference vectors})."""
     from transformers import AutoTokenizer
 
-    texts = arm_probe.heldout_texts(AutoTokenizer.from_pretrained(str(MINILM)), N_SHORT, N_MEDIUM, N_LONG)
+    texts = arm_probe.heldout_texts(AutoTokenizer.from_pretrained(str(MINILM)), N_SHORT, N_MEDIUM, N_LONG,
+                                    max_tokens=PASSAGE_TOKENS)
     ids, ref = arm_probe.reference(MINILM, texts)
 
     def jobs(cpu: str) -> list[dict]:

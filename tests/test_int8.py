@@ -119,8 +119,12 @@ def test_bort_int8_gate_and_run(reference, int8, tmp_path, case, target, scheme,
         if choice is None or not choice.get("confirmed"):  # the preferred one: first in this CPU's order
             assert info["scheme"] == passing[0]["scheme"], (info["scheme"], passing)
         else:  # confirmed: clearly faster than the preferred one in the second run
-            (pref, first), (pr, fr) = choice["second_run_ms"].items(), choice["second_run_rounds_ms"].values()
-            assert clearly_faster(first[1], pref[1], fr, pr), choice
+            # by name: the manifest is written with sorted keys, so the two entries' order says nothing
+            kept, ms, rounds = choice["kept"], choice["second_run_ms"], choice["second_run_rounds_ms"]
+            assert kept == choice["first_run_choice"] and kept.split("|")[0] == info["scheme"], choice
+            (pref,) = set(ms) - {kept}  # candidate keys are "scheme|kept fp32|dir"
+            assert pref.split("|")[0] == passing[0]["scheme"], (choice, passing)
+            assert clearly_faster(ms[kept], ms[pref], rounds[kept], rounds[pref]), choice
     # `bortconv validate` re-runs the gate the artifact passed, under both loaders: exit 0, one row per metric
     proc = _validate(out, tmp_path / "v.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr

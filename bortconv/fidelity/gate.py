@@ -127,3 +127,16 @@ class DeploymentGate:
         return {"text": self.text.source, "token_ids": "tokenizer" if self.tokenizer_used else "random",
                 "sweep": self.sweep, "probes": kinds, "lengths": [lengths[0], lengths[-1]] if lengths else [],
                 "padded_batches": [list(r) for r in heldout.padded_lengths(max(lengths or [8]))]}
+
+
+def judge_proof(proof: Any, run: Runner, loader: str, inference_precision: str,
+                thresholds: GateThresholds) -> LoaderVerdict:
+    """The gate's verdict on one session (`run`) against an artifact's proof
+    (:class:`bortconv.fidelity.proof.Proof`): what `export` holds a gated fp32, fp16 or bf16 artifact to, and
+    what `validate` re-runs on any CPU, so the two cannot disagree on the same CPU."""
+    metrics = proof.fidelity(run)
+    verdict = LoaderVerdict(loader, inference_precision, metrics, thresholds, tuple(failures(metrics, thresholds)))
+    log.info("gate %s (%s) from the proof: %s -> %s", loader, inference_precision,
+             {k: v for k, v in metrics.items() if k.startswith(("sentence", "label", "top1", "worst"))},
+             "pass" if verdict.passed else "fail: " + "; ".join(verdict.failed))
+    return verdict

@@ -10,7 +10,8 @@ gate does too, on real text the calibration never saw:
     length      a held-out passage cut to exactly L tokens, for L = 8 and each multiple of 16 up to the
                 model's maximum with its neighbours (L-1, L, L+1: the sizes where kernels change blocking;
                 a length-32 int8 collapse under bf16 was found exactly there), batch 1. The "quick" sweep
-                (config.GATE_SWEEP_ENV) keeps the lower half of these lengths and the two longest
+                (config.GATE_SWEEP_ENV) keeps 8, the power-of-two multiples of 16 with their neighbours and
+                the two longest
     padded      batches of 4 rows of different lengths, right-padded (what a batching server runs)
 
 The shipped text is ``bortconv/data/heldout_en.txt``: WordNet 3.0 example sentences (WordNet licence,
@@ -41,16 +42,19 @@ PROBE_SEED = 3  # random token ids for artifacts without a tokenizer
 def sweep_lengths(max_length: int, sweep: str = "full") -> tuple[int, ...]:
     """8, and every multiple of 16 up to `max_length` with its neighbours, capped at `max_length` ("full").
 
-    "quick" is the lower half of it (up to max_length // 2 + 1) and its two longest lengths: the long passages
-    are most of the gate's work, while keeping the short probes keeps the gate's rates (label agreement, top-1)
-    over more than 100 rows, so one flip weighs in both sweeps about as much."""
+    "quick" keeps, of those, 8, the power-of-two multiples of 16 with their neighbours (15-17, 31-33, ... 255-257:
+    where kernels change blocking, the length-32 fault among them) and the two longest lengths. The lengths in
+    between are most of the full sweep's work and have never failed where their neighbours passed; the text,
+    short and padded probes all stay, so the gate's rates (label agreement, top-1) are still over more than 100
+    rows and one flip weighs in both sweeps about as much."""
     lengths = {8}
     for m in range(16, max_length + 16, 16):
         lengths.update(x for x in (m - 1, m, m + 1) if 2 <= x <= max_length)
     full = tuple(sorted(lengths))
     if sweep == "full":
         return full
-    return tuple(n for n in full if n <= max_length // 2 + 1 or n in full[-2:])
+    blocking = {x for m in (16 << k for k in range(max_length.bit_length())) for x in (m - 1, m, m + 1)}
+    return tuple(n for n in full if n == 8 or n in blocking or n in full[-2:])
 
 
 def padded_lengths(max_length: int) -> tuple[tuple[int, ...], ...]:

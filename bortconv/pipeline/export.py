@@ -150,11 +150,13 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     steps.carry_files(source, tmp)
     tokenizer_ir = steps.tokenizer_as_ops(tmp, opts, prog)
     embeddings = steps.compress_embeddings(tmp, work, loaded, opts, prog)
-    deployment = steps.gate_deployment(tmp, loaded, opts, prog)
     int8 = opts.quantized
     int8_info = steps.quantize(tmp, work, opts, loaded.task, int8, prog) if int8 is not None else {}
-    # int8 carries its own gate's proof (lifted out of the int8 section); the others fp32 PyTorch's
-    proof = {"proof": int8_info.pop("proof")} if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
+    # int8 carries its own gate's proof (lifted out of the int8 section); the others fp32 PyTorch's, which their
+    # deployment gate then judges them against
+    carried = None if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
+    proof = {"proof": int8_info.pop("proof")} if carried is None else carried.fields
+    deployment = steps.gate_deployment(tmp, loaded, opts, prog, carried)
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
             | tokenizer_ir | proof | embeddings)

@@ -2,7 +2,8 @@
 chains them (as onnxruntime's ``BertOnnxModel.optimize`` chains its ``fuse_*`` steps):
 
     resolve_source -> load_model -> plan_memory -> trace_onnx -> build_onnx | build_openvino
-        -> check_parity -> carry_files -> [quantize] -> time_against_pytorch -> manifest_fields
+        -> check_parity -> carry_files -> tokenizer_as_ops -> compress_embeddings
+        -> quantize (int8) | carry_proof -> gate_deployment -> time_against_pytorch -> manifest_fields
 
 Memory: the PyTorch outputs parity compares against are recorded right after tracing and the model is let go
 before the optimizer or the compiler runs (see :class:`Loaded`), unless a later step still needs it.
@@ -269,10 +270,24 @@ def quantize(tmp: Path, work: Path, opts: ExportOptions, task: Task, int8: Int8O
                                  work=work / "q")
 
 
-def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
+#: what the proof's (and so the deployment gate's) reference outputs are
+PROOF_REFERENCE = "PyTorch fp32 (the source's task model)"
+
+
+@dataclass(frozen=True)
+class CarriedProof:
+    """The artifact's proof as the manifest records it, and what the gate's probes were (the deployment gate's
+    ``heldout`` record: it judges against this proof)."""
+
+    fields: dict[str, Any]
+    heldout: dict[str, Any]
+
+
+def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, prog: Progress) -> CarriedProof:
     """The artifact's own proof (:mod:`bortconv.fidelity.proof`): the deployment gate's probes, exactly as the gate
     builds them here, and fp32 PyTorch's outputs on them, so `validate` re-runs the gate without torch or the
-    source. int8 artifacts carry their int8 gate's proof instead (written by quantize)."""
+    source, and the export's own gate (:func:`gate_deployment`) judges against the same file. int8 artifacts carry
+    their int8 gate's proof instead (written by quantize)."""
     import json
 
     from bortconv.config import GATE_DEFAULTS
@@ -292,8 +307,9 @@ def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, 
         if not opts.bench:  # the timing step would use it; otherwise give its memory back
             loaded.let_go()
     thresholds = GATE_DEFAULTS.get(opts.precision.value, GATE_DEFAULTS["bf16"])  # fp32: held to the bf16 gate
-    return {"proof": proof_record(written, text=gate.text.source, sweep=gate.sweep, thresholds=thresholds,
-                                  reference="PyTorch fp32 (the source's task model)")}
+    return CarriedProof({"proof": proof_record(written, text=gate.text.source, sweep=gate.sweep,
+                                               thresholds=thresholds, reference=PROOF_REFERENCE)},
+                        gate.record())
 
 
 def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Traced, opts: ExportOptions,
@@ -399,17 +415,20 @@ def gate_runs(opts: ExportOptions) -> bool:
     return opts.target is Target.OPENVINO and stock_precision() != "f32"
 
 
-def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progress) -> Deployment:
-    """The artifact as it will be loaded, judged on held-out text of every length (int8 is gated by quantize).
+def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progress,
+                    carried: CarriedProof | None) -> Deployment:
+    """The artifact as it will be loaded, judged on held-out text of every length (int8 is gated by quantize),
+    against the artifact's own proof (fp32 PyTorch's outputs on the gate's probes): exactly what `validate`
+    re-runs on any CPU.
 
     bf16: bortconv's runtime (pinned bf16) and a stock load, held to the bf16 gate. fp32/fp16 OpenVINO where
     OpenVINO's default on this CPU is not f32 (the plugin reports it): the stock load held to the bf16 gate, and
-    the same IR pinned to bf16 judged as an option. The reference is the artifact pinned to f32, which passed atol parity."""
-    import json
-
+    the same IR pinned to bf16 judged as an option."""
     from bortconv.config import GATE_DEFAULTS
-    from bortconv.runtime.loaders import loading_contract, native_bf16
-    from bortconv.fidelity.gate import DeploymentGate, heldout_text
+    from bortconv.fidelity.gate import judge_proof
+    from bortconv.fidelity.proof import read_proof
+    from bortconv.layout import PROOF_FILE
+    from bortconv.runtime.loaders import loading_contract, native_bf16, open_as, session_precision
     from bortconv.runtime.bort import open_session
 
     deployment = Deployment(loading_contract(opts.target.value, opts.precision.value))
@@ -418,25 +437,26 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     if opts.precision is Precision.BF16 and opts.ungated:
         deployment.gate = {"ran": False, "why": "--ungated: built without the bf16 gate (CPU without native bf16)"}
         return deployment
+    assert carried is not None, "a gated export carries fp32 PyTorch's proof (carry_proof runs first)"
     thresholds = GATE_DEFAULTS["bf16"]
     loaders = ("bortconv", "stock") if opts.precision is Precision.BF16 else ("stock",)
+    pinned = "bf16" if opts.precision is Precision.BF16 else "f32"
     with prog.step(f"judging the {' and '.join(loaders)} load{'s' if len(loaders) > 1 else ''} on held-out text "
                    f"of every length"):
-        reference = open_session(tmp, opts.threads, precision="f32")
-        config = json.loads((tmp / CONFIG_FILE).read_text())
-        gate = DeploymentGate.for_artifact(tmp, reference.run, loaded.task.value, heldout_text(None, None),
-                                           config=config, with_types=loaded.with_types,
-                                           static_shape=opts.static_shape)
-        verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, loaders=loaders,
-                                      pinned="bf16" if opts.precision is Precision.BF16 else "f32")
+        proof = read_proof(tmp / PROOF_FILE)
+        verdicts = []
+        for loader in loaders:
+            session = open_as(tmp, loader, opts.threads, precision=pinned)
+            verdicts.append(judge_proof(proof, session.run, loader, session_precision(session), thresholds))
+            del session
         # the summary's option, timed with the artifact
         if opts.precision is not Precision.BF16 and opts.bench and native_bf16()[0]:
-            option = gate.judge(open_session(tmp, opts.threads, precision="bf16").run, "bortconv", "bf16", thresholds)
+            option = judge_proof(proof, open_session(tmp, opts.threads, precision="bf16").run, "bortconv", "bf16",
+                                 thresholds)
             deployment.bf16_option = {"passes_gate": option.passed, "gate": option.to_dict()}
-        del reference
         release()
-    deployment.gate = {"ran": True, "thresholds": thresholds.to_dict(), "heldout": gate.record(),
-                       "reference": "the artifact pinned to f32 (which passed atol parity against PyTorch)",
+    deployment.gate = {"ran": True, "thresholds": thresholds.to_dict(), "heldout": carried.heldout,
+                       "reference": f"{PROOF_REFERENCE}: the artifact's proof",
                        "results": {v.loader: v.to_dict() for v in verdicts}}
     _raise_first_failure(verdicts, f"{opts.target.value} {opts.precision.value} artifact", "")
     return deployment

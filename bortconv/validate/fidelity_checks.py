@@ -21,8 +21,7 @@ from typing import Any
 
 from bortconv.config import GATE_DEFAULTS, GATE_METRICS, GateThresholds
 from bortconv.layout import CONFIG_FILE
-from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text
-from bortconv.fidelity.metrics import failures
+from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text, judge_proof
 from bortconv.validate.checks import Check
 
 
@@ -107,13 +106,12 @@ def proof_gate(artifact_dir: Path, manifest: Mapping[str, Any], proof: Any, sess
         s = session if loader == "bortconv" else open_as(artifact_dir, loader, threads)
         precision = session_precision(s)
         try:
-            metrics = proof.fidelity(s.run)
+            verdict = judge_proof(proof, s.run, loader, precision, thresholds)
         except Exception as exc:  # the graph loaded but does not run on the proof's probes: the artifact's failure
             line = str(exc).strip().splitlines()
             rows.append(Check(f"fidelity/{loader}", "run on the proof's probes", "fail",
                               detail=f"{type(exc).__name__}: {line[0][:300] if line else ''}"))
             continue
-        verdict = LoaderVerdict(loader, precision, metrics, thresholds, tuple(failures(metrics, thresholds)))
         rows += _rows(verdict, len(proof.probes), (time.perf_counter() - t0) / len(GATE_METRICS))
         del s
     return rows
