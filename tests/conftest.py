@@ -24,8 +24,8 @@ REF_DIR = Path(__file__).resolve().parent / "reference"
 # The suite re-runs the deployment gate in almost every export, quantize and validate: it takes the "quick"
 # length sweep (18 of the full sweep's 96 lengths: 8, 15-17, 31-33, ... 255-257, 511, 512; subprocesses
 # inherit it).
-# tests/test_precision.py measures fidelity at all 97 lengths itself, outside the gate, and runs the product's
-# full sweep in `validate`; a user's export runs the full sweep unless they set the variable.
+# tests/test_precision.py measures fidelity at all 97 lengths itself, outside the gate, and checks the full
+# sweep's lengths (test_gate_sweeps); a user's export runs the full sweep unless they set the variable.
 os.environ.setdefault("BORTCONV_GATE_SWEEP", "quick")
 # Two workers share two cores (the README's `-n 2`), each running torch on 2 threads. OpenMP's default wait
 # policy keeps idle threads spinning after every parallel region, on the core the other worker needs. Passive

@@ -16,7 +16,7 @@ from typing import Any
 
 from bortconv.config import Task
 from bortconv.errors import InputError, MappingError, MissingDependencyError, shown
-from bortconv.layout import CONFIG_FILE, WEIGHT_FILES
+from bortconv.layout import CONFIG_FILE
 from bortconv.measure import Runner
 
 log = logging.getLogger(__name__)

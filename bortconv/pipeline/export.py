@@ -156,7 +156,7 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     # deployment gate then judges them against
     carried = None if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
     proof = {"proof": int8_info.pop("proof")} if carried is None else carried.fields
-    deployment = steps.gate_deployment(tmp, loaded, opts, prog, carried)
+    deployment = steps.gate_deployment(tmp, opts, prog, carried)
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()
             | tokenizer_ir | proof | embeddings)

@@ -24,7 +24,7 @@ from bortconv._util.hashing import sha256_file
 from bortconv._util.memory import active_budget, release
 from bortconv.pipeline.cost import fit_budget
 from bortconv._util.progress import Progress
-from bortconv.config import ExportOptions, Int8Options, Precision, Target, Task
+from bortconv.config import ExportOptions, GateThresholds, Int8Options, Precision, Target, Task
 from bortconv.errors import InputError, ParityError
 from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, TOKENIZER_FILE, WEIGHT_FILES, model_files
 from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds
@@ -281,6 +281,7 @@ class CarriedProof:
 
     fields: dict[str, Any]
     heldout: dict[str, Any]
+    thresholds: GateThresholds
 
 
 def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, prog: Progress) -> CarriedProof:
@@ -290,7 +291,6 @@ def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, 
     their int8 gate's proof instead (written by quantize)."""
     import json
 
-    from bortconv.config import GATE_DEFAULTS
     from bortconv.converters import hf_model
     from bortconv.layout import PROOF_FILE
     from bortconv.fidelity.gate import DeploymentGate, heldout_text
@@ -306,10 +306,22 @@ def carry_proof(tmp: Path, source: Source, loaded: Loaded, opts: ExportOptions, 
         written = write_proof(tmp / PROOF_FILE, gate.probes, (run(p.feeds) for p in gate.probes), gate.task)
         if not opts.bench:  # the timing step would use it; otherwise give its memory back
             loaded.let_go()
-    thresholds = GATE_DEFAULTS.get(opts.precision.value, GATE_DEFAULTS["bf16"])  # fp32: held to the bf16 gate
+    thresholds = gate_thresholds(opts)
     return CarriedProof({"proof": proof_record(written, text=gate.text.source, sweep=gate.sweep,
                                                thresholds=thresholds, reference=PROOF_REFERENCE)},
-                        gate.record())
+                        gate.record(), thresholds)
+
+
+def gate_thresholds(opts: ExportOptions) -> GateThresholds:
+    """What the artifact is held to against fp32 PyTorch, at export and in `validate`: its precision's gate (fp32
+    and fp16 the bf16 one, what a stock bf16 load must meet). A compressed word table (``--embeddings int8|int4``)
+    is lossy weight quantization, judged at int8's thresholds by :func:`compress_embeddings`: the proof holds the
+    artifact to those, or a table that passed would fail the precision's tighter gate on its own error."""
+    from bortconv.config import GATE_DEFAULTS
+
+    if opts.quantized is None and opts.embeddings != "fp32":
+        return GATE_DEFAULTS["int8"]
+    return GATE_DEFAULTS.get(opts.precision.value, GATE_DEFAULTS["bf16"])
 
 
 def time_against_pytorch(tmp: Path, source: Source, loaded: Loaded, traced: Traced, opts: ExportOptions,
@@ -415,16 +427,15 @@ def gate_runs(opts: ExportOptions) -> bool:
     return opts.target is Target.OPENVINO and stock_precision() != "f32"
 
 
-def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progress,
-                    carried: CarriedProof | None) -> Deployment:
+def gate_deployment(tmp: Path, opts: ExportOptions, prog: Progress, carried: CarriedProof | None) -> Deployment:
     """The artifact as it will be loaded, judged on held-out text of every length (int8 is gated by quantize),
     against the artifact's own proof (fp32 PyTorch's outputs on the gate's probes): exactly what `validate`
     re-runs on any CPU.
 
-    bf16: bortconv's runtime (pinned bf16) and a stock load, held to the bf16 gate. fp32/fp16 OpenVINO where
-    OpenVINO's default on this CPU is not f32 (the plugin reports it): the stock load held to the bf16 gate, and
-    the same IR pinned to bf16 judged as an option."""
-    from bortconv.config import GATE_DEFAULTS
+    bf16: bortconv's runtime (pinned bf16) and a stock load. fp32/fp16 OpenVINO where OpenVINO's default on this
+    CPU is not f32 (the plugin reports it): the stock load, and the same IR pinned to bf16 judged as an option.
+    Both are held to the thresholds the proof records (:func:`gate_thresholds`: the bf16 gate, or int8's with a
+    compressed word table)."""
     from bortconv.fidelity.gate import judge_proof
     from bortconv.fidelity.proof import read_proof
     from bortconv.layout import PROOF_FILE
@@ -437,8 +448,9 @@ def gate_deployment(tmp: Path, loaded: Loaded, opts: ExportOptions, prog: Progre
     if opts.precision is Precision.BF16 and opts.ungated:
         deployment.gate = {"ran": False, "why": "--ungated: built without the bf16 gate (CPU without native bf16)"}
         return deployment
-    assert carried is not None, "a gated export carries fp32 PyTorch's proof (carry_proof runs first)"
-    thresholds = GATE_DEFAULTS["bf16"]
+    if carried is None:
+        raise RuntimeError("a gated export judges against its proof: carry_proof runs before gate_deployment")
+    thresholds = carried.thresholds
     loaders = ("bortconv", "stock") if opts.precision is Precision.BF16 else ("stock",)
     pinned = "bf16" if opts.precision is Precision.BF16 else "f32"
     with prog.step(f"judging the {' and '.join(loaders)} load{'s' if len(loaders) > 1 else ''} on held-out text "
@@ -491,7 +503,6 @@ def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptio
     (int8's thresholds) under bortconv's and the stock loader; nothing is kept if they fail."""
     import json
 
-    from bortconv.config import GATE_DEFAULTS
     from bortconv.quantize import embeddings as emb
     from bortconv.fidelity.gate import DeploymentGate, heldout_text
     from bortconv.runtime.bort import open_session
@@ -520,7 +531,7 @@ def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptio
         gate = DeploymentGate.for_artifact(tmp, reference.run, loaded.task.value, heldout_text(None, None),
                                            config=json.loads((tmp / CONFIG_FILE).read_text()),
                                            with_types=loaded.with_types, static_shape=opts.static_shape)
-        thresholds = GATE_DEFAULTS["int8"]
+        thresholds = gate_thresholds(opts)  # int8's, what the artifact is then held to
         verdicts = gate.judge_loaders(tmp, thresholds, opts.threads, pinned="f32")
         del reference, gate
         release()

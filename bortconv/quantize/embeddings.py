@@ -190,7 +190,6 @@ def _onnx_gbq(name: str, q: Quantized, indices: str, out_dtype: int, nodes: list
 
 def _unfused(node: Any, init: dict[str, Any], word: Quantized) -> tuple[list[Any], list[Any]]:
     """Nodes and initializers computing what the EmbedLayerNormalization `node` computes, words from `word`."""
-    from onnx import TensorProto as T
     from onnx import helper, numpy_helper
 
     ids, types, _, pos_name, type_name, gamma, beta, mask = (list(node.input) + [""] * 8)[:8]

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bortconv._util.hashing import sha256_file
 from bortconv.errors import InputError, MissingDependencyError
@@ -41,6 +41,9 @@ from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
 from bortconv.validate.fidelity_checks import fidelity_gate, proof_gate, proof_thresholds
 from bortconv.validate.reference import ReferenceCache, ReferenceModel, reference_path
+
+if TYPE_CHECKING:  # annotations only: numpy is not imported at run time here
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
