@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,6 +46,22 @@ def model_bytes(d: Path, target: str) -> int:
     return sum((d / f).stat().st_size for f in model_files(target))
 
 
+def encode(d: Path, threads: int, sample: list[str], refs: dict[tuple, Any]) -> tuple[Any, Any]:
+    """The artifact's sentence vectors for `sample` under bortconv's runtime, and their cosines against
+    transformers' fp32 AutoModel on the same token ids (`refs` caches its vectors by ids)."""
+    import numpy as np
+
+    import arm_probe
+    from bortconv.runtime.bort import BortRuntime
+
+    rt = BortRuntime(d, threads=threads)
+    vecs = np.asarray(rt.encode(sample), np.float32)
+    key = tuple(tuple(r) for r in rt.tokenize(sample))
+    if key not in refs:
+        refs[key] = arm_probe.reference_rows(minilm(), [list(r) for r in key])
+    return vecs, arm_probe.cosines(vecs, refs[key])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default="int8,int4:32,int4:64",
@@ -58,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import arm_probe
     import bortconv
-    from bortconv.runtime.bort import BortRuntime
 
     variants = [(v.partition(":")[0], int(v.partition(":")[2]) if v.partition(":")[2] else None)
                 for v in args.variants.split(",")]
@@ -82,13 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 export_s = time.perf_counter() - t0
                 manifest = json.loads((d / "manifest.json").read_text())
                 emb = manifest.get("embeddings") or {}
-                rt = BortRuntime(d, threads=args.threads)
-                vecs = np.asarray(rt.encode(sample), np.float32)
-                ids = [list(r) for r in rt.tokenize(sample)]
-                key = tuple(map(tuple, ids))
-                if key not in refs:
-                    refs[key] = arm_probe.reference_rows(minilm(), ids)
-                vs_hf = arm_probe.cosines(vecs, refs[key])
+                vecs, vs_hf = encode(d, args.threads, sample, refs)
                 if base is None:
                     base = vecs
                 vs_fp32 = arm_probe.cosines(vecs, base)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
-from bench_compression import TARGETS, minilm, model_bytes, texts  # noqa: E402
+from bench_compression import TARGETS, encode, minilm, model_bytes, texts  # noqa: E402
 
 MODELS = {"minilm": "all-MiniLM-L6-v2", "bort-demo": "Bort, demo weights"}
 
@@ -50,24 +50,6 @@ def export(src: Path, out: Path, target: str, threads: int) -> tuple[float, floa
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} exited {code}: {err.read().decode(errors='replace').strip()[-2000:]}")
     return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
-
-
-def vs_transformers(d: Path, threads: int, refs: dict) -> tuple[float, float]:
-    """Mean and worst sentence cosine of the artifact under bortconv's runtime against transformers' fp32."""
-    import numpy as np
-
-    import arm_probe
-    from bortconv.runtime.bort import BortRuntime
-
-    sample = texts()
-    rt = BortRuntime(d, threads=threads)
-    vecs = np.asarray(rt.encode(sample), np.float32)
-    ids = [list(r) for r in rt.tokenize(sample)]
-    key = tuple(map(tuple, ids))
-    if key not in refs:
-        refs[key] = arm_probe.reference_rows(minilm(), ids)
-    cos = arm_probe.cosines(vecs, refs[key])
-    return float(cos.mean()), float(cos.min())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                 info = json.loads((d / "manifest.json").read_text())["int8"]
                 emb, gate = info["embeddings"], info["gate"]["results"]
                 worst = {k: v["metrics"]["sentence_cosine_worst"] for k, v in gate.items()}
-                fid = vs_transformers(d, args.threads, refs) if model == "minilm" else None
+                cos = encode(d, args.threads, texts(), refs)[1] if model == "minilm" else None
+                fid = None if cos is None else (float(cos.mean()), float(cos.min()))
                 size = model_bytes(d, target)
                 layers = [g for g in info["kept_fp32"]["groups"] if g.startswith("layer.")]
                 rows.append([MODELS[model], TARGETS[target], f"`{info['scheme']}`",
