@@ -95,13 +95,8 @@ class DeploymentGate:
     def judge(self, run: Runner, loader: str, inference_precision: str,
               thresholds: GateThresholds) -> LoaderVerdict:
         """The gate's verdict on one session (`run`) loaded by `loader`."""
-        metrics = deployed_fidelity(self.outputs, run, self.probes, self.task)
-        verdict = LoaderVerdict(loader, inference_precision, metrics, thresholds,
-                                tuple(failures(metrics, thresholds)))
-        log.info("gate %s (%s): %s -> %s", loader, inference_precision,
-                 {k: v for k, v in metrics.items() if k.startswith(("sentence", "label", "top1", "worst"))},
-                 "pass" if verdict.passed else "fail: " + "; ".join(verdict.failed))
-        return verdict
+        return verdict(deployed_fidelity(self.outputs, run, self.probes, self.task), loader, inference_precision,
+                       thresholds)
 
     def judge_loaders(self, artifact_dir: Path, thresholds: GateThresholds, threads: int | None,
                       loaders: Sequence[str] = ("bortconv", "stock"),
@@ -134,9 +129,14 @@ def judge_proof(proof: Any, run: Runner, loader: str, inference_precision: str,
     """The gate's verdict on one session (`run`) against an artifact's proof
     (:class:`bortconv.fidelity.proof.Proof`): what `export` holds a gated fp32, fp16 or bf16 artifact to, and
     what `validate` re-runs on any CPU, so the two cannot disagree on the same CPU."""
-    metrics = proof.fidelity(run)
-    verdict = LoaderVerdict(loader, inference_precision, metrics, thresholds, tuple(failures(metrics, thresholds)))
-    log.info("gate %s (%s) from the proof: %s -> %s", loader, inference_precision,
+    return verdict(proof.fidelity(run), loader, inference_precision, thresholds, source=" from the proof")
+
+
+def verdict(metrics: dict[str, Any], loader: str, inference_precision: str, thresholds: GateThresholds,
+            source: str = "") -> LoaderVerdict:
+    """`metrics` judged against `thresholds`, logged: one loader's verdict."""
+    out = LoaderVerdict(loader, inference_precision, metrics, thresholds, tuple(failures(metrics, thresholds)))
+    log.info("gate %s (%s)%s: %s -> %s", loader, inference_precision, source,
              {k: v for k, v in metrics.items() if k.startswith(("sentence", "label", "top1", "worst"))},
-             "pass" if verdict.passed else "fail: " + "; ".join(verdict.failed))
-    return verdict
+             "pass" if out.passed else "fail: " + "; ".join(out.failed))
+    return out
