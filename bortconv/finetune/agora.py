@@ -6,13 +6,12 @@ so that it contains plain fine-tuning::
     round 1: train every θ in Θ on D                                      (exactly plain's search)
     repeat while Θ is not empty and a training fits the time left:
         b ← the last round's best model (by S);  M ← the points of F that b gets wrong
-        D ← --train (targets: gold mixed with the teacher's probabilities, teacher_weight)
-            ∪ teacher-labelled(generate(M, then --train)), synthetic points at most synthetic_ratio x |--train|
+        D ← --train ∪ teacher-labelled(generate(M)), synthetic points at most synthetic_ratio x |--train|,
+            keeping only points the teacher labels as their source point's gold label
         if the last round stalled and a replay is left: keep Θ             (the README's "replay")
         else: remove from Θ the run tied with the worst S score (at least one)
         train the best-ranked θ of Θ that fit the time left on D, from the pretrained source
-    return the best model of any round by S (accuracy, then loss); a later round replaces an earlier one only by
-    scoring strictly better
+    return the best model of any round by S accuracy; a later round replaces round 1's only by scoring higher
 
 Round 1 is plain's search, trained on the same data with the same seeds, so plain's model is one of Agora's
 candidates; the result can only differ from plain's if a later model scores higher on S, a split the generated
@@ -62,7 +61,6 @@ class Search:
     selection: Encoded  # S: scores epochs and candidates; never given to the generator
     feed: Encoded  # F: its mistakes feed the generator
     feed_examples: Sequence[Example]
-    real_examples: Sequence[Example]  # the training file's examples (generation sources after F's mistakes)
     epochs: int
     seed: int
     speeds: Speeds
@@ -75,10 +73,8 @@ class Search:
     max_generated: int = 256
     max_replays: int = 1
     soft_targets: bool = True
-    synthetic_ratio: float = 4.0
-    keep: str = "all"  # "all", or "agree": only points the teacher labels as their source's gold label
-    sources: str = "mistakes+train"  # what the generator varies: F's mistakes, then the training file; or "mistakes"
-    teacher_weight: float = 0.5  # later rounds: a real point's target is (1-w) gold + w teacher probabilities
+    synthetic_ratio: float = 1.0
+    keep: str = "agree"  # "agree": only points the teacher labels as their source's gold label; "all"
     seen: set[tuple[str, str | None]] = field(default_factory=set)
     timings: Counter[str] = field(default_factory=Counter)
     pool: list[tuple[Example, np.ndarray]] = field(default_factory=list)  # synthetic points in D, with targets
@@ -86,8 +82,6 @@ class Search:
     executor: Any = field(default_factory=LocalExecutor)  # runs a round's trainings (.executor)
     work: WorkDir | None = None  # checkpoints (.checkpoint); None: nothing kept, nothing resumed
     digest: str = ""  # of D, as the round being trained has it
-    real_distilled: np.ndarray | None = None  # the training file's targets with the teacher mixed in (later rounds)
-    real_agree: float | None = None
 
     def __post_init__(self) -> None:
         if self.train is None:
@@ -169,19 +163,6 @@ def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator) 
     return made, count
 
 
-def _distill_real(s: Search) -> float | None:
-    """Mix the teacher's probabilities into the training file's targets (once; teacher_weight of them); the share of
-    training points whose gold label the teacher agrees with."""
-    if s.real_distilled is not None or not s.real_examples:
-        return s.real_agree
-    probs = s.teacher.probabilities(list(s.real_examples))  # type: ignore[union-attr]
-    gold = s.real.targets
-    s.real_agree = round(float((probs.argmax(1) == gold.argmax(1)).mean()), 4)
-    w = s.teacher_weight
-    s.real_distilled = ((1 - w) * gold + w * _targets(s, probs)).astype(np.float32)
-    return s.real_agree
-
-
 def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.Generator) -> int:
     """Add `fresh` to the synthetic pool, cap the pool at synthetic_ratio x |real| (the newest points first, then
     a seeded sample of older ones) and rebuild D; how many points the cap dropped."""
@@ -194,16 +175,12 @@ def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.
         pool = [older[i] for i in pick] + pool
     dropped = len(older) + len(fresh) - len(pool)
     s.pool = pool
-    if not pool and s.real_distilled is None:
+    if not pool:
         s.train = s.real
         return dropped
-    if not pool:
-        s.train = Encoded(list(s.real.ids), None if s.real.types is None else list(s.real.types),
-                          s.real_distilled.copy())
-        return dropped
     syn = s.encoder.encode([e for e, _ in pool], np.stack([t for _, t in pool]).astype(np.float32))
-    real_targets = s.real.targets if s.real_distilled is None else s.real_distilled
-    s.train = Encoded(list(s.real.ids), None if s.real.types is None else list(s.real.types), real_targets.copy())
+    s.train = Encoded(list(s.real.ids), None if s.real.types is None else list(s.real.types),
+                      s.real.targets.copy())
     s.train.extend(syn)
     return dropped
 
@@ -215,8 +192,7 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
     mistakes = [s.feed_examples[i] for i in wrong]
     rng = np.random.default_rng(derived_seed(s.seed, round_no, 0xA60A))
     t0 = time.perf_counter()
-    sources = mistakes + (list(s.real_examples) if s.sources == "mistakes+train" else [])
-    made, raw = _generate(s, sources, rng)
+    made, raw = _generate(s, mistakes, rng)
     s.timings["generation_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     examples = [e for e, _ in made]
@@ -228,13 +204,11 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
     keep = agree if s.keep == "agree" else np.ones(len(made), bool)
     targets = _targets(s, probs)
     fresh = [(examples[i], targets[i]) for i in np.flatnonzero(keep)]
-    real_agree = _distill_real(s)
     dropped_by_cap = _rebuild(s, fresh, rng)
     conf = probs.max(1) if made else np.zeros(0)
     negated = sum(negation_words(e) != negation_words(src) for e, src in made)
     assert s.train is not None
-    return {"mistakes": len(mistakes), "sources": len(sources), "generated": raw, "new": len(made),
-            "teacher_weight_on_real": s.teacher_weight, "teacher_agrees_with_real_labels": real_agree,
+    return {"mistakes": len(mistakes), "generated": raw, "new": len(made),
             "teacher_agrees_with_source": round(float(agree.mean()), 4) if made else None,
             "teacher_mean_confidence": round(float(conf.mean()), 4) if made else None,
             "teacher_mean_confidence_agreeing": round(float(conf[agree].mean()), 4) if agree.any() else None,
@@ -266,12 +240,10 @@ def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
 
 def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> str:
     if best_round == 1:
-        return (f"no later round scored above round 1's best on the selection split (accuracy "
-                f"{first.dev.accuracy:.4f}, loss {first.dev.loss:.4f}, {n_sel} examples): the result is round 1's, "
-                f"plain's model")
-    return (f"round {best_round}'s {best.hyper.label()} scored accuracy {best.dev.accuracy:.4f}, loss "
-            f"{best.dev.loss:.4f} on the selection split ({n_sel} examples, never seen by the generator), above "
-            f"round 1's best ({first.dev.accuracy:.4f}, loss {first.dev.loss:.4f}; accuracy first, then loss)")
+        return (f"no later round scored above round 1's best on the selection split ({first.dev.accuracy:.4f}, "
+                f"{n_sel} examples): the result is round 1's, plain's model")
+    return (f"round {best_round}'s {best.hyper.label()} scored {best.dev.accuracy:.4f} on the selection split "
+            f"({n_sel} examples, never seen by the generator), above round 1's best {first.dev.accuracy:.4f}")
 
 
 def _round_row(s: Search, round_no: int, results: list[TrainResult], planned: float, spent: float) -> dict:
@@ -305,7 +277,7 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         if first is None:
             first = best = last
             best_round, best_size = 1, len(s.train or ())
-        elif _key(last) > _key(best):  # a later round must score strictly better (accuracy, then loss)
+        elif last.dev.accuracy > best.dev.accuracy:  # a later round must score higher; ties keep the earlier
             best, best_round, best_size = last, round_no, len(s.train or ())
         for res in results:
             if res is not best and res is not first:

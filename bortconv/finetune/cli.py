@@ -7,7 +7,7 @@ import json
 import sys
 
 from bortconv.config import THREADS_HELP, available_cores
-from bortconv.finetune.options import DEVICES, EXECUTORS, GENERATE_FROM
+from bortconv.finetune.options import DEVICES, EXECUTORS
 from bortconv.finetune.search import SearchSpace, parse_space
 
 
@@ -53,18 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--selection-share", type=float, default=0.5,
                         help="share of --dev held back as the selection split, never given to the generator "
                              "(default 0.5)")
-    parser.add_argument("--synthetic-ratio", type=float, default=4.0,
+    parser.add_argument("--synthetic-ratio", type=float, default=1.0,
                         help="agora: synthetic points in the training set at most this many times the training "
-                             "file's size (default 4.0)")
-    parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="all",
-                        help="agora: keep all generated points (default) or only those the teacher labels as their "
-                             "source point's gold label")
-    parser.add_argument("--generate-from", choices=list(GENERATE_FROM), default=GENERATE_FROM[0],
-                        help="agora: the points the generator varies: the dev mistakes, then the training file "
-                             "(default), or the dev mistakes only")
-    parser.add_argument("--teacher-weight", type=float, default=0.5,
-                        help="agora, later rounds: a training-file point's target is (1-w) x its label + w x the "
-                             "teacher's probabilities (default 0.5; 0 keeps the labels)")
+                             "file's size (default 1.0)")
+    parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="agree",
+                        help="agora: keep generated points the teacher labels as their source point's gold label "
+                             "(default) or all of them")
     parser.add_argument("--space", default="small", metavar="small|full|SPEC",
                         help="the search space the flags below edit: small (default; learning rates for a small "
                              "encoder on small data), full (the alexa/bort README's 480 configurations; 'bort' "
@@ -75,10 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, help="train exactly this many configurations (default: as many "
                                                        "as fit the budget, at most --max-candidates)")
     parser.add_argument("--max-candidates", type=int, default=16, help="upper bound of the sample (default 16)")
-    parser.add_argument("--per-mistake", type=int, default=4, help="agora: new examples per source point (a dev "
-                                                                   "mistake or a training point; default 4)")
-    parser.add_argument("--max-generated", type=int, help="agora: new examples per round at most (default: "
-                                                          "--synthetic-ratio x the training file's size)")
+    parser.add_argument("--per-mistake", type=int, default=4, help="agora: new examples per dev mistake "
+                                                                   "(default 4)")
+    parser.add_argument("--max-generated", type=int, help="agora: new examples per round at most (default: the "
+                                                          "training file's size)")
     parser.add_argument("--teacher-targets", choices=["soft", "hard"], default="soft",
                         help="agora: train on the teacher's probabilities (default) or its labels")
     parser.add_argument("--lr", type=_floats, help="search space: learning rates, e.g. 1e-4,3e-5,3e-4")
@@ -134,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience, selection_share=args.selection_share, max_length=args.max_length,
         per_mistake=args.per_mistake, max_generated=args.max_generated, teacher_targets=args.teacher_targets,
         synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter,
-        generate_from=args.generate_from, teacher_weight=args.teacher_weight,
         threads=args.threads or available_cores(), force=args.force, progress=not args.quiet, executor=args.executor,
         ray_address=args.ray_address, device=args.device, work_dir=args.work_dir, resume=args.resume)
     result = finetune(args.source, args.train, args.dev, args.output, opts)

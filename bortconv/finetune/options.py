@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # numpy comes with it: `bortconv --help` builds this module's
 DEFAULT_BUDGET_MINUTES = 10.0
 EXECUTORS = ("local", "ray")
 DEVICES = ("auto", "cpu", "cuda")
-GENERATE_FROM = ("mistakes+train", "mistakes")
 
 
 class Method(str, enum.Enum):
@@ -53,10 +52,8 @@ class FinetuneOptions:
     max_generated: int | None = None  # per round; default: the training file's size
     max_replays: int = 1
     teacher_targets: str = "soft"  # or "hard"
-    synthetic_ratio: float = 4.0  # synthetic points in D at most this many times the training file's size
-    synthetic_filter: str = "all"  # keep all generated points ("all") or those the teacher labels as their source
-    generate_from: str = "mistakes+train"  # what the generator varies: F's mistakes then --train, or "mistakes"
-    teacher_weight: float = 0.5  # later rounds: a training-file point's target is (1-w) gold + w teacher
+    synthetic_ratio: float = 1.0  # synthetic points in D at most this many times the training file's size
+    synthetic_filter: str = "agree"  # keep generated points the teacher labels as their source ("agree") or "all"
     generator: Generator | None = field(default=None, compare=False)
     # the run
     threads: int = field(default_factory=available_cores)  # the one --threads default; the record says it
@@ -99,10 +96,6 @@ class FinetuneOptions:
             raise InputError(f"--selection-share {self.selection_share}: must be between 0 and 1")
         if not self.synthetic_ratio >= 0:
             raise InputError(f"--synthetic-ratio {self.synthetic_ratio}: must be >= 0")
-        if self.generate_from not in GENERATE_FROM:
-            raise InputError(f"--generate-from {self.generate_from!r}: expected {' or '.join(GENERATE_FROM)}")
-        if not 0 <= self.teacher_weight <= 1:
-            raise InputError(f"--teacher-weight {self.teacher_weight}: must be between 0 and 1")
         if self.synthetic_filter not in ("agree", "all"):
             raise InputError(f"--synthetic-filter {self.synthetic_filter!r}: expected agree or all")
         if self.teacher_targets not in ("soft", "hard"):

@@ -19,10 +19,10 @@ DECISIONS: dict[str, str] = {
                    "selection split. Plain stops there; Agora's round 1 is therefore plain's whole search and "
                    "plain's model is one of Agora's candidates. Plain leaves the rest of its budget unused.",
     "selection": "dev is split per label (selection_share, seeded) into a selection split S and a mistakes split "
-                 "F. S picks each training's epoch and the result; the generator only sees F's mistakes and the "
-                 "training file, so no generated point comes from a point that judges it. The result is the best "
-                 "model of any round by S accuracy, then lower S loss; a later round replaces an earlier best "
-                 "only by scoring strictly better.",
+                 "F. S picks each training's epoch and the result; the generator only sees F's mistakes, so no "
+                 "generated point comes from a point that judges it. The result is the best model of any round "
+                 "by S accuracy (ties: lower S loss inside a round); a later round replaces round 1's best only "
+                 "by a strictly higher S accuracy.",
     "sampling": "no uniform draw of the space: its seeded order is stratified over the learning rate (one "
                 "configuration of each learning rate in turn), so k sampled configurations hold min(k, |lr|) "
                 "learning rates. The default space's learning rates {1e-4, 3e-5, 3e-4} were measured for "
@@ -40,20 +40,13 @@ DECISIONS: dict[str, str] = {
                       "token operations alone when the source has no MLM head. Token operations never delete, "
                       "substitute, insert, move or crop away a negation word. Pluggable: any callable "
                       "(examples, per_example, rng) -> examples.",
-    "points_per_mistake": "per_mistake new points (default 4) per source point: first each F mistake of the last "
-                          "round's best candidate, then each training-file point (generate_from 'mistakes+train', "
-                          "the default; 'mistakes' for the mistakes only); at most max_generated per round "
-                          "(default synthetic_ratio x the training file's size); exact duplicates of training, dev or "
-                          "earlier generated text are dropped.",
-    "synthetic_filter": "'all' (default): every generated point is kept with the teacher's probabilities as its "
-                        "target; 'agree' keeps only points the teacher labels as their source point's gold label. "
-                        "The record gives the share that agrees and the teacher's confidence.",
-    "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 4.0) times the "
+    "points_per_mistake": "per_mistake new points (default 4) per F mistake of the last round's best candidate, "
+                          "at most max_generated per round (default: the size of the training file); exact "
+                          "duplicates of training, dev or earlier generated text are dropped.",
+    "synthetic_filter": "'agree' (default): a generated point is kept only if the teacher labels it as its source "
+                        "point's gold label; the record gives the share that agrees and the teacher's confidence.",
+    "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 1.0) times the "
                      "training file's size: the newest round's points first, then a seeded sample of older ones.",
-    "distillation": "from round 2 on, each training-file point's target is (1 - teacher_weight) x its one-hot label "
-                    "+ teacher_weight x the teacher's probabilities (default 0.5): the student learns the teacher's "
-                    "function on and near the training file, not only near F's few mistakes. It can only gain "
-                    "where the teacher is better than the student; S decides whether it did.",
     "teacher_labels": "soft targets by default: the teacher's probabilities, trained with cross-entropy like the "
                       "one-hot labels of the training file (teacher_targets='hard' for its argmax).",
     "retraining": "every round trains each configuration from the pretrained source on the grown training set; "

@@ -247,18 +247,17 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
     timings = {"loading_s": time.perf_counter() - t0}
     fp = fingerprint(opts.to_dict(), _inputs(p, train, dev, executor.device))
     plan, speeds, timings["probe_s"] = _probe_and_plan(p, opts, checkpoint, fp, executor, t0)
-    cap = opts.max_generated if opts.max_generated is not None else max(1, int(opts.synthetic_ratio * len(p.train)))
+    cap = opts.max_generated if opts.max_generated is not None else len(p.train)
     teacher_dev = _teacher_dev(p, opts, dev)
     progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),
                      generator_name(p.generator) if p.generator is not None else None, executor.info(),
                      later=_later_bound(plan, opts) if agora else None)
     deadline = math.inf if opts.budget_minutes is None else t0 + 60 * opts.budget_minutes
-    search = Search(p.student, p.encoder, p.labels, p.train, p.dev, p.feed, p.feed_examples, tuple(train.examples),
-                    opts.epochs, opts.seed, speeds, deadline=deadline, progress=progress,
+    search = Search(p.student, p.encoder, p.labels, p.train, p.dev, p.feed, p.feed_examples, opts.epochs,
+                    opts.seed, speeds, deadline=deadline, progress=progress,
                     patience=opts.patience, teacher=p.teacher, generator=p.generator, per_mistake=opts.per_mistake,
                     max_generated=cap, max_replays=opts.max_replays, soft_targets=opts.teacher_targets == "soft",
-                    synthetic_ratio=opts.synthetic_ratio, keep=opts.synthetic_filter, sources=opts.generate_from,
-                    teacher_weight=opts.teacher_weight,
+                    synthetic_ratio=opts.synthetic_ratio, keep=opts.synthetic_filter,
                     seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)}, executor=executor,
                     work=checkpoint)
     outcome = run_search(search, plan.candidates, agora=agora)
