@@ -114,6 +114,12 @@ def test_stored_compressed_and_recorded(compressed, target, precision, embedding
     saved_min = (1 - bits / 32 - 0.07) * 4 * vocab * hidden  # values at `bits`; scales/zero points under 7%
     assert rec["bytes_saved"] == rec["table_bytes_fp32"] - rec["table_bytes"] > saved_min
     assert rec["gate"]["results"]["bortconv"]["passed"] if "gate" in rec else m["int8"]["gate"]["passed"]
+    if "gate" in rec:  # the export summary shows the table's own verdict per loader
+        from bortconv.pipeline.summary import table_gate_lines
+        text = "\n".join(table_gate_lines(m))
+        for loader, v in rec["gate"]["results"].items():
+            mean = v["metrics"]["sentence_cosine_mean"]
+            assert f"{loader:<9} load ({v['inference_precision']}): sentence cosine mean {mean:.5f}" in text, text
     if target == "onnx":
         import onnx
         model = onnx.load(str(art / "model.onnx"))

@@ -77,11 +77,21 @@ def gate_lines(results: dict[str, Any]) -> list[str]:
     out = []
     for loader, v in results.items():
         m = v["metrics"]
-        score = (f"sentence cosine mean {m['sentence_cosine_mean']:.5f}, worst {m['sentence_cosine_worst']:.5f} "
-                 f"at {m['worst_at']}" if "sentence_cosine_mean" in m else
+        at = f" at {m['worst_at']}" if m.get("worst_at") else ""
+        score = (f"sentence cosine mean {m['sentence_cosine_mean']:.5f}, worst {m['sentence_cosine_worst']:.5f}{at}"
+                 if "sentence_cosine_mean" in m else
                  ", ".join(f"{k} {m[k]:.4f}" for k in ("label_agreement", "top1_agreement") if k in m))
         out.append(f"  {loader:<9} load ({v['inference_precision']}): {score} -> {'ok' if v['passed'] else 'FAIL'}")
     return out
+
+
+def table_gate_lines(manifest: dict[str, Any]) -> list[str]:
+    """The compressed word table's own gate (judged before the deployment gate), if the manifest has one."""
+    emb = manifest.get("embeddings") or manifest.get("int8", {}).get("embeddings") or {}
+    gate = emb.get("gate") or {}
+    if not gate.get("results"):
+        return []
+    return [f"\nword-table gate (against {gate.get('reference', 'the fp32 table')})", *gate_lines(gate["results"])]
 
 
 def int8_speed_line(sp: dict[str, Any]) -> str:
@@ -144,6 +154,7 @@ def summary(result: ExportResult, load_footprint: bool = True) -> str:
     for rep in result.parity:
         lines += [f"  {rep['output']:<18} {r['shape']:<16} {r['max_abs_diff']:>10.2e}  tol {r['tolerance']:.0e}  "
                   f"{'ok' if r['passed'] else 'FAIL'}" for r in rep["rows"]]
+    lines += table_gate_lines(m)
     if m.get("loading"):
         lines += _loading_lines(m["loading"])
     gate = m.get("deployment_gate") or m.get("int8", {}).get("gate", {})
