@@ -37,12 +37,16 @@ ROWS = [
     ("onnx-portable-fp16", dict(target="onnx", portable=True, fp16=True), {"model.onnx"}),
     ("openvino-fp32", dict(target="openvino"), {"openvino_model.xml", "openvino_model.bin"}),
     ("openvino-fp16", dict(target="openvino", fp16=True, openvino_from="onnx"), {"openvino_model.xml", "openvino_model.bin"}),
-    # int8 with the scheme chosen as users get it (every candidate built, gated, timed): calibration text in file
-    # order, fixed seeds, and a choice that only a clear speed difference can change. The word table stays fp32:
+    # int8 with the scheme the manifest recorded passed back (--int8-scheme): built, calibrated (text in file order,
+    # fixed seeds) and gated as users get it. Bytes are reproducible given the scheme; the scheme itself is chosen
+    # by timing, and on this 1-layer, hidden-16 model (1-5 ms) under the other worker's load noise was once
+    # confirmed twice as a difference (nncf-ptq kept in one export, nncf-weights-only in the next), so the timed
+    # choice is tested where it is a real difference (test_int8), not here. The word table stays fp32:
     # `--embeddings auto` is decided by the gate alone (no timing), and test_embeddings tests it
-    ("onnx-int8", dict(target="onnx", int8=True, samples=48, embeddings="fp32"), {"model.onnx"}),
-    ("openvino-int8", dict(target="openvino", int8=True, samples=48, embeddings="fp32", openvino_from="onnx"),
-     {"openvino_model.xml", "openvino_model.bin"}),
+    ("onnx-int8", dict(target="onnx", int8=True, samples=48, embeddings="fp32", int8_scheme="dynamic-s8"),
+     {"model.onnx"}),
+    ("openvino-int8", dict(target="openvino", int8=True, samples=48, embeddings="fp32", openvino_from="onnx",
+                           int8_scheme="nncf-ptq"), {"openvino_model.xml", "openvino_model.bin"}),
 ]
 
 
@@ -124,7 +128,8 @@ def test_openvino_route_is_measured_and_recorded(exported):
 def test_int8_choice_is_recorded(exported):
     for rid in ("onnx-int8", "openvino-int8"):
         a, b = (json.loads((d / MANIFEST).read_text())["int8"] for d in exported[rid])
-        assert a["scheme"] == b["scheme"] and a["kept_fp32"] == b["kept_fp32"] and a["chosen_because"]
+        forced = next(r[1] for r in ROWS if r[0] == rid)["int8_scheme"]
+        assert a["scheme"] == b["scheme"] == forced and a["kept_fp32"] == b["kept_fp32"] and a["chosen_because"]
 
 
 def test_fp16_and_fp32_differ(exported):
