@@ -88,14 +88,14 @@ def test_bench_int8_artifact_gets_the_int8_baseline(int8, tmp_path):
 
 def test_bench_no_baseline_static_artifact(artifact, tmp_path):
     """--baseline none: artifacts only, no ratios; a static-shape artifact is measured at its shape only."""
-    static = artifact("bort2_cls_fp16", "onnx", static_shape="1,16")
-    proc = run(str(static), "--baseline", "none", "--seq-lens", "16,32", "--batch-size", "1", "--threads", "2",
+    static = artifact("bort2_cls_fp16", "onnx", static_shape="2,16")  # test_export's static artifact
+    proc = run(str(static), "--baseline", "none", "--seq-lens", "16,32", "--batch-size", "2", "--threads", "2",
                "--rounds", "3", "--runs", "2", "--no-memory", "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)  # --json: JSON alone on stdout
-    assert [(r["batch"], r["seq_len"]) for r in rep["results"]] == [(1, 16)]
+    assert [(r["batch"], r["seq_len"]) for r in rep["results"]] == [(2, 16)]
     assert rep["ratios"] == [] and rep["candidates"][0]["peak_rss_mb"] is None
-    assert any("static shape 1x16" in n for n in rep["notes"])
+    assert any("static shape 2x16" in n for n in rep["notes"])
 
 
 # (id, args after the artifact, words the one-line error must contain)

@@ -125,17 +125,15 @@ def test_export_matrix(reference, artifact, minilm, converted, tmp_path, row, ta
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_fp16_artifact(reference, artifact, tmp_path, target):
-    out = tmp_path / "a16"
-    result = bortconv.export(reference["bort2_enc_fp16"].params, out, target=target, fp16=True, threads=2,
-                             bench=False, progress=False)
-    assert result.precision == "fp16"
+def test_fp16_artifact(reference, artifact, target):
+    # the session's fp16 export, the one test_validate's fresh artifacts validate (one export, not two)
+    out = artifact("bort2_enc_fp16", target, fp16=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "fp16"
     assert all(r["max_abs_diff"] <= r["tolerance"] == 5e-2 for r in manifest["parity"][0]["rows"])
     model_file = "model.onnx" if target == "onnx" else "openvino_model.bin"
     fp32 = artifact("bort2_enc_fp16", target)
-    ratio = result.files[model_file] / (fp32 / model_file).stat().st_size
+    ratio = manifest["files"][model_file]["bytes"] / (fp32 / model_file).stat().st_size
     assert 0.45 < ratio < 0.55, f"fp16 weights should halve the file: {ratio:.2f}"
     # vs MXNet, fp16 weights: within the fp16 tolerance
     ref = reference["bort2_enc_fp16"].outputs()
@@ -145,10 +143,8 @@ def test_fp16_artifact(reference, artifact, tmp_path, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_static_shape_and_runtime(reference, tmp_path, target):
-    out = tmp_path / "static"
-    bortconv.export(reference["bort2_cls_fp16"].params, out, target=target, static_shape="2,16", threads=2,
-                    bench=False, progress=False)
+def test_static_shape_and_runtime(reference, artifact, target):
+    out = artifact("bort2_cls_fp16", target, static_shape="2,16")  # test_bench measures the ONNX one
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["static_shape"] == [2, 16] and manifest["parity"][0]["rows"][0]["shape"] == "static-b2-l16"
     rt = BortRuntime(out)
