@@ -32,6 +32,9 @@ ROWS = [
     ("minilm", None, "feature-extraction", None, BOTH),
 ]
 MATRIX = [(row[:4], target) for row in ROWS for target in row[4]]
+#: (source, target) exported with Bort's tokenizer files (conftest.bort_tokenizer_files): the released model's size
+#: with its real vocabulary, the artifact test_tokenizer_pipeline runs text through
+WITH_TOKENIZER = {("bort4_mlm_full_fp16", "openvino")}
 TARGETS = list(BOTH)
 MX_TOL = {"hidden": 1e-4, "mlm_logits": 2e-4, "cls_logits": 1e-4}
 # SkipLayerNormalization is deliberately not fused (slower on CPU than Add + LayerNormalization: onnx_export)
@@ -68,10 +71,13 @@ def run_on_reference_inputs(artifact: Path, ref: dict[str, np.ndarray]) -> np.nd
 
 
 @pytest.mark.parametrize("row,target", MATRIX, ids=[f"{r[0]}-{r[1] or 'default'}-{t}" for r, t in MATRIX])
-def test_export_matrix(reference, artifact, minilm, converted, tmp_path, row, target):
+def test_export_matrix(reference, artifact, minilm, converted, bort_tokenizer_files, tmp_path, row, target):
     spec, task, want_task, mx_key = row
     if spec in reference:  # shared with the validate and int8 tests through the session's artifact cache
-        out = artifact(spec, target, **({"task": task} if task else {}))
+        options = {"task": task} if task else {}
+        if (spec, target) in WITH_TOKENIZER:
+            options |= dict(zip(("vocab", "merges"), map(str, bort_tokenizer_files)))
+        out = artifact(spec, target, **options)
     elif spec == "minilm":  # the same export (defaults, 2 threads) the int8 and precision tests start from
         out = minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32")
     else:

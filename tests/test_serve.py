@@ -30,7 +30,7 @@ from bortconv.bench.cold_start import measure_cold_start
 from bortconv.runtime.bort import BortRuntime
 
 TOL = 1e-5
-CLIENTS, PER_CLIENT = 8, 256  # 8 concurrent clients x 256 requests each (2,048 in all)
+CLIENTS, PER_CLIENT = 8, 96  # 8 concurrent clients x 96 requests each (768 in all)
 
 
 @dataclass
@@ -130,7 +130,7 @@ def test_embeddings_equal_the_runtime(minilm):
 
 
 def test_concurrent_clients(minilm):
-    """8 clients x 256 requests each (2,048) of 1-2 texts: 0 errors, every result the runtime's."""
+    """8 clients x 96 requests each (768) of 1-2 texts: 0 errors, every result the runtime's."""
     server, rt = minilm
     pool = HELDOUT[:200]
     want = dict(zip(pool, rt.encode(pool)))

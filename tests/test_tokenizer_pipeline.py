@@ -10,18 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_bortconv
-from test_tokenizer import bort_layout_vocab, gpt2_data_dir
 
 import bortconv
 from bortconv.runtime.bort import BortRuntime
 
 
 @pytest.fixture(scope="module")
-def tok_files(tmp_path_factory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tokfiles")
-    data = gpt2_data_dir()
-    (d / "vocab.json").write_text(bort_layout_vocab(data / "encoder.json").to_json(), encoding="utf-8")
-    return d / "vocab.json", data / "vocab.bpe"
+def tok_files(bort_tokenizer_files) -> tuple[Path, Path]:
+    return bort_tokenizer_files
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -50,11 +46,10 @@ def test_convert_export_runtime_with_tokenizer(reference, tok_files, tmp_path):
     assert np.abs(alone[0] - vecs[1]).max() < 1e-4
 
 
-def test_export_params_with_vocab_writes_tokenizer(reference, tok_files, tmp_path):
+def test_export_params_with_vocab_writes_tokenizer(artifact, tok_files):
     vocab, merges = tok_files
-    out = tmp_path / "ov"
-    bortconv.export(reference["bort4_mlm_full_fp16"].params, out, target="openvino", vocab=str(vocab),
-                    merges=str(merges), threads=2, bench=False, progress=False, openvino_from="onnx")
+    # the session's export (test_export's full-size OpenVINO row checks the same artifact against MXNet)
+    out = artifact("bort4_mlm_full_fp16", "openvino", vocab=str(vocab), merges=str(merges))
     assert (out / "tokenizer.json").is_file()
     assert BortRuntime(out).encode(["one sentence"]).shape == (1, 1024)
 
