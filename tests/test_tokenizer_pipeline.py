@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,17 +14,12 @@ import bortconv
 from bortconv.runtime.bort import BortRuntime
 
 
-@pytest.fixture(scope="module")
-def tok_files(bort_tokenizer_files) -> tuple[Path, Path]:
-    return bort_tokenizer_files
-
-
 def run(*args: str) -> subprocess.CompletedProcess:
     return run_bortconv(*args)  # in-process: exit code, stdout and stderr as a real run gives them
 
 
-def test_convert_export_runtime_with_tokenizer(reference, tok_files, tmp_path):
-    vocab, merges = tok_files
+def test_convert_export_runtime_with_tokenizer(reference, bort_tokenizer_files, tmp_path):
+    vocab, merges = bort_tokenizer_files
     hf = tmp_path / "hf"
     res = bortconv.convert(reference["bort4_mlm_full_fp16"].params, hf, vocab=vocab, merges=merges)
     assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} <= set(res.files)
@@ -46,24 +40,24 @@ def test_convert_export_runtime_with_tokenizer(reference, tok_files, tmp_path):
     assert np.abs(alone[0] - vecs[1]).max() < 1e-4
 
 
-def test_export_params_with_vocab_writes_tokenizer(artifact, tok_files):
-    vocab, merges = tok_files
+def test_export_params_with_vocab_writes_tokenizer(artifact, bort_tokenizer_files):
+    vocab, merges = bort_tokenizer_files
     # the session's export (test_export's full-size OpenVINO row checks the same artifact against MXNet)
     out = artifact("bort4_mlm_full_fp16", "openvino", vocab=str(vocab), merges=str(merges))
     assert (out / "tokenizer.json").is_file()
     assert BortRuntime(out).encode(["one sentence"]).shape == (1, 1024)
 
 
-def test_tokenizer_command(tok_files, tmp_path):
-    vocab, merges = tok_files
+def test_tokenizer_command(bort_tokenizer_files, tmp_path):
+    vocab, merges = bort_tokenizer_files
     proc = run("tokenizer", "--vocab", str(vocab), "--merges", str(merges), "-o", str(tmp_path / "t"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)["files"]) == {"tokenizer.json", "tokenizer_config.json",
                                                      "special_tokens_map.json"}
 
 
-def test_vocab_size_mismatch_is_refused(reference, tok_files, tmp_path):
-    vocab, merges = tok_files
+def test_vocab_size_mismatch_is_refused(reference, bort_tokenizer_files, tmp_path):
+    vocab, merges = bort_tokenizer_files
     out = tmp_path / "hf"
     proc = run("convert", str(reference["bort2_mlm_fp32"].params), "-o", str(out), "--vocab", str(vocab),
                "--merges", str(merges))
@@ -73,8 +67,8 @@ def test_vocab_size_mismatch_is_refused(reference, tok_files, tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_bad_merges_file_is_refused(reference, tok_files, tmp_path):
-    vocab, _ = tok_files
+def test_bad_merges_file_is_refused(reference, bort_tokenizer_files, tmp_path):
+    vocab, _ = bort_tokenizer_files
     bad = tmp_path / "merges.txt"
     bad.write_text("this is not\na merges file at all\n\x00\x01")
     out = tmp_path / "t"
