@@ -17,20 +17,26 @@ log = logging.getLogger(__name__)
 CALIBRATION_SEED = 1  # random token ids for artifacts without a tokenizer
 
 
-def rows_for(texts: tuple[str, ...], tokenizer: Any, vocab_size: int, seed: int) -> list[list[int]]:
-    """Token-id rows of `texts`; seeded random ids of as many rows when there is no tokenizer."""
-    return token_rows(texts, tokenizer) if tokenizer is not None else random_rows(len(texts), vocab_size, seed)
+def rows_for(texts: tuple[str, ...], tokenizer: Any, vocab_size: int, seed: int,
+             max_length: int = MAX_TOKENS) -> list[list[int]]:
+    """Token-id rows of `texts`, at most MAX_TOKENS and the model's `max_length` positions long; seeded random ids
+    of as many rows when there is no tokenizer."""
+    cap = min(MAX_TOKENS, max_length)
+    if tokenizer is None:
+        return random_rows(len(texts), vocab_size, seed, cap)
+    return token_rows(texts, tokenizer, cap)
 
 
-def token_rows(texts: tuple[str, ...], tokenizer: Any) -> list[list[int]]:
-    rows = [e.ids[:MAX_TOKENS] for e in tokenizer.encode_batch(list(texts))]
+def token_rows(texts: tuple[str, ...], tokenizer: Any, cap: int = MAX_TOKENS) -> list[list[int]]:
+    rows = [e.ids[:cap] for e in tokenizer.encode_batch(list(texts))]
     return [r for r in rows if r]
 
 
-def random_rows(n: int, vocab_size: int, seed: int) -> list[list[int]]:
-    """Token-id rows for models without a tokenizer (recorded as such in the manifest; a warning is logged)."""
+def random_rows(n: int, vocab_size: int, seed: int, cap: int = MAX_TOKENS) -> list[list[int]]:
+    """Token-id rows for models without a tokenizer (recorded as such in the manifest; a warning is logged), of 8
+    to `cap` tokens (fewer when the model has fewer positions)."""
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(8, MAX_TOKENS, size=n)
+    lengths = rng.integers(min(8, cap - 1), cap, size=n)
     return [[0] + rng.integers(4, vocab_size, size=int(k) - 2).tolist() + [2] for k in lengths]
 
 

@@ -36,8 +36,13 @@ SENSITIVITY_PROBES = 12  # held-out probes used to rank layers for mixed precisi
 #: and it was most of a mixed-precision search's time (7 of 9 OpenVINO PTQ runs, each on all 124 samples)
 SENSITIVITY_CALIBRATION = 32
 GATED = tuple(GATE_METRICS)
-#: the shape int8 candidates are timed at against the fp32 artifact
+#: the shape int8 candidates are timed at against the fp32 artifact (shorter for a model with fewer positions)
 TIMING_SHAPE = (1, 128)
+
+
+def timing_shape(config: dict[str, Any]) -> tuple[int, int]:
+    """TIMING_SHAPE, cut to the model's positions: a 64-position model is timed at 1x64, not run past its end."""
+    return TIMING_SHAPE[0], min(TIMING_SHAPE[1], int(config.get("max_position_embeddings") or 512))
 
 __all__ = ["GateThresholds", "Int8Options", "quantize", "quantize_artifact", "quantize_directory"]
 
@@ -134,7 +139,7 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
                     "for text calibration)", fp32_dir)
         source = "random token ids (artifact has no tokenizer)"
     max_len = int(config.get("max_position_embeddings") or 512)
-    calib_rows = cal.rows_for(split.calibration, tok, vocab, cal.CALIBRATION_SEED)
+    calib_rows = cal.rows_for(split.calibration, tok, vocab, cal.CALIBRATION_SEED, max_len)
     calib_rows += cal.long_rows(split.calibration, tok, vocab, max_len, cal.CALIBRATION_SEED)
     gate = DeploymentGate.for_artifact(fp32_dir, reference.run, task, heldout_text(opts.calibration, opts.samples),
                                        config=config, with_types=with_types, tokenizer=tok)
@@ -331,9 +336,11 @@ def _choose_table(s: _Setup, build: _Builder, chosen: _Candidate) -> _Candidate:
 
 @dataclass
 class _Timing:
-    """Median latencies at TIMING_SHAPE of the fp32 artifact, as bortconv pins it and, where a stock load
-    infers in another precision (OpenVINO where the plugin's default here is not f32), as a stock load runs it."""
+    """Median latencies at `shape` (:func:`timing_shape`) of the fp32 artifact, as bortconv pins it and, where a
+    stock load infers in another precision (OpenVINO where the plugin's default here is not f32), as a stock load
+    runs it."""
 
+    shape: tuple[int, int]
     fp32_ms: float
     stock_ms: float | None = None
     stock_precision: str | None = None
@@ -348,7 +355,8 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     from bortconv.runtime.loaders import stock_precision
     from bortconv.runtime.bort import open_session
 
-    feeds = make_feeds([TIMING_SHAPE[1]], TIMING_SHAPE[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
+    shape = timing_shape(s.config)
+    feeds = make_feeds([shape[1]] * shape[0], shape[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
     runners: dict[str, Runner] = {"fp32": s.reference.run}
     # What a deployment compares int8 against is the fp32 artifact as it loads it. Where the stock load of
     # fp32 is not f32 (what loaders.stock_precision reports: bf16 on native-bf16 x86), pinned f32 alone would
@@ -367,15 +375,15 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
         return interleaved({k: runners[k] for k in keys}, feeds, rounds=4, runs_per_round=3)
 
     key, decision = confirmed_choice({c.key: lat[c.key] for c in passing}, retime)
-    timing = _Timing(lat["fp32"].median_ms, decision=decision)
+    timing = _Timing(shape, lat["fp32"].median_ms, decision=decision)
     if stock != "f32":
-        timing = _Timing(lat["fp32"].median_ms, lat["fp32-stock"].median_ms, stock, decision)
+        timing = _Timing(shape, lat["fp32"].median_ms, lat["fp32-stock"].median_ms, stock, decision)
     return by_key[key], timing
 
 
 def _speed_fields(chosen: _Candidate, t: _Timing) -> dict[str, Any]:
     int8_ms = chosen.median_ms or t.fp32_ms
-    fields: dict[str, Any] = {"shape": list(TIMING_SHAPE), "fp32_ms": round(t.fp32_ms, 2),
+    fields: dict[str, Any] = {"shape": list(t.shape), "fp32_ms": round(t.fp32_ms, 2),
                               "int8_ms": round(int8_ms, 2), "speedup": round(t.fp32_ms / int8_ms, 3),
                               "slower_than_fp32": int8_ms > t.fp32_ms}
     if t.stock_ms is not None:
@@ -400,13 +408,13 @@ def _warn_if_slower(s: _Setup, chosen: _Candidate, timing: _Timing) -> None:
     fp32_ms = timing.fp32_ms
     # said, not hidden: on CPUs without int8 dot-product instructions this can happen
     if (chosen.median_ms or 0.0) > fp32_ms:
-        log.warning("int8 %s runs slower than fp32 on this CPU (%.1f vs %.1f ms at 1x128, VNNI: %s); it is "
+        log.warning("int8 %s runs slower than fp32 on this CPU (%.1f vs %.1f ms at %dx%d, VNNI: %s); it is "
                     "smaller, but deploy fp32 where latency matters", chosen.scheme, chosen.median_ms, fp32_ms,
-                    s.cpu.get("vnni"))
+                    *timing.shape, s.cpu.get("vnni"))
     elif timing.stock_ms is not None and (chosen.median_ms or 0.0) > timing.stock_ms:
         log.warning("int8 %s runs slower than the fp32 artifact under stock loading here (%.1f vs %.1f ms at "
-                    "1x128, %s): it is smaller, but on this CPU fp32 as compile_model loads it is faster",
-                    chosen.scheme, chosen.median_ms, timing.stock_ms, timing.stock_precision)
+                    "%dx%d, %s): it is smaller, but on this CPU fp32 as compile_model loads it is faster",
+                    chosen.scheme, chosen.median_ms, timing.stock_ms, *timing.shape, timing.stock_precision)
 
 
 def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, timing: _Timing | None,
