@@ -104,6 +104,10 @@ BAD = [
     ("seq-lens-not-ints", ["--seq-lens", "16,long"], "--seq-lens: '16,long' is not a comma-separated list"),
     ("batch-zero", ["--batch-size", "0"], "--batch-size: '0' must list positive integers"),
     ("threads-zero", ["--threads", "0"], "--threads must be positive"),
+    ("longer-than-positions", ["--seq-lens", "600,700"], "every asked length (600,700) exceeds its 512 positions"),
+    # a static artifact asked for no shape it runs: an empty report would be a silent nothing
+    ("static-shape-not-asked", ["@static", "--batch-size", "1", "--seq-lens", "16"],
+     "static shape 2x16, and no asked (batch, length) is 2x16"),
     ("not-an-artifact", ["@tmp"], "no manifest.json"),
     ("missing-dir", ["@missing"], "no such directory"),
 ]
@@ -113,7 +117,9 @@ BAD = [
 def test_bench_bad_input(artifact, tmp_path, row):
     _, extra, words = row
     target = str(artifact(CASE, "onnx"))
-    if extra[0].startswith("@"):
+    if extra[0] == "@static":
+        target, extra = str(artifact("bort2_cls_fp16", "onnx", static_shape="2,16")), extra[1:]
+    elif extra[0].startswith("@"):
         target, extra = (str(tmp_path) if extra[0] == "@tmp" else str(tmp_path / "nope")), []
     proc = run(target, *extra, "--no-memory")
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -277,6 +277,18 @@ def _checked_settings(dirs: list[Path], baseline: str, seq_lens: Sequence[int] |
     return list(lens), list(bs)
 
 
+def _check_some_shape_fits(c: Candidate, d: Path, bs: Sequence[int], lens: Sequence[int]) -> None:
+    """InputError when no asked (batch, length) can run on the artifact: a report without its rows is not a result."""
+    if any(_fits(c, b, n, []) for b in bs for n in lens):
+        return
+    if c.static_shape:
+        b, n = c.static_shape
+        raise InputError(f"{d}: static shape {b}x{n}, and no asked (batch, length) is {b}x{n} (batch sizes "
+                         f"{','.join(map(str, bs))}; lengths {','.join(map(str, lens))}): ask for batch size {b} "
+                         f"and length {n}")
+    raise InputError(f"{d}: every asked length ({','.join(map(str, lens))}) exceeds its {c.max_length} positions")
+
+
 def _measure_shapes(live: list[_Live], bs: Sequence[int], lens: Sequence[int], notes: list[str],
                     timing: dict[str, Any]) -> tuple[list[Measurement], list[str]]:
     """Every candidate that fits each (batch, length), interleaved; the measurements and the wide-spread ones."""
@@ -324,6 +336,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     live: list[_Live] = []
     for d, name, manifest in zip(dirs, names, manifests):
         live.append(_open_artifact(d, name, manifest, threads))
+        _check_some_shape_fits(live[-1].candidate, d, bs, lens)
     if baseline != "none":
         if build_baseline is None or build_int8_baseline is None:
             raise InputError("bench: a baseline needs its builders (use bortconv.bench.baselines.bench)")
