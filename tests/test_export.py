@@ -27,7 +27,8 @@ ROWS = [
     ("bort2_mlm_npx", None, "feature-extraction", "hidden", ("openvino",)),  # test_reproducible's source
     ("bort4_cls_fp32", None, "text-classification", "cls_logits", BOTH),
     ("bort2_cls_legacy", None, "text-classification", "cls_logits", ("onnx",)),
-    # exported here with the default route (auto): OpenVINO's route choice on an HF directory source
+    # a converted HF directory as the source (one OpenVINO route, as the session's artifacts: the route choice on
+    # an HF directory is test_reproducible's openvino-fp32 rows and test_openvino_route_is_measured_and_recorded)
     ("converted:bort4_enc_fp32", None, "feature-extraction", "hidden", ("openvino",)),
     ("minilm", None, "feature-extraction", None, BOTH),
 ]
@@ -83,7 +84,7 @@ def test_export_matrix(reference, artifact, minilm, converted, bort_tokenizer_fi
     else:
         out = tmp_path / "artifact"
         bortconv.export(_source(reference, converted, spec), out, target=target, task=task, threads=2,
-                        bench=False, progress=False)
+                        bench=False, progress=False, openvino_from="onnx")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["task"] == want_task and manifest["precision"] == "fp32"
 
@@ -107,11 +108,8 @@ def test_export_matrix(reference, artifact, minilm, converted, bort_tokenizer_fi
         assert fused["LayerNormalization"] == 2 * layers + (want_task == "fill-mask")
         assert manifest["onnxruntime_session"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
     else:
-        if manifest["openvino_from"] == "auto":  # both routes converted and timed; the kept one named, with the numbers
-            assert set(manifest["openvino_candidates"]) == {"onnx", "pytorch"}
-            assert manifest["openvino_source"] in manifest["openvino_candidates"] and manifest["openvino_rule"]
-        else:  # the session's shared artifacts take one route (the choice is tested on the rows exported here)
-            assert manifest["openvino_from"] == manifest["openvino_source"] == "onnx", manifest["openvino_from"]
+        # one route, as asked (the choice between routes is test_reproducible's)
+        assert manifest["openvino_from"] == manifest["openvino_source"] == "onnx", manifest["openvino_from"]
 
     sess = open_session(out)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if spec == "minilm" else [])
