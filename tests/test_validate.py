@@ -331,3 +331,20 @@ def test_mxnet_backend_matches_mxnet(reference, tmp_path):
     proc = run_reference("mxnet_backend.py", str(tmp_path / "spec.json"))
     diffs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(diffs) == len(rows) and all(d <= 1e-6 for d in diffs), diffs
+
+
+@pytest.mark.parametrize("max_length,names", [
+    (512, ["b1-l1", "b1-l7", "b1-l128", "b4-l128-padded", "b1-l512", "b4-l512-padded"]),
+    (128, ["b1-l1", "b1-l7", "b1-l128", "b4-l128-padded"]),
+    (64, ["b1-l1", "b1-l7", "b1-l64", "b4-l64-padded"]),  # tests/cases.py's custom shape
+    (5, ["b1-l1", "b1-l5", "b4-l5-padded"]),
+])
+def test_parity_shapes_are_named_by_what_runs(max_length, names):
+    """A model with fewer positions than a row of the table is checked at its length, and the row says so: a
+    64-position model's report once listed "b1-l512" for a row that ran 64 tokens."""
+    from bortconv.validate.parity import parity_shapes
+
+    shapes = parity_shapes(None, max_length)
+    assert [n for n, _, _ in shapes] == names
+    for name, lens, length in shapes:
+        assert f"-l{length}" in name and max(lens) == length <= max_length and len(lens) == int(name[1])

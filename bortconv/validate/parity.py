@@ -61,13 +61,18 @@ class ParityReport:
 
 
 def parity_shapes(static_shape: tuple[int, int] | None, max_length: int) -> list[tuple[str, tuple[int, ...], int]]:
-    """The shape table, cut to the model's max length; a static artifact is checked at its one shape."""
+    """The shape table, cut to the model's max length and named by what runs (a 64-position model's "b1-l512" row
+    is "b1-l64", and a cut row that repeats an earlier name is dropped); a static artifact is checked at its one
+    shape."""
     if static_shape:
         b, length = static_shape
         lens = tuple(max(1, length - (length * i) // max(b, 1)) for i in range(b))
         return [(f"static-b{b}-l{length}", lens, length)]
-    return [(n, tuple(min(x, max_length) for x in lens), min(length, max_length))
-            for n, lens, length in PARITY_SHAPES]
+    out: dict[str, tuple[tuple[int, ...], int]] = {}
+    for name, lens, length in PARITY_SHAPES:
+        cut = min(length, max_length)
+        out.setdefault(name.replace(f"-l{length}", f"-l{cut}"), (tuple(min(x, cut) for x in lens), cut))
+    return [(name, lens, length) for name, (lens, length) in out.items()]
 
 
 def compare(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None, tol: float) -> tuple[float, tuple[int, ...]]:
