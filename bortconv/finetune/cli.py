@@ -7,7 +7,7 @@ import json
 import sys
 
 from bortconv.config import THREADS_HELP, available_cores
-from bortconv.finetune.options import DEVICES, EXECUTORS
+from bortconv.finetune.options import DEVICES, EXECUTORS, FinetuneOptions
 from bortconv.finetune.search import SearchSpace, parse_space
 
 
@@ -116,12 +116,9 @@ def space_from_args(args: argparse.Namespace) -> SearchSpace:
     return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the command: a short summary on stdout (or the record as JSON with --json); 0 on success."""
-    from bortconv.finetune.api import finetune
-    from bortconv.finetune.options import FinetuneOptions
-
-    opts = FinetuneOptions(
+def options_from_args(args: argparse.Namespace) -> FinetuneOptions:
+    """The options the parsed command line asks for (what `run` trains with)."""
+    return FinetuneOptions(
         method=args.method, teacher=args.teacher, budget_minutes=args.budget_minutes, seed=args.seed,
         vocab=args.vocab, merges=args.merges, variant=args.variant, heads=args.heads, space=space_from_args(args),
         candidates=args.candidates, max_candidates=args.max_candidates, epochs=args.epochs,
@@ -130,7 +127,13 @@ def run(args: argparse.Namespace) -> int:
         synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter,
         threads=args.threads or available_cores(), force=args.force, progress=not args.quiet, executor=args.executor,
         ray_address=args.ray_address, device=args.device, work_dir=args.work_dir, resume=args.resume)
-    result = finetune(args.source, args.train, args.dev, args.output, opts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command: a short summary on stdout (or the record as JSON with --json); 0 on success."""
+    from bortconv.finetune.api import finetune
+
+    result = finetune(args.source, args.train, args.dev, args.output, options_from_args(args))
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
         return 0
