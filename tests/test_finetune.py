@@ -407,12 +407,15 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
         "params without tokenizer": ([str(bort_files["params"]), *base, "--heads", "4"],
                                      ["tiny.params", "--vocab and --merges"]),
         "agora without teacher": ([str(bort_hf), "--train", tr, "--dev", dv], ["--teacher", "--method plain"]),
+        "max length past the positions": ([str(bort_hf), *base, "--max-length", "600"],
+                                          ["--max-length 600", "has 512 positions"]),
     }
 
 
 BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev labels never in train",
              "teacher labels never in train", "teacher does not load", "classifier source, other label count",
-             "budget below one candidate", "params without tokenizer", "agora without teacher"]
+             "budget below one candidate", "params without tokenizer", "agora without teacher",
+             "max length past the positions"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -335,16 +335,18 @@ def test_mxnet_backend_matches_mxnet(reference, tmp_path):
 
 @pytest.mark.parametrize("max_length,names", [
     (512, ["b1-l1", "b1-l7", "b1-l128", "b4-l128-padded", "b1-l512", "b4-l512-padded"]),
-    (128, ["b1-l1", "b1-l7", "b1-l128", "b4-l128-padded"]),
-    (64, ["b1-l1", "b1-l7", "b1-l64", "b4-l64-padded"]),  # tests/cases.py's custom shape
-    (5, ["b1-l1", "b1-l5", "b4-l5-padded"]),
+    (128, ["b1-l1", "b1-l7", "b1-l128", "b4-l128-padded", "b4-l128-padded-2"]),
+    (64, ["b1-l1", "b1-l7", "b1-l64", "b4-l64-padded", "b4-l64-padded-2"]),  # tests/cases.py's custom shape
+    (5, ["b1-l1", "b1-l5", "b4-l5-padded", "b4-l5-padded-2"]),
 ])
 def test_parity_shapes_are_named_by_what_runs(max_length, names):
-    """A model with fewer positions than a row of the table is checked at its length, and the row says so: a
-    64-position model's report once listed "b1-l512" for a row that ran 64 tokens."""
+    """A model with fewer positions than a row of the table is checked at its length, and the row says so (a
+    64-position model's report once listed "b1-l512" for a row that ran 64 tokens); a cut row that runs what an
+    earlier one runs is dropped, one that runs other rows is kept under its own name."""
     from bortconv.validate.parity import parity_shapes
 
     shapes = parity_shapes(None, max_length)
     assert [n for n, _, _ in shapes] == names
+    assert len({(lens, length) for _, lens, length in shapes}) == len(shapes)  # no row runs twice
     for name, lens, length in shapes:
         assert f"-l{length}" in name and max(lens) == length <= max_length and len(lens) == int(name[1])

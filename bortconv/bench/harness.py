@@ -358,7 +358,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     candidates = [lv.candidate for lv in live]
     if memory:  # after all timing: the children would otherwise compete with it for the cores
         candidates = _memory_of(candidates, threads, (max(bs), max(lens)))
-    cold = _cold_starts(dirs, threads) if cold_start else ()
+    cold = _cold_starts([c for c in candidates if c.kind == "artifact"], threads, notes) if cold_start else ()
     ratios = _ratios(candidates, results)
     del live
     settings = {"threads": threads, "batches": list(bs), "seq_lens": list(lens), "rounds": rounds,
@@ -375,16 +375,24 @@ def _memory_of(candidates: Sequence[Candidate], threads: int, shape: tuple[int, 
         return list(pool.map(lambda c: _with_memory(c, threads, shape), candidates))
 
 
-def _cold_starts(dirs: Sequence[Path], threads: int) -> tuple[dict[str, Any], ...]:
-    """:func:`bortconv.bench.cold_start.measure_cold_start` of each OpenVINO artifact, with a fresh cache directory."""
+def _cold_starts(artifacts: Sequence[Candidate], threads: int, notes: list[str]) -> tuple[dict[str, Any], ...]:
+    """:func:`bortconv.bench.cold_start.measure_cold_start` of each OpenVINO artifact, with a fresh cache directory,
+    on one text within the model's positions (a static-shape artifact is left out, with a note: the probe runs
+    batch 1)."""
     import tempfile
 
     from bortconv.bench.cold_start import measure_cold_start
     out = []
-    for d in dirs:
-        if (d / OV_XML).is_file():
-            with tempfile.TemporaryDirectory(prefix="bortconv-cache-") as cache:
-                out.append(measure_cold_start(d, cache_dir=Path(cache) / "blobs", threads=threads))
+    for c in artifacts:
+        d = Path(c.path)
+        if not (d / OV_XML).is_file():
+            continue
+        if c.static_shape:
+            notes.append(f"{c.name}: static shape; no cold start measured (the probe runs one text at batch 1)")
+            continue
+        with tempfile.TemporaryDirectory(prefix="bortconv-cache-") as cache:
+            out.append(measure_cold_start(d, cache_dir=Path(cache) / "blobs", threads=threads,
+                                          length=min(126, c.max_length - 2)))
     return tuple(out)
 
 

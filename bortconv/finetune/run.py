@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._util.hashing import sha256_file
-from bortconv.errors import ExportError
+from bortconv.errors import ExportError, InputError
 from bortconv.finetune import record as rec
 from bortconv.finetune.agora import Outcome, Search, later_trainings, planned_trainings, run_search
 from bortconv.finetune.checkpoint import WorkDir, fingerprint, load_state_file
@@ -71,10 +71,21 @@ def split_dev(dev: Dataset, share: float, seed: int) -> tuple[list[int], list[in
     return sorted(selection), [i for i in range(len(dev)) if i not in chosen]
 
 
+def _check_max_length(src: Source, max_length: int) -> None:
+    """InputError when --max-length is past the source's positions (training would index past them mid-run)."""
+    import json
+
+    positions = int(json.loads((src.model_dir / "config.json").read_text()).get("max_position_embeddings") or 512)
+    if max_length > positions:
+        raise InputError(f"--max-length {max_length}: {src.path} has {positions} positions; pass --max-length "
+                         f"{positions} or less")
+
+
 def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...], work: Path,
              opts: FinetuneOptions) -> Prepared:
     agora = opts.method is Method.AGORA
     src = resolve_source(source, work, vocab=opts.vocab, merges=opts.merges, variant=opts.variant, heads=opts.heads)
+    _check_max_length(src, opts.max_length)
     labels = check_labels(src, labels)
     teacher = load_teacher(opts.teacher, labels, threads=opts.threads) if agora and opts.teacher else None
     tokenizer = load_tokenizer(src.model_dir, src.path)

@@ -8,7 +8,7 @@ from typing import Any
 
 from bortconv.pipeline.export import ExportResult
 
-#: a fresh process loads the artifact with bortconv's runtime and runs it once at 1 x LENGTH: its RSS high-water
+#: a fresh process loads the artifact with bortconv's runtime and runs it once at BATCH x LENGTH: its RSS high-water
 #: mark (VmHWM, reset by exec) after imports, after the load and after the first inference, and both times
 _FOOTPRINT = """
 import json, sys, time
@@ -16,7 +16,7 @@ from bortconv._util.memory import peak_rss_bytes
 from bortconv.layout import OV_XML
 from bortconv.measure import make_feeds
 from bortconv.runtime.bort import open_session
-path, threads, length = sys.argv[1], int(sys.argv[2]) or None, int(sys.argv[3])
+path, threads, batch, length = sys.argv[1], int(sys.argv[2]) or None, int(sys.argv[3]), int(sys.argv[4])
 __import__("openvino" if (__import__("pathlib").Path(path) / OV_XML).is_file() else "onnxruntime")
 mb = lambda: (peak_rss_bytes() or 0) / 2**20
 imports = mb()
@@ -24,7 +24,7 @@ t0 = time.perf_counter()
 s = open_session(path, threads)
 load_s, at_load = time.perf_counter() - t0, mb()
 cfg = json.load(open(path + "/config.json"))
-feeds = make_feeds([length], length, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0), 0,
+feeds = make_feeds([length] * batch, length, int(cfg["vocab_size"]), int(cfg.get("pad_token_id") or 0), 0,
                    "token_type_ids" in s.input_names)
 t1 = time.perf_counter()
 s.run(feeds)
@@ -33,15 +33,17 @@ print(json.dumps({"imports_mb": imports, "load_s": load_s, "load_peak_rss_mb": a
 """
 
 
-def footprint(output_dir: str | Path, threads: int | None, length: int = 128) -> dict[str, float] | None:
-    """Load the artifact in a fresh process (bortconv's runtime) and run it once at 1 x `length`: peak RSS at load
+def footprint(output_dir: str | Path, threads: int | None,
+              shape: tuple[int, int] = (1, 128)) -> dict[str, float] | None:
+    """Load the artifact in a fresh process (bortconv's runtime) and run it once at `shape` (batch, length; the
+    export's timing shape, within the model's positions or its static shape): peak RSS at load
     and after the first inference, load time and first-inference latency (what `bortconv bench` also reports).
     None if the probe fails (the summary then says nothing about it)."""
     import json
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", _FOOTPRINT, str(output_dir), str(threads or 0), str(length)],
+    proc = subprocess.run([sys.executable, "-c", _FOOTPRINT, str(output_dir), str(threads or 0), *map(str, shape)],
                           capture_output=True, text=True, timeout=600)
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
@@ -49,9 +51,10 @@ def footprint(output_dir: str | Path, threads: int | None, length: int = 128) ->
         return None
 
 
-def footprint_line(fp: dict[str, float], length: int = 128) -> str:
+def footprint_line(fp: dict[str, float], shape: tuple[int, int] = (1, 128)) -> str:
     return (f"  load in a fresh process: peak RSS {fp['load_peak_rss_mb']:.0f} MB at load ({fp['load_s']:.2f} s), "
-            f"first inference (1 x {length}) {fp['first_inference_ms']:.0f} ms, peak RSS {fp['peak_rss_mb']:.0f} MB "
+            f"first inference ({shape[0]} x {shape[1]}) {fp['first_inference_ms']:.0f} ms, "
+            f"peak RSS {fp['peak_rss_mb']:.0f} MB "
             f"after it (the interpreter and runtime library: {fp['imports_mb']:.0f} MB)")
 
 
@@ -149,9 +152,11 @@ def summary(result: ExportResult, load_footprint: bool = True) -> str:
              + (f" (OpenVINO IR converted from {result.openvino_source})" if result.openvino_source else "")]
     lines += [f"  {name:<28} {size / 1e6:>9.1f} MB" for name, size in sorted(result.files.items())]
     lines.append(model_size_line(result.target, result.files, m))
-    fp = footprint(result.output_dir, (result.speed or {}).get("threads")) if load_footprint and result.speed else None
+    shape = tuple((result.speed or {}).get("shape") or (1, 128))
+    fp = footprint(result.output_dir, (result.speed or {}).get("threads"), shape) if load_footprint and result.speed \
+        else None
     if fp:
-        lines.append(footprint_line(fp))
+        lines.append(footprint_line(fp, shape))
     if result.fused_ops:
         lines.append("  fused ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.fused_ops.items())))
     lines.append("\nparity vs PyTorch (max abs diff at valid positions)")

@@ -136,10 +136,13 @@ def pooled(model_dir: Path, rows: Sequence[Sequence[int]], threads: int | None) 
 
 
 def _encode(model_dir: Path, texts: Sequence[str]) -> list[tuple[list[int], tuple[str, ...]]]:
-    """(ids, token strings) of `texts` by the directory's own tokenizer, cut at text_split.MAX_TOKENS with the
-    closing special token kept."""
+    """(ids, token strings) of `texts` by the directory's own tokenizer, cut at text_split.MAX_TOKENS (or the
+    model's positions, when fewer) with the closing special token kept."""
+    import json
+
     tok = text_split.load_tokenizer(model_dir)
-    n = text_split.MAX_TOKENS
+    config = json.loads((model_dir / "config.json").read_text())
+    n = min(text_split.MAX_TOKENS, int(config.get("max_position_embeddings") or 512))
     return [(e.ids if len(e.ids) <= n else e.ids[:n - 1] + e.ids[-1:],
              tuple(e.tokens if len(e.tokens) <= n else e.tokens[:n - 1] + e.tokens[-1:]))
             for e in tok.encode_batch(list(texts))]

@@ -34,7 +34,7 @@ def token_rows(texts: tuple[str, ...], tokenizer: Any, cap: int = MAX_TOKENS) ->
 
 def random_rows(n: int, vocab_size: int, seed: int, cap: int = MAX_TOKENS) -> list[list[int]]:
     """Token-id rows for models without a tokenizer (recorded as such in the manifest; a warning is logged), of 8
-    to `cap` tokens (fewer when the model has fewer positions)."""
+    to `cap` - 1 tokens (`cap`: MAX_TOKENS, or the model's positions when fewer)."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min(8, cap - 1), cap, size=n)
     return [[0] + rng.integers(4, vocab_size, size=int(k) - 2).tolist() + [2] for k in lengths]

@@ -61,18 +61,25 @@ class ParityReport:
 
 
 def parity_shapes(static_shape: tuple[int, int] | None, max_length: int) -> list[tuple[str, tuple[int, ...], int]]:
-    """The shape table, cut to the model's max length and named by what runs (a 64-position model's "b1-l512" row
-    is "b1-l64", and a cut row that repeats an earlier name is dropped); a static artifact is checked at its one
-    shape."""
+    """The shape table, cut to the model's max length and named by what runs: a 64-position model's "b1-l512" row
+    runs 64 tokens, as "b1-l128" does, so it is that row again and is dropped; "b4-l512-padded" cut to 64 keeps
+    other rows than "b4-l128-padded" cut to 64, so it stays, as "b4-l64-padded-2". A static artifact is checked at
+    its one shape."""
     if static_shape:
         b, length = static_shape
         lens = tuple(max(1, length - (length * i) // max(b, 1)) for i in range(b))
         return [(f"static-b{b}-l{length}", lens, length)]
-    out: dict[str, tuple[tuple[int, ...], int]] = {}
+    out: list[tuple[str, tuple[int, ...], int]] = []
     for name, lens, length in PARITY_SHAPES:
         cut = min(length, max_length)
-        out.setdefault(name.replace(f"-l{length}", f"-l{cut}"), (tuple(min(x, cut) for x in lens), cut))
-    return [(name, lens, length) for name, (lens, length) in out.items()]
+        row = tuple(min(x, cut) for x in lens)
+        if any((row, cut) == (r, n) for _, r, n in out):
+            continue
+        name, taken, k = name.replace(f"-l{length}", f"-l{cut}"), {n for n, _, _ in out}, 1
+        while (f"{name}-{k}" if k > 1 else name) in taken:
+            k += 1
+        out.append((f"{name}-{k}" if k > 1 else name, row, cut))
+    return out
 
 
 def compare(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None, tol: float) -> tuple[float, tuple[int, ...]]:
