@@ -15,7 +15,9 @@ round 1. Markdown on stdout; benchmarks/results/agora.json (benchmarks/_result.p
 commit) gets the table docs/finetune.md shows, rewritten after every task so a long run's finished tasks are kept;
 --json-out also writes the bare rows. --finetune-args passes more `bortconv finetune` flags (read by its own parser)
 to both methods' runs, e.g. "--selection-share 0.6 --synthetic-filter all" (Agora-only flags change only Agora's
-runs); this script's own flags (seed, budget, candidates, epochs, threads, method, teacher) win over them.
+runs). What this script sets per run (--seed, --budget-minutes, --candidates, --epochs, --threads, --max-length,
+--method, --teacher), per-run state (--work-dir, --resume) and where runs go (--executor, --ray-address) are
+refused there: set the first five with this script's own flags.
 """
 
 from __future__ import annotations
@@ -93,11 +95,20 @@ def commit() -> str | None:
         return None
 
 
+#: `bortconv finetune` flags each run of this script sets itself (or that would be shared state between runs)
+SET_PER_RUN = {"--seed", "--budget-minutes", "--candidates", "--epochs", "--threads", "--max-length", "--method",
+               "--teacher", "--work-dir", "--resume", "--executor", "--ray-address"}
+
+
 def finetune_flags(text: str) -> FinetuneOptions:
     """FinetuneOptions from `bortconv finetune` flags, parsed by the command's own parser (so every flag means
     there what it means here); source, data and output are this script's."""
     from bortconv.finetune.cli import add_arguments, options_from_args
 
+    given = {t.split("=", 1)[0] for t in shlex.split(text) if t.startswith("--")}
+    refused = sorted(given & SET_PER_RUN)
+    if refused:
+        raise SystemExit(f"--finetune-args: {', '.join(refused)} set per run by this script; use its own flags")
     parser = argparse.ArgumentParser(prog="--finetune-args", add_help=False)
     add_arguments(parser)
     # --method plain only so that the flags validate without a teacher: each run sets its method and teacher
