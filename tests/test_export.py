@@ -181,6 +181,20 @@ def test_export_speed_summary(reference, tmp_path):
     assert f"{sp['artifact']['median_ms']:.1f}" in text and "PyTorch" in text, text
 
 
+def test_summary_of_a_model_with_64_positions(reference, tmp_path):
+    """A shape with fewer positions than the 1x128 timing shape (tests/cases.py's custom row): the export times it
+    at its length, the summary's fresh-process probe runs at that shape (it once failed at 1x128 and the memory
+    line vanished), and the parity rows are named by what ran."""
+    hf = bortconv.convert(reference["custom_enc_fp32"].params, tmp_path / "hf", heads=4).output_dir
+    result = bortconv.export(hf, tmp_path / "short", target="onnx", threads=2, progress=False)
+    assert result.speed["shape"] == [1, 64]
+    from bortconv.pipeline.summary import summary
+    text = summary(result)
+    assert "first inference (1 x 64)" in text, text
+    shapes = [r["shape"] for r in result.manifest["parity"][0]["rows"]]
+    assert shapes == ["b1-l1", "b1-l7", "b1-l64", "b4-l64-padded", "b4-l64-padded-2"], shapes
+
+
 def test_bad_export_input(reference, tmp_path):
     from bortconv.errors import InputError, OutputExistsError
     # the API names its parameters; the CLI shows the same error with the flag (one definition gives both)
