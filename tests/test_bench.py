@@ -137,3 +137,17 @@ def test_interleave_gives_slow_candidates_fewer_runs():
     budget = interleave({"x": lambda: time.sleep(0.01)}, rounds=100, runs_per_round=1, warmup=0, budget_s=0.05,
                         gap_s=0.0)
     assert 3 <= budget["x"].runs < 100
+
+
+def test_cold_start_of_a_model_with_64_positions(reference, artifact, tmp_path):
+    """--cold-start on a shape with fewer positions than its 128-token probe (tests/cases.py's custom row): measured
+    at a length the model has (the probe once ran 128 tokens and the whole bench exited 2)."""
+    import bortconv
+
+    hf = bortconv.convert(reference["custom_enc_fp32"].params, tmp_path / "hf", heads=4).output_dir
+    ov = artifact(str(hf), "openvino")
+    proc = run(str(ov), "--baseline", "none", "--seq-lens", "32", "--batch-size", "1", "--cold-start",
+               "--no-memory", "--rounds", "2", "--runs", "1", "--threads", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    [cold] = json.loads(proc.stdout)["cold_start"]
+    assert all(cold[k]["first_inference_ms"] > 0 for k in ("no_cache", "cache_fill", "cache_hit")), cold
