@@ -483,3 +483,8 @@ class TrimOptions:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and -1.0 <= value <= 1.0):
                 raise InputError(f"{name}: a cosine threshold must be in [-1, 1], got {value!r}", option=name)
+
+
+def max_positions(config: dict[str, Any]) -> int:
+    """A model config's `max_position_embeddings` (512, BERT's, when it does not say): the longest input it runs."""
+    return int(config.get("max_position_embeddings") or 512)

@@ -35,6 +35,15 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, length: int | None = N
     return feeds
 
 
+#: the shape exports and int8 candidates are timed at (batch, length), cut to a shorter model's positions
+TIMING_SHAPE = (1, 128)
+
+
+def timing_shape(positions: int) -> tuple[int, int]:
+    """TIMING_SHAPE, cut to the model's positions: a 64-position model is timed at 1x64, not run past its end."""
+    return TIMING_SHAPE[0], min(TIMING_SHAPE[1], positions)
+
+
 def make_feeds(lengths: Sequence[int], length: int, vocab_size: int, pad_id: int, seed: int,
                with_types: bool, special: tuple[int, int] = (0, 2)) -> dict[str, np.ndarray]:
     """A batch of random token ids (first token BOS, last valid token EOS), right-padded with pad_id."""

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from bortconv.config import max_positions
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, OV_XML, WEIGHT_FILES, model_files
 from bortconv.measure import Runner, interleave, make_feeds
@@ -424,7 +425,7 @@ def _open_artifact(d: Path, name: str, manifest: Mapping[str, Any], threads: int
     static = manifest.get("static_shape")
     cand = Candidate(name=name, kind="artifact", runtime=_runtime_of(d), precision=str(manifest.get("precision", "?")),
                      path=str(d), size_bytes=_dir_size(d, _model_files(d)), load_s=load_s,
-                     max_length=int(cfg.get("max_position_embeddings") or 512),
+                     max_length=max_positions(cfg),
                      static_shape=tuple(static) if static else None)  # type: ignore[arg-type]
     return _Live(cand, session.run, int(cfg.get("vocab_size") or 2), int(cfg.get("pad_token_id") or 0),
                  "token_type_ids" in session.input_names)

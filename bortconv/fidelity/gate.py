@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import GateThresholds, gate_sweep
+from bortconv.config import GateThresholds, gate_sweep, max_positions
 from bortconv.measure import Runner
 from bortconv.fidelity import text_split as cal
 from bortconv.fidelity import heldout
@@ -82,7 +82,7 @@ class DeploymentGate:
         sweep = gate_sweep()
         probes = heldout.probes(list(text.texts), tok, vocab_size=int(config["vocab_size"]),
                                 pad_id=int(config.get("pad_token_id") or 0), with_types=with_types,
-                                max_length=int(config.get("max_position_embeddings") or 512),
+                                max_length=max_positions(config),
                                 static_shape=static_shape, sweep=sweep)
         return cls(probes, reference, task, text, tok is not None, sweep)
 

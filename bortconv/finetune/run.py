@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._util.hashing import sha256_file
+from bortconv.config import max_positions
 from bortconv.errors import ExportError, InputError
 from bortconv.finetune import record as rec
 from bortconv.finetune.agora import Outcome, Search, later_trainings, planned_trainings, run_search
@@ -73,9 +74,9 @@ def split_dev(dev: Dataset, share: float, seed: int) -> tuple[list[int], list[in
 
 def _check_max_length(src: Source, max_length: int) -> None:
     """InputError when --max-length is past the source's positions (training would index past them mid-run)."""
-    import json
+    from bortconv.converters.hf_model import read_config
 
-    positions = int(json.loads((src.model_dir / "config.json").read_text()).get("max_position_embeddings") or 512)
+    positions = max_positions(read_config(src.model_dir))
     if max_length > positions:
         raise InputError(f"--max-length {max_length}: {src.path} has {positions} positions; pass --max-length "
                          f"{positions} or less")

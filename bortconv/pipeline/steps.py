@@ -27,7 +27,7 @@ from bortconv._util.progress import Progress
 from bortconv.config import ExportOptions, GateThresholds, Int8Options, Precision, Target, Task
 from bortconv.errors import InputError, ParityError
 from bortconv.layout import CARRIED_FILES, CONFIG_FILE, ONNX_FILE, OV_XML, TOKENIZER_FILE, WEIGHT_FILES, model_files
-from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds
+from bortconv.measure import KEEP_RULE, Runner, interleaved, make_feeds, timing_shape
 from bortconv.runtime.bort import ORT_DISABLED_OPTIMIZERS
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def trace_onnx(loaded: Loaded, opts: ExportOptions, work: Path, prog: Progress, 
     from bortconv.converters import onnx_export as ox
     from bortconv.validate.parity import parity_shapes, record_reference
 
-    bench_shape = opts.static_shape or (1, min(128, loaded.max_positions))  # a model may be shorter
+    bench_shape = opts.static_shape or timing_shape(loaded.max_positions)
     bench_feeds = make_feeds([bench_shape[1]] * bench_shape[0], bench_shape[1], loaded.vocab_size, loaded.pad_id, 0,
                              loaded.with_types)
     shapes = parity_shapes(opts.static_shape, loaded.max_positions)

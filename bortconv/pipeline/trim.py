@@ -24,7 +24,7 @@ import numpy as np
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv._util.progress import Progress
-from bortconv.config import Task, TrimOptions, option_keyword
+from bortconv.config import Task, TrimOptions, max_positions, option_keyword
 from bortconv.converters import trim as tr
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.fidelity import heldout, text_split
@@ -138,11 +138,10 @@ def pooled(model_dir: Path, rows: Sequence[Sequence[int]], threads: int | None) 
 def _encode(model_dir: Path, texts: Sequence[str]) -> list[tuple[list[int], tuple[str, ...]]]:
     """(ids, token strings) of `texts` by the directory's own tokenizer, cut at text_split.MAX_TOKENS (or the
     model's positions, when fewer) with the closing special token kept."""
-    import json
+    from bortconv.converters.hf_model import read_config
 
     tok = text_split.load_tokenizer(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    n = min(text_split.MAX_TOKENS, int(config.get("max_position_embeddings") or 512))
+    n = min(text_split.MAX_TOKENS, max_positions(read_config(model_dir)))
     return [(e.ids if len(e.ids) <= n else e.ids[:n - 1] + e.ids[-1:],
              tuple(e.tokens if len(e.tokens) <= n else e.tokens[:n - 1] + e.tokens[-1:]))
             for e in tok.encode_batch(list(texts))]

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from bortconv._util.memory import memory_budget, release
-from bortconv.config import GATE_METRICS, GateThresholds, Int8Options, host_arch
+from bortconv.config import GATE_METRICS, GateThresholds, Int8Options, host_arch, max_positions
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
-from bortconv.measure import KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds
+from bortconv.measure import (KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds,
+                              timing_shape)
 from bortconv.quantize import calibration as cal
 from bortconv.runtime.cpu import cpu_features
 from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text
@@ -36,13 +37,6 @@ SENSITIVITY_PROBES = 12  # held-out probes used to rank layers for mixed precisi
 #: and it was most of a mixed-precision search's time (7 of 9 OpenVINO PTQ runs, each on all 124 samples)
 SENSITIVITY_CALIBRATION = 32
 GATED = tuple(GATE_METRICS)
-#: the shape int8 candidates are timed at against the fp32 artifact (shorter for a model with fewer positions)
-TIMING_SHAPE = (1, 128)
-
-
-def timing_shape(config: dict[str, Any]) -> tuple[int, int]:
-    """TIMING_SHAPE, cut to the model's positions: a 64-position model is timed at 1x64, not run past its end."""
-    return TIMING_SHAPE[0], min(TIMING_SHAPE[1], int(config.get("max_position_embeddings") or 512))
 
 __all__ = ["GateThresholds", "Int8Options", "quantize", "quantize_artifact", "quantize_directory"]
 
@@ -138,7 +132,7 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
         log.warning("%s has no tokenizer: calibrating on random token ids (pass --vocab/--merges to export "
                     "for text calibration)", fp32_dir)
         source = "random token ids (artifact has no tokenizer)"
-    max_len = int(config.get("max_position_embeddings") or 512)
+    max_len = max_positions(config)
     calib_rows = cal.rows_for(split.calibration, tok, vocab, cal.CALIBRATION_SEED, max_len)
     calib_rows += cal.long_rows(split.calibration, tok, vocab, max_len, cal.CALIBRATION_SEED)
     gate = DeploymentGate.for_artifact(fp32_dir, reference.run, task, heldout_text(opts.calibration, opts.samples),
@@ -336,7 +330,7 @@ def _choose_table(s: _Setup, build: _Builder, chosen: _Candidate) -> _Candidate:
 
 @dataclass
 class _Timing:
-    """Median latencies at `shape` (:func:`timing_shape`) of the fp32 artifact, as bortconv pins it and, where a
+    """Median latencies at `shape` (:func:`bortconv.measure.timing_shape`) of the fp32 artifact, as bortconv pins it and, where a
     stock load infers in another precision (OpenVINO where the plugin's default here is not f32), as a stock load
     runs it."""
 
@@ -355,7 +349,7 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     from bortconv.runtime.loaders import stock_precision
     from bortconv.runtime.bort import open_session
 
-    shape = timing_shape(s.config)
+    shape = timing_shape(max_positions(s.config))
     feeds = make_feeds([shape[1]] * shape[0], shape[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
     runners: dict[str, Runner] = {"fp32": s.reference.run}
     # What a deployment compares int8 against is the fp32 artifact as it loads it. Where the stock load of

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bortconv.config import max_positions
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, CONVERSION_RECORD
 from bortconv.measure import Runner
@@ -50,7 +51,7 @@ class ReferenceModel:
 
     @property
     def max_length(self) -> int:
-        return int(self.config.get("max_position_embeddings") or 512)
+        return max_positions(self.config)
 
     def run(self, feeds: Mapping[str, np.ndarray], backend: str = "pytorch") -> np.ndarray:
         """The reference output for a batch of feeds: fp32 PyTorch, or the MXNet forward (``backend="mxnet"``)."""
