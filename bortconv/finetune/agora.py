@@ -11,11 +11,15 @@ so that it contains plain fine-tuning::
         if the last round stalled and a replay is left: keep Θ             (the README's "replay")
         else: remove from Θ the run tied with the worst S score (at least one)
         train the best-ranked θ of Θ that fit the time left on D, from the pretrained source
-    return the best model of any round by S accuracy; a later round replaces round 1's only by scoring higher
+    return round 1's best, unless a later round's best is *clearly* better on S (a sign test, below)
 
 Round 1 is plain's search, trained on the same data with the same seeds, so plain's model is one of Agora's
-candidates; the result can only differ from plain's if a later model scores higher on S, a split the generated
-data never came from. ``plain`` stops after round 1.
+candidates; the result can only differ from plain's if a later model is clearly better on S, a split the generated
+data never came from. "Clearly": on the S examples where the two models disagree about being right, the later one is
+right so much more often that a coin would do it with probability at most :data:`SWITCH_P` (one-sided exact sign
+test). A later model one S example ahead, which on small dev splits is most later rounds that "win", is noise: with
+"any higher S accuracy" as the rule, benchmarks/bench_agora.py measured Agora losing to plain on held-out test
+splits by up to 8 points (sentiment, 20 S examples). ``plain`` stops after round 1.
 
 :func:`train_all` is the one call that trains a round's configurations; it hands them to the search's executor
 (:mod:`.executor`: this process, or Ray tasks). With a work directory (:mod:`.checkpoint`) each round's
@@ -221,6 +225,22 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
                           "teacher_label": s.labels[int(p.argmax())]} for (e, src), p in zip(made[:3], probs[:3])]}
 
 
+#: the largest one-sided sign-test p-value at which a later round's model replaces the kept one (see the module doc)
+SWITCH_P = 0.05
+
+
+def sign_test(candidate: np.ndarray, kept: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Paired comparison of two models' predictions on S: `wins` (candidate right, kept wrong), `losses` (the
+    reverse) and the one-sided exact sign-test p-value of that many wins or more among the discordant examples."""
+    from math import comb
+
+    right_c, right_k = candidate == labels, kept == labels
+    wins, losses = int((right_c & ~right_k).sum()), int((right_k & ~right_c).sum())
+    n = wins + losses
+    p = sum(comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+    return {"wins": wins, "losses": losses, "p": round(p, 5), "switch": p <= SWITCH_P}
+
+
 def _key(r: TrainResult) -> tuple[float, float]:
     return (r.dev.accuracy, -r.dev.loss)
 
@@ -240,10 +260,11 @@ def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
 
 def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> str:
     if best_round == 1:
-        return (f"no later round scored above round 1's best on the selection split ({first.dev.accuracy:.4f}, "
-                f"{n_sel} examples): the result is round 1's, plain's model")
+        return (f"no later round was clearly better than round 1's best on the selection split ({first.dev.accuracy:.4f}, "
+                f"{n_sel} examples; sign test p <= {SWITCH_P}): the result is round 1's, plain's model")
     return (f"round {best_round}'s {best.hyper.label()} scored {best.dev.accuracy:.4f} on the selection split "
-            f"({n_sel} examples, never seen by the generator), above round 1's best {first.dev.accuracy:.4f}")
+            f"({n_sel} examples, never seen by the generator), clearly above the kept model (round 1's best "
+            f"{first.dev.accuracy:.4f}; sign test p <= {SWITCH_P})")
 
 
 def _round_row(s: Search, round_no: int, results: list[TrainResult], planned: float, spent: float) -> dict:
@@ -277,8 +298,10 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         if first is None:
             first = best = last
             best_round, best_size = 1, len(s.train or ())
-        elif last.dev.accuracy > best.dev.accuracy:  # a later round must score higher; ties keep the earlier
-            best, best_round, best_size = last, round_no, len(s.train or ())
+        else:  # a later round must be clearly better on S than the kept model; otherwise the earlier stays
+            row["vs_kept"] = sign_test(last.dev.predictions, best.dev.predictions, s.selection.hard_labels)
+            if row["vs_kept"]["switch"]:
+                best, best_round, best_size = last, round_no, len(s.train or ())
         for res in results:
             if res is not best and res is not first:
                 _drop_state(s, res)  # keep the kept model's state (and round 1's), not one per candidate

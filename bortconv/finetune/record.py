@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._version import __version__
+from bortconv.finetune.agora import SWITCH_P
 
 RECORD_FILE = "bortconv_finetune.json"
 RECORD_VERSION = 2
@@ -20,9 +21,11 @@ DECISIONS: dict[str, str] = {
                    "plain's model is one of Agora's candidates. Plain leaves the rest of its budget unused.",
     "selection": "dev is split per label (selection_share, seeded) into a selection split S and a mistakes split "
                  "F. S picks each training's epoch and the result; the generator only sees F's mistakes, so no "
-                 "generated point comes from a point that judges it. The result is the best model of any round "
-                 "by S accuracy (ties: lower S loss inside a round); a later round replaces round 1's best only "
-                 "by a strictly higher S accuracy.",
+                 "generated point comes from a point that judges it. The result is round 1's best model (by S "
+                 "accuracy; ties: lower S loss), unless a later round's best is clearly better on S: among the S "
+                 "examples exactly one of the two gets right, it is right so often that a fair coin would do it "
+                 f"with probability at most {SWITCH_P} (one-sided exact sign test; each later round's row records wins, "
+                 "losses and p as vs_kept). One S example ahead is noise on small dev splits.",
     "sampling": "no uniform draw of the space: its seeded order is stratified over the learning rate (one "
                 "configuration of each learning rate in turn), so k sampled configurations hold min(k, |lr|) "
                 "learning rates. The default space's learning rates {1e-4, 3e-5, 3e-4} were measured for "
@@ -54,7 +57,7 @@ DECISIONS: dict[str, str] = {
     "pruning": "after a round the configurations are sorted by S accuracy and the leading run tied with the "
                "worst is removed (at least one per round), the notes page's 'longest common sequence rooted at "
                "the first element'; when round 1's configurations all tie, its best-ranked one is kept for round 2.",
-    "replay": "when a later round's best S accuracy does not beat the kept model, the round is repeated once "
+    "replay": "when a later round's best is not clearly better than the kept model on S, the round is repeated once "
               "(max_replays) without pruning, with freshly generated data, if it fits the time left.",
     "held_out": "S picked the model, so its score is optimistic too: judge the result on a split neither the "
                 "search nor the teacher saw.",
