@@ -151,6 +151,8 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
             "gain_points": round(100 * (out["agora"]["test"] - out["plain"]["test"]), 1),
             "agora_round1": round(out["plain"]["test"], 4) if same else None, "round1_is_plain": same,
             "winner_round": rec["selection"]["winner_round"], "why": rec["selection"]["why"],
+            # each later round's best against the kept model on S (the sign test that decides a switch)
+            "vs_kept": [r["vs_kept"] for r in rec["search"]["rounds"] if "vs_kept" in r],
             "rounds": len(rec["search"]["rounds"]), "trainings": rec["search"]["trainings"],
             "learning_rates": rec["search"]["plan"]["learning_rates"],
             "teacher_test": round(teacher_test, 4),
@@ -178,15 +180,21 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def _vs_kept(tests: list[dict]) -> str:
+    """Each later round's sign test against the kept model on S: wins-losses (p), as the record gives them."""
+    return "; ".join(f"{t['wins']}-{t['losses']} (p {t['p']:.3g})" for t in tests) or "none"
+
+
 def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dict[str, object]:
     """The table docs/finetune.md shows: one row per task and seed, test accuracy of both methods."""
     settings = (f"{args.candidates or 'fitted'} candidates, up to {args.epochs} epochs, "
                 f"{args.budget_minutes:g} min" + (f", `{args.finetune_args}`" if args.finetune_args else ""))
     cells = [[r["task"], r["seed"], settings, f"{r['plain']:.4f}", f"{r['agora']:.4f}", f"{r['gain_points']:+.1f}",
               f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a", r["winner_round"],
-              f"{r['teacher_test']:.4f}", r["why"]] for r in rows]
+              f"{r['teacher_test']:.4f}", _vs_kept(r.get("vs_kept") or []), r["why"]] for r in rows]
     return table(["task", "seed", "settings", "plain (test)", "agora (test)", "gain (points)", "agora's round 1",
-                  "winner round", "teacher (test)", "why"], cells, right=(1, 3, 4, 5, 6, 7, 8),
+                  "winner round", "teacher (test)", "later rounds vs kept on S", "why"], cells,
+                 right=(1, 3, 4, 5, 6, 7, 8),
                  caption=f"all-MiniLM-L6-v2 as the student, {args.threads} training thread(s), the same seed, "
                          f"sample and budget for both methods; accuracy on the held-out test split")
 
