@@ -34,6 +34,8 @@ SPACE = "lr=1e-3,5e-4;wd=0;warmup=0.1;batch=16;seeds=0,1"  # 4 configurations
 RUN = ["--method", "plain", "--space", SPACE, "--candidates", "4", "--epochs", "1", "--max-length", "16",
        "--threads", "1", "--quiet", "--json"]
 TIMEOUT = 180
+#: seconds the cluster's processes get between SIGTERM and SIGKILL when the module stops its head
+GRACE_S = 3
 #: python -c that runs bortconv's CLI, optionally with Ray made unimportable (as if bortconv[distributed] were absent)
 CLI = "import sys\nif {block}: sys.modules['ray'] = None\nfrom bortconv.cli import main\nsys.exit(main(sys.argv[1:]))"
 
@@ -68,7 +70,9 @@ def _stop_cluster(temp: str, port: int) -> None:
     for p in ours.values():
         with contextlib.suppress(psutil.Error):
             p.terminate()
-    _, alive = psutil.wait_procs(list(ours.values()), timeout=15)
+    # SIGTERM, then SIGKILL after a short grace: the head's processes shut down gracefully for up to 15 s (the
+    # module's teardown measured 16.8 s), and nothing of theirs outlives the test (their temp dir is removed next)
+    _, alive = psutil.wait_procs(list(ours.values()), timeout=GRACE_S)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
