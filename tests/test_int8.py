@@ -261,6 +261,29 @@ def test_quantize_command_on_existing_artifact(artifact, tmp_path, monkeypatch):
     assert again.returncode == 2 and "takes an fp32 artifact" in again.stderr
 
 
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_static_shape_artifact_quantizes(reference, artifact, tmp_path, target):
+    """An fp32 artifact exported with --static-shape 2,16 runs only at 2 x 16: `quantize` calibrates, gates and
+    times it there (before, its 1 x 8 calibration feed ended in an internal error), and the int8 artifact keeps the
+    shape. Its labels agree with MXNet's on the rows that fit in 16 tokens."""
+    from bortconv.config import Int8Options
+    from bortconv.quantize.pipeline import quantize_directory
+
+    fp32 = artifact("bort2_cls_fp16", target, static_shape="2,16")  # test_export's static artifact
+    out = tmp_path / "q"
+    quantize_directory(fp32, out, opts=Int8Options(scheme=FORCED_INT8[target], threads=2, samples=32,
+                                                   embeddings="fp32"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    info = manifest["int8"]
+    assert manifest["static_shape"] == [2, 16] and info["gate"]["passed"] and info["speed_vs_fp32"]["shape"] == [2, 16]
+    assert info["gate"]["heldout"]["lengths"][-1] <= 16, info["gate"]["heldout"]
+    ref = reference["bort2_cls_fp16"].outputs()
+    short = [i for i, n in enumerate(ref["valid_length"]) if n <= 16]
+    assert short
+    outs = BortRuntime(out).run_ids([list(ref["input_ids"][i][:ref["valid_length"][i]]) for i in short])
+    assert [int(np.argmax(o)) for o in outs] == [int(np.argmax(ref["cls_logits"][i])) for i in short]
+
+
 @pytest.mark.parametrize("vnni,onnx_order", [
     (True, ("matmulnbits-s8", "dynamic-s8", "static-qdq-s8", "dynamic-u8")),
     # without VNNI, u8 x s8 sums saturate (VPMADDUBSW): 7-bit weights before full-range s8

@@ -267,7 +267,7 @@ def quantize(tmp: Path, work: Path, opts: ExportOptions, task: Task, int8: Int8O
                 (shutil.move if name in model_files(opts.target.value) else shutil.copy)(tmp / name, fp32_dir / name)
         (work / "q").mkdir()
         return quantize_artifact(fp32_dir, tmp, target=opts.target.value, task=task.value, opts=int8,
-                                 work=work / "q")
+                                 work=work / "q", static_shape=opts.static_shape)
 
 
 #: what the proof's (and so the deployment gate's) reference outputs are

@@ -67,6 +67,17 @@ def long_rows(texts: tuple[str, ...], tokenizer: Any, vocab_size: int, max_lengt
     return rows
 
 
+def static_feeds(rows: list[list[int]], pad_id: int, with_types: bool,
+                 shape: tuple[int, int]) -> list[dict[str, np.ndarray]]:
+    """Model inputs for a static-shape artifact (B, L): `rows` cut to L (closing token kept), B at a time, padded to
+    L; the last batch is filled with the first rows again (a static model takes no fewer than B rows)."""
+    batch, length = shape
+    cut = [r if len(r) <= length else r[:length - 1] + r[-1:] for r in rows]
+    if len(cut) % batch:
+        cut += [cut[i % len(cut)] for i in range(batch - len(cut) % batch)]
+    return [pad_batch(cut[i:i + batch], pad_id, length, with_types) for i in range(0, len(cut), batch)]
+
+
 def feeds_for(rows: list[list[int]], pad_id: int, with_types: bool, batch: int = 1) -> list[dict[str, np.ndarray]]:
     """Model inputs for `rows`, `batch` rows each, in a fixed order (so calibration is reproducible)."""
     return [pad_batch(rows[i:i + batch], pad_id, None, with_types) for i in range(0, len(rows), batch)]

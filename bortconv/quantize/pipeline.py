@@ -85,6 +85,7 @@ class _Setup:
     embeddings: dict[str, Any] | None = None  # the compressed table's record (the same for every candidate)
     ladder: list[tuple[str, int]] | None = None  # --embeddings auto: (scheme, group) tried on the chosen encoder
     q: Any = None  # the explicit scheme's quantized table (bortconv.quantize.embeddings.Quantized), once made
+    static_shape: tuple[int, int] | None = None  # the fp32 artifact's fixed (batch, length): every run uses it
 
     def quantized(self) -> Any:
         """The table as an explicit --embeddings int8/int4 stores it, quantized once for every candidate (int4's
@@ -117,8 +118,11 @@ class _Setup:
         return self.opts.target_arch == "aarch64" or (not self.opts.foreign and bool(self.cpu["vnni"]))
 
 
-def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setup:
-    """Open the fp32 reference, split the text into calibration and held-out feeds, group the model's nodes."""
+def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options,
+             static_shape: tuple[int, int] | None = None) -> _Setup:
+    """Open the fp32 reference, split the text into calibration and held-out feeds, group the model's nodes.
+    A static-shape artifact (`static_shape` = (B, L)) only runs at B x L: calibration rows are cut to L and fed
+    B at a time padded to L, and the gate's probes are fitted the same way."""
     from bortconv.runtime.bort import open_session
 
     split = cal.split_texts(opts.calibration, opts.samples)
@@ -132,11 +136,11 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
         log.warning("%s has no tokenizer: calibrating on random token ids (pass --vocab/--merges to export "
                     "for text calibration)", fp32_dir)
         source = "random token ids (artifact has no tokenizer)"
-    max_len = max_positions(config)
+    max_len = min(max_positions(config), static_shape[1]) if static_shape else max_positions(config)
     calib_rows = cal.rows_for(split.calibration, tok, vocab, cal.CALIBRATION_SEED, max_len)
     calib_rows += cal.long_rows(split.calibration, tok, vocab, max_len, cal.CALIBRATION_SEED)
     gate = DeploymentGate.for_artifact(fp32_dir, reference.run, task, heldout_text(opts.calibration, opts.samples),
-                                       config=config, with_types=with_types, tokenizer=tok)
+                                       config=config, with_types=with_types, tokenizer=tok, static_shape=static_shape)
     if target == "onnx":
         from bortconv.quantize import ort_int8 as backend
         groups = backend.node_groups(fp32_dir / model_files(target)[0])
@@ -149,8 +153,10 @@ def _prepare(fp32_dir: Path, target: str, task: str, opts: Int8Options) -> _Setu
         raise InputError(f"int8_scheme: '{opts.scheme}' is not one of {', '.join(backend.SCHEMES)} for {target}",
                          option="int8_scheme")
     table, ladder = _word_table(fp32_dir, target, task, opts, vocab)
+    feeds = (cal.static_feeds(calib_rows, pad_id, with_types, static_shape) if static_shape
+             else cal.feeds_for(calib_rows, pad_id, with_types))
     return _Setup(fp32_dir, target, task, opts, cpu_features(), config, reference, tok, source, calib_rows,
-                  cal.feeds_for(calib_rows, pad_id, with_types), gate, backend, groups, table, ladder=ladder)
+                  feeds, gate, backend, groups, table, ladder=ladder, static_shape=static_shape)
 
 
 def _word_table(fp32_dir: Path, target: str, task: str, opts: Int8Options,
@@ -349,7 +355,7 @@ def _time_and_choose(s: _Setup, passing: list[_Candidate]) -> tuple[_Candidate, 
     from bortconv.runtime.loaders import stock_precision
     from bortconv.runtime.bort import open_session
 
-    shape = timing_shape(max_positions(s.config))
+    shape = s.static_shape or timing_shape(max_positions(s.config))
     feeds = make_feeds([shape[1]] * shape[0], shape[1], int(s.config["vocab_size"]), s.pad_id, 0, s.with_types)
     runners: dict[str, Runner] = {"fp32": s.reference.run}
     # What a deployment compares int8 against is the fp32 artifact as it loads it. Where the stock load of
@@ -443,9 +449,10 @@ def _manifest_fields(s: _Setup, tried: list[_Candidate], chosen: _Candidate, tim
 
 
 def quantize_artifact(fp32_dir: Path, out_dir: Path, *, target: str, task: str, opts: Int8Options,
-                      work: Path) -> dict[str, Any]:
-    """Write the int8 model files of the fp32 artifact in `fp32_dir` into `out_dir`; returns manifest fields."""
-    setup = _prepare(fp32_dir, target, task, opts)
+                      work: Path, static_shape: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the int8 model files of the fp32 artifact in `fp32_dir` into `out_dir`; returns manifest fields.
+    `static_shape`: the fp32 artifact's fixed (batch, length), if it was exported with one."""
+    setup = _prepare(fp32_dir, target, task, opts, static_shape)
     build = _Builder(setup, work)
     tried = _search(setup, build)
     passing = [c for c in tried if c.passed]
@@ -511,7 +518,9 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
                     shutil.copy(p, tmp / p.name)
             work = tmp / WORK_DIR
             work.mkdir()
-            info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work)
+            static = manifest.get("static_shape")
+            info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work,
+                                     static_shape=(int(static[0]), int(static[1])) if static else None)
             shutil.rmtree(work)
             from bortconv.runtime.loaders import loading_contract
             fields = carried_fields(manifest) | {
