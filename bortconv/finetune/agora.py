@@ -19,7 +19,7 @@ data never came from. "Clearly": on the S examples where the two models disagree
 right so much more often that a coin would do it with probability at most :data:`SWITCH_P` (one-sided exact sign
 test). A later model one S example ahead, which on small dev splits is most later rounds that "win", is noise: with
 "any higher S accuracy" as the rule, benchmarks/bench_agora.py measured Agora losing to plain on held-out test
-splits by up to 8 points (sentiment, 20 S examples). ``plain`` stops after round 1.
+splits (docs/finetune.md, "Measured"). ``plain`` stops after round 1.
 
 :func:`train_all` is the one call that trains a round's configurations; it hands them to the search's executor
 (:mod:`.executor`: this process, or Ray tasks). With a work directory (:mod:`.checkpoint`) each round's
@@ -260,8 +260,9 @@ def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
 
 def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> str:
     if best_round == 1:
-        return (f"no later round was clearly better than round 1's best on the selection split ({first.dev.accuracy:.4f}, "
-                f"{n_sel} examples; sign test p <= {SWITCH_P}): the result is round 1's, plain's model")
+        return (f"no later round was clearly better than round 1's best on the selection split "
+                f"({first.dev.accuracy:.4f}, {n_sel} examples; sign test p <= {SWITCH_P}): the result is round 1's, "
+                f"plain's model")
     return (f"round {best_round}'s {best.hyper.label()} scored {best.dev.accuracy:.4f} on the selection split "
             f"({n_sel} examples, never seen by the generator), clearly above the kept model (round 1's best "
             f"{first.dev.accuracy:.4f}; sign test p <= {SWITCH_P})")
