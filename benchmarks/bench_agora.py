@@ -191,7 +191,7 @@ def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dic
                 f"{args.budget_minutes:g} min" + (f", `{args.finetune_args}`" if args.finetune_args else ""))
     cells = [[r["task"], r["seed"], settings, f"{r['plain']:.4f}", f"{r['agora']:.4f}", f"{r['gain_points']:+.1f}",
               f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a", r["winner_round"],
-              f"{r['teacher_test']:.4f}", _vs_kept(r.get("vs_kept") or []), r["why"]] for r in rows]
+              f"{r['teacher_test']:.4f}", _vs_kept(r["vs_kept"]), r["why"]] for r in rows]
     return table(["task", "seed", "settings", "plain (test)", "agora (test)", "gain (points)", "agora's round 1",
                   "winner round", "teacher (test)", "later rounds vs kept on S", "why"], cells,
                  right=(1, 3, 4, 5, 6, 7, 8),

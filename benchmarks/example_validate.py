@@ -3,9 +3,9 @@
     python benchmarks/example_validate.py
 
 all-MiniLM-L6-v2 (real weights) exported to ONNX fp32; one weight tensor (the first layer's attention output
-projection) scaled by 1.5 inside model.onnx (a shift would not do: a constant added to every weight adds the same
-amount to every output feature, which the next LayerNorm removes), and the manifest re-hashed so that the file hashes match and only the
-parity checks can notice. `bortconv validate --report` runs on it (its exit code must be 1); the excerpt of its rows
+projection) scaled by 1.5 inside model.onnx, and the manifest re-hashed so that the file hashes match and only the
+parity checks can notice. (A shift would not do: a constant added to every weight adds the same amount to every
+output feature, which the next LayerNorm removes.) `bortconv validate --report` runs on it (its exit code must be 1); the excerpt of its rows
 is written to benchmarks/results/example_validate.json for render_docs.py.
 """
 

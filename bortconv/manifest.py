@@ -114,6 +114,12 @@ def _check(data: Mapping[str, Any], where: str) -> None:
             raise InputError(f"{where}: files['{name}'] lacks its sha256 and bytes")
 
 
+def static_shape(manifest: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The (batch, length) an artifact exported with --static-shape only runs at; None when its shapes are dynamic."""
+    value = manifest.get("static_shape")
+    return (int(value[0]), int(value[1])) if value else None
+
+
 def file_hashes(directory: Path) -> dict[str, dict[str, object]]:
     """name -> {sha256, bytes} for every file in the directory except the manifest itself."""
     return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}

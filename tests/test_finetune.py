@@ -575,7 +575,7 @@ def test_a_later_round_must_be_clearly_better_on_s(cand, kept, switch):
     p-value against scipy's exact binomial test."""
     from scipy.stats import binomtest
 
-    from bortconv.finetune.agora import sign_test
+    from bortconv.finetune.search import sign_test
 
     labels = np.ones(len(cand), np.int64)
     got = sign_test(np.asarray(cand), np.asarray(kept), labels)

@@ -415,6 +415,7 @@ def _fits(c: Candidate, batch: int, seq_len: int, notes: list[str]) -> bool:
 
 
 def _open_artifact(d: Path, name: str, manifest: Mapping[str, Any], threads: int) -> _Live:
+    from bortconv.manifest import static_shape
     from bortconv.runtime.bort import open_session
 
     cfg = _read_config(d)
@@ -422,11 +423,10 @@ def _open_artifact(d: Path, name: str, manifest: Mapping[str, Any], threads: int
     t0 = time.perf_counter()
     session = open_session(d, threads)
     load_s = time.perf_counter() - t0
-    static = manifest.get("static_shape")
     cand = Candidate(name=name, kind="artifact", runtime=_runtime_of(d), precision=str(manifest.get("precision", "?")),
                      path=str(d), size_bytes=_dir_size(d, _model_files(d)), load_s=load_s,
                      max_length=max_positions(cfg),
-                     static_shape=tuple(static) if static else None)  # type: ignore[arg-type]
+                     static_shape=static_shape(manifest))
     return _Live(cand, session.run, int(cfg.get("vocab_size") or 2), int(cfg.get("pad_token_id") or 0),
                  "token_type_ids" in session.input_names)
 

@@ -16,8 +16,8 @@ so that it contains plain fine-tuning::
 Round 1 is plain's search, trained on the same data with the same seeds, so plain's model is one of Agora's
 candidates; the result can only differ from plain's if a later model is clearly better on S, a split the generated
 data never came from. "Clearly": on the S examples where the two models disagree about being right, the later one is
-right so much more often that a coin would do it with probability at most :data:`SWITCH_P` (one-sided exact sign
-test). A later model one S example ahead, which on small dev splits is most later rounds that "win", is noise: with
+right so much more often that a coin would do it with probability at most :data:`.search.SWITCH_P` (one-sided
+exact sign test, :func:`.search.sign_test`). A later model one S example ahead, which on small dev splits is most later rounds that "win", is noise: with
 "any higher S accuracy" as the rule, benchmarks/bench_agora.py measured Agora losing to plain on held-out test
 splits (docs/finetune.md, "Measured"). ``plain`` stops after round 1.
 
@@ -45,7 +45,7 @@ from bortconv.finetune.executor import LocalExecutor
 from bortconv.finetune.generate import Generator, negation_words
 from bortconv.finetune.progress import SearchProgress
 from bortconv.finetune.recipe import Student, TrainResult
-from bortconv.finetune.search import Hyper, Speeds, makespan, prune, training_cost
+from bortconv.finetune.search import SWITCH_P, Hyper, Speeds, makespan, prune, sign_test, training_cost
 from bortconv.finetune.teacher import Teacher
 
 if TYPE_CHECKING:
@@ -223,22 +223,6 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
             "examples": [{"text": e.text, **({"text_b": e.text_b} if e.text_b else {}),
                           "source": src.text, "source_label": src.label,
                           "teacher_label": s.labels[int(p.argmax())]} for (e, src), p in zip(made[:3], probs[:3])]}
-
-
-#: the largest one-sided sign-test p-value at which a later round's model replaces the kept one (see the module doc)
-SWITCH_P = 0.05
-
-
-def sign_test(candidate: np.ndarray, kept: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Paired comparison of two models' predictions on S: `wins` (candidate right, kept wrong), `losses` (the
-    reverse) and the one-sided exact sign-test p-value of that many wins or more among the discordant examples."""
-    from math import comb
-
-    right_c, right_k = candidate == labels, kept == labels
-    wins, losses = int((right_c & ~right_k).sum()), int((right_k & ~right_c).sum())
-    n = wins + losses
-    p = sum(comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
-    return {"wins": wins, "losses": losses, "p": round(p, 5), "switch": p <= SWITCH_P}
 
 
 def _key(r: TrainResult) -> tuple[float, float]:

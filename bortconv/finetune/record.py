@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._version import __version__
-from bortconv.finetune.agora import SWITCH_P
+from bortconv.finetune.search import SWITCH_P
 
 RECORD_FILE = "bortconv_finetune.json"
 RECORD_VERSION = 2

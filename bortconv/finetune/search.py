@@ -21,8 +21,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from bortconv.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: the planner keeps this share of the budget for the work it can estimate; the rest absorbs estimation error
 PLAN_SHARE = 0.85
@@ -270,6 +274,21 @@ def plan_search(space: SearchSpace, *, seed: int, budget_s: float | None, n_trai
         raise InputError(f"--candidates {candidates}: estimated {cost(k) / 60:.1f} minutes, over {option} "
                          f"{budget_s / 60:g}")
     return Plan(tuple(order[:k]), cost(k), budget_s, space.size, minimum, workers)
+
+
+#: the largest one-sided sign-test p-value at which a later Agora round's model replaces the kept one (why: the
+#: module doc of bortconv.finetune.agora)
+SWITCH_P = 0.05
+
+
+def sign_test(candidate: np.ndarray, kept: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    """Paired comparison of two models' predictions on S: `wins` (candidate right, kept wrong), `losses` (the
+    reverse) and the one-sided exact sign-test p-value of that many wins or more among the discordant examples."""
+    right_c, right_k = candidate == labels, kept == labels
+    wins, losses = int((right_c & ~right_k).sum()), int((right_k & ~right_c).sum())
+    n = wins + losses
+    p = sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+    return {"wins": wins, "losses": losses, "p": round(p, 5), "switch": p <= SWITCH_P}
 
 
 def prune(scores: Sequence[tuple[Hyper, float]]) -> tuple[list[Hyper], list[Hyper]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from bortconv.errors import InputError
 from bortconv.layout import OV_BIN, OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_XML, OV_XML
+from bortconv.manifest import static_shape
 from bortconv.package.signature import Signature
 from bortconv.package.triton import VERSION
 from bortconv.runtime.bort import openvino_config, pinned_precision
@@ -43,7 +44,7 @@ def _text_variants(artifact_dir: Path, name: str, manifest: dict[str, Any], sig:
     if not (artifact_dir / OV_TOKENIZER_XML).is_file():
         log.info("%s: no %s; the repository gets the token-id model only", artifact_dir, OV_TOKENIZER_XML)
         return []
-    if not sig.batch_dynamic or manifest.get("static_shape"):
+    if not sig.batch_dynamic or static_shape(manifest):
         log.warning("%s: static shape; the text-in model (which pads to the longest text) is left out", artifact_dir)
         return []
     out = [(f"{name}_text", False)]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.layout import ONNX_FILE, OV_BIN, OV_XML
+from bortconv.manifest import static_shape
 from bortconv.package.signature import Signature, TensorSpec
 from bortconv.runtime.bort import pinned_precision
 
@@ -105,7 +106,7 @@ def write_triton(artifact_dir: Path, repo: Path, name: str, sig: Signature, mani
         shutil.copyfile(artifact_dir / OV_BIN, version_dir / "model.bin")
         files = [f"{name}/{VERSION}/model.xml", f"{name}/{VERSION}/model.bin"]
     threads = manifest.get("threads") or manifest.get("parity_threads")
-    mbs = max_batch_for(sig, manifest.get("static_shape"))
+    mbs = max_batch_for(sig, static_shape(manifest))
     precision = pinned_precision(artifact_dir)
     (repo / name / CONFIG_FILE).write_text(triton_config(name, sig, threads=threads, max_batch_size=mbs,
                                                          precision=precision))

@@ -504,7 +504,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
     cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
     with memory_budget(max_memory, "quantize"):
         from bortconv._util.atomic import atomic_directory, check_output_dir
-        from bortconv.manifest import carried_fields, read_manifest, write_manifest
+        from bortconv.manifest import carried_fields, read_manifest, static_shape, write_manifest
 
         src, out = Path(artifact_dir), Path(output_dir)
         manifest = read_manifest(src)
@@ -518,9 +518,8 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
                     shutil.copy(p, tmp / p.name)
             work = tmp / WORK_DIR
             work.mkdir()
-            static = manifest.get("static_shape")
             info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work,
-                                     static_shape=(int(static[0]), int(static[1])) if static else None)
+                                     static_shape=static_shape(manifest))
             shutil.rmtree(work)
             from bortconv.runtime.loaders import loading_contract
             fields = carried_fields(manifest) | {

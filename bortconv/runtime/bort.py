@@ -357,7 +357,7 @@ class BortRuntime:
                  batch_size: int = 16, tokenizer: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(artifact_dir)
-        from bortconv.manifest import read_manifest
+        from bortconv.manifest import read_manifest, static_shape
         self.manifest = read_manifest(self.dir)
         self.task = self.manifest.task
         self.tokenizer_choice = tokenizer
@@ -367,8 +367,7 @@ class BortRuntime:
         #: seconds open_session took (read + compile, or a cache load)
         self.load_seconds = time.perf_counter() - t0
         self.batch_size = batch_size
-        static = self.manifest.get("static_shape")
-        self.static_shape = tuple(static) if static else None
+        self.static_shape = static_shape(self.manifest)
         cfg = json.loads((self.dir / CONFIG_FILE).read_text())
         #: the artifact's config.json
         self.config: dict[str, Any] = cfg

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bortconv._util.hashing import sha256_file
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
-from bortconv.manifest import Manifest
+from bortconv.manifest import Manifest, static_shape
 from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
 from bortconv.validate.fidelity_checks import fidelity_gate, proof_gate, proof_thresholds
@@ -84,8 +84,7 @@ def check_parity_against(group: str, session: Any, run_reference: Runner, ref: R
     """The artifact session vs one reference runner over the shape table, one row per shape."""
     from bortconv.validate.parity import check_parity, parity_shapes
 
-    static = manifest.get("static_shape")
-    shapes = parity_shapes(tuple(static) if static else None, ref.max_length)  # type: ignore[arg-type]
+    shapes = parity_shapes(static_shape(manifest), ref.max_length)
     calls: list[float] = []  # check_parity calls the artifact, then the reference, once per shape
 
     def timed(fn: Runner, artifact: bool) -> Runner:

@@ -21,6 +21,7 @@ from typing import Any
 
 from bortconv.config import GATE_DEFAULTS, GATE_METRICS, GateThresholds
 from bortconv.layout import CONFIG_FILE
+from bortconv.manifest import static_shape
 from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text, judge_proof
 from bortconv.validate.checks import Check
 
@@ -126,10 +127,9 @@ def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: An
     text = _text(manifest, precision, rows) if gated else heldout_text(None, None)
     cfg = json.loads((artifact_dir / CONFIG_FILE).read_text())
     t0 = time.perf_counter()
-    static = manifest.get("static_shape")
     gate = DeploymentGate.for_artifact(artifact_dir, lambda f: reference.run(dict(f)), str(manifest["task"]), text,
                                        config=cfg, with_types="token_type_ids" in session.input_names,
-                                       static_shape=tuple(static) if static else None)  # type: ignore[arg-type]
+                                       static_shape=static_shape(manifest))
     loaders = ("bortconv", "stock") if gated else ("stock",)
     thresholds = _thresholds(manifest, precision) if gated else GATE_DEFAULTS["bf16"]
     verdicts = gate.judge_loaders(artifact_dir, thresholds, threads, loaders=loaders)
