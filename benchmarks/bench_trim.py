@@ -39,7 +39,12 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     ("(default)", {}),
     ("`--keep {keep}`", {"keep": 0.6}),
     ("`--keep {keep}`", {"keep": 0.8}),
+    # the budget searched under a gate: the default thresholds, then the worst text's lowered to 0.5
+    ("`--keep auto`, default gate", {"keep": "auto", "domain_min": 0.99, "domain_worst_min": 0.95}),
+    ("`--keep auto --domain-worst-min 0.5`", {"keep": "auto", "domain_min": 0.99, "domain_worst_min": 0.5}),
 ]
+#: the gate of the other rows: switched off, so that every row has its figures
+NO_GATE = {"domain_min": 0.0, "domain_worst_min": 0.0}
 
 
 def _figures(part: dict[str, Any]) -> str:
@@ -95,6 +100,32 @@ def bort(work: Path, corpus: Path, threads: int) -> tuple[list[list[str]], list[
     return rows, data
 
 
+def minilm_row(label: str, src: Path, out: Path, corpus: Path, kw: dict[str, Any], threads: int, total: int,
+               data: list[dict[str, Any]]) -> list[str]:
+    """One `bortconv.trim` of MiniLM: its table row (a refusal is a row too), its record appended to `data`."""
+    import bortconv
+    from bortconv.errors import AccuracyGateError
+
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        rec = bortconv.trim(src, out, corpus=str(corpus), threads=threads, progress=False, **kw).record
+    except AccuracyGateError as exc:
+        data.append({"flags": kw, "refused": str(exc), "seconds": round(time.perf_counter() - t0, 1)})
+        print(label, "refused:", exc, flush=True)
+        return [label, "refused", "-", str(exc).partition(" (at ")[2].partition(")")[0] or str(exc), "-"]
+    seconds = time.perf_counter() - t0
+    weights_mb = (out / "model.safetensors").stat().st_size / 1e6
+    kept, gate = rec["tokens"]["kept"], rec["gate"]
+    row = [label, f"{kept:,} ({100 * kept / total:.1f}%)", f"{weights_mb:.1f} MB", _figures(gate["domain"]),
+           _figures(gate["general"])]
+    data.append({"flags": kw, "kept": kept, "total": total, "weights_mb": round(weights_mb, 1),
+                 "seconds": round(seconds, 1), "gate": gate, "corpus": rec["corpus"],
+                 **({"budgets_tried": rec["rule"]["budgets_tried"]} if "budgets_tried" in rec["rule"] else {})})
+    print(" | ".join(row), f"({seconds:.0f} s)", flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="threads of the gate's PyTorch runs")
@@ -104,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     add_result_option(ap, "trim")
     args = ap.parse_args(argv)
 
-    import bortconv
     from test_trim import write_corpus
 
     src = minilm()
@@ -116,22 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpus = write_corpus(work / "docstrings.txt")
         for label, spec in ROWS:
-            kw = {k: (int(v * total) if k == "keep" else v) for k, v in spec.items()}
-            out = work / f"trim-{len(data)}"
-            shutil.rmtree(out, ignore_errors=True)
-            t0 = time.perf_counter()
-            res = bortconv.trim(src, out, corpus=str(corpus), threads=args.threads, domain_min=0.0, **kw,
-                                domain_worst_min=0.0, progress=False)
-            seconds = time.perf_counter() - t0
-            rec, weights_mb = res.record, res.files["model.safetensors"] / 1e6
-            kept = rec["tokens"]["kept"]
-            gate = rec["gate"]
-            rows.append([label.format(**kw),
-                         f"{kept:,} ({100 * kept / total:.1f}%)", f"{weights_mb:.1f} MB", _figures(gate["domain"]),
-                         _figures(gate["general"])])
-            data.append({"flags": kw, "kept": kept, "total": total, "weights_mb": round(weights_mb, 1),
-                         "seconds": round(seconds, 1), "gate": gate, "corpus": rec["corpus"]})
-            print(" | ".join(rows[-1]), f"({seconds:.0f} s)", flush=True)
+            kw = {**NO_GATE, **{k: (int(v * total) if k == "keep" and v != "auto" else v) for k, v in spec.items()}}
+            rows.append(minilm_row(label.format(**kw), src, work / f"trim-{len(data)}", corpus, kw, args.threads,
+                                   total, data))
         bort_rows, bort_data = ([], []) if args.no_bort else bort(work, corpus, args.threads)
     finally:
         if args.work is None:
@@ -140,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                  "general English mean / p5 / worst"], rows, right=(1, 2),
                 caption=f"The untrimmed weights are {untrimmed_mb:.1f} MB. all-MiniLM-L6-v2; "
                      f"`bortconv.trim(MINILM, OUT, corpus=docstrings.txt, threads={args.threads}, domain_min=0, "
-                     "domain_worst_min=0, ...)`: the gate switched off so that every row has its figures; "
+                     "domain_worst_min=0, ...)`: the gate switched off so that every row has its figures, except "
+                     "the `--keep auto` rows, whose gate chooses the budget (mean >= 0.99 and the worst shown); "
                      f"{data[0]['corpus']['choose_lines']:,} corpus lines choose the tokens, "
                      f"{data[0]['corpus']['heldout_lines']:,} are held out.")
     tables = {"trim": tab}

@@ -440,6 +440,10 @@ class ExportOptions:
 TRIM_RULES = ("domain", "corpus")
 
 
+#: --keep auto: search the budget (bortconv.converters.trim.AUTO_FRACTIONS) for the smallest that passes the gate
+KEEP_AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class TrimOptions:
     """Options of :func:`bortconv.trim` and ``bortconv trim``: a vocabulary cut to what a domain's text needs,
@@ -456,10 +460,12 @@ class TrimOptions:
                             "short word pieces, the tokens of bortconv's English calibration text, then the most "
                             "frequent tokens; corpus: the corpus's tokens alone (the naive baseline). Both keep the "
                             "special tokens and every single-character piece, so no word becomes unknown")
-    keep: int | None = option(None, metavar="N", group="vocabulary",
-                              help="token budget: the rule's tokens in its order, then the vocabulary's most "
-                                   "frequent (earliest ids), up to N (default: half the vocabulary for rule domain, "
-                                   "or more if the corpus needs it; none for rule corpus)")
+    keep: int | str | None = option(None, metavar="N|auto", group="vocabulary",
+                                    help="token budget: the rule's tokens in its order, then the vocabulary's most "
+                                         "frequent (earliest ids), up to N (default: half the vocabulary for rule "
+                                         "domain, or more if the corpus needs it; none for rule corpus). auto: the "
+                                         "smallest budget that passes the gate, of 0.2, 0.3 ... 0.9 of the "
+                                         "vocabulary")
     domain_min: float = option(0.99, metavar="X", group="gate",
                                help="held-out domain text: mean sentence cosine to the untrimmed model (default "
                                     "0.99)")
@@ -475,7 +481,12 @@ class TrimOptions:
     def __post_init__(self) -> None:
         if self.rule not in TRIM_RULES:
             raise InputError(f"rule: '{self.rule}' is not one of {', '.join(TRIM_RULES)}", option="rule")
-        for name in ("heldout", "keep", "threads"):
+        if isinstance(self.keep, str) and self.keep != KEEP_AUTO:
+            if not self.keep.strip().isdigit():
+                raise InputError(f"keep: must be a positive integer or '{KEEP_AUTO}', got {self.keep!r}",
+                                 option="keep")
+            object.__setattr__(self, "keep", int(self.keep))  # the CLI's text; the API may pass either
+        for name in ("heldout", "threads") + (("keep",) if self.keep != KEEP_AUTO else ()):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value <= 0):
                 raise InputError(f"{name}: must be a positive integer, got {value!r}", option=name)

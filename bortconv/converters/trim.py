@@ -13,7 +13,8 @@ The rule ``domain`` (the default) takes tokens in this order until the budget is
     frequency   the vocabulary's earliest ids not yet kept: BERT's WordPiece, GPT-2's merges and fairseq's
                 dict.txt (Bort) list tokens by frequency in their training text
 
-The budget is ``--keep N``, by default half the vocabulary (or what the first three need, if more). The rule
+The budget is ``--keep N``, by default half the vocabulary (or what the first three need, if more); ``--keep auto``
+tries AUTO_FRACTIONS of the vocabulary, smallest first, and keeps the first that passes the gate. The rule
 ``corpus`` is the naive baseline: required + corpus only (plus the frequency fill up to ``--keep``, if given).
 The rows of the word embeddings, of the MLM decoder and of its bias follow their tokens; this module writes the
 directory (no torch). The gate against the untrimmed model is :mod:`bortconv.pipeline.trim`'s.
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import TrimOptions
+from bortconv.config import KEEP_AUTO, TrimOptions
 from bortconv.converters import trim_vocab as tv
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WEIGHT_FILES
@@ -122,9 +123,24 @@ def default_budget(total: int) -> int:
     return total // 2
 
 
-def check_keep(vocab: tv.Vocabulary, keep: int | None) -> None:
-    """Refuse a budget below what every trimmed vocabulary keeps, or above the vocabulary."""
+#: the budgets --keep auto tries, smallest first, as fractions of the vocabulary
+AUTO_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def auto_budgets(vocab: tv.Vocabulary) -> list[int]:
+    """The budgets of --keep auto, ascending: AUTO_FRACTIONS of the vocabulary, those above its required tokens."""
     least = len(vocab.required)
+    return [n for n in (int(f * len(vocab)) for f in AUTO_FRACTIONS) if n > least]
+
+
+def check_keep(vocab: tv.Vocabulary, keep: int | str | None) -> None:
+    """Refuse a budget below what every trimmed vocabulary keeps, or above the vocabulary (auto: none to try)."""
+    least = len(vocab.required)
+    if keep == KEEP_AUTO:
+        if not auto_budgets(vocab):
+            raise InputError(f"keep: auto has no budget to try: {least} of the {len(vocab)} tokens are required "
+                             f"(the special tokens and single characters)", option="keep")
+        return
     if keep is not None and not least <= keep <= len(vocab):
         raise InputError(f"keep: {keep} is outside {least}..{len(vocab)} (the special tokens and single characters "
                          f"every trimmed vocabulary keeps .. the whole vocabulary)", option="keep")
@@ -326,7 +342,7 @@ def _check_written(dest: Path, tensors: Mapping[str, np.ndarray]) -> None:
 
 
 def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, english: str | None,
-           gate: Mapping[str, Any]) -> dict[str, Any]:
+           gate: Mapping[str, Any], tried: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """What bortconv_trim.json says: where the tokens came from, how many were kept, and the gate's figures."""
     from bortconv._version import __version__
     return {
@@ -335,7 +351,7 @@ def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, en
         "corpus": {"path": corpus.path, "sha256": corpus.sha256, "choose_lines": len(corpus.choose),
                    "heldout_lines": len(corpus.heldout), "split_seed": SPLIT_SEED},
         "rule": {"name": opts.rule, "keep": opts.keep, "budget": plan.budget, "english_text": english,
-                 "order": list(plan.reasons)},
+                 "order": list(plan.reasons), **({"budgets_tried": list(tried)} if tried else {})},
         "tokens": {"kept": len(plan.kept), "total": plan.total, "fraction": round(len(plan.kept) / plan.total, 4),
                    "by_reason": plan.reasons},
         "gate": dict(gate),

@@ -24,7 +24,7 @@ import numpy as np
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv._util.progress import Progress
-from bortconv.config import Task, TrimOptions, max_positions, option_keyword
+from bortconv.config import KEEP_AUTO, Task, TrimOptions, max_positions, option_keyword
 from bortconv.converters import trim as tr
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.fidelity import heldout, text_split
@@ -75,30 +75,36 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
     tr.check_keep(src.vocab, opts.keep)
-    prog = Progress(3, enabled=opts.progress)
+    budgets = tr.auto_budgets(src.vocab) if opts.keep == KEEP_AUTO else [opts.keep]
+    prog = Progress(1 + (len(budgets) if opts.keep == KEEP_AUTO else 2), enabled=opts.progress)
     with prog.step("choosing tokens"):
         tensors = tr.load_weights(src.path)
-        plan, english = _plan(src, corpus, tensors, opts)
+        groups, english, default = _groups(src, corpus, tensors, opts)
+    reference = Reference(src.path, corpus.heldout, heldout.shipped_texts(), opts.threads)
     with atomic_directory(out, force=opts.force) as tmp:
-        with prog.step(f"writing {len(plan.kept):,} of {plan.total:,} tokens"):
-            files = tr.write_trimmed(src, plan, tensors, tmp)
-            del tensors
-        with prog.step("gate: trimmed vs untrimmed model on held-out text"):
-            gate = _gate(src.path, tmp, corpus.heldout, opts)
-        rec = tr.record(src, corpus, plan, opts, english, gate)
+        if opts.keep == KEEP_AUTO:
+            plan, files, gate, tried = _search(src, groups, default, budgets, tensors, tmp, reference, opts, prog)
+        else:
+            plan = _choose(src, groups, opts.keep, default)
+            with prog.step(f"writing {len(plan.kept):,} of {plan.total:,} tokens"):
+                files = tr.write_trimmed(src, plan, tensors, tmp)
+                tensors.clear()  # the source's weights are not needed by the gate (which loads both directories)
+            with prog.step("gate: trimmed vs untrimmed model on held-out text"):
+                gate, tried = _judged(_gate(reference, tmp, opts)), []
+        rec = tr.record(src, corpus, plan, opts, english, gate, tried)
         _dump_record(tmp, rec)
         files[tr.TRIM_RECORD] = (tmp / tr.TRIM_RECORD).stat().st_size
     return TrimResult(out, files, rec)
 
 
-def _plan(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray],
-          opts: TrimOptions) -> tuple[tr.KeepPlan, str | None]:
-    """The rule's groups of candidate tokens, in order, and the plan they give within the budget."""
+def _groups(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray],
+            opts: TrimOptions) -> tuple[list[tuple[str, Any]], str | None, int | None]:
+    """The rule's groups of candidate tokens in order, the English text it used, and its default budget."""
     from collections import Counter
 
     tok, vocab = source.tokenizer(), source.vocab
     used = tr.token_counts(tok, corpus.choose)
-    groups = [("corpus", used)]
+    groups: list[tuple[str, Any]] = [("corpus", used)]
     english, budget = None, None
     if opts.rule == "domain":
         english, lines = text_split.load_texts(None)
@@ -106,9 +112,36 @@ def _plan(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray],
                    ("pieces", Counter(dict.fromkeys(vocab.short_pieces(tr.PIECE_CHARS), 1))),
                    ("english", tr.token_counts(tok, lines))]
         budget = tr.default_budget(len(vocab))
-    plan = tr.choose_tokens(vocab, groups, opts.keep, budget)
+    return groups, english, budget
+
+
+def _choose(source: tr.Source, groups: list[tuple[str, Any]], keep: int | None, budget: int | None) -> tr.KeepPlan:
+    plan = tr.choose_tokens(source.vocab, groups, keep, budget)
     log.info("keeping %d of %d tokens: %s", len(plan.kept), plan.total, plan.reasons)
-    return plan, english
+    return plan
+
+
+def _search(source: tr.Source, groups: list[tuple[str, Any]], default: int | None, budgets: Sequence[int],
+            tensors: dict[str, np.ndarray], tmp: Path, reference: Reference, opts: TrimOptions,
+            prog: Progress) -> tuple[tr.KeepPlan, dict[str, int], dict[str, Any], list[dict[str, Any]]]:
+    """--keep auto: each budget, smallest first, written to `tmp` and gated; the first that passes is kept. None
+    passing raises AccuracyGateError with the largest budget's failures (nothing is written)."""
+    tried: list[dict[str, Any]] = []
+    for n in budgets:
+        with prog.step(f"keep {n:,} of {len(source.vocab):,} tokens: write and gate"):
+            plan = _choose(source, groups, n, default)
+            files = tr.write_trimmed(source, plan, tensors, tmp)
+            gate = _gate(reference, tmp, opts, general=False)  # the general English only for the one kept
+            tried.append({"keep": n, "fraction": round(n / plan.total, 2), "passed": not gate["failed"],
+                          **{part: {k: gate[part][k] for k in GATE_KEYS} for part in ("domain", "general")
+                             if part in gate}})
+            if not gate["failed"]:
+                gate.setdefault("general", fidelity(reference, "general", tmp))
+        if not gate["failed"]:
+            return plan, files, _judged(gate), tried
+    raise AccuracyGateError(f"trim: no budget up to {budgets[-1]:,} of {len(source.vocab):,} tokens passes the gate "
+                            f"(at {budgets[-1]:,}: {'; '.join(gate['failed'])}). Nothing was written; give a larger "
+                            f"corpus of this domain, or lower --domain-worst-min")
 
 
 def _dump_record(directory: Path, rec: dict[str, Any]) -> None:
@@ -147,45 +180,71 @@ def _encode(model_dir: Path, texts: Sequence[str]) -> list[tuple[list[int], tupl
             for e in tok.encode_batch(list(texts))]
 
 
-def text_cosines(src: Path, trimmed: Path, texts: Sequence[str],
-                 threads: int | None) -> tuple[np.ndarray, list[int]]:
-    """Per text: sentence cosine of the trimmed model (its tokenizer) to the untrimmed one (its own); and which
-    texts were re-tokenized. A text tokenized into the same strings by both gets the same rows (the written
-    weights are checked bit for bit), so the same output: it scores 1 without running; the others are run."""
-    a, b = _encode(src, texts), _encode(trimmed, texts)
-    differ = [i for i in range(len(texts)) if a[i][1] != b[i][1]]
-    per_text = np.ones(len(texts))
+class Reference:
+    """The untrimmed model's side of the gate on its two parts, the held-out ``domain`` text and the ``general``
+    English: their tokens, and pooled vectors computed once per text that a trimmed tokenizer splits differently
+    (--keep auto gates several budgets against the same reference)."""
+
+    def __init__(self, src: Path, domain: Sequence[str], general: Sequence[str], threads: int | None) -> None:
+        self.src, self.threads = src, threads
+        self.texts = {"domain": list(domain), "general": list(general)}
+        self.encoded = {part: _encode(src, texts) for part, texts in self.texts.items()}
+        self._pooled: dict[tuple[str, int], np.ndarray] = {}
+
+    def pooled(self, part: str, idx: Sequence[int]) -> np.ndarray:
+        todo = [i for i in idx if (part, i) not in self._pooled]
+        if todo:
+            rows = pooled(self.src, [self.encoded[part][i][0] for i in todo], self.threads)
+            self._pooled.update(((part, i), v) for i, v in zip(todo, rows))
+        return np.stack([self._pooled[part, i] for i in idx])
+
+
+def text_cosines(reference: Reference, part: str, trimmed: Path) -> tuple[np.ndarray, list[int]]:
+    """Per text of `part`: sentence cosine of the trimmed model (its tokenizer) to the untrimmed one (its own);
+    and which texts were re-tokenized. A text tokenized into the same strings by both gets the same rows (the
+    written weights are checked bit for bit), so the same output: it scores 1 without running; the others run."""
+    a, b = reference.encoded[part], _encode(trimmed, reference.texts[part])
+    differ = [i for i in range(len(a)) if a[i][1] != b[i][1]]
+    per_text = np.ones(len(a))
     if differ:
-        per_text[differ] = cosine(pooled(src, [a[i][0] for i in differ], threads),
-                                  pooled(trimmed, [b[i][0] for i in differ], threads))
+        per_text[differ] = cosine(reference.pooled(part, differ),
+                                  pooled(trimmed, [b[i][0] for i in differ], reference.threads))
     return per_text, differ
 
 
-def fidelity(per_text: np.ndarray, texts: Sequence[str], retokenized: int) -> dict[str, Any]:
-    """Mean, 5th percentile and worst sentence cosine over `texts`, and the worst text."""
+def fidelity(reference: Reference, part: str, trimmed: Path) -> dict[str, Any]:
+    """Mean, 5th percentile and worst sentence cosine over the texts of `part`, and the worst text."""
+    per_text, differ = text_cosines(reference, part, trimmed)
     scores = [(float(v), f"text {i}", 0) for i, v in enumerate(per_text)]
     stats = summarize(per_text.tolist(), scores, "feature-extraction")  # (no token cosine: tokens differ)
-    return {"texts": len(texts), "texts_retokenized": retokenized,
+    return {"texts": len(per_text), "texts_retokenized": len(differ),
             **{k: round(float(stats[k]), 6) for k in GATE_KEYS},
-            "worst_text": texts[int(stats["worst_at"].split()[1])]}
+            "worst_text": reference.texts[part][int(stats["worst_at"].split()[1])]}
 
 
-def _gate(src: Path, trimmed: Path, domain: Sequence[str], opts: TrimOptions) -> dict[str, Any]:
-    general = heldout.shipped_texts()
-    per_text, differ = text_cosines(src, trimmed, [*domain, *general], opts.threads)
-    n = len(domain)
-    result = {"domain": fidelity(per_text[:n], domain, sum(i < n for i in differ)),
-              "general": fidelity(per_text[n:], general, sum(i >= n for i in differ)),
+def _gate(reference: Reference, trimmed: Path, opts: TrimOptions, general: bool = True) -> dict[str, Any]:
+    """The gate's figures and what failed (``failed``: empty if it passes). The general English is measured when
+    `general` (the figures a written directory reports) or when it is gated (--general-min)."""
+    result = {"domain": fidelity(reference, "domain", trimmed),
               "general_text": f"bortconv/data/{heldout.HELDOUT_FILE}",
               "thresholds": {"domain_mean": opts.domain_min, "domain_worst": opts.domain_worst_min,
                              "general_mean": opts.general_min},
               "reference": "the untrimmed model, fp32 PyTorch (transformers), mean-pooled last hidden state"}
-    failed = _failures(result, opts)
-    log.info("trim gate: domain %s, general %s -> %s", result["domain"], result["general"], failed or "pass")
-    if failed:
-        raise AccuracyGateError(f"trim: the trimmed model fails the gate: {'; '.join(failed)}. Nothing was "
-                                f"written; keep more tokens (--keep N) or give a larger corpus of this domain")
+    if general or opts.general_min is not None:
+        result["general"] = fidelity(reference, "general", trimmed)
+    result["failed"] = _failures(result, opts)
+    log.info("trim gate: domain %s, general %s -> %s", result["domain"], result.get("general"),
+             result["failed"] or "pass")
     return result
+
+
+def _judged(gate: dict[str, Any]) -> dict[str, Any]:
+    """The gate's figures, or AccuracyGateError (nothing written) if they fail."""
+    if gate["failed"]:
+        raise AccuracyGateError(f"trim: the trimmed model fails the gate: {'; '.join(gate['failed'])}. Nothing "
+                                f"was written; keep more tokens (--keep N or auto) or give a larger corpus of this "
+                                f"domain")
+    return {k: gate[k] for k in ("domain", "general", "general_text", "thresholds", "reference")}
 
 
 def _failures(result: dict[str, Any], opts: TrimOptions) -> list[str]:
