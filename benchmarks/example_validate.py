@@ -5,8 +5,8 @@
 all-MiniLM-L6-v2 (real weights) exported to ONNX fp32; one weight tensor (the first layer's attention output
 projection) scaled by 1.5 inside model.onnx, and the manifest re-hashed so that the file hashes match and only the
 parity checks can notice. (A shift would not do: a constant added to every weight adds the same amount to every
-output feature, which the next LayerNorm removes.) `bortconv validate --report` runs on it (its exit code must be 1); the excerpt of its rows
-is written to benchmarks/results/example_validate.json for render_docs.py.
+output feature, which the next LayerNorm removes.) `bortconv validate --report` runs on it (its exit code must be
+1); the excerpt of its rows is written to benchmarks/results/example_validate.json for render_docs.py.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import bortconv
-    from bortconv.validate.report import VERDICT, _num
+    from bortconv.validate.report import VERDICT, number_cell
 
     with tempfile.TemporaryDirectory(prefix="example-validate-") as tmp:
         art = Path(tmp) / "minilm-onnx"
@@ -76,8 +76,8 @@ def main() -> int:
     missing = [n for n in EXCERPT if n not in by_name]
     if missing:
         raise SystemExit(f"the report has no row {missing}: update EXCERPT")
-    rows = [[n, _num(by_name[n]["max_diff"]), by_name[n]["where"] or "-", _num(by_name[n]["tolerance"], "g"),
-             VERDICT[by_name[n]["status"]]] for n in EXCERPT]
+    rows = [[n, number_cell(by_name[n]["max_diff"]), by_name[n]["where"] or "-",
+             number_cell(by_name[n]["tolerance"], "g"), VERDICT[by_name[n]["status"]]] for n in EXCERPT]
     failed = sum(c["status"] == "fail" for c in checks)
     caption = (f"an excerpt of the {len(checks)} rows; {failed} failed, `bortconv validate` exited 1. "
                f"all-MiniLM-L6-v2 exported to ONNX fp32, layer 0's attention output weight ({changed}) scaled by "

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 VERDICT = {"pass": "ok", "fail": "FAIL", "skip": "skip", "info": "note"}
 
 
-def _num(x: float | None, fmt: str = ".2e") -> str:
+def number_cell(x: float | None, fmt: str = ".2e") -> str:
+    """A table cell for a check's number: `fmt` (a difference: .2e; a tolerance: g), "-" for none, "inf"."""
     if x is None:
         return "-"
     if math.isinf(x):
@@ -44,7 +45,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: 
 
 def validation_table(report: ValidationReport) -> str:
     """The table `bortconv validate` prints: check, max diff, where, tolerance, verdict; then what failed."""
-    rows = [[f"{c.group} {c.name}", _num(c.max_diff), c.where or "-", _num(c.tolerance, "g"), VERDICT[c.status]]
+    rows = [[f"{c.group} {c.name}", number_cell(c.max_diff), c.where or "-", number_cell(c.tolerance, "g"),
+             VERDICT[c.status]]
             for c in report.checks]
     head = (f"{report.artifact}: {report.target} {report.precision} {report.task}\n"
             f"reference {report.reference} (backends: {', '.join(report.backends)}"
@@ -109,8 +111,9 @@ def _junit_suite(suites: ET.Element, report: ValidationReport) -> None:
 def _check_summary(c: Any) -> str:
     parts = []
     if c.max_diff is not None:
-        parts.append(f"max abs diff {_num(c.max_diff)}" + (f" at {c.where}" if c.where else "")
-                     + (f" (tolerance {_num(c.tolerance, 'g')})" if c.tolerance is not None else ""))
+        parts.append(f"max abs diff {number_cell(c.max_diff)}" + (f" at {c.where}" if c.where else "")
+                     + (f" (tolerance {number_cell(c.tolerance, 'g')})" if c.tolerance is not None
+                        else ""))
     if c.detail:
         parts.append(c.detail)
     return "; ".join(parts)
