@@ -79,6 +79,7 @@ class Search:
     soft_targets: bool = True
     synthetic_ratio: float = 1.0
     keep: str = "agree"  # "agree": only points the teacher labels as their source's gold label; "all"
+    train_examples: Sequence[Example] = ()  # generated from after F's mistakes (--generate-from both); () none
     seen: set[tuple[str, str | None]] = field(default_factory=set)
     timings: Counter[str] = field(default_factory=Counter)
     pool: list[tuple[Example, np.ndarray]] = field(default_factory=list)  # synthetic points in D, with targets
@@ -149,21 +150,28 @@ def _targets(s: Search, probs: np.ndarray) -> np.ndarray:
     return one_hot([s.labels[i] for i in probs.argmax(1)], {lab: i for i, lab in enumerate(s.labels)})
 
 
-def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator) -> tuple[list, int]:
-    """New points per mistake, each with its source: ([(example, source)], made before de-duplication)."""
+def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator) -> tuple[list, int, int]:
+    """New points, each with its source: ([(example, source)], made before de-duplication, how many came from
+    mistakes). F's mistakes first; then (--generate-from both) the training file's points fill what is left of
+    max_generated, so the teacher also labels points near everything the student learns from."""
+    first = _near(s, mistakes, s.max_generated, rng)
+    rest = _near(s, s.train_examples, s.max_generated - len(first[0]), rng) if s.train_examples else ([], 0)
+    return first[0] + rest[0], first[1] + rest[1], len(first[0])
+
+
+def _near(s: Search, sources: Sequence[Example], room: int, rng: np.random.Generator) -> tuple[list, int]:
+    """Up to `room` new points near `sources` (a seeded sample if more), with their sources; and how many made."""
     assert s.generator is not None
     made, count = [], 0
-    for src in mistakes:  # one call per source point, so each new point knows the gold label it came from
+    for src in sources:  # one call per source point, so each new point knows the gold label it came from
         out = s.generator([src], s.per_mistake, rng)
         count += len(out)
         for ex in out:
-            key = (ex.text, ex.text_b)
-            if key not in s.seen:  # nothing already in D or dev, and no repeats
-                s.seen.add(key)
+            if (ex.text, ex.text_b) not in s.seen:  # nothing already in D or dev, and no repeats
+                s.seen.add((ex.text, ex.text_b))
                 made.append((ex, src))
-    if len(made) > s.max_generated:
-        keep = np.sort(rng.choice(len(made), size=s.max_generated, replace=False))
-        made = [made[i] for i in keep]
+    if len(made) > max(room, 0):
+        made = [made[i] for i in np.sort(rng.choice(len(made), size=max(room, 0), replace=False))]
     return made, count
 
 
@@ -196,7 +204,7 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
     mistakes = [s.feed_examples[i] for i in wrong]
     rng = np.random.default_rng(derived_seed(s.seed, round_no, 0xA60A))
     t0 = time.perf_counter()
-    made, raw = _generate(s, mistakes, rng)
+    made, raw, from_mistakes = _generate(s, mistakes, rng)
     s.timings["generation_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     examples = [e for e, _ in made]
@@ -212,7 +220,8 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
     conf = probs.max(1) if made else np.zeros(0)
     negated = sum(negation_words(e) != negation_words(src) for e, src in made)
     assert s.train is not None
-    return {"mistakes": len(mistakes), "generated": raw, "new": len(made),
+    return {"mistakes": len(mistakes), "generated": raw, "new": len(made), "new_from_mistakes": from_mistakes,
+            "new_from_training_file": len(made) - from_mistakes,
             "teacher_agrees_with_source": round(float(agree.mean()), 4) if made else None,
             "teacher_mean_confidence": round(float(conf.mean()), 4) if made else None,
             "teacher_mean_confidence_agreeing": round(float(conf[agree].mean()), 4) if agree.any() else None,

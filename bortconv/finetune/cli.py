@@ -50,15 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                 "selection split (default 10)")
     parser.add_argument("--patience", type=int, default=3, help="stop a training after this many epochs without a "
                                                                 "better selection score (default 3)")
-    parser.add_argument("--selection-share", type=float, default=0.5,
+    parser.add_argument("--selection-share", type=float, default=0.75,
                         help="share of --dev held back as the selection split, never given to the generator "
-                             "(default 0.5)")
+                             "(default 0.75)")
     parser.add_argument("--synthetic-ratio", type=float, default=1.0,
                         help="agora: synthetic points in the training set at most this many times the training "
                              "file's size (default 1.0)")
     parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="agree",
                         help="agora: keep generated points the teacher labels as their source point's gold label "
                              "(default) or all of them")
+    parser.add_argument("--generate-from", choices=["both", "mistakes"], default="both",
+                        help="agora: generate near the last best model's mistakes on the mistakes split, then near "
+                             "the training file's points (both; default), or near the mistakes only (the Agora "
+                             "notes' rule)")
     parser.add_argument("--space", default="small", metavar="small|full|SPEC",
                         help="the search space the flags below edit: small (default; learning rates for a small "
                              "encoder on small data), full (the alexa/bort README's 480 configurations; 'bort' "
@@ -124,7 +128,7 @@ def options_from_args(args: argparse.Namespace) -> FinetuneOptions:
         candidates=args.candidates, max_candidates=args.max_candidates, epochs=args.epochs,
         patience=args.patience, selection_share=args.selection_share, max_length=args.max_length,
         per_mistake=args.per_mistake, max_generated=args.max_generated, teacher_targets=args.teacher_targets,
-        synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter,
+        synthetic_ratio=args.synthetic_ratio, synthetic_filter=args.synthetic_filter, generate_from=args.generate_from,
         threads=args.threads or available_cores(), force=args.force, progress=not args.quiet, executor=args.executor,
         ray_address=args.ray_address, device=args.device, work_dir=args.work_dir, resume=args.resume)
 

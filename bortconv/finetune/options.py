@@ -26,6 +26,10 @@ class Method(str, enum.Enum):
     PLAIN = "plain"
 
 
+#: where Agora's generated points come from: the last best model's F mistakes, or those and then the training file
+GENERATE_FROM = ("both", "mistakes")
+
+
 @dataclass(frozen=True)
 class FinetuneOptions:
     """Options of :func:`finetune` (the CLI's flags). Validated on construction; InputError names the flag."""
@@ -46,7 +50,7 @@ class FinetuneOptions:
     epochs: int = 10  # at most; early stopping on the selection split ends most trainings sooner
     patience: int | None = 3  # epochs without a better selection score before a training stops (None: never)
     max_length: int = 128
-    selection_share: float = 0.5  # of dev, held back from the generator: it picks epochs and the result
+    selection_share: float = 0.75  # of dev, held back from the generator: it picks epochs and the result
     # agora's data generation
     per_mistake: int = 4
     max_generated: int | None = None  # per round; default: the training file's size
@@ -54,6 +58,7 @@ class FinetuneOptions:
     teacher_targets: str = "soft"  # or "hard"
     synthetic_ratio: float = 1.0  # synthetic points in D at most this many times the training file's size
     synthetic_filter: str = "agree"  # keep generated points the teacher labels as their source ("agree") or "all"
+    generate_from: str = "both"  # "mistakes": F's mistakes only (the Agora notes); "both": then the training file
     generator: Generator | None = field(default=None, compare=False)
     # the run
     threads: int = field(default_factory=available_cores)  # the one --threads default; the record says it
@@ -98,6 +103,8 @@ class FinetuneOptions:
             raise InputError(f"--synthetic-ratio {self.synthetic_ratio}: must be >= 0")
         if self.synthetic_filter not in ("agree", "all"):
             raise InputError(f"--synthetic-filter {self.synthetic_filter!r}: expected agree or all")
+        if self.generate_from not in GENERATE_FROM:
+            raise InputError(f"--generate-from {self.generate_from!r}: expected {' or '.join(GENERATE_FROM)}")
         if self.teacher_targets not in ("soft", "hard"):
             raise InputError(f"teacher_targets {self.teacher_targets!r}: expected soft or hard")
         if self.generator is not None and not callable(self.generator):

@@ -270,6 +270,7 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
                     patience=opts.patience, teacher=p.teacher, generator=p.generator, per_mistake=opts.per_mistake,
                     max_generated=cap, max_replays=opts.max_replays, soft_targets=opts.teacher_targets == "soft",
                     synthetic_ratio=opts.synthetic_ratio, keep=opts.synthetic_filter,
+                    train_examples=tuple(train.examples) if opts.generate_from == "both" else (),
                     seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)}, executor=executor,
                     work=checkpoint)
     outcome = run_search(search, plan.candidates, agora=agora)
