@@ -6,7 +6,8 @@ so that it contains plain fine-tuning::
     round 1: train every θ in Θ on D                                      (exactly plain's search)
     repeat while Θ is not empty and a training fits the time left:
         b ← the last round's best model (by S);  M ← the points of F that b gets wrong
-        D ← --train ∪ teacher-labelled(generate(M)), synthetic points at most synthetic_ratio x |--train|,
+        G ← generate(M), then (--generate-from both, the default) generate(--train) up to max_generated
+        D ← --train ∪ teacher-labelled(G), synthetic points at most synthetic_ratio x |--train|,
             keeping only points the teacher labels as their source point's gold label
         if the last round stalled and a replay is left: keep Θ             (the README's "replay")
         else: remove from Θ the run tied with the worst S score (at least one)

@@ -19,9 +19,9 @@ DECISIONS: dict[str, str] = {
                    "of the planned budget, trained on the same data with the same seeds and scored on the same "
                    "selection split. Plain stops there; Agora's round 1 is therefore plain's whole search and "
                    "plain's model is one of Agora's candidates. Plain leaves the rest of its budget unused.",
-    "selection": "dev is split per label (selection_share, seeded) into a selection split S and a mistakes split "
-                 "F. S picks each training's epoch and the result; the generator only sees F's mistakes, so no "
-                 "generated point comes from a point that judges it. The result is round 1's best model (by S "
+    "selection": "dev is split per label (selection_share, default 3/4, seeded) into a selection split S and a "
+                 "mistakes split F. S picks each training's epoch and the result; the generator sees F's mistakes "
+                 "and the training file, never S, so no generated point comes from a point that judges it. The result is round 1's best model (by S "
                  "accuracy; ties: lower S loss), unless a later round's best is clearly better on S: among the S "
                  "examples exactly one of the two gets right, it is right so often that a fair coin would do it "
                  f"with probability at most {SWITCH_P} (one-sided exact sign test; each later round's row records wins, "
@@ -43,9 +43,12 @@ DECISIONS: dict[str, str] = {
                       "token operations alone when the source has no MLM head. Token operations never delete, "
                       "substitute, insert, move or crop away a negation word. Pluggable: any callable "
                       "(examples, per_example, rng) -> examples.",
-    "points_per_mistake": "per_mistake new points (default 4) per F mistake of the last round's best candidate, "
-                          "at most max_generated per round (default: the size of the training file); exact "
-                          "duplicates of training, dev or earlier generated text are dropped.",
+    "points_per_mistake": "per_mistake new points (default 4) per F mistake of the last round's best candidate; "
+                          "then (generate_from 'both', the default) as many per training-file point, sampled to "
+                          "fill what is left of max_generated per round (default: the size of the training file), "
+                          "so the teacher labels points near everything the student learns from, not only near "
+                          "a few dev mistakes. Exact duplicates of training, dev or earlier generated text are "
+                          "dropped.",
     "synthetic_filter": "'agree' (default): a generated point is kept only if the teacher labels it as its source "
                         "point's gold label; the record gives the share that agrees and the teacher's confidence.",
     "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 1.0) times the "

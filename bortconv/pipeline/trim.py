@@ -8,7 +8,9 @@ untrimmed one (its own), their cosine per text, on
     domain    the corpus lines held out from choosing tokens      gated: mean >= --domain-min, worst >= ...
     general   bortconv's shipped general-English held-out text    reported; gated with --general-min
 
-Nothing is written unless it passes (AccuracyGateError, exit 1).
+Nothing is written unless it passes (AccuracyGateError, exit 1). ``--keep auto`` writes and gates each budget of
+AUTO_FRACTIONS in turn, smallest first, in the same temporary directory, against one :class:`Reference` (the
+untrimmed model's vectors, computed once per text), and keeps the first that passes.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
          **keywords: Any) -> TrimResult:
     """Trim the vocabulary of the Hugging Face directory `source` to what the corpus needs, write the result to
     `output_dir` (it loads with stock ``AutoModel`` / ``AutoTokenizer``, and ``bortconv export`` takes it) with
-    its record, ``bortconv_trim.json``. Raises AccuracyGateError (nothing written) if it fails the gate.
+    its record, ``bortconv_trim.json``. Raises AccuracyGateError (nothing written) if it fails the gate; with
+    ``keep="auto"``, the smallest budget of :data:`bortconv.converters.trim.AUTO_FRACTIONS` that passes is kept,
+    and the error comes only if none does.
 
     Options are a :class:`bortconv.config.TrimOptions`, or the same as keywords (``corpus="domain.txt"``)."""
     if options is not None and keywords:
