@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from bortconv.config import THREADS_HELP, available_cores
-from bortconv.finetune.options import DEVICES, EXECUTORS, FinetuneOptions
+from bortconv.finetune.options import DEVICES, EXECUTORS, GENERATE_FROM, FinetuneOptions
 from bortconv.finetune.search import SearchSpace, parse_space
 
 
@@ -53,16 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--selection-share", type=float, default=0.75,
                         help="share of --dev held back as the selection split, never given to the generator "
                              "(default 0.75)")
-    parser.add_argument("--synthetic-ratio", type=float, default=1.0,
-                        help="agora: synthetic points in the training set at most this many times the training "
-                             "file's size (default 1.0)")
-    parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="agree",
-                        help="agora: keep generated points the teacher labels as their source point's gold label "
-                             "(default) or all of them")
-    parser.add_argument("--generate-from", choices=["both", "mistakes"], default="both",
-                        help="agora: generate near the last best model's mistakes on the mistakes split, then near "
-                             "the training file's points (both; default), or near the mistakes only (the Agora "
-                             "notes' rule)")
     parser.add_argument("--space", default="small", metavar="small|full|SPEC",
                         help="the search space the flags below edit: small (default; learning rates for a small "
                              "encoder on small data), full (the alexa/bort README's 480 configurations; 'bort' "
@@ -73,22 +64,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, help="train exactly this many configurations (default: as many "
                                                        "as fit the budget, at most --max-candidates)")
     parser.add_argument("--max-candidates", type=int, default=16, help="upper bound of the sample (default 16)")
-    parser.add_argument("--per-mistake", type=int, default=4, help="agora: new examples per dev mistake "
-                                                                   "(default 4)")
-    parser.add_argument("--max-generated", type=int, help="agora: new examples per round at most (default: the "
-                                                          "training file's size)")
-    parser.add_argument("--teacher-targets", choices=["soft", "hard"], default="soft",
-                        help="agora: train on the teacher's probabilities (default) or its labels")
     parser.add_argument("--lr", type=_floats, help="search space: learning rates, e.g. 1e-4,3e-5,3e-4")
     parser.add_argument("--weight-decay", type=_floats, help="search space: weight decays, e.g. 0,0.01")
     parser.add_argument("--warmup-ratio", type=_floats, help="search space: warmup ratios, e.g. 0.1,0.35")
     parser.add_argument("--batch-size", type=_ints, help="search space: batch sizes, e.g. 8,16")
     parser.add_argument("--seeds", type=_ints, help="search space: candidate seeds, e.g. 0,1,2,3,4")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    _add_generation_arguments(parser.add_argument_group("agora's generated data"))
     _add_execution_arguments(parser)
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--json", action="store_true", help="print the training record as JSON")
+
+
+def _add_generation_arguments(parser: Any) -> None:  # an argparse argument group
+    """Agora's generated data: where it comes from, how much, which points are kept and with what targets."""
+    parser.add_argument("--synthetic-ratio", type=float, default=1.0,
+                        help="agora: synthetic points in the training set at most this many times the training "
+                             "file's size (default 1.0)")
+    parser.add_argument("--synthetic-filter", choices=["agree", "all"], default="agree",
+                        help="agora: keep generated points the teacher labels as their source point's gold label "
+                             "(default) or all of them")
+    parser.add_argument("--generate-from", choices=GENERATE_FROM, default="both",
+                        help="agora: generate near the last best model's mistakes on the mistakes split, then near "
+                             "the training file's points (both; default), or near the mistakes only (the Agora "
+                             "notes' rule)")
+    parser.add_argument("--per-mistake", type=int, default=4, help="agora: new examples per dev mistake "
+                                                                   "(default 4)")
+    parser.add_argument("--max-generated", type=int, help="agora: new examples per round at most (default: the "
+                                                          "training file's size)")
+    parser.add_argument("--teacher-targets", choices=["soft", "hard"], default="soft",
+                        help="agora: train on the teacher's probabilities (default) or its labels")
 
 
 def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
