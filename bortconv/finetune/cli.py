@@ -89,8 +89,9 @@ def _add_generation_arguments(parser: Any) -> None:  # an argparse argument grou
                         help="agora: generate near the last best model's mistakes on the mistakes split, then near "
                              "the training file's points (both; default), or near the mistakes only (the Agora "
                              "notes' rule)")
-    parser.add_argument("--per-mistake", type=int, default=4, help="agora: new examples per dev mistake "
-                                                                   "(default 4)")
+    parser.add_argument("--per-mistake", type=int, default=4,
+                        help="agora: new examples per source point: a dev mistake, or with --generate-from both a "
+                             "training point too (default 4)")
     parser.add_argument("--max-generated", type=int, help="agora: new examples per round at most (default: the "
                                                           "training file's size)")
     parser.add_argument("--teacher-targets", choices=["soft", "hard"], default="soft",
