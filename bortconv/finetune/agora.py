@@ -18,9 +18,9 @@ Round 1 is plain's search, trained on the same data with the same seeds, so plai
 candidates; the result can only differ from plain's if a later model is clearly better on S, a split the generated
 data never came from. "Clearly": on the S examples where the two models disagree about being right, the later one is
 right so much more often that a coin would do it with probability at most :data:`.search.SWITCH_P` (one-sided
-exact sign test, :func:`.search.sign_test`). A later model one S example ahead, which on small dev splits is most later rounds that "win", is noise: with
-"any higher S accuracy" as the rule, benchmarks/bench_agora.py measured Agora losing to plain on held-out test
-splits (docs/finetune.md, "Measured"). ``plain`` stops after round 1.
+exact sign test, :func:`.search.sign_test`). A later model one S example ahead, which on small dev splits is most
+later rounds that "win", is noise: with "any higher S accuracy" as the rule, benchmarks/bench_agora.py measured
+Agora losing to plain on held-out test splits (docs/finetune.md, "Measured"). ``plain`` stops after round 1.
 
 :func:`train_all` is the one call that trains a round's configurations; it hands them to the search's executor
 (:mod:`.executor`: this process, or Ray tasks). With a work directory (:mod:`.checkpoint`) each round's
@@ -154,10 +154,17 @@ def _targets(s: Search, probs: np.ndarray) -> np.ndarray:
 def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator) -> tuple[list, int, int]:
     """New points, each with its source: ([(example, source)], made before de-duplication, how many came from
     mistakes). F's mistakes first; then (--generate-from both) the training file's points fill what is left of
-    max_generated, so the teacher also labels points near everything the student learns from."""
-    first = _near(s, mistakes, s.max_generated, rng)
-    rest = _near(s, s.train_examples, s.max_generated - len(first[0]), rng) if s.train_examples else ([], 0)
-    return first[0] + rest[0], first[1] + rest[1], len(first[0])
+    max_generated, so the teacher also labels points near everything the student learns from. Only as many
+    training points as can fill that room are varied (a seeded sample): the generator (an MLM forward pass per
+    point for Bort) does no work the cap would throw away."""
+    made, count = _near(s, mistakes, s.max_generated, rng)
+    room = s.max_generated - len(made)
+    if not s.train_examples or room <= 0:
+        return made, count, len(made)
+    n = min(len(s.train_examples), -(-room // s.per_mistake))  # ceil(room / per point)
+    sources = [s.train_examples[i] for i in np.sort(rng.choice(len(s.train_examples), n, replace=False))]
+    more, more_count = _near(s, sources, room, rng)
+    return made + more, count + more_count, len(made)
 
 
 def _near(s: Search, sources: Sequence[Example], room: int, rng: np.random.Generator) -> tuple[list, int]:
@@ -171,8 +178,8 @@ def _near(s: Search, sources: Sequence[Example], room: int, rng: np.random.Gener
             if (ex.text, ex.text_b) not in s.seen:  # nothing already in D or dev, and no repeats
                 s.seen.add((ex.text, ex.text_b))
                 made.append((ex, src))
-    if len(made) > max(room, 0):
-        made = [made[i] for i in np.sort(rng.choice(len(made), size=max(room, 0), replace=False))]
+    if len(made) > room:
+        made = [made[i] for i in np.sort(rng.choice(len(made), size=room, replace=False))]
     return made, count
 
 

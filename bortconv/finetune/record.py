@@ -21,11 +21,12 @@ DECISIONS: dict[str, str] = {
                    "plain's model is one of Agora's candidates. Plain leaves the rest of its budget unused.",
     "selection": "dev is split per label (selection_share, default 3/4, seeded) into a selection split S and a "
                  "mistakes split F. S picks each training's epoch and the result; the generator sees F's mistakes "
-                 "and the training file, never S, so no generated point comes from a point that judges it. The result is round 1's best model (by S "
-                 "accuracy; ties: lower S loss), unless a later round's best is clearly better on S: among the S "
-                 "examples exactly one of the two gets right, it is right so often that a fair coin would do it "
-                 f"with probability at most {SWITCH_P} (one-sided exact sign test; each later round's row records wins, "
-                 "losses and p as vs_kept). One S example ahead is noise on small dev splits.",
+                 "and the training file, never S, so no generated point comes from a point that judges it. The "
+                 "result is round 1's best model (by S accuracy; ties: lower S loss), unless a later round's best "
+                 "is clearly better on S: among the S examples exactly one of the two gets right, it is right so "
+                 f"often that a fair coin would do it with probability at most {SWITCH_P} (one-sided exact sign "
+                 "test; each later round's row records wins, losses and p as vs_kept). One S example ahead is "
+                 "noise on small dev splits.",
     "sampling": "no uniform draw of the space: its seeded order is stratified over the learning rate (one "
                 "configuration of each learning rate in turn), so k sampled configurations hold min(k, |lr|) "
                 "learning rates. The default space's learning rates {1e-4, 3e-5, 3e-4} were measured for "
