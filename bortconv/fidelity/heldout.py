@@ -24,9 +24,10 @@ the calibration samples) replaces the sentences, so the gate never sees calibrat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -84,11 +85,15 @@ def shipped_texts(name: str = HELDOUT_FILE) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
-def _cut(ids: list[int], special_last: bool, n: int) -> list[int]:
-    """The first `n` ids of a passage's encoding, keeping its closing special token (</s>, [SEP]) last."""
+T = TypeVar("T")
+
+
+def cut(ids: Sequence[T], n: int, special_last: bool = True) -> list[T]:
+    """The first `n` items of an encoding (ids or token strings), keeping its closing special token (</s>, [SEP])
+    last when `special_last`: how a tokenizer truncates, and the one rule for every cut to a length."""
     if len(ids) <= n:
-        return ids
-    return ids[:n - 1] + ids[-1:] if special_last else ids[:n]
+        return list(ids)
+    return [*ids[:n - 1], ids[-1]] if special_last else list(ids[:n])
 
 
 def passages(texts: list[str], tokenizer: Any, min_tokens: int) -> list[tuple[list[int], bool]]:
@@ -147,9 +152,10 @@ def _full_probes(texts: list[str], tokenizer: Any, *, vocab_size: int, pad_id: i
     pool = passages(texts, tokenizer, max_length)
     for k, n in enumerate(lengths):
         ids, special_last = pool[k % len(pool)]
-        out.append(Probe("length", f"length {n}", pad_batch([_cut(ids, special_last, n)], pad_id, None, with_types)))
+        out.append(Probe("length", f"length {n}", pad_batch([cut(ids, n, special_last)], pad_id, None, with_types)))
     for k, rows in enumerate(padded_lengths(max_length)):
-        batch = [_cut(*pool[(k + j) % len(pool)], n) for j, n in enumerate(rows)]
+        picked = [pool[(k + j) % len(pool)] for j in range(len(rows))]
+        batch = [cut(ids, n, special_last) for (ids, special_last), n in zip(picked, rows)]
         out.append(Probe("padded", f"padded b{len(rows)}-l{rows[0]}", pad_batch(batch, pad_id, None, with_types)))
     return out
 

@@ -79,15 +79,15 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
     tr.check_keep(src.vocab, opts.keep)
-    budgets = tr.auto_budgets(src.vocab) if opts.keep == KEEP_AUTO else [opts.keep]
-    prog = Progress(1 + (len(budgets) if opts.keep == KEEP_AUTO else 2), enabled=opts.progress)
+    auto = opts.keep == KEEP_AUTO
+    prog = Progress(1 + (len(tr.auto_budgets(src.vocab)) if auto else 2), enabled=opts.progress)
     with prog.step("choosing tokens"):
         tensors = tr.load_weights(src.path)
         groups, english, default = _groups(src, corpus, tensors, opts)
     reference = Reference(src.path, corpus.heldout, heldout.shipped_texts(), opts.threads)
     with atomic_directory(out, force=opts.force) as tmp:
-        if opts.keep == KEEP_AUTO:
-            plan, files, gate, tried = _search(src, groups, default, budgets, tensors, tmp, reference, opts, prog)
+        if auto:
+            plan, files, gate, tried = _search(src, groups, default, tensors, tmp, reference, opts, prog)
         else:
             plan = _choose(src, groups, opts.keep, default)
             with prog.step(f"writing {len(plan.kept):,} of {plan.total:,} tokens"):
@@ -125,11 +125,12 @@ def _choose(source: tr.Source, groups: list[tuple[str, Any]], keep: int | None, 
     return plan
 
 
-def _search(source: tr.Source, groups: list[tuple[str, Any]], default: int | None, budgets: Sequence[int],
-            tensors: dict[str, np.ndarray], tmp: Path, reference: Reference, opts: TrimOptions,
+def _search(source: tr.Source, groups: list[tuple[str, Any]], default: int | None, tensors: dict[str, np.ndarray],
+            tmp: Path, reference: Reference, opts: TrimOptions,
             prog: Progress) -> tuple[tr.KeepPlan, dict[str, int], dict[str, Any], list[dict[str, Any]]]:
-    """--keep auto: each budget, smallest first, written to `tmp` and gated; the first that passes is kept. None
-    passing raises AccuracyGateError with the largest budget's failures (nothing is written)."""
+    """--keep auto: each budget of tr.auto_budgets, smallest first, written to `tmp` and gated; the first that
+    passes is kept. None passing raises AccuracyGateError with the largest budget's failures (nothing written)."""
+    budgets = tr.auto_budgets(source.vocab)
     tried: list[dict[str, Any]] = []
     for n in budgets:
         with prog.step(f"keep {n:,} of {len(source.vocab):,} tokens: write and gate"):
@@ -179,9 +180,7 @@ def _encode(model_dir: Path, texts: Sequence[str]) -> list[tuple[list[int], tupl
 
     tok = text_split.load_tokenizer(model_dir)
     n = min(text_split.MAX_TOKENS, max_positions(read_config(model_dir)))
-    return [(e.ids if len(e.ids) <= n else e.ids[:n - 1] + e.ids[-1:],
-             tuple(e.tokens if len(e.tokens) <= n else e.tokens[:n - 1] + e.tokens[-1:]))
-            for e in tok.encode_batch(list(texts))]
+    return [(heldout.cut(e.ids, n), tuple(heldout.cut(e.tokens, n))) for e in tok.encode_batch(list(texts))]
 
 
 class Reference:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from bortconv.fidelity.heldout import cut
 from bortconv.fidelity.text_split import (DEFAULT_FILE, MAX_TOKENS, TextSplit, load_texts,  # noqa: F401
                                           load_tokenizer, split_texts)
 from bortconv.runtime.bort import pad_batch
@@ -72,10 +73,10 @@ def static_feeds(rows: list[list[int]], pad_id: int, with_types: bool,
     """Model inputs for a static-shape artifact (B, L): `rows` cut to L (closing token kept), B at a time, padded to
     L; the last batch is filled with the first rows again (a static model takes no fewer than B rows)."""
     batch, length = shape
-    cut = [r if len(r) <= length else r[:length - 1] + r[-1:] for r in rows]
-    if len(cut) % batch:
-        cut += [cut[i % len(cut)] for i in range(batch - len(cut) % batch)]
-    return [pad_batch(cut[i:i + batch], pad_id, length, with_types) for i in range(0, len(cut), batch)]
+    fitted = [cut(r, length) for r in rows]
+    if len(fitted) % batch:
+        fitted += [fitted[i % len(fitted)] for i in range(batch - len(fitted) % batch)]
+    return [pad_batch(fitted[i:i + batch], pad_id, length, with_types) for i in range(0, len(fitted), batch)]
 
 
 def feeds_for(rows: list[list[int]], pad_id: int, with_types: bool, batch: int = 1) -> list[dict[str, np.ndarray]]:
