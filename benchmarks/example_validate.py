@@ -60,7 +60,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import bortconv
-    from bortconv.validate.report import VERDICT, number_cell
+    from bortconv.validate.report import CHECK_COLUMNS, check_cells
 
     with tempfile.TemporaryDirectory(prefix="example-validate-") as tmp:
         art = Path(tmp) / "minilm-onnx"
@@ -76,14 +76,13 @@ def main() -> int:
     missing = [n for n in EXCERPT if n not in by_name]
     if missing:
         raise SystemExit(f"the report has no row {missing}: update EXCERPT")
-    rows = [[n, number_cell(by_name[n]["max_diff"]), by_name[n]["where"] or "-",
-             number_cell(by_name[n]["tolerance"], "g"), VERDICT[by_name[n]["status"]]] for n in EXCERPT]
+    rows = [check_cells(by_name[n]) for n in EXCERPT]
     failed = sum(c["status"] == "fail" for c in checks)
     caption = (f"an excerpt of the {len(checks)} rows; {failed} failed, `bortconv validate` exited 1. "
                f"all-MiniLM-L6-v2 exported to ONNX fp32, layer 0's attention output weight ({changed}) scaled by "
                f"1.5, manifest re-hashed")
     write_result("example_validate", {"example_validate": table(
-        ["check", "max diff", "where", "tolerance", "verdict"], rows, right=(1, 3), caption=caption)},
+        list(CHECK_COLUMNS), rows, right=(1, 3), caption=caption)},
         {"checks": checks}, path=args.result)
     for r in rows:
         print(" | ".join(r))

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,15 +43,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: 
     return "\n".join("| " + " | ".join(str(c) for c in r) + " |" for r in [header, rule, *rows])
 
 
+#: the columns of the validate table (check_cells makes a row)
+CHECK_COLUMNS = ("check", "max diff", "where", "tolerance", "verdict")
+
+
+def check_cells(c: Mapping[str, Any]) -> list[str]:
+    """One row of the validate table from a check as the JSON report holds it (Check.to_dict())."""
+    return [f"{c['group']} {c['name']}", number_cell(c["max_diff"]), c["where"] or "-",
+            number_cell(c["tolerance"], "g"), VERDICT[c["status"]]]
+
+
 def validation_table(report: ValidationReport) -> str:
     """The table `bortconv validate` prints: check, max diff, where, tolerance, verdict; then what failed."""
-    rows = [[f"{c.group} {c.name}", number_cell(c.max_diff), c.where or "-", number_cell(c.tolerance, "g"),
-             VERDICT[c.status]]
-            for c in report.checks]
+    rows = [check_cells(c.to_dict()) for c in report.checks]
     head = (f"{report.artifact}: {report.target} {report.precision} {report.task}\n"
             f"reference {report.reference} (backends: {', '.join(report.backends)}"
             f"{f', {report.threads} threads' if report.threads else ''})\n")
-    out = [head, text_table(["check", "max diff", "where", "tolerance", "verdict"], rows, right=(1, 3))]
+    out = [head, text_table(CHECK_COLUMNS, rows, right=(1, 3))]
     details = [c for c in report.checks if c.detail and c.status in ("fail", "info", "skip")]
     if details:
         out.append("")
