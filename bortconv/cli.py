@@ -12,13 +12,13 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, Field, dataclass
+from dataclasses import Field, dataclass
 from typing import Any, NoReturn
 
 from bortconv._util.signals import Terminated, raise_if_signalled, signals_raise
 from bortconv._version import __version__
-from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, TrimOptions, cli_fields,
-                             option_flag, option_keyword)
+from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, TrimOptions,
+                             add_option_arguments, cli_fields, option_flag, option_keyword, option_values)
 from bortconv.errors import BortconvError, InputError
 
 log = logging.getLogger("bortconv")
@@ -73,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bortconv.pipeline.export import export
     from bortconv.pipeline.summary import summary
 
-    result = export(args.source, args.output, **_option_values(args, EXPORT_FIELDS))
+    result = export(args.source, args.output, **option_values(args, EXPORT_FIELDS))
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -84,7 +84,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_trim(args: argparse.Namespace) -> int:
     from bortconv.pipeline.trim import trim
 
-    result = trim(args.source, args.output, **_option_values(args, TRIM_FIELDS))
+    result = trim(args.source, args.output, **option_values(args, TRIM_FIELDS))
     if args.json:
         _emit_json(result.to_dict())
         return 0
@@ -211,55 +211,6 @@ class _Deprecated(argparse.Action):
         setattr(ns, self.dest, self.convert(values))
 
 
-class _Precision(argparse.Action):
-    """--precision and its aliases --fp16 / --int8 (nargs=0, const): given twice, they must agree."""
-
-    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        value = self.const if self.nargs == 0 else values
-        before = getattr(ns, self.dest, None)
-        if before is not None and before != value:
-            parser.error(f"{option_string} disagrees with --precision {before}")
-        setattr(ns, self.dest, value)
-
-
-def _arg_type(f: Field[Any]) -> Callable[[str], Any]:
-    """argparse's type for an options field (annotations are strings: `from __future__ import annotations`)."""
-    kind = str(f.type)
-    if "str" in kind or "tuple" in kind:
-        return str
-    return int if kind.startswith("int") else float if kind.startswith("float") else str
-
-
-def _add_options(p: argparse.ArgumentParser, fields_: Sequence[Field[Any]]) -> None:
-    """Flags generated from options fields (:func:`bortconv.config.option`), in their argument groups. Nothing
-    is defaulted here (argparse.SUPPRESS): a flag not given leaves the dataclass default in force."""
-    groups: dict[str, Any] = {"general": p}
-    for f in fields_:
-        md = f.metadata
-        group = groups.get(md["group"]) or groups.setdefault(md["group"], p.add_argument_group(md["group"]))
-        kw: dict[str, Any] = {"dest": option_keyword(f), "help": md["help"], "default": argparse.SUPPRESS}
-        if md["negate"]:
-            group.add_argument(md["negate"], action="store_false", **kw)
-        elif f.name == "precision":
-            group.add_argument("--precision", action=_Precision, choices=md["choices"], **kw)
-            group.add_argument("--fp16", action=_Precision, nargs=0, const="fp16", dest=kw["dest"],
-                               default=argparse.SUPPRESS, help="alias of --precision fp16")
-            group.add_argument("--int8", action=_Precision, nargs=0, const="int8", dest=kw["dest"],
-                               default=argparse.SUPPRESS, help="alias of --precision int8")
-        elif f.default is False:
-            group.add_argument(option_flag(f), action="store_true", **kw)
-        else:
-            required = f.default is MISSING and f.default_factory is MISSING
-            group.add_argument(option_flag(f), type=_arg_type(f), choices=md["choices"], metavar=md["metavar"],
-                               required=required, **kw)
-
-
-def _option_values(args: argparse.Namespace, fields_: Sequence[Field[Any]]) -> dict[str, Any]:
-    """The keywords the API takes, from the flags given (the same names: one definition)."""
-    return {option_keyword(f): getattr(args, option_keyword(f)) for f in fields_ if hasattr(args, option_keyword(f))}
-
-
 #: the options `bortconv export` has: ExportOptions' own and Int8Options' (its --threads is export's)
 EXPORT_FIELDS: list[Field[Any]] = cli_fields(ExportOptions) + cli_fields(Int8Options, skip=("threads",))
 #: the options `bortconv quantize` has
@@ -312,14 +263,14 @@ def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a Bort .params file or a Hugging Face model directory")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     _add_json(p)
-    _add_options(p, EXPORT_FIELDS)
+    add_option_arguments(p, EXPORT_FIELDS)
 
 
 def _args_trim(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a BERT-family Hugging Face directory with its tokenizer.json (WordPiece or BPE)")
     p.add_argument("-o", "--output", required=True, help="output directory (must be new or empty)")
     _add_json(p)
-    _add_options(p, TRIM_FIELDS)
+    add_option_arguments(p, TRIM_FIELDS)
 
 
 def _args_quantize(p: argparse.ArgumentParser) -> None:
@@ -330,7 +281,7 @@ def _args_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     _add_json(p)
     p.add_argument("--max-memory", metavar="SIZE", help=MAX_MEMORY_HELP)
-    _add_options(p, QUANTIZE_FIELDS)
+    add_option_arguments(p, QUANTIZE_FIELDS)
 
 
 def _args_make_demo(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import enum
 import os
 import platform
@@ -134,12 +135,15 @@ MAX_MEMORY_HELP = ("resident-memory budget, e.g. 1.5G: planned to fit, refused u
 
 def option(default: Any = MISSING, *, help: str, flag: str | None = None, keyword: str | None = None,
            choices: Sequence[str] | None = None, metavar: str | None = None, negate: str | None = None,
-           group: str = "general", cli: bool = True, factory: Callable[[], Any] | None = None) -> Any:
+           group: str = "general", cli: bool = True, factory: Callable[[], Any] | None = None,
+           aliases: Sequence[tuple[str, str]] = ()) -> Any:
     """A dataclass field that is also a command-line option: defined once, it gives the API keyword (`keyword`,
     default the field name), the flag (`flag`, default ``--keyword-with-dashes``; `negate` for a boolean that
-    defaults to True, e.g. ``--no-bench``), its help, choices and argument group (`cli=False`: API only)."""
+    defaults to True, e.g. ``--no-bench``), its help, choices and argument group (`cli=False`: API only).
+    `aliases`: (flag, value) pairs, flags without a value that stand for one choice (``--int8`` for
+    ``--precision int8``)."""
     meta = {"help": help, "flag": flag, "keyword": keyword, "choices": None if choices is None else tuple(choices),
-            "metavar": metavar, "negate": negate, "group": group, "cli": cli}
+            "metavar": metavar, "negate": negate, "group": group, "cli": cli, "aliases": tuple(aliases)}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -158,6 +162,59 @@ def option_flag(f: Field[Any]) -> str:
 def cli_fields(cls: type, skip: Sequence[str] = ()) -> list[Field[Any]]:
     """The fields of options class `cls` that are command-line options, in declaration order."""
     return [f for f in fields(cls) if f.metadata.get("cli", False) and f.name not in skip]
+
+
+class _Choice(argparse.Action):
+    """A choice and its value-less aliases (``--precision int8`` / ``--int8``): given twice, they must agree."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, flag: str = "", **kw: Any) -> None:
+        self.flag = flag  # the option's own flag, which the message names
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        value = self.const if self.nargs == 0 else values
+        before = getattr(ns, self.dest, None)
+        if before is not None and before != value:
+            parser.error(f"{option_string}: {self.flag} {value} disagrees with {before}, given earlier")
+        setattr(ns, self.dest, value)
+
+
+def _arg_type(f: Field[Any]) -> Callable[[str], Any]:
+    """argparse's type for an options field (annotations are strings: `from __future__ import annotations`)."""
+    kind = str(f.type)
+    if "str" in kind or "tuple" in kind:
+        return str
+    return int if kind.startswith("int") else float if kind.startswith("float") else str
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, fields_: Sequence[Field[Any]]) -> None:
+    """The flags of options fields (:func:`option`), in their argument groups. Nothing is defaulted here
+    (argparse.SUPPRESS): a flag not given leaves the dataclass default in force, the one default."""
+    groups: dict[str, Any] = {"general": parser}
+    for f in fields_:
+        md = f.metadata
+        group = groups.get(md["group"]) or groups.setdefault(md["group"], parser.add_argument_group(md["group"]))
+        kw: dict[str, Any] = {"dest": option_keyword(f), "help": md["help"], "default": argparse.SUPPRESS}
+        if md["negate"]:
+            group.add_argument(md["negate"], action="store_false", **kw)
+        elif md["aliases"]:
+            flag = option_flag(f)
+            group.add_argument(flag, action=_Choice, flag=flag, choices=md["choices"], **kw)
+            for alias, value in md["aliases"]:
+                group.add_argument(alias, action=_Choice, flag=flag, nargs=0, const=value, dest=kw["dest"],
+                                   default=argparse.SUPPRESS, help=f"alias of {flag} {value}")
+        elif f.default is False:
+            group.add_argument(option_flag(f), action="store_true", **kw)
+        else:
+            required = f.default is MISSING and f.default_factory is MISSING
+            group.add_argument(option_flag(f), type=_arg_type(f), choices=md["choices"], metavar=md["metavar"],
+                               required=required, **kw)
+
+
+def option_values(args: argparse.Namespace, fields_: Sequence[Field[Any]]) -> dict[str, Any]:
+    """The keywords the API takes, from the flags given (the same names: one definition)."""
+    return {option_keyword(f): getattr(args, option_keyword(f)) for f in fields_ if hasattr(args, option_keyword(f))}
 
 
 class Target(str, enum.Enum):
@@ -353,6 +410,7 @@ class ExportOptions:
 
     target: Target = option(choices=[t.value for t in Target], group="target", help="onnx or openvino")
     precision: Precision = option(Precision.FP32, choices=PRECISIONS, group="precision",
+                                  aliases=(("--fp16", "fp16"), ("--int8", "int8")),
                                   help="fp32 (default); fp16 weights; bf16 inference (OpenVINO, CPUs with native "
                                        "bf16, under the bf16 gate); int8 (under the int8 gate). Recorded in the "
                                        "manifest with how to load it")

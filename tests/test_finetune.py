@@ -13,7 +13,6 @@ one, and the suite's shared cores are not oversubscribed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -22,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bortconv.errors import BortconvError
 from bortconv.finetune import SearchSpace, finetune
-from bortconv.finetune.cli import add_arguments, run
 from conftest import run_bortconv
 from topic_splits import write_topic_splits
 
@@ -171,22 +168,9 @@ def int8_artifact(students, task_text, tmp_path_factory) -> Path:
 
 
 def cli(*argv: str) -> tuple[int, str, str]:
-    """`bortconv finetune ARGS` through the command's own add_arguments/run, with bortconv.cli's error rule."""
-    import contextlib
-    import io
-
-    parser = argparse.ArgumentParser(prog="bortconv finetune")
-    add_arguments(parser)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = run(parser.parse_args(list(argv)))
-        except SystemExit as exc:  # argparse's usage error
-            code = int(exc.code or 0)
-        except BortconvError as exc:
-            print(f"bortconv: error: {exc.message}", file=sys.stderr)
-            code = exc.exit_code
-    return code, out.getvalue(), err.getvalue()
+    """`bortconv finetune ARGS` in this process, through bortconv's own CLI (its parser and error rule)."""
+    done = run_bortconv("finetune", *argv)
+    return done.returncode, done.stdout, done.stderr
 
 
 # ------------------------------------------------------------------------------------------------ the task
@@ -406,7 +390,7 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
                                         "--threads", "1"], ["--budget-minutes 0.001", "minimum"]),
         "params without tokenizer": ([str(bort_files["params"]), *base, "--heads", "4"],
                                      ["tiny.params", "--vocab and --merges"]),
-        "agora without teacher": ([str(bort_hf), "--train", tr, "--dev", dv], ["--teacher", "--method plain"]),
+        "agora without teacher": ([str(bort_hf), "--train", tr, "--dev", dv], ["--teacher", "the plain method"]),
         "max length past the positions": ([str(bort_hf), *base, "--max-length", "600"],
                                           ["--max-length 600", "has 512 positions"]),
     }
@@ -517,7 +501,7 @@ def test_too_small_a_budget_names_the_minimum():
     from bortconv.finetune.search import BORT_SPACE, Speeds, plan_search
 
     speeds = Speeds({8: 1.0, 16: 1.0}, 0.01, 1.0)
-    with pytest.raises(InputError, match=r"--budget-minutes 0.1: too small .*about 0.[23] minutes is the minimum"):
+    with pytest.raises(InputError, match=r"budget_minutes 0.1: too small .*about 0.[23] minutes is the minimum"):
         plan_search(BORT_SPACE, seed=0, budget_s=6, n_train=100, n_dev=100, epochs=1, speeds=speeds)
 
 

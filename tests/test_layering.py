@@ -197,23 +197,52 @@ def _flags(command: str) -> dict[str, argparse.Action]:
     return {opt: a for a in sub._actions for opt in a.option_strings}
 
 
-@pytest.mark.parametrize("command,fields_of", [("export", "EXPORT_FIELDS"), ("quantize", "QUANTIZE_FIELDS"),
-                                               ("trim", "TRIM_FIELDS")])
-def test_cli_flags_are_the_options_fields(command, fields_of):
-    """Every CLI option of export/quantize is an options field: same dest (= API keyword), help, choices."""
-    import bortconv.cli as cli
+#: flags a command defines itself, beside its generated ones: what is not an options field (positionals' company,
+#: output, --json) and the search space's flags, which together build one field (FinetuneOptions.space)
+OWN_FLAGS = {"-h", "--help", "-o", "--output", "--json", "--force", "--max-memory", "--precision"}
+FINETUNE_OWN = {"--train", "--dev", "--space", "--lr", "--weight-decay", "--warmup-ratio", "--batch-size", "--seeds"}
+
+
+@pytest.mark.parametrize("command,module,fields_of", [("export", "bortconv.cli", "EXPORT_FIELDS"),
+                                                      ("quantize", "bortconv.cli", "QUANTIZE_FIELDS"),
+                                                      ("trim", "bortconv.cli", "TRIM_FIELDS"),
+                                                      ("finetune", "bortconv.finetune.cli", "FINETUNE_FIELDS")])
+def test_cli_flags_are_the_options_fields(command, module, fields_of):
+    """Every CLI option of a command is an options field: same dest (= API keyword), help, choices, and no
+    argparse default (the dataclass's is the one default); aliases (--fp16, --int8) store into their field."""
+    import importlib
+
     from bortconv.config import option_flag, option_keyword
     flags = _flags(command)
-    fields_ = getattr(cli, fields_of)
+    fields_ = getattr(importlib.import_module(module), fields_of)
     assert fields_, fields_of
+    aliases = set()
     for f in fields_:
         action = flags[option_flag(f)]
         assert action.dest == option_keyword(f) and action.help == f.metadata["help"], f.name
         assert tuple(action.choices or ()) == tuple(f.metadata["choices"] or ()), f.name
         assert action.default is argparse.SUPPRESS, f"{f.name}: the dataclass default is the one default"
-    generated = {option_flag(f) for f in fields_}
-    own = {"-h", "--help", "-o", "--output", "--json", "--fp16", "--int8", "--force", "--max-memory", "--precision"}
+        for alias, value in f.metadata["aliases"]:
+            assert flags[alias].dest == action.dest and flags[alias].const == value and value in action.choices
+            aliases.add(alias)
+    generated = {option_flag(f) for f in fields_} | aliases
+    own = OWN_FLAGS | (FINETUNE_OWN if command == "finetune" else set())
     assert set(flags) - generated <= own, set(flags) - generated - own
+
+
+def test_finetune_flags_give_the_options_the_api_builds():
+    """A finetune command line gives the FinetuneOptions its keywords give (the CLI adds nothing of its own)."""
+    from bortconv.cli import build_parser
+    from bortconv.finetune.cli import options_from_args
+    from bortconv.finetune.options import FinetuneOptions
+    args = build_parser().parse_args(["finetune", "SRC", "--train", "T", "--dev", "D", "-o", "O", "--method", "plain",
+                                      "--epochs", "3", "--quiet", "--threads", "1", "--lr", "1e-4,3e-5"])
+    got = options_from_args(args)
+    base = FinetuneOptions(method="plain")
+    from dataclasses import replace
+    assert got == replace(base, epochs=3, progress=False, threads=1, space=replace(base.space, lr=(1e-4, 3e-5)))
+    assert options_from_args(build_parser().parse_args(["finetune", "S", "--train", "T", "--dev", "D", "-o", "O",
+                                                        "--method", "plain"])) == base
 
 
 def test_export_keywords_are_the_cli_dests():

@@ -68,7 +68,8 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
     check_same_task(train_ds, dev_ds, "--dev")
     labels = label_order(train_ds.labels)
     if len(labels) < 2:
-        raise InputError(f"--train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more")
+        raise InputError(f"train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more",
+                         option="train")
     out = Path(out_dir)
     check_output_dir(out, opts.force)
     from bortconv.finetune.checkpoint import WorkDir, default_work_dir

@@ -166,13 +166,13 @@ class WorkDir:
     def check(self) -> None:
         """Refuse a checkpoint without --resume, and a non-empty directory that is not a work directory."""
         if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--work-dir {self.path}: exists and is not a directory")
+            raise InputError(f"work_dir {self.path}: exists and is not a directory", option="work_dir")
         has_run = (self.path / RUN_FILE).is_file()
         if has_run and not self.resume:
-            raise InputError(f"--work-dir {self.path}: holds the checkpoint of an earlier run; pass --resume to "
-                             f"continue it, or remove the directory to start over")
+            raise InputError(f"work_dir {self.path}: holds the checkpoint of an earlier run; pass --resume to "
+                             f"continue it, or remove the directory to start over", option="work_dir")
         if self.path.is_dir() and any(self.path.iterdir()) and not has_run:
-            raise InputError(f"--work-dir {self.path}: not empty and not a bortconv work directory")
+            raise InputError(f"work_dir {self.path}: not empty and not a bortconv work directory", option="work_dir")
         if self.resume and not has_run:
             log.info("--resume: %s holds no checkpoint; the run starts from the beginning", self.path)
 
@@ -184,8 +184,9 @@ class WorkDir:
             return None
         saved = json.loads(run.read_text(encoding="utf-8"))
         if saved.get("fingerprint") != fp:
-            raise InputError(f"--resume: {self.path} holds a checkpoint of another run (its options, data or "
-                             f"source differ); give the same command, or remove the directory to start over")
+            raise InputError(f"resume: {self.path} holds a checkpoint of another run (its options, data or "
+                             f"source differ); give the same command, or remove the directory to start over",
+                             option="resume")
         self.started = True
         return saved
 

@@ -92,8 +92,9 @@ def local_device(device: str) -> str:
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
-        raise InputError("--device cuda: torch sees no CUDA device on this machine (torch "
-                         f"{torch.__version__}); use --device cpu, or a CUDA build of torch on a GPU machine")
+        raise InputError("device cuda: torch sees no CUDA device on this machine (torch "
+                         f"{torch.__version__}); use device cpu, or a CUDA build of torch on a GPU machine",
+                         option="device")
     return "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
 
 

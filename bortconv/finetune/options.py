@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from bortconv.config import available_cores
+from bortconv.config import THREADS_HELP, available_cores, option
 from bortconv.errors import InputError
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
 
@@ -28,98 +28,149 @@ class Method(str, enum.Enum):
 
 #: where Agora's generated points come from: the last best model's F mistakes, or those and then the training file
 GENERATE_FROM = ("both", "mistakes")
+#: which generated points Agora keeps: those the teacher labels as their source point's gold label, or all
+SYNTHETIC_FILTERS = ("agree", "all")
+#: what Agora trains generated points on: the teacher's probabilities or its labels
+TEACHER_TARGETS = ("soft", "hard")
+#: the CLI's argument groups (besides "general")
+PARAMS, SEARCH, GENERATION = "a .params source", "the search", "agora's generated data"
+EXECUTION = "where trainings run"
 
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    """Options of :func:`finetune` (the CLI's flags). Validated on construction; InputError names the flag."""
+    """Options of :func:`finetune` and ``bortconv finetune``: each field is defined once here, with the help,
+    choices and group the CLI shows (:func:`bortconv.config.option`). Validated on construction; an InputError
+    names the parameter (the CLI shows it as its flag)."""
 
-    method: Method = Method.AGORA
-    teacher: str | os.PathLike[str] | None = None  # agora: HF classifier dir or bortconv artifact dir
-    budget_minutes: float | None = None  # None: 10 with --executor local, no budget with --executor ray
-    seed: int = 0
+    method: Method = option(Method.AGORA, choices=[m.value for m in Method],
+                            help="agora (default; needs --teacher) or plain: the same search without teacher or "
+                                 "generated data")
+    teacher: str | os.PathLike[str] | None = option(
+        None, metavar="DIR",
+        help="agora: a sequence-classification HF directory or a bortconv text-classification artifact that labels "
+             "generated examples")
+    budget_minutes: float | None = option(
+        None, metavar="MIN",
+        help="wall-time budget; the search space is sampled to fit it (default 10 with --executor local; none with "
+             "--executor ray: round 1 trains --candidates or the whole space)")
+    seed: int = option(0, metavar="N", help="seed of the sample and of every training (default 0)")
     # a .params source: the tokenizer files and the shape, as `convert` takes them
-    vocab: str | os.PathLike[str] | None = None
-    merges: str | os.PathLike[str] | None = None
-    variant: str | None = None
-    heads: int | None = None
+    vocab: str | os.PathLike[str] | None = option(None, group=PARAMS, metavar="FILE", help="gluonnlp vocabulary JSON")
+    merges: str | os.PathLike[str] | None = option(None, group=PARAMS, metavar="FILE", help="GPT-2 BPE merges file")
+    variant: str | None = option(None, group=PARAMS, metavar="NAME", help="bort_<layers>_<heads>_<ffn>_<units>")
+    heads: int | None = option(None, group=PARAMS, metavar="N", help="attention heads")
     # the search
-    space: SearchSpace = SMALL_DATA_SPACE
-    candidates: int | None = None  # fix |Θ| instead of fitting it to the budget
-    max_candidates: int = 16
-    epochs: int = 10  # at most; early stopping on the selection split ends most trainings sooner
-    patience: int | None = 3  # epochs without a better selection score before a training stops (None: never)
-    max_length: int = 128
-    selection_share: float = 0.75  # of dev, held back from the generator: it picks epochs and the result
+    space: SearchSpace = option(SMALL_DATA_SPACE, cli=False,
+                                help="the search space (the CLI builds it from --space and the space flags)")
+    candidates: int | None = option(None, group=SEARCH, metavar="N",
+                                    help="train exactly this many configurations (default: as many as fit the "
+                                         "budget, at most --max-candidates)")
+    max_candidates: int = option(16, group=SEARCH, metavar="N", help="upper bound of the sample (default 16)")
+    epochs: int = option(10, group=SEARCH, metavar="N",
+                         help="epochs per training at most, best kept by the selection split (default 10)")
+    patience: int | None = option(3, group=SEARCH, metavar="N",
+                                  help="stop a training after this many epochs without a better selection score "
+                                       "(default 3)")
+    max_length: int = option(128, group=SEARCH, metavar="N", help="tokens per example incl. specials (default 128)")
+    selection_share: float = option(0.75, group=SEARCH, metavar="X",
+                                    help="share of --dev held back as the selection split, never given to the "
+                                         "generator (default 0.75)")
     # agora's data generation
-    per_mistake: int = 4
-    max_generated: int | None = None  # per round; default: the training file's size
-    max_replays: int = 1
-    teacher_targets: str = "soft"  # or "hard"
-    synthetic_ratio: float = 1.0  # synthetic points in D at most this many times the training file's size
-    synthetic_filter: str = "agree"  # keep generated points the teacher labels as their source ("agree") or "all"
-    generate_from: str = "both"  # "mistakes": F's mistakes only (the Agora notes); "both": then the training file
-    generator: Generator | None = field(default=None, compare=False)
+    per_mistake: int = option(4, group=GENERATION, metavar="N",
+                              help="agora: new examples per source point: a dev mistake, or with --generate-from "
+                                   "both a training point too (default 4)")
+    max_generated: int | None = option(None, group=GENERATION, metavar="N",
+                                       help="agora: new examples per round at most (default: the training file's "
+                                            "size)")
+    max_replays: int = option(1, cli=False, help="rounds that retrain without new data before the search stops")
+    teacher_targets: str = option("soft", group=GENERATION, choices=TEACHER_TARGETS,
+                                  help="agora: train on the teacher's probabilities (default) or its labels")
+    synthetic_ratio: float = option(1.0, group=GENERATION, metavar="X",
+                                    help="agora: synthetic points in the training set at most this many times the "
+                                         "training file's size (default 1.0)")
+    synthetic_filter: str = option("agree", group=GENERATION, choices=SYNTHETIC_FILTERS,
+                                   help="agora: keep generated points the teacher labels as their source point's "
+                                        "gold label (default) or all of them")
+    generate_from: str = option("both", group=GENERATION, choices=GENERATE_FROM,
+                                help="agora: generate near the last best model's mistakes on the mistakes split, "
+                                     "then near the training file's points (both; default), or near the mistakes "
+                                     "only (the Agora notes' rule)")
+    generator: Generator | None = option(None, cli=False, help="a data-generating function (examples, per_example, "
+                                                               "rng) -> examples; default: the source's")
     # the run
-    threads: int = field(default_factory=available_cores)  # the one --threads default; the record says it
-    force: bool = False
-    progress: bool = True
+    threads: int = option(factory=available_cores, metavar="N", help=THREADS_HELP)
+    force: bool = option(False, help="replace a non-empty output directory")
+    progress: bool = option(True, negate="--quiet", help="no progress lines")
     # where trainings run, and the checkpoints that let a killed run continue
-    executor: str = "local"  # "local" (in this process) or "ray" (Ray tasks, one per training)
-    ray_address: str | None = None  # a running cluster (ray start --head); default: a local Ray started for the run
-    device: str = "auto"  # training device: auto (CUDA when torch, or the cluster, has it), cpu or cuda
-    work_dir: str | os.PathLike[str] | None = None  # default: .<OUT name>.bortconv-work beside OUT
-    resume: bool = False  # continue the run checkpointed in the work directory
+    executor: str = option("local", group=EXECUTION, choices=EXECUTORS,
+                           help="where trainings run: local (default; one after another in this process) or ray "
+                                "(Ray tasks, as many at once as the cluster allows; needs bortconv[distributed])")
+    ray_address: str | None = option(None, group=EXECUTION, metavar="HOST:PORT",
+                                     help="--executor ray: a running Ray cluster, e.g. 10.0.0.1:6379 (default: "
+                                          "RAY_ADDRESS, else a cluster started on this machine, else a local Ray "
+                                          "started for the run)")
+    device: str = option("auto", group=EXECUTION, choices=DEVICES,
+                         help="training device: auto (default; CUDA when torch, or the Ray cluster, has it), cpu or "
+                              "cuda (exit 2 when there is none)")
+    work_dir: str | os.PathLike[str] | None = option(
+        None, group=EXECUTION, metavar="DIR",
+        help="checkpoints of rounds and finished trainings (default: .OUT.bortconv-work beside -o; on a cluster: "
+             "storage every node mounts)")
+    resume: bool = option(False, group=EXECUTION,
+                          help="continue the run checkpointed in the work directory (the same command otherwise); "
+                               "finished trainings are not redone")
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "method", Method(self.method))
         except ValueError:
-            raise InputError(f"--method {self.method!r}: expected agora or plain") from None
+            _reject("method", f"{self.method!r}: expected agora or plain")
         if self.method is Method.AGORA and not self.teacher:
-            raise InputError("--teacher is needed for --method agora (it labels the generated data); "
-                             "--method plain trains without one")
+            raise InputError("teacher is needed for the agora method (it labels the generated data); the plain "
+                             "method trains without one", option="teacher")
         if self.method is Method.PLAIN and self.teacher:
-            raise InputError("--teacher: --method plain uses no teacher (it is the baseline without one)")
+            _reject("teacher", ": the plain method uses no teacher (it is the baseline without one)")
         self._check_execution()
         if self.budget_minutes is None and self.executor == "local":
             object.__setattr__(self, "budget_minutes", DEFAULT_BUDGET_MINUTES)
         if self.budget_minutes is not None and not self.budget_minutes > 0:
-            raise InputError(f"--budget-minutes {self.budget_minutes}: must be > 0")
+            _reject("budget_minutes", f"{self.budget_minutes}: must be > 0")
         for name, low in (("epochs", 1), ("max_length", 8), ("per_mistake", 1), ("threads", 1),
                           ("max_candidates", 1), ("max_replays", 0)):
             value = getattr(self, name)
             if type(value) is not int or value < low:
-                raise InputError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
-        for name in ("candidates", "max_generated"):
+                _reject(name, f"{value!r}: must be an integer >= {low}")
+        for name in ("candidates", "max_generated", "patience"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
-                raise InputError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= 1")
-        if self.patience is not None and (type(self.patience) is not int or self.patience < 1):
-            raise InputError(f"--patience {self.patience!r}: must be an integer >= 1")
+                _reject(name, f"{value!r}: must be an integer >= 1")
         if not 0 < self.selection_share < 1:
-            raise InputError(f"--selection-share {self.selection_share}: must be between 0 and 1")
+            _reject("selection_share", f"{self.selection_share}: must be between 0 and 1")
         if not self.synthetic_ratio >= 0:
-            raise InputError(f"--synthetic-ratio {self.synthetic_ratio}: must be >= 0")
-        if self.synthetic_filter not in ("agree", "all"):
-            raise InputError(f"--synthetic-filter {self.synthetic_filter!r}: expected agree or all")
-        if self.generate_from not in GENERATE_FROM:
-            raise InputError(f"--generate-from {self.generate_from!r}: expected {' or '.join(GENERATE_FROM)}")
-        if self.teacher_targets not in ("soft", "hard"):
-            raise InputError(f"teacher_targets {self.teacher_targets!r}: expected soft or hard")
+            _reject("synthetic_ratio", f"{self.synthetic_ratio}: must be >= 0")
+        for name, closed in (("synthetic_filter", SYNTHETIC_FILTERS), ("generate_from", GENERATE_FROM),
+                             ("teacher_targets", TEACHER_TARGETS)):
+            if getattr(self, name) not in closed:
+                _reject(name, f"{getattr(self, name)!r}: expected {' or '.join(closed)}")
         if self.generator is not None and not callable(self.generator):
-            raise InputError("generator: must be a callable (examples, per_example, rng) -> examples")
+            _reject("generator", ": must be a callable (examples, per_example, rng) -> examples")
 
     def _check_execution(self) -> None:
         if self.executor not in EXECUTORS:
-            raise InputError(f"--executor {self.executor!r}: expected {' or '.join(EXECUTORS)}")
+            _reject("executor", f"{self.executor!r}: expected {' or '.join(EXECUTORS)}")
         if self.device not in DEVICES:
-            raise InputError(f"--device {self.device!r}: expected {', '.join(DEVICES)}")
+            _reject("device", f"{self.device!r}: expected {', '.join(DEVICES)}")
         if self.ray_address and self.executor != "ray":
-            raise InputError("--ray-address: needs --executor ray")
+            _reject("ray_address", ": needs the ray executor")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("generator", "space")}
         d["method"] = self.method.value
         d["space"] = self.space.to_dict()
         return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in d.items()}
+
+
+def _reject(name: str, text: str) -> NoReturn:
+    """Raise an InputError about parameter `name` (the CLI shows it as its flag): "name VALUE: why" or "name: why"."""
+    raise InputError(f"{name}{'' if text.startswith(':') else ' '}{text}", option=name) from None

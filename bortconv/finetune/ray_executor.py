@@ -95,12 +95,13 @@ class RayExecutor:
     def _checked(cls, ray: Any, opts: FinetuneOptions, started: bool) -> RayExecutor:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if opts.device == "cuda" and not gpus:
-            raise InputError("--device cuda: the Ray cluster has no GPU; use --device cpu or add GPU nodes")
+            raise InputError("device cuda: the Ray cluster has no GPU; use device cpu or add GPU nodes",
+                             option="device")
         device = "cuda" if opts.device == "cuda" or (opts.device == "auto" and gpus) else "cpu"
         ex = cls(ray, opts, device, started)
         if ex.workers < 1:
-            raise InputError(f"--threads {opts.threads}: no node of the Ray cluster has {opts.threads} CPUs"
-                             f"{' and a GPU' if device == 'cuda' else ''} (cluster: {ex.resources})")
+            raise InputError(f"threads {opts.threads}: no node of the Ray cluster has {opts.threads} CPUs"
+                             f"{' and a GPU' if device == 'cuda' else ''} (cluster: {ex.resources})", option="threads")
         return ex
 
     def info(self) -> dict[str, Any]:

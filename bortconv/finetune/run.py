@@ -78,8 +78,8 @@ def _check_max_length(src: Source, max_length: int) -> None:
 
     positions = max_positions(read_config(src.model_dir))
     if max_length > positions:
-        raise InputError(f"--max-length {max_length}: {src.path} has {positions} positions; pass --max-length "
-                         f"{positions} or less")
+        raise InputError(f"max_length {max_length}: {src.path} has {positions} positions; pass --max-length "
+                         f"{positions} or less", option="max_length")
 
 
 def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, labels: tuple[str, ...], work: Path,

@@ -245,7 +245,7 @@ def round_cost(cands: Sequence[Hyper], *, n_train: int, n_dev: int, epochs: int,
 
 def plan_search(space: SearchSpace, *, seed: int, budget_s: float | None, n_train: int, n_dev: int, epochs: int,
                 speeds: Speeds, candidates: int | None = None, max_candidates: int = 16, overhead_s: float = 0.0,
-                option: str = "--budget-minutes", workers: int = 1, worker_start_s: float = 0.0) -> Plan:
+                option: str = "budget_minutes", workers: int = 1, worker_start_s: float = 0.0) -> Plan:
     """Θ for round 1 (the same for plain and Agora): the longest prefix of the seeded order whose estimated cost
     on `workers` parallel workers (each ready after `worker_start_s`) fits ROUND1_SHARE x PLAN_SHARE of the budget
     (or `candidates` of it). With no budget (None: a cluster run), `candidates` of it or the whole space.
@@ -265,14 +265,14 @@ def plan_search(space: SearchSpace, *, seed: int, budget_s: float | None, n_trai
     if minimum > budget_s:
         raise InputError(f"{option} {budget_s / 60:g}: too small to train one candidate here (about "
                          f"{math.ceil(minimum / 6) / 10:g} minutes is the minimum for {n_train} training examples, "
-                         f"{epochs} epoch{'s' if epochs != 1 else ''})")
+                         f"{epochs} epoch{'s' if epochs != 1 else ''})", option=option)
     limit = min(len(order), candidates if candidates else max_candidates)
     k = 1
     while k < limit and (candidates or cost(k + 1) <= share * budget_s):  # k = 1 at least, as the minimum allows
         k += 1
     if candidates and cost(k) > budget_s:
-        raise InputError(f"--candidates {candidates}: estimated {cost(k) / 60:.1f} minutes, over {option} "
-                         f"{budget_s / 60:g}")
+        raise InputError(f"candidates {candidates}: estimated {cost(k) / 60:.1f} minutes, over {option} "
+                         f"{budget_s / 60:g}", option="candidates")
     return Plan(tuple(order[:k]), cost(k), budget_s, space.size, minimum, workers)
 
 

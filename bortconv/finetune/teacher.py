@@ -52,12 +52,13 @@ class Teacher:
             names = [n[len("LABEL_"):] if n.startswith("LABEL_") else n for n in names]
         extra = sorted(set(names) - set(labels))
         if extra:
-            raise InputError(f"--teacher {self.path}: labels the training file never has: "
-                             f"{', '.join(shown(x, 40) for x in extra)}")
+            raise InputError(f"teacher {self.path}: labels the training file never has: "
+                             f"{', '.join(shown(x, 40) for x in extra)}", option="teacher")
         lacking = sorted(set(labels) - set(names))
         if lacking:
-            raise InputError(f"--teacher {self.path}: does not know the training labels "
-                             f"{', '.join(shown(x, 40) for x in lacking)}; its labels must be the training labels")
+            raise InputError(f"teacher {self.path}: does not know the training labels "
+                             f"{', '.join(shown(x, 40) for x in lacking)}; its labels must be the training labels",
+                             option="teacher")
         index = {lab: i for i, lab in enumerate(labels)}
         self.columns = np.array([index[n] for n in names])
 
@@ -90,8 +91,8 @@ class TransformersTeacher(Teacher):
                 self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
                 self.model = transformers.AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
         except Exception as exc:  # transformers raises every kind of error for a directory it cannot load
-            raise InputError(f"--teacher {path}: does not load as a sequence-classification model "
-                             f"({_failure(exc)})") from None
+            raise InputError(f"teacher {path}: does not load as a sequence-classification model "
+                             f"({_failure(exc)})", option="teacher") from None
         id2label = self.model.config.id2label
         super().__init__(path, [str(id2label[i]) for i in range(len(id2label))])
 
@@ -118,12 +119,12 @@ class RuntimeTeacher(Teacher):
             if self.runtime.task == "text-classification":
                 self.runtime.predict(["a probe"])  # a teacher that cannot read text must fail now, not mid-search
         except InputError as exc:
-            raise InputError(f"--teacher {path}: {exc.message}") from None
+            raise InputError(f"teacher {path}: {exc.message}", option="teacher") from None
         except Exception as exc:  # a corrupt model file: ONNX Runtime / OpenVINO raise their own types
-            raise InputError(f"--teacher {path}: does not load ({_failure(exc)})") from None
+            raise InputError(f"teacher {path}: does not load ({_failure(exc)})", option="teacher") from None
         if self.runtime.task != "text-classification":
-            raise InputError(f"--teacher {path}: a {self.runtime.task} artifact; the teacher must be a "
-                             f"text-classification one")
+            raise InputError(f"teacher {path}: a {self.runtime.task} artifact; the teacher must be a "
+                             f"text-classification one", option="teacher")
         id2label = self.runtime.id2label
         super().__init__(path, [str(id2label.get(str(i), i)) for i in range(len(id2label))])
 
@@ -140,10 +141,10 @@ def load_teacher(path: str | os.PathLike[str], labels: Sequence[str], *, threads
     """Open the teacher at `path` and match its labels to `labels` (InputError, exit 2, if it cannot be used)."""
     p = Path(path)
     if not p.is_dir():
-        raise InputError(f"--teacher {p}: no such directory" if not p.exists() else f"--teacher {p}: not a directory")
+        raise InputError(f"teacher {p}: {'not a directory' if p.exists() else 'no such directory'}", option="teacher")
     if not (p / CONFIG_FILE).is_file():
-        raise InputError(f"--teacher {p}: no {CONFIG_FILE}; expected a Hugging Face sequence-classification "
-                         f"directory or a bortconv text-classification artifact")
+        raise InputError(f"teacher {p}: no {CONFIG_FILE}; expected a Hugging Face sequence-classification "
+                         f"directory or a bortconv text-classification artifact", option="teacher")
     teacher: Teacher = RuntimeTeacher(p, threads) if (p / MANIFEST_FILE).is_file() else TransformersTeacher(p)
     teacher.match(labels)
     log.info("teacher %s (%s): labels %s", p, teacher.kind, teacher.names)
