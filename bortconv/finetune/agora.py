@@ -7,8 +7,8 @@ so that it contains plain fine-tuning::
     repeat while Θ is not empty and a training fits the time left:
         b ← the last round's best model (by S);  M ← the points of F that b gets wrong
         G ← generate(M), then (--generate-from both, the default) generate(--train) up to max_generated
-        D ← --train ∪ teacher-labelled(G), synthetic points at most synthetic_ratio x |--train|,
-            keeping only points the teacher labels as their source point's gold label
+        D ← --train ∪ teacher-labelled(G), synthetic points at most synthetic_ratio (3) x |--train|
+            (--synthetic-filter agree: only points the teacher labels as their source point's gold label)
         if the last round stalled and a replay is left: keep Θ             (the README's "replay")
         else: remove from Θ the run tied with the worst S score (at least one)
         train the best-ranked θ of Θ that fit the time left on D, from the pretrained source
@@ -78,8 +78,8 @@ class Search:
     max_generated: int = 256
     max_replays: int = 1
     soft_targets: bool = True
-    synthetic_ratio: float = 1.0
-    keep: str = "agree"  # "agree": only points the teacher labels as their source's gold label; "all"
+    synthetic_ratio: float = 3.0
+    keep: str = "all"  # "all": every point, on the teacher's targets; "agree": only those it labels as the source
     train_examples: Sequence[Example] = ()  # generated from after F's mistakes (--generate-from both); () none
     seen: set[tuple[str, str | None]] = field(default_factory=set)
     timings: Counter[str] = field(default_factory=Counter)

@@ -28,8 +28,9 @@ class Method(str, enum.Enum):
 
 #: where Agora's generated points come from: the last best model's F mistakes, or those and then the training file
 GENERATE_FROM = ("both", "mistakes")
-#: which generated points Agora keeps: those the teacher labels as their source point's gold label, or all
-SYNTHETIC_FILTERS = ("agree", "all")
+#: which generated points Agora keeps: all of them (with the teacher's targets), or those the teacher labels as their
+#: source point's gold label
+SYNTHETIC_FILTERS = ("all", "agree")
 #: what Agora trains generated points on: the teacher's probabilities or its labels
 TEACHER_TARGETS = ("soft", "hard")
 #: the CLI's argument groups (besides "general")
@@ -81,17 +82,18 @@ class FinetuneOptions:
                               help="agora: new examples per source point: a dev mistake, or with --generate-from "
                                    "both a training point too (default 4)")
     max_generated: int | None = option(None, group=GENERATION, metavar="N",
-                                       help="agora: new examples per round at most (default: the training file's "
-                                            "size)")
+                                       help="agora: new examples per round at most (default: --synthetic-ratio "
+                                            "times the training file's size, so one round can fill the cap)")
     max_replays: int = option(1, cli=False, help="rounds that retrain without new data before the search stops")
     teacher_targets: str = option("soft", group=GENERATION, choices=TEACHER_TARGETS,
                                   help="agora: train on the teacher's probabilities (default) or its labels")
-    synthetic_ratio: float = option(1.0, group=GENERATION, metavar="X",
+    synthetic_ratio: float = option(3.0, group=GENERATION, metavar="X",
                                     help="agora: synthetic points in the training set at most this many times the "
-                                         "training file's size (default 1.0)")
-    synthetic_filter: str = option("agree", group=GENERATION, choices=SYNTHETIC_FILTERS,
-                                   help="agora: keep generated points the teacher labels as their source point's "
-                                        "gold label (default) or all of them")
+                                         "training file's size (default 3)")
+    synthetic_filter: str = option("all", group=GENERATION, choices=SYNTHETIC_FILTERS,
+                                   help="agora: keep every generated point, trained on the teacher's targets "
+                                        "(all; default), or only those the teacher labels as their source point's "
+                                        "gold label (agree)")
     generate_from: str = option("both", group=GENERATION, choices=GENERATE_FROM,
                                 help="agora: generate near the last best model's mistakes on the mistakes split, "
                                      "then near the training file's points (both; default), or near the mistakes "

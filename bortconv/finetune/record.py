@@ -46,13 +46,16 @@ DECISIONS: dict[str, str] = {
                       "(examples, per_example, rng) -> examples.",
     "points_per_mistake": "per_mistake new points (default 4) per F mistake of the last round's best candidate; "
                           "then (generate_from 'both', the default) as many per training-file point, sampled to "
-                          "fill what is left of max_generated per round (default: the size of the training file), "
+                          "fill what is left of max_generated per round (default: synthetic_ratio times the "
+                          "training file), "
                           "so the teacher labels points near everything the student learns from, not only near "
                           "a few dev mistakes. Exact duplicates of training, dev or earlier generated text are "
                           "dropped.",
-    "synthetic_filter": "'agree' (default): a generated point is kept only if the teacher labels it as its source "
-                        "point's gold label; the record gives the share that agrees and the teacher's confidence.",
-    "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 1.0) times the "
+    "synthetic_filter": "'all' (default): every generated point is kept, trained on the teacher's targets, so its "
+                        "knowledge also reaches the student where an edit changed the label; 'agree' keeps a point "
+                        "only if the teacher labels it as its source point's gold label. The record gives the "
+                        "share that agrees and the teacher's confidence.",
+    "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 3) times the "
                      "training file's size: the newest round's points first, then a seeded sample of older ones.",
     "teacher_labels": "soft targets by default: the teacher's probabilities, trained with cross-entropy like the "
                       "one-hot labels of the training file (teacher_targets='hard' for its argmax).",

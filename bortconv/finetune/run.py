@@ -149,6 +149,12 @@ def _probe_and_plan(p: Prepared, opts: FinetuneOptions, work: WorkDir, fp: str, 
     return plan, speeds, probe
 
 
+def default_max_generated(n_train: int, opts: FinetuneOptions) -> int:
+    """New points per round when --max-generated is not given: as many as the synthetic cap holds
+    (--synthetic-ratio x the training file), so the first augmentation can fill it; at least one."""
+    return max(1, int(opts.synthetic_ratio * n_train))
+
+
 def _later_bound(plan: Plan, opts: FinetuneOptions) -> tuple[int, float]:
     """(trainings, seconds): the most Agora's later rounds can train, each priced at round 1's mean estimate on a
     training set grown by up to --synthetic-ratio, spread over the plan's workers (generation and labelling aside)."""
@@ -259,7 +265,7 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
     timings = {"loading_s": time.perf_counter() - t0}
     fp = fingerprint(opts.to_dict(), _inputs(p, train, dev, executor.device))
     plan, speeds, timings["probe_s"] = _probe_and_plan(p, opts, checkpoint, fp, executor, t0)
-    cap = opts.max_generated if opts.max_generated is not None else len(p.train)
+    cap = opts.max_generated if opts.max_generated is not None else default_max_generated(len(p.train), opts)
     teacher_dev = _teacher_dev(p, opts, dev)
     progress.planned(opts.method.value, plan, planned_trainings(len(plan.candidates), agora),
                      generator_name(p.generator) if p.generator is not None else None, executor.info(),
