@@ -164,7 +164,7 @@ class FinetuneOptions:
         if self.device not in DEVICES:
             _reject("device", f"{self.device!r}: expected {', '.join(DEVICES)}")
         if self.ray_address and self.executor != "ray":
-            _reject("ray_address", ": needs the ray executor")
+            _reject("ray_address", ": needs --executor ray")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("generator", "space")}
