@@ -360,10 +360,9 @@ def test_agora_later_rounds_are_bounded_and_printed(n, replays, expected):
 
     assert later_trainings(n, replays) == expected
     plan = Plan(tuple(SMALL_DATA_SPACE.order(0)[:n]), 60.0 * n, math.inf, SMALL_DATA_SPACE.size, 60.0, workers=2)
-    opts = FinetuneOptions(teacher="t", max_replays=replays)
+    opts = FinetuneOptions(teacher="t", max_replays=replays, synthetic_ratio=1.0)
     trainings, seconds = _later_bound(plan, opts)
-    # each later training is priced as a round-1 one (60 s: it passes over as many examples), on 2 workers
-    assert trainings == expected and seconds == pytest.approx(60.0 * expected / 2)
+    assert trainings == expected and seconds == pytest.approx(60.0 * 2 * expected / 2)
     out = io.StringIO()
     SearchProgress(stream=out).planned("agora", plan, n, None, later=(trainings, seconds))
     assert (f"later rounds: at most {expected} more trainings" in out.getvalue()) == (expected > 0), out.getvalue()

@@ -11,8 +11,7 @@ so that it contains plain fine-tuning::
             (--synthetic-filter agree: only points the teacher labels as their source point's gold label)
         if the last round stalled and a replay is left: keep Θ             (the README's "replay")
         else: remove from Θ the run tied with the worst S score (at least one)
-        train the best-ranked θ of Θ that fit the time left on D, from the pretrained source, for
-            --epochs x |--train| / |D| epochs (as many examples as a round-1 training)
+        train the best-ranked θ of Θ that fit the time left on D, from the pretrained source
     return round 1's best, unless a later round's best is *clearly* better on S (a sign test, below)
 
 Round 1 is plain's search, trained on the same data with the same seeds, so plain's model is one of Agora's
@@ -31,7 +30,6 @@ configurations and each finished training are checkpointed, and a resumed run re
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -95,14 +93,6 @@ class Search:
         if self.train is None:
             self.train = self.real
 
-    @property
-    def round_epochs(self) -> int:
-        """Epochs of a training on D: --epochs on the training file, fewer as synthetic points grow D, so every
-        training passes over about as many examples (and takes as many steps) as a round-1 training. Without it a
-        D of 4x the training file costs 4x a round-1 training, and under a small budget no later round fits."""
-        assert self.train is not None
-        return max(1, math.ceil(self.epochs * len(self.real) / max(len(self.train), 1)))
-
 
 @dataclass
 class Outcome:
@@ -121,7 +111,7 @@ class Outcome:
 
 def _cost(s: Search, h: Hyper) -> float:
     assert s.train is not None
-    return training_cost(h, len(s.train), len(s.selection) + len(s.feed), s.round_epochs, s.speeds)
+    return training_cost(h, len(s.train), len(s.selection) + len(s.feed), s.epochs, s.speeds)
 
 
 def train_all(s: Search, configs: Sequence[Hyper], round_no: int) -> tuple[list[TrainResult], bool]:
@@ -281,7 +271,7 @@ def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> 
 
 def _round_row(s: Search, round_no: int, results: list[TrainResult], planned: float, spent: float) -> dict:
     assert s.train is not None
-    return {"round": round_no, "train_size": len(s.train), "epochs": s.round_epochs, "synthetic": len(s.pool),
+    return {"round": round_no, "train_size": len(s.train), "synthetic": len(s.pool),
             "synthetic_share": round(len(s.pool) / len(s.train), 4), "planned_s": round(planned, 1),
             "spent_s": round(spent, 1), "trained": [_row(r) for r in results],
             "round_best": _row(max(results, key=_key))["hyper"] if results else None}

@@ -72,7 +72,7 @@ class LocalExecutor:
         assert s.train is not None
         t0, started = time.perf_counter(), time.time()
         with s.progress.training(job.round_no, job.index, job.total, job.hyper):
-            res = train_candidate(s.student, job.hyper, s.train, s.selection, epochs=s.round_epochs, run_seed=s.seed,
+            res = train_candidate(s.student, job.hyper, s.train, s.selection, epochs=s.epochs, run_seed=s.seed,
                                   deadline=s.deadline, feed=s.feed, patience=s.patience, device=self.device)
         s.timings["training_s"] += time.perf_counter() - t0
         res.schedule = schedule(executor=self.name, started=started, finished=time.time(), device=self.device,

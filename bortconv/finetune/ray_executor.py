@@ -131,7 +131,7 @@ class RayExecutor:
             self._shared["student"] = str(s.work.path / "student")
         train = s.work.path / "rounds" / f"{round_no}-train.npz"
         save_encoded(train, s.train)
-        return {**self._shared, "train": str(train), "trainings": str(s.work.trainings), "epochs": s.round_epochs,
+        return {**self._shared, "train": str(train), "trainings": str(s.work.trainings), "epochs": s.epochs,
                 "seed": s.seed, "patience": s.patience, "threads": self.threads, "device": self.device,
                 "deadline": time.time() + (s.deadline - time.perf_counter())}
 

@@ -59,10 +59,8 @@ DECISIONS: dict[str, str] = {
                      "training file's size: the newest round's points first, then a seeded sample of older ones.",
     "teacher_labels": "soft targets by default: the teacher's probabilities, trained with cross-entropy like the "
                       "one-hot labels of the training file (teacher_targets='hard' for its argmax).",
-    "retraining": "every round trains each configuration from the pretrained source on the grown training set, "
-                  "for epochs x |training file| / |D| epochs (at least 1), so a later training passes over as "
-                  "many examples as a round-1 one and costs about as much; the candidate seed stays the same "
-                  "across rounds.",
+    "retraining": "every round trains each configuration from the pretrained source on the grown training set; "
+                  "the candidate seed stays the same across rounds.",
     "pruning": "after a round the configurations are sorted by S accuracy and the leading run tied with the "
                "worst is removed (at least one per round), the notes page's 'longest common sequence rooted at "
                "the first element'; when round 1's configurations all tie, its best-ranked one is kept for round 2.",

@@ -156,12 +156,11 @@ def default_max_generated(n_train: int, opts: FinetuneOptions) -> int:
 
 
 def _later_bound(plan: Plan, opts: FinetuneOptions) -> tuple[int, float]:
-    """(trainings, seconds): the most Agora's later rounds can train, each priced at round 1's mean estimate (a
-    later training passes over as many examples as a round-1 one: Search.round_epochs), spread over the plan's
-    workers (generation and labelling aside)."""
+    """(trainings, seconds): the most Agora's later rounds can train, each priced at round 1's mean estimate on a
+    training set grown by up to --synthetic-ratio, spread over the plan's workers (generation and labelling aside)."""
     n = len(plan.candidates)
     extra = later_trainings(n, opts.max_replays)
-    per = plan.estimated_s / max(n, 1)
+    per = plan.estimated_s / max(n, 1) * (1 + opts.synthetic_ratio)
     return extra, per * extra / max(plan.workers, 1)
 
 
