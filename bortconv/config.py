@@ -159,6 +159,17 @@ def option_flag(f: Field[Any]) -> str:
     return f.metadata.get("negate") or f.metadata.get("flag") or "--" + option_keyword(f).replace("_", "-")
 
 
+def check_choices(options: Any) -> None:
+    """Refuse a value outside its field's `choices` (:func:`option`), for every field of the options dataclass
+    `options` that has them: the closed sets the flags offer are the ones the API accepts. InputError names the
+    parameter (the CLI shows its flag)."""
+    for f in fields(options):
+        closed, value = f.metadata.get("choices"), getattr(options, f.name)
+        if closed and value is not None and value not in closed:
+            raise InputError(f"{option_keyword(f)}: {value!r} is not one of {', '.join(closed)}",
+                             option=option_keyword(f))
+
+
 def cli_fields(cls: type, skip: Sequence[str] = ()) -> list[Field[Any]]:
     """The fields of options class `cls` that are command-line options, in declaration order."""
     return [f for f in fields(cls) if f.metadata.get("cli", False) and f.name not in skip]
@@ -537,8 +548,7 @@ class TrimOptions:
     force: bool = option(False, help="replace a non-empty output directory")
 
     def __post_init__(self) -> None:
-        if self.rule not in TRIM_RULES:
-            raise InputError(f"rule: '{self.rule}' is not one of {', '.join(TRIM_RULES)}", option="rule")
+        check_choices(self)
         if isinstance(self.keep, str) and self.keep != KEEP_AUTO:
             if not self.keep.strip().isdigit():
                 raise InputError(f"keep: must be a positive integer or '{KEEP_AUTO}', got {self.keep!r}",

@@ -230,6 +230,26 @@ def test_cli_flags_are_the_options_fields(command, module, fields_of):
     assert set(flags) - generated <= own, set(flags) - generated - own
 
 
+@pytest.mark.parametrize("cls,base", [("bortconv.finetune.options:FinetuneOptions", {"method": "plain"}),
+                                      ("bortconv.config:TrimOptions", {"corpus": "c.txt"})])
+def test_api_refuses_what_the_flags_do_not_offer(cls, base):
+    """Every field with `choices` refuses another value through the API too (config.check_choices), naming the
+    parameter: the flags' closed sets are the API's."""
+    import dataclasses
+    import importlib
+
+    from bortconv.config import option_keyword
+    from bortconv.errors import InputError
+    module, name = cls.split(":")
+    options = getattr(importlib.import_module(module), name)
+    closed = [f for f in dataclasses.fields(options) if f.metadata.get("choices")]
+    assert closed, name
+    for f in closed:
+        with pytest.raises(InputError, match=f"^{option_keyword(f)}: 'nope' is not one of") as err:
+            options(**{**base, option_keyword(f): "nope"})
+        assert err.value.option == option_keyword(f)
+
+
 def test_finetune_flags_give_the_options_the_api_builds():
     """A finetune command line gives the FinetuneOptions its keywords give (the CLI adds nothing of its own)."""
     from bortconv.cli import build_parser

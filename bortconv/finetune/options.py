@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bortconv.config import THREADS_HELP, available_cores, option
+from bortconv.config import THREADS_HELP, available_cores, check_choices, option
 from bortconv.errors import InputError
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
 
@@ -124,16 +124,15 @@ class FinetuneOptions:
                                "finished trainings are not redone")
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "method", Method(self.method))
-        except ValueError:
-            _reject("method", f"{self.method!r}: expected agora or plain")
+        check_choices(self)  # method, teacher_targets, synthetic_filter, generate_from, executor, device
+        object.__setattr__(self, "method", Method(self.method))
         if self.method is Method.AGORA and not self.teacher:
             raise InputError("teacher is needed for the agora method (it labels the generated data); the plain "
                              "method trains without one", option="teacher")
         if self.method is Method.PLAIN and self.teacher:
             _reject("teacher", ": the plain method uses no teacher (it is the baseline without one)")
-        self._check_execution()
+        if self.ray_address and self.executor != "ray":
+            _reject("ray_address", ": needs --executor ray")
         if self.budget_minutes is None and self.executor == "local":
             object.__setattr__(self, "budget_minutes", DEFAULT_BUDGET_MINUTES)
         if self.budget_minutes is not None and not self.budget_minutes > 0:
@@ -151,20 +150,8 @@ class FinetuneOptions:
             _reject("selection_share", f"{self.selection_share}: must be between 0 and 1")
         if not self.synthetic_ratio >= 0:
             _reject("synthetic_ratio", f"{self.synthetic_ratio}: must be >= 0")
-        for name, closed in (("synthetic_filter", SYNTHETIC_FILTERS), ("generate_from", GENERATE_FROM),
-                             ("teacher_targets", TEACHER_TARGETS)):
-            if getattr(self, name) not in closed:
-                _reject(name, f"{getattr(self, name)!r}: expected {' or '.join(closed)}")
         if self.generator is not None and not callable(self.generator):
             _reject("generator", ": must be a callable (examples, per_example, rng) -> examples")
-
-    def _check_execution(self) -> None:
-        if self.executor not in EXECUTORS:
-            _reject("executor", f"{self.executor!r}: expected {' or '.join(EXECUTORS)}")
-        if self.device not in DEVICES:
-            _reject("device", f"{self.device!r}: expected {', '.join(DEVICES)}")
-        if self.ray_address and self.executor != "ray":
-            _reject("ray_address", ": needs --executor ray")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("generator", "space")}
