@@ -7,7 +7,8 @@ so that it contains plain fine-tuning::
     repeat while Θ is not empty and a training fits the time left:
         b ← the last round's best model (by S);  M ← the points of F that b gets wrong
         G ← generate(M), then (--generate-from both, the default) generate(--train) up to max_generated
-        D ← --train ∪ teacher-labelled(G), synthetic points at most synthetic_ratio (3) x |--train|
+        D ← --train ∪ teacher-labelled(G), synthetic points at most synthetic_ratio (3) x |--train|, and at most
+            what lets the next round's best-ranked θ train in the time left (a smaller D rather than no round)
             (--synthetic-filter agree: only points the teacher labels as their source point's gold label)
         if the last round stalled and a replay is left: keep Θ             (the README's "replay")
         else: remove from Θ the run tied with the worst S score (at least one)
@@ -46,7 +47,8 @@ from bortconv.finetune.executor import LocalExecutor
 from bortconv.finetune.generate import Generator, negation_words
 from bortconv.finetune.progress import SearchProgress
 from bortconv.finetune.recipe import Student, TrainResult
-from bortconv.finetune.search import SWITCH_P, Hyper, Speeds, makespan, prune, sign_test, training_cost
+from bortconv.finetune.search import (PLAN_SHARE, SWITCH_P, Hyper, Speeds, makespan, prune, sign_test,
+                                      training_cost)
 from bortconv.finetune.teacher import Teacher
 
 if TYPE_CHECKING:
@@ -151,14 +153,15 @@ def _targets(s: Search, probs: np.ndarray) -> np.ndarray:
     return one_hot([s.labels[i] for i in probs.argmax(1)], {lab: i for i, lab in enumerate(s.labels)})
 
 
-def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator) -> tuple[list, int, int]:
+def _generate(s: Search, mistakes: Sequence[Example], rng: np.random.Generator,
+              most: int) -> tuple[list, int, int]:
     """New points, each with its source: ([(example, source)], made before de-duplication, how many came from
     mistakes). F's mistakes first; then (--generate-from both) the training file's points fill what is left of
-    max_generated, so the teacher also labels points near everything the student learns from. Only as many
-    training points as can fill that room are varied (a seeded sample): the generator (an MLM forward pass per
-    point for Bort) does no work the cap would throw away."""
-    made, count = _near(s, mistakes, s.max_generated, rng)
-    room = s.max_generated - len(made)
+    `most` (max_generated, or less when D must be smaller to fit the time), so the teacher also labels points near
+    everything the student learns from. Only as many training points as can fill that room are varied (a seeded
+    sample): the generator (an MLM forward pass per point for Bort) does no work the cap would throw away."""
+    made, count = _near(s, mistakes, most, rng)
+    room = most - len(made)
     if not s.train_examples or room <= 0:
         return made, count, len(made)
     n = min(len(s.train_examples), -(-room // s.per_mistake))  # ceil(room / per point)
@@ -183,10 +186,36 @@ def _near(s: Search, sources: Sequence[Example], room: int, rng: np.random.Gener
     return made, count
 
 
-def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.Generator) -> int:
-    """Add `fresh` to the synthetic pool, cap the pool at synthetic_ratio x |real| (the newest points first, then
-    a seeded sample of older ones) and rebuild D; how many points the cap dropped."""
+def synthetic_room(s: Search, h: Hyper) -> int | None:
+    """How many synthetic points D may hold next round: synthetic_ratio x |real|, or fewer if generating and
+    labelling that many, then training `h` (the best-ranked configuration left) on a D that large, would not fit
+    PLAN_SHARE of the time left (the planner's margin for estimation error). None when not even a quarter of |real|
+    (or the ratio's cap, if smaller) fits: then no later round runs. A smaller D rather than no round: a later
+    round at the full cap costs (1 + synthetic_ratio) x a round-1 training, which round 1's share of a small
+    budget often leaves no room for."""
     cap = int(s.synthetic_ratio * len(s.real))
+    if not np.isfinite(s.deadline):
+        return cap
+    left = PLAN_SHARE * (s.deadline - time.perf_counter())
+    n_dev = len(s.selection) + len(s.feed)
+    label_s = s.speeds.generate_s_per_example + s.speeds.teacher_s_per_example
+
+    def fits(n: int) -> bool:
+        train = training_cost(h, len(s.real) + n, n_dev, s.epochs, s.speeds)
+        return n * label_s + makespan([train], s.executor.workers) <= left
+
+    if fits(cap):
+        return cap
+    lo, hi = 0, cap  # fits(lo) or lo == 0; not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo if lo >= min(cap, len(s.real) // 4) else None
+
+
+def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.Generator, cap: int) -> int:
+    """Add `fresh` to the synthetic pool, cap the pool at `cap` points (the newest first, then a seeded sample of
+    older ones) and rebuild D; how many points the cap dropped."""
     older = s.pool
     pool = fresh[:cap] if len(fresh) <= cap else [fresh[i] for i in np.sort(rng.choice(len(fresh), cap, False))]
     room = cap - len(pool)
@@ -205,14 +234,15 @@ def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.
     return dropped
 
 
-def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
-    """Generate points from the F mistakes of `best`, label them with the teacher, filter, cap, rebuild D."""
+def augment(s: Search, best: TrainResult, round_no: int, cap: int) -> dict[str, Any]:
+    """Generate points from the F mistakes of `best`, label them with the teacher, filter, cap the synthetic
+    pool at `cap` points (:func:`synthetic_room`), rebuild D."""
     assert s.teacher is not None and best.feed is not None
     wrong = np.flatnonzero(best.feed.predictions != s.feed.hard_labels)
     mistakes = [s.feed_examples[i] for i in wrong]
     rng = np.random.default_rng(derived_seed(s.seed, round_no, 0xA60A))
     t0 = time.perf_counter()
-    made, raw, from_mistakes = _generate(s, mistakes, rng)
+    made, raw, from_mistakes = _generate(s, mistakes, rng, min(s.max_generated, cap))
     s.timings["generation_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     examples = [e for e, _ in made]
@@ -224,7 +254,7 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
     keep = agree if s.keep == "agree" else np.ones(len(made), bool)
     targets = _targets(s, probs)
     fresh = [(examples[i], targets[i]) for i in np.flatnonzero(keep)]
-    dropped_by_cap = _rebuild(s, fresh, rng)
+    dropped_by_cap = _rebuild(s, fresh, rng, cap)
     conf = probs.max(1) if made else np.zeros(0)
     negated = sum(negation_words(e) != negation_words(src) for e, src in made)
     assert s.train is not None
@@ -234,7 +264,7 @@ def augment(s: Search, best: TrainResult, round_no: int) -> dict[str, Any]:
             "teacher_mean_confidence": round(float(conf.mean()), 4) if made else None,
             "teacher_mean_confidence_agreeing": round(float(conf[agree].mean()), 4) if agree.any() else None,
             "negation_words_changed": int(negated), "kept": len(fresh), "dropped_disagreeing": int((~keep).sum()),
-            "dropped_by_cap": dropped_by_cap, "synthetic_in_training_set": len(s.pool),
+            "synthetic_cap": cap, "dropped_by_cap": dropped_by_cap, "synthetic_in_training_set": len(s.pool),
             "synthetic_share": round(len(s.pool) / len(s.train), 4),
             "teacher_labels": dict(sorted(Counter(s.labels[i] for i in probs.argmax(1)).items())) if made else {},
             "examples": [{"text": e.text, **({"text_b": e.text_b} if e.text_b else {}),
@@ -320,12 +350,16 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
         survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
         row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
-        if survivors:
-            row["augmentation"] = augment(s, last, round_no)
+        cap = _cap(s, round_no + 1, survivors[0]) if survivors else None
+        if cap is not None:
+            row["augmentation"] = augment(s, last, round_no, cap)
             alive = _configs(s, round_no + 1, _fitting(s, survivors))
             if len(alive) < len(survivors):
                 row["dropped_for_time"] = [h.to_dict() for h in survivors[len(alive):]]
         else:
+            if survivors:
+                row["note"] = (f"no later round: training {survivors[0].label()} on even "
+                               f"{len(s.real) + len(s.real) // 4} points would not fit the time left")
             alive = []
         row["left"] = len(alive)
         rounds.append(row)
@@ -336,6 +370,13 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
     assert best is not None and first is not None  # the first training always runs (budget checked up front)
     why = _why(best, best_round, first, len(s.selection))
     return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first)
+
+
+def _cap(s: Search, round_no: int, h: Hyper) -> int | None:
+    """Round `round_no`'s cap on synthetic points (:func:`synthetic_room` for `h`); checkpointed, so a resumed run
+    rebuilds the same D."""
+    cap = synthetic_room(s, h)
+    return s.work.synthetic_cap(round_no, cap) if s.work is not None else cap
 
 
 def later_trainings(n: int, max_replays: int) -> int:

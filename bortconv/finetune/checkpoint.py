@@ -218,6 +218,17 @@ class WorkDir:
         write_json(path, {"round": round_no, "configs": [h.to_dict() for h in proposed], "train_digest": digest})
         return proposed
 
+    def synthetic_cap(self, round_no: int, proposed: int | None) -> int | None:
+        """Round `round_no`'s cap on synthetic points (None: the round does not fit): the checkpointed one when
+        resuming (it depends on the time left when it was chosen, so D is rebuilt as it was), else `proposed`,
+        checkpointed now."""
+        path = self.path / "rounds" / f"{round_no}.cap.json"
+        if path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))["synthetic_cap"]
+            return None if saved is None else int(saved)
+        write_json(path, {"round": round_no, "synthetic_cap": proposed})
+        return proposed
+
     def key(self, digest: str, h: Hyper) -> str:
         """The name of a training: run fingerprint x training set x configuration."""
         blob = json.dumps([self.key_base, digest, h.to_dict()], sort_keys=True).encode()

@@ -56,7 +56,10 @@ DECISIONS: dict[str, str] = {
                         "only if the teacher labels it as its source point's gold label. The record gives the "
                         "share that agrees and the teacher's confidence.",
     "synthetic_cap": "synthetic points in the training set at most synthetic_ratio (default 3) times the "
-                     "training file's size: the newest round's points first, then a seeded sample of older ones.",
+                     "training file's size, and under a budget at most what lets the next round's best-ranked "
+                     "configuration train in the time left (a smaller training set rather than no round; none if "
+                     "not even a quarter of the training file fits): the newest round's points first, then a "
+                     "seeded sample of older ones.",
     "teacher_labels": "soft targets by default: the teacher's probabilities, trained with cross-entropy like the "
                       "one-hot labels of the training file (teacher_targets='hard' for its argmax).",
     "retraining": "every round trains each configuration from the pretrained source on the grown training set; "
