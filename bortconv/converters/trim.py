@@ -10,8 +10,11 @@ The rule ``domain`` (the default) takes tokens in this order until the budget is
                 inflections and near synonyms (timer -> timers, clock), which the domain's other texts use
     pieces      every word-inner piece of 2-3 characters (##ing, ##ed): words no text showed split as before
     english     every token bortconv's shipped English calibration text uses: general words stay whole
-    frequency   the vocabulary's earliest ids not yet kept: BERT's WordPiece, GPT-2's merges and fairseq's
-                dict.txt (Bort) list tokens by frequency in their training text
+    words       the tokens of English words, most frequent word first (ENGLISH_WORDS: wordfreq's list of the
+                28,917 words used at least once per million), each word's tokens together, until the budget: the
+                words a held-out text most likely uses tokenize as before, whatever the domain
+    frequency   the vocabulary's earliest ids not yet kept, until the budget: BERT's WordPiece, GPT-2's merges and
+                fairseq's dict.txt (Bort) list tokens by frequency in their training text
 
 The budget is ``--keep N``, by default half the vocabulary (or what the first three need, if more); ``--keep auto``
 tries AUTO_FRACTIONS of the vocabulary, smallest first, and keeps the first that passes the gate. The rule
@@ -114,6 +117,19 @@ class KeepPlan:
         return {old: new for new, old in enumerate(self.kept)}
 
 
+#: English words, most frequent first (bortconv/data; benchmarks/english_words.py writes it from wordfreq 3.1.1)
+ENGLISH_WORDS = "english_words.txt"
+@dataclass(frozen=True)
+class Rule:
+    """A rule's candidate tokens: `groups` taken in order (whole, without --keep), then `fills` and the earliest
+    ids up to the budget (--keep, else `budget`); and the English text it read, for the record."""
+
+    groups: list[tuple[str, Counter[int]]]
+    fills: list[tuple[str, Counter[int]]]
+    english: str | None
+    budget: int | None
+
+
 NEIGHBOURS = 3  # nearest whole words per corpus word
 PIECE_CHARS = 3  # the longest word-inner piece kept by rule domain
 
@@ -147,9 +163,10 @@ def check_keep(vocab: tv.Vocabulary, keep: int | str | None) -> None:
 
 
 def choose_tokens(vocab: tv.Vocabulary, groups: Sequence[tuple[str, Counter[int]]], keep: int | None,
-                  budget: int | None = None) -> KeepPlan:
-    """The required ids, then each group's ids (most counted first), then the earliest ids, within `keep`
-    (None: the groups whole, then the earliest ids up to `budget`). A token comes with its BPE closure."""
+                  budget: int | None = None, fills: Sequence[tuple[str, Counter[int]]] = ()) -> KeepPlan:
+    """The required ids, then each group's ids (most counted first), then each of `fills` (most counted first),
+    then the earliest ids, within `keep` (None: the groups whole, then the fills and the earliest ids up to
+    `budget`). A token comes with its BPE closure."""
     required = vocab.required
     check_keep(vocab, keep)
     kept: set[int] = set()
@@ -157,12 +174,17 @@ def choose_tokens(vocab: tv.Vocabulary, groups: Sequence[tuple[str, Counter[int]
         kept |= vocab.closure(t, kept)
     reasons = {"required": len(kept)}
     for name, counts in groups:
-        ranked = sorted(counts, key=lambda i: (-counts[i], i))
-        reasons[name] = _take(vocab, kept, ranked, keep)
+        reasons[name] = _take(vocab, kept, _ranked(counts), keep)
     limit = keep if keep is not None else max(len(kept), budget or 0)
+    for name, counts in fills:
+        reasons[name] = _take(vocab, kept, _ranked(counts), limit)
     frequent = (i for i, t in enumerate(vocab.tokens) if not PLACEHOLDER.fullmatch(t))
     reasons["frequency"] = _take(vocab, kept, frequent, limit)
     return KeepPlan(tuple(sorted(kept)), len(vocab), reasons, max(limit, len(kept)))
+
+
+def _ranked(counts: Counter[int]) -> list[int]:
+    return sorted(counts, key=lambda i: (-counts[i], i))
 
 
 def neighbours(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], k: int = NEIGHBOURS) -> Counter[int]:
@@ -184,6 +206,26 @@ def neighbours(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], k:
                 if cand[c] != src[start + r]:
                     out[int(cand[c])] = max(out[int(cand[c])], float(sims[r, c]))
     return out
+
+
+def english_words() -> list[str]:
+    """ENGLISH_WORDS' words, most frequent first."""
+    from importlib import resources
+
+    text = resources.files("bortconv.data").joinpath(ENGLISH_WORDS).read_text(encoding="utf-8")
+    return [w for w in text.splitlines() if w and not w.startswith("#")]
+
+
+def word_ranks(tokenizer: Any, words: Sequence[str]) -> Counter[int]:
+    """Each id that tokenizes one of `words` (as a word in running text: after a space), scored by the most
+    frequent such word (`words` most frequent first): taken in that order, a word's tokens come before any less
+    frequent word's, so the budget keeps the most frequent words whole."""
+    scores: Counter[int] = Counter()
+    encodings = tokenizer.encode_batch([" " + w for w in words], add_special_tokens=False)
+    for rank, enc in enumerate(encodings):
+        for i in enc.ids:
+            scores.setdefault(i, len(words) - rank)
+    return scores
 
 
 def _take(vocab: tv.Vocabulary, kept: set[int], ranked: Any, budget: int | None) -> int:
@@ -351,6 +393,8 @@ def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, en
         "corpus": {"path": corpus.path, "sha256": corpus.sha256, "choose_lines": len(corpus.choose),
                    "heldout_lines": len(corpus.heldout), "split_seed": SPLIT_SEED},
         "rule": {"name": opts.rule, "keep": opts.keep, "budget": plan.budget, "english_text": english,
+                 **({"english_words": f"bortconv/data/{ENGLISH_WORDS} (wordfreq 3.1.1's small English list)"}
+                    if english else {}),
                  "order": list(plan.reasons), **({"budgets_tried": list(tried)} if tried else {})},
         "tokens": {"kept": len(plan.kept), "total": plan.total, "fraction": round(len(plan.kept) / plan.total, 4),
                    "by_reason": plan.reasons},

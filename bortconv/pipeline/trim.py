@@ -83,58 +83,55 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     prog = Progress(1 + (len(tr.auto_budgets(src.vocab)) if auto else 2), enabled=opts.progress)
     with prog.step("choosing tokens"):
         tensors = tr.load_weights(src.path)
-        groups, english, default = _groups(src, corpus, tensors, opts)
+        rule = _rule(src, corpus, tensors, opts)
     reference = Reference(src.path, corpus.heldout, heldout.shipped_texts(), opts.threads)
     with atomic_directory(out, force=opts.force) as tmp:
         if auto:
-            plan, files, gate, tried = _search(src, groups, default, tensors, tmp, reference, opts, prog)
+            plan, files, gate, tried = _search(src, rule, tensors, tmp, reference, opts, prog)
         else:
-            plan = _choose(src, groups, opts.keep, default)
+            plan = _choose(src, rule, opts.keep)
             with prog.step(f"writing {len(plan.kept):,} of {plan.total:,} tokens"):
                 files = tr.write_trimmed(src, plan, tensors, tmp)
                 tensors.clear()  # the source's weights are not needed by the gate (which loads both directories)
             with prog.step("gate: trimmed vs untrimmed model on held-out text"):
                 gate, tried = _judged(_gate(reference, tmp, opts)), []
-        rec = tr.record(src, corpus, plan, opts, english, gate, tried)
+        rec = tr.record(src, corpus, plan, opts, rule.english, gate, tried)
         _dump_record(tmp, rec)
         files[tr.TRIM_RECORD] = (tmp / tr.TRIM_RECORD).stat().st_size
     return TrimResult(out, files, rec)
 
 
-def _groups(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray],
-            opts: TrimOptions) -> tuple[list[tuple[str, Any]], str | None, int | None]:
-    """The rule's groups of candidate tokens in order, the English text it used, and its default budget."""
+def _rule(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray], opts: TrimOptions) -> tr.Rule:
+    """The rule's candidate tokens: its groups in order, its fills, the English text it used, its default budget."""
     from collections import Counter
 
     tok, vocab = source.tokenizer(), source.vocab
     used = tr.token_counts(tok, corpus.choose)
-    groups: list[tuple[str, Any]] = [("corpus", used)]
-    english, budget = None, None
-    if opts.rule == "domain":
-        english, lines = text_split.load_texts(None)
-        groups += [("neighbours", tr.neighbours(vocab, tr.word_table(source.path, tensors), used)),
-                   ("pieces", Counter(dict.fromkeys(vocab.short_pieces(tr.PIECE_CHARS), 1))),
-                   ("english", tr.token_counts(tok, lines))]
-        budget = tr.default_budget(len(vocab))
-    return groups, english, budget
+    if opts.rule != "domain":
+        return tr.Rule([("corpus", used)], [], None, None)
+    english, lines = text_split.load_texts(None)
+    groups = [("corpus", used), ("neighbours", tr.neighbours(vocab, tr.word_table(source.path, tensors), used)),
+              ("pieces", Counter(dict.fromkeys(vocab.short_pieces(tr.PIECE_CHARS), 1))),
+              ("english", tr.token_counts(tok, lines))]
+    return tr.Rule(groups, [("words", tr.word_ranks(tok, tr.english_words()))], english,
+                   tr.default_budget(len(vocab)))
 
 
-def _choose(source: tr.Source, groups: list[tuple[str, Any]], keep: int | None, budget: int | None) -> tr.KeepPlan:
-    plan = tr.choose_tokens(source.vocab, groups, keep, budget)
+def _choose(source: tr.Source, rule: tr.Rule, keep: int | None) -> tr.KeepPlan:
+    plan = tr.choose_tokens(source.vocab, rule.groups, keep, rule.budget, rule.fills)
     log.info("keeping %d of %d tokens: %s", len(plan.kept), plan.total, plan.reasons)
     return plan
 
 
-def _search(source: tr.Source, groups: list[tuple[str, Any]], default: int | None, tensors: dict[str, np.ndarray],
-            tmp: Path, reference: Reference, opts: TrimOptions,
-            prog: Progress) -> tuple[tr.KeepPlan, dict[str, int], dict[str, Any], list[dict[str, Any]]]:
+def _search(source: tr.Source, rule: tr.Rule, tensors: dict[str, np.ndarray], tmp: Path, reference: Reference,
+            opts: TrimOptions, prog: Progress) -> tuple[tr.KeepPlan, dict[str, int], dict[str, Any], list[dict[str, Any]]]:
     """--keep auto: each budget of tr.auto_budgets, smallest first, written to `tmp` and gated; the first that
     passes is kept. None passing raises AccuracyGateError with the largest budget's failures (nothing written)."""
     budgets = tr.auto_budgets(source.vocab)
     tried: list[dict[str, Any]] = []
     for n in budgets:
         with prog.step(f"keep {n:,} of {len(source.vocab):,} tokens: write and gate"):
-            plan = _choose(source, groups, n, default)
+            plan = _choose(source, rule, n)
             files = tr.write_trimmed(source, plan, tensors, tmp)
             gate = _gate(reference, tmp, opts, general=False)  # the general English only for the one kept
             tried.append({"keep": n, "fraction": round(n / plan.total, 2), "passed": not gate["failed"],
