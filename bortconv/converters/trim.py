@@ -16,9 +16,10 @@ The rule ``domain`` (the default) takes tokens in this order until the budget is
     frequency   the vocabulary's earliest ids not yet kept, until the budget: BERT's WordPiece, GPT-2's merges and
                 fairseq's dict.txt (Bort) list tokens by frequency in their training text
 
-The budget is ``--keep N``, by default half the vocabulary (or what the first three need, if more); ``--keep auto``
-tries AUTO_FRACTIONS of the vocabulary, smallest first, and keeps the first that passes the gate. The rule
-``corpus`` is the naive baseline: required + corpus only (plus the frequency fill up to ``--keep``, if given).
+The budget is ``--keep N``, by default half the vocabulary (or what the steps before ``words`` need, if more);
+``--keep auto`` tries AUTO_FRACTIONS of the vocabulary, smallest first, and keeps the first that passes the gate.
+The rule ``corpus`` is the naive baseline: required + corpus only (plus the frequency fill up to ``--keep``, if
+given).
 The rows of the word embeddings, of the MLM decoder and of its bias follow their tokens; this module writes the
 directory (no torch). The gate against the untrimmed model is :mod:`bortconv.pipeline.trim`'s.
 """

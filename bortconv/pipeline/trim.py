@@ -124,7 +124,8 @@ def _choose(source: tr.Source, rule: tr.Rule, keep: int | None) -> tr.KeepPlan:
 
 
 def _search(source: tr.Source, rule: tr.Rule, tensors: dict[str, np.ndarray], tmp: Path, reference: Reference,
-            opts: TrimOptions, prog: Progress) -> tuple[tr.KeepPlan, dict[str, int], dict[str, Any], list[dict[str, Any]]]:
+            opts: TrimOptions,
+            prog: Progress) -> tuple[tr.KeepPlan, dict[str, int], dict[str, Any], list[dict[str, Any]]]:
     """--keep auto: each budget of tr.auto_budgets, smallest first, written to `tmp` and gated; the first that
     passes is kept. None passing raises AccuracyGateError with the largest budget's failures (nothing written)."""
     budgets = tr.auto_budgets(source.vocab)
