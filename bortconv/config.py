@@ -526,13 +526,14 @@ class TrimOptions:
                                       "a fifth of the lines, at most 300)")
     rule: str = option("domain", choices=TRIM_RULES, group="vocabulary",
                        help="domain (default): the corpus's tokens, their nearest words in the embedding table, "
-                            "short word pieces, the tokens of bortconv's English calibration text, then the most "
-                            "frequent tokens; corpus: the corpus's tokens alone (the naive baseline). Both keep the "
-                            "special tokens and every single-character piece, so no word becomes unknown")
+                            "short word pieces, the tokens of bortconv's English calibration text, then the tokens "
+                            "of the most frequent English words and the vocabulary's earliest ids up to the budget; "
+                            "corpus: the corpus's tokens alone (the naive baseline). Both keep the special tokens "
+                            "and every single-character piece, so no word becomes unknown")
     keep: int | str | None = option(None, metavar="N|auto", group="vocabulary",
-                                    help="token budget: the rule's tokens in its order, then the vocabulary's most "
-                                         "frequent (earliest ids), up to N (default: half the vocabulary for rule "
-                                         "domain, or more if the corpus needs it; none for rule corpus). auto: the "
+                                    help="token budget: the rule's tokens in its order, up to N (default: half "
+                                         "the vocabulary for rule domain, or more if the steps before its English "
+                                         "words need it; none for rule corpus). auto: the "
                                          "smallest budget that passes the gate, of 0.2, 0.3 ... 0.9 of the "
                                          "vocabulary")
     domain_min: float = option(0.99, metavar="X", group="gate",

@@ -485,21 +485,23 @@ def test_the_space_is_sampled_to_fit_the_budget(budget, candidates, expected):
 
 
 ROOM_CASES = [
-    # (seconds left, synthetic ratio, expected cap)  with 100 real points, batch 16, 1 epoch, 1 s/step, 1 s setup,
-    # 0.01 s per dev example (100 dev), 0.01 s to generate and label a point: n points cost
+    # (seconds left, synthetic ratio, F mistakes, expected cap)  with 100 real points, batch 16, 1 epoch, 1 s/step,
+    # 1 s setup, 0.01 s per dev example (100 dev), 0.01 s to generate and label a point: n points cost
     # 2 + ceil((100 + n) / 16) + 0.01 n seconds; PLAN_SHARE (0.85) of the time left is usable
-    (1000, 3.0, 300),  # the ratio's cap fits: 2 + 25 + 3 = 30 s
-    (20, 3.0, 108),  # 17 s: 13 steps hold 208 points (16.08 s); 14 steps would leave room for no more points
-    (13, 3.0, 28),  # 11.05 s: 8 steps hold 128 points (10.28 s), more than a quarter of the training file
-    (12, 3.0, None),  # 10.2 s: 8 steps no longer fit; 7 steps hold 12 points, under a quarter: no later round
-    (9, 3.0, None),  # 7.65 s: the training file alone (7 steps, 9 s) does not fit
-    (9, 0.1, None),  # the ratio's own cap (10 points, 9.1 s) does not fit either
-    (1000, 0.0, 0),  # --synthetic-ratio 0: later rounds train on the training file alone, as before
+    (1000, 3.0, 0, 300),  # the ratio's cap fits: 2 + 25 + 3 = 30 s
+    (20, 3.0, 0, 108),  # 17 s: 13 steps hold 208 points (16.08 s); 14 steps would leave room for no more points
+    (13, 3.0, 0, 28),  # 11.05 s: 8 steps hold 128 points (10.28 s), more than a quarter of the training file
+    (12, 3.0, 0, None),  # 10.2 s: 8 steps hold 128 points but fit only with n <= 20, under a quarter: no round
+    (9, 3.0, 0, None),  # 7.65 s: the training file alone (7 steps, 9 s) does not fit
+    (9, 0.1, 0, None),  # the ratio's own cap (10 points, 9.1 s) does not fit either
+    (1000, 0.0, 0, 0),  # --synthetic-ratio 0: later rounds train on the training file alone, as before
+    # the generator varies all 100 mistakes first (4 each, 0.005 s a point: 2 s) however few points are kept
+    (20, 3.0, 100, 92),  # 17 s: 12 steps hold 192 points, 2 + 0.46 + 14 = 16.46 s; 13 steps would cost 17.54 s
 ]
 
 
-@pytest.mark.parametrize("left,ratio,expected", ROOM_CASES)
-def test_a_later_rounds_generated_data_is_sized_to_the_time_left(left, ratio, expected):
+@pytest.mark.parametrize("left,ratio,mistakes,expected", ROOM_CASES)
+def test_a_later_rounds_generated_data_is_sized_to_the_time_left(left, ratio, mistakes, expected):
     """Agora's later round trains on fewer generated points rather than not at all when the full cap
     (--synthetic-ratio x the training file) would not fit the budget's time left."""
     import time
@@ -510,9 +512,10 @@ def test_a_later_rounds_generated_data_is_sized_to_the_time_left(left, ratio, ex
 
     speeds = Speeds({8: 1.0, 16: 1.0}, 0.01, 1.0, 0.005, 0.005)
     s = SimpleNamespace(synthetic_ratio=ratio, real=[0] * 100, selection=[0] * 50, feed=[0] * 50, epochs=1,
-                        speeds=speeds, executor=SimpleNamespace(workers=1), deadline=time.perf_counter() + left)
+                        speeds=speeds, executor=SimpleNamespace(workers=1), deadline=time.perf_counter() + left,
+                        max_generated=1000, per_mistake=4)
     h = Hyper(lr=1e-4, weight_decay=0.0, warmup_ratio=0.1, batch_size=16, seed=0)
-    assert synthetic_room(s, h) == expected
+    assert synthetic_room(s, h, mistakes) == expected
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -11,8 +11,10 @@ The rule ``domain`` (the default) takes tokens in this order until the budget is
     pieces      every word-inner piece of 2-3 characters (##ing, ##ed): words no text showed split as before
     english     every token bortconv's shipped English calibration text uses: general words stay whole
     words       the tokens of English words, most frequent word first (ENGLISH_WORDS: wordfreq's list of the
-                28,917 words used at least once per million), each word's tokens together, until the budget: the
-                words a held-out text most likely uses tokenize as before, whatever the domain
+                28,917 words used at least once per million), a word's tokens adjacent in the order, until the
+                budget: the words a held-out text most likely uses tokenize as before, whatever the domain. The
+                list is lowercase and each word is taken after a space: in a cased vocabulary (Bort's) the
+                capitalized and text-initial forms are not ranked by this step
     frequency   the vocabulary's earliest ids not yet kept, until the budget: BERT's WordPiece, GPT-2's merges and
                 fairseq's dict.txt (Bort) list tokens by frequency in their training text
 
@@ -120,6 +122,8 @@ class KeepPlan:
 
 #: English words, most frequent first (bortconv/data; benchmarks/english_words.py writes it from wordfreq 3.1.1)
 ENGLISH_WORDS = "english_words.txt"
+
+
 @dataclass(frozen=True)
 class Rule:
     """A rule's candidate tokens: `groups` taken in order (whole, without --keep), then `fills` and the earliest
@@ -219,8 +223,9 @@ def english_words() -> list[str]:
 
 def word_ranks(tokenizer: Any, words: Sequence[str]) -> Counter[int]:
     """Each id that tokenizes one of `words` (as a word in running text: after a space), scored by the most
-    frequent such word (`words` most frequent first): taken in that order, a word's tokens come before any less
-    frequent word's, so the budget keeps the most frequent words whole."""
+    frequent such word (`words` most frequent first): taken in that order, a word's new tokens come before any
+    less frequent word's, so the budget keeps the most frequent words whole (but at its edge, where a token whose
+    BPE closure does not fit is skipped)."""
     scores: Counter[int] = Counter()
     encodings = tokenizer.encode_batch([" " + w for w in words], add_special_tokens=False)
     for rank, enc in enumerate(encodings):

@@ -186,23 +186,32 @@ def _near(s: Search, sources: Sequence[Example], room: int, rng: np.random.Gener
     return made, count
 
 
-def synthetic_room(s: Search, h: Hyper) -> int | None:
-    """How many synthetic points D may hold next round: synthetic_ratio x |real|, or fewer if generating and
-    labelling that many, then training `h` (the best-ranked configuration left) on a D that large, would not fit
-    PLAN_SHARE of the time left (the planner's margin for estimation error). None when not even a quarter of |real|
-    (or the ratio's cap, if smaller) fits: then no later round runs. A smaller D rather than no round: a later
-    round at the full cap costs (1 + synthetic_ratio) x a round-1 training, which round 1's share of a small
-    budget often leaves no room for."""
+def least_synthetic(s: Search) -> int:
+    """The fewest synthetic points worth a later round: a quarter of the training file (or the ratio's cap, if
+    smaller)."""
+    return min(int(s.synthetic_ratio * len(s.real)), len(s.real) // 4)
+
+
+def synthetic_room(s: Search, h: Hyper, mistakes: int = 0) -> int | None:
+    """How many synthetic points D may hold next round: synthetic_ratio x |real|, or fewer if making them and
+    training `h` (the best-ranked configuration left) on a D that large would not fit PLAN_SHARE of the time left
+    (the planner's margin for estimation error). Making them: the generator varies each of the `mistakes` F points
+    and then training-file points up to the round's new points (at most max_generated), and the teacher labels the
+    new points. None when not even :func:`least_synthetic` fits: then no later round runs. A smaller D rather than
+    no round: a later round at the full cap costs (1 + synthetic_ratio) x a round-1 training, which round 1's
+    share of a small budget often leaves no room for."""
     cap = int(s.synthetic_ratio * len(s.real))
     if not np.isfinite(s.deadline):
         return cap
     left = PLAN_SHARE * (s.deadline - time.perf_counter())
     n_dev = len(s.selection) + len(s.feed)
-    label_s = s.speeds.generate_s_per_example + s.speeds.teacher_s_per_example
 
     def fits(n: int) -> bool:
+        new = min(n, s.max_generated)
+        make = (s.speeds.generate_s_per_example * max(new, mistakes * s.per_mistake)
+                + s.speeds.teacher_s_per_example * new)
         train = training_cost(h, len(s.real) + n, n_dev, s.epochs, s.speeds)
-        return n * label_s + makespan([train], s.executor.workers) <= left
+        return make + makespan([train], s.executor.workers) <= left
 
     if fits(cap):
         return cap
@@ -210,7 +219,7 @@ def synthetic_room(s: Search, h: Hyper) -> int | None:
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo if lo >= min(cap, len(s.real) // 4) else None
+    return lo if lo >= least_synthetic(s) else None
 
 
 def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.Generator, cap: int) -> int:
@@ -350,17 +359,7 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
         survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
         row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
-        cap = _cap(s, round_no + 1, survivors[0]) if survivors else None
-        if cap is not None:
-            row["augmentation"] = augment(s, last, round_no, cap)
-            alive = _configs(s, round_no + 1, _fitting(s, survivors))
-            if len(alive) < len(survivors):
-                row["dropped_for_time"] = [h.to_dict() for h in survivors[len(alive):]]
-        else:
-            if survivors:
-                row["note"] = (f"no later round: training {survivors[0].label()} on even "
-                               f"{len(s.real) + len(s.real) // 4} points would not fit the time left")
-            alive = []
+        alive = _next_round(s, row, last, survivors, round_no + 1)
         row["left"] = len(alive)
         rounds.append(row)
         s.progress.add_trainings(len(alive))
@@ -372,10 +371,29 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
     return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first)
 
 
-def _cap(s: Search, round_no: int, h: Hyper) -> int | None:
+def _next_round(s: Search, row: dict[str, Any], last: TrainResult, survivors: list[Hyper],
+                round_no: int) -> list[Hyper]:
+    """Round `round_no`'s configurations: D rebuilt from `last`'s mistakes at the size the time left allows, then the
+    best-ranked `survivors` that fit; none (and `row` says why) if not even the smallest D fits."""
+    if not survivors:
+        return []
+    mistakes = int((last.feed.predictions != s.feed.hard_labels).sum()) if last.feed is not None else 0
+    cap = _cap(s, round_no, survivors[0], mistakes)
+    if cap is None:
+        row["note"] = (f"no later round: generating, labelling and training {survivors[0].label()} on the training "
+                       f"file and {least_synthetic(s)} generated points would not fit the time left")
+        return []
+    row["augmentation"] = augment(s, last, round_no - 1, cap)
+    alive = _configs(s, round_no, _fitting(s, survivors))
+    if len(alive) < len(survivors):
+        row["dropped_for_time"] = [h.to_dict() for h in survivors[len(alive):]]
+    return alive
+
+
+def _cap(s: Search, round_no: int, h: Hyper, mistakes: int) -> int | None:
     """Round `round_no`'s cap on synthetic points (:func:`synthetic_room` for `h`); checkpointed, so a resumed run
     rebuilds the same D."""
-    cap = synthetic_room(s, h)
+    cap = synthetic_room(s, h, mistakes)
     return s.work.synthetic_cap(round_no, cap) if s.work is not None else cap
 
 

@@ -2,6 +2,7 @@
 
     <work>/run.json                  the run's fingerprint (options, data, source, versions), plan and probe speeds
     <work>/rounds/<n>.json           round n's configurations and a digest of its training set D
+    <work>/rounds/<n>.cap.json       round n's cap on synthetic points in D (it depends on the time left then)
     <work>/trainings/<key>.json      a finished training: scores, predictions, epochs, where and when it ran
     <work>/trainings/<key>.safetensors   its kept state dict (removed once the search no longer needs it)
     <work>/trainings/<key>.running   a training in progress: the worker's host, pid and start time
