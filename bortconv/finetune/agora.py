@@ -186,10 +186,21 @@ def _near(s: Search, sources: Sequence[Example], room: int, rng: np.random.Gener
     return made, count
 
 
+def _wrong(s: Search, res: TrainResult) -> np.ndarray:
+    """Indices of the F points `res` gets wrong: the mistakes Agora's generator varies."""
+    assert res.feed is not None
+    return np.flatnonzero(res.feed.predictions != s.feed.hard_labels)
+
+
+def ratio_cap(s: Search) -> int:
+    """The most synthetic points D holds: synthetic_ratio x |real|."""
+    return int(s.synthetic_ratio * len(s.real))
+
+
 def least_synthetic(s: Search) -> int:
     """The fewest synthetic points worth a later round: a quarter of the training file (or the ratio's cap, if
     smaller)."""
-    return min(int(s.synthetic_ratio * len(s.real)), len(s.real) // 4)
+    return min(ratio_cap(s), len(s.real) // 4)
 
 
 def synthetic_room(s: Search, h: Hyper, mistakes: int = 0) -> int | None:
@@ -200,7 +211,7 @@ def synthetic_room(s: Search, h: Hyper, mistakes: int = 0) -> int | None:
     new points. None when not even :func:`least_synthetic` fits: then no later round runs. A smaller D rather than
     no round: a later round at the full cap costs (1 + synthetic_ratio) x a round-1 training, which round 1's
     share of a small budget often leaves no room for."""
-    cap = int(s.synthetic_ratio * len(s.real))
+    cap = ratio_cap(s)
     if not np.isfinite(s.deadline):
         return cap
     left = PLAN_SHARE * (s.deadline - time.perf_counter())
@@ -246,9 +257,8 @@ def _rebuild(s: Search, fresh: list[tuple[Example, np.ndarray]], rng: np.random.
 def augment(s: Search, best: TrainResult, round_no: int, cap: int) -> dict[str, Any]:
     """Generate points from the F mistakes of `best`, label them with the teacher, filter, cap the synthetic
     pool at `cap` points (:func:`synthetic_room`), rebuild D."""
-    assert s.teacher is not None and best.feed is not None
-    wrong = np.flatnonzero(best.feed.predictions != s.feed.hard_labels)
-    mistakes = [s.feed_examples[i] for i in wrong]
+    assert s.teacher is not None
+    mistakes = [s.feed_examples[i] for i in _wrong(s, best)]
     rng = np.random.default_rng(derived_seed(s.seed, round_no, 0xA60A))
     t0 = time.perf_counter()
     made, raw, from_mistakes = _generate(s, mistakes, rng, min(s.max_generated, cap))
@@ -377,8 +387,7 @@ def _next_round(s: Search, row: dict[str, Any], last: TrainResult, survivors: li
     best-ranked `survivors` that fit; none (and `row` says why) if not even the smallest D fits."""
     if not survivors:
         return []
-    mistakes = int((last.feed.predictions != s.feed.hard_labels).sum()) if last.feed is not None else 0
-    cap = _cap(s, round_no, survivors[0], mistakes)
+    cap = _cap(s, round_no, survivors[0], len(_wrong(s, last)))
     if cap is None:
         row["note"] = (f"no later round: generating, labelling and training {survivors[0].label()} on the training "
                        f"file and {least_synthetic(s)} generated points would not fit the time left")
