@@ -32,6 +32,14 @@ os.environ.setdefault("BORTCONV_GATE_SWEEP", "quick")
 # waiting, set before torch loads its OpenMP runtime (subprocesses inherit it): test_reproducible + test_validate
 # in two workers took 164 s, against 190 and 201 s spinning (AMD EPYC Zen 5 class, 2 vCPU).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenVINO's converter and NNCF send usage telemetry by default: each ov.convert_model and NNCF call forks the
+# calling process to post to Google Analytics, unless ~/intel/openvino_telemetry says no or the process runs in CI.
+# The suite is a CI job (the README's test command is .ci/run's): it says so, so no test reaches for the internet
+# and no conversion forks a worker holding torch, transformers and the session's models (test_ov_tokenizer +
+# test_reproducible: 114 s with telemetry, 97 s without, AMD EPYC Zen 4). Subprocesses and Ray workers inherit it.
+# Its other readers change nothing here: pytest prints assertion diffs in full; hypothesis' "ci" profile is
+# overridden by test_fuzz's explicit settings.
+os.environ.setdefault("CI", "true")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
