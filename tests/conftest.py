@@ -37,8 +37,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The suite is a CI job (the README's test command is .ci/run's): it says so, so no test reaches for the internet
 # and no conversion forks a worker holding torch, transformers and the session's models (test_ov_tokenizer +
 # test_reproducible: 114 s with telemetry, 97 s without, AMD EPYC Zen 4). Subprocesses and Ray workers inherit it.
-# Its other readers change nothing here: pytest prints assertion diffs in full; hypothesis' "ci" profile is
-# overridden by test_fuzz's explicit settings.
+# Its other readers, checked in this environment: pytest prints assertion diffs in full; hypothesis' "ci" profile is
+# overridden by test_fuzz's explicit settings; transformers also hands its log records to the root logger, so a
+# test reading the CLI's stderr sees more than a user would, never less; torch's readers concern custom ops and
+# inductor, which nothing here uses.
 os.environ.setdefault("CI", "true")
 
 
