@@ -13,11 +13,7 @@ Defaults:
   drawn from the training texts, crop to a contiguous span); one or two per variant. Cheap; the fallback when
   the source has no MLM head (all-MiniLM-L6-v2 is a bare encoder). Negation words (:data:`NEGATIONS`) are never
   deleted, substituted, inserted or cropped away, so an edit cannot flip a sentence's polarity by its negation.
-- :class:`PairRecombination`: for a sentence pair, keep one text and take the other side from another pair of the
-  training file. A pair's label is a relation between its texts, so a new partner makes a new relation for the
-  teacher to label, where a word edit of one side mostly keeps the relation its source had.
-- :class:`Mixture`: two of them, alternating: MLM substitution and token operations when the source has an MLM
-  head; for a pair task, recombination and then the single-text generator.
+- :class:`Mixture`: both, alternating, when the source has an MLM head.
 """
 
 from __future__ import annotations
@@ -189,38 +185,6 @@ class MaskedLMSubstitution:
         return out
 
 
-class PairRecombination:
-    """New pairs from the training file's own texts: (A, B') or (A', B), where B' (A') is the second (first) text of
-    another training pair, drawn at random; the side kept alternates per variant, seeded."""
-
-    name = "pair-recombination"
-
-    def __init__(self, examples: Sequence[Example]) -> None:
-        pairs = [e for e in examples if e.text_b is not None]
-        self.sides = (sorted({e.text for e in pairs}), sorted({str(e.text_b) for e in pairs}))
-
-    def __call__(self, examples: Sequence[Example], per_example: int, rng: np.random.Generator) -> list[Example]:
-        out: list[Example] = []
-        for ex in examples:
-            if ex.text_b is None:
-                continue
-            seen = {(ex.text, ex.text_b)}
-            first = int(rng.integers(0, 2))  # which side the first variant replaces
-            for k in range(3 * per_example):  # a few tries: a draw may repeat a partner
-                if len(seen) > per_example:
-                    break
-                side = (first + k) % 2
-                pool = self.sides[side]
-                if len(pool) < 2:
-                    continue
-                other = pool[int(rng.integers(len(pool)))]
-                pair = (other, ex.text_b) if side == 0 else (ex.text, other)
-                if pair not in seen:
-                    seen.add(pair)
-                    out.append(Example(pair[0], pair[1], None))
-        return out
-
-
 class Mixture:
     """Half of each example's variants from each generator (the first takes the odd one)."""
 
@@ -238,15 +202,12 @@ class Mixture:
         return out
 
 
-def default_generator(mlm: Any | None, tokenizer: Any, train: Sequence[Example], max_length: int) -> Generator:
-    """MLM substitution plus token operations where the source has an MLM head; token operations otherwise. For a
-    pair task (`train` holds pairs), half of each point's variants are recombined pairs, the other half those."""
-    ops: Generator = TokenOperations(corpus_words(train))
-    if mlm is not None and tokenizer.mask_token_id is not None:
-        ops = Mixture(MaskedLMSubstitution(mlm, tokenizer, max_length=max_length), ops)
-    if any(e.text_b is not None for e in train):
-        return Mixture(PairRecombination(train), ops)
-    return ops
+def default_generator(mlm: Any | None, tokenizer: Any, vocabulary: Sequence[str], max_length: int) -> Generator:
+    """MLM substitution plus token operations where the source has an MLM head; token operations otherwise."""
+    ops = TokenOperations(vocabulary)
+    if mlm is None or tokenizer.mask_token_id is None:
+        return ops
+    return Mixture(MaskedLMSubstitution(mlm, tokenizer, max_length=max_length), ops)
 
 
 def corpus_words(examples: Sequence[Example]) -> list[str]:

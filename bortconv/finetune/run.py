@@ -25,7 +25,7 @@ from bortconv.finetune.checkpoint import WorkDir, fingerprint, load_state_file
 from bortconv.finetune.determinism import derived_seed
 from bortconv.finetune.data import Dataset
 from bortconv.finetune.encoding import Encoded, TextEncoder, one_hot
-from bortconv.finetune.generate import Generator, default_generator, generator_name
+from bortconv.finetune.generate import Generator, corpus_words, default_generator, generator_name
 from bortconv.finetune.options import FinetuneOptions, Method
 from bortconv.finetune.speed_probe import measure_speeds
 from bortconv.finetune.progress import SearchProgress
@@ -101,7 +101,7 @@ def _prepare(source: str | os.PathLike[str], train: Dataset, dev: Dataset, label
     enc_feed = encoder.encode(feed, one_hot([str(e.label) for e in feed], label_ids))
     generator = None
     if agora:
-        generator = opts.generator or default_generator(load_mlm(src), tokenizer, train.examples,
+        generator = opts.generator or default_generator(load_mlm(src), tokenizer, corpus_words(train.examples),
                                                         opts.max_length)
     return Prepared(src, labels, student, tokenizer, encoder, enc_train, enc_dev, enc_feed, feed, sel_rows, teacher,
                     generator)
