@@ -125,7 +125,8 @@ def finetune_flags(text: str) -> FinetuneOptions:
 #: sample to them (more candidates, not --candidates). The question it answers: would the same minutes spent on
 #: plain's search alone have done as well as Agora?
 WHOLE = "-whole"
-RUNS = ("plain", "agora", "plain" + WHOLE)
+PLAIN_WHOLE = "plain" + WHOLE
+RUNS = ("plain", "agora", PLAIN_WHOLE)
 
 
 def _candidates(args: argparse.Namespace, done: dict[str, dict]) -> int | None:
@@ -166,15 +167,15 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
                            "test": test_accuracy(d, paths["test"], ml)}
         if "plain" not in out or "agora" not in out:
             continue
-        rec = out["agora"]["record"]
+        rec, whole_run = out["agora"]["record"], out.get(PLAIN_WHOLE)
         same = round1_is_plain(rec, out["plain"]["record"])
         augs = [r["augmentation"] for r in rec["search"]["rounds"] if "augmentation" in r]
         rows.append({
             "task": task, "seed": seed, "plain": round(out["plain"]["test"], 4),
             "agora": round(out["agora"]["test"], 4),
-            "plain_whole_budget": round(out["plain" + WHOLE]["test"], 4) if "plain" + WHOLE in out else None,
-            "plain_whole_budget_candidates": (int(out["plain" + WHOLE]["record"]["search"]["plan"]["sampled"])
-                                              if "plain" + WHOLE in out else None),
+            "plain_whole_budget": round(whole_run["test"], 4) if whole_run else None,
+            "plain_whole_budget_candidates": (int(whole_run["record"]["search"]["plan"]["sampled"]) if whole_run
+                                              else None),
             "gain_points": round(100 * (out["agora"]["test"] - out["plain"]["test"]), 1),
             "agora_round1": round(out["plain"]["test"], 4) if same else None, "round1_is_plain": same,
             "winner_round": rec["selection"]["winner_round"], "why": rec["selection"]["why"],

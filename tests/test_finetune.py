@@ -40,8 +40,6 @@ RUN = dict(budget_minutes=20, seed=0, space=SPACE, epochs=3, patience=2, max_len
 #: 2 on the same data and selection split, then later rounds what fits the rest of the budget
 AGORA = dict(per_mistake=8, max_generated=240)
 PLAIN: dict = {}
-#: how far below plain Agora may land on held-out data: selection noise (the issue's criterion, 1 point)
-NOISE = 0.01
 #: Agora's least gain over plain on this task's test split, where a later round wins on the selection split (issue
 #: 17's mean-gain line, 2 points). Measured +8.1 (0.792 -> 0.872; round 2 won on the selection split, 0.92 against
 #: 0.83) on an AMD EPYC Zen 4, the same with one and two threads
@@ -227,12 +225,11 @@ def test_agora_contains_plain(students, splits):
 
 def test_agora_beats_plain_on_held_out_test(students, splits):
     """Same budget, seed and sample: Agora's result is plain's model or one clearly better on the selection split
-    (a sign test, test_a_later_round_must_be_clearly_better_on_s), so on the held-out test split it is never below
-    plain by more than selection noise (the issue's 1 point). On this task a later round wins, and the test split
-    (never read by the search) shows the gain. Across three tasks and seeds the gain is measured by
+    (a sign test, test_a_later_round_must_be_clearly_better_on_s). On this task a later round wins, and the test
+    split (never read by the search) shows the gain, which also bounds the issue's "never more than 1 point below
+    plain". Across three tasks and seeds the gain is measured by
     benchmarks/bench_agora.py (docs/finetune.md)."""
     acc = {m: accuracy(students[m][0], splits["test"]) for m in ("agora", "plain")}
-    assert acc["agora"] - acc["plain"] >= -NOISE, acc
     rec_a, rec_p = students["agora"][1].record, students["plain"][1].record
     assert rec_a["selection"]["winner_round"] >= 2, rec_a["selection"]["why"]
     assert acc["agora"] - acc["plain"] >= GAIN, acc
