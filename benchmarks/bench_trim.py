@@ -2,7 +2,7 @@
 
     python benchmarks/bench_trim.py [--work DIR] [--threads 2] [--no-bort] [--result FILE]
 
-The corpus is the one docs/compression.md describes (tests/test_trim.py writes it: 1,800 first paragraphs of
+The corpus is the one docs/compression.md describes (tests/docstring_corpus.py writes it: 1,800 first paragraphs of
 Python standard-library docstrings); `trim` keeps 1,500 lines to choose tokens and holds 300 out for its gate.
 Each row is one `bortconv.trim` run with the gate's thresholds at 0, so every row has its figures: the tokens
 kept, the weights file, and the gate's own measurement (sentence cosine of the trimmed model against the
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     add_result_option(ap, "trim")
     args = ap.parse_args(argv)
 
-    from test_trim import write_corpus
+    from docstring_corpus import write_corpus
 
     src = minilm()
     total = sum(1 for _ in (src / "vocab.txt").open(encoding="utf-8"))

@@ -1,23 +1,18 @@
 """`bortconv trim`: a vocabulary cut to a domain, re-indexed consistently, gated against the untrimmed model.
 
 Real model and real text: all-MiniLM-L6-v2 (WordPiece, real weights) trimmed to a domain corpus of 1,800 Python
-standard-library docstring summaries (:func:`docstring_corpus`: 1,500 choose the tokens, 300 are held out), judged
+standard-library docstring summaries (tests/docstring_corpus.py: 1,500 choose the tokens, 300 are held out), judged
 here with stock transformers (AutoModel / AutoTokenizer), not with bortconv's loaders. Bort's byte-level BPE on a
 small BERT in Bort's layout (the 4,000-token GPT-2 BPE of test_ov_tokenizer, an MLM head, random weights): merges
 closed, ids of the specials, MLM decoder rows and bias, Bort's pair rule carried. Then bad input, in a table.
 
-`python tests/test_trim.py FILE` writes the domain corpus (docs/compression.md's measurement uses it).
+`python -I tests/docstring_corpus.py FILE` writes the domain corpus (docs/compression.md's measurement uses it).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
-import random
-import re
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,53 +20,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import MINILM, run_bortconv  # noqa: E402
+from docstring_corpus import write_corpus  # noqa: E402
 
 from bortconv.converters.trim import AUTO_FRACTIONS, TRIM_RECORD, read_corpus  # noqa: E402
-
-#: standard-library modules whose docstrings make the domain corpus (those that import here)
-DOC_MODULES = (
-    "abc argparse array ast asyncio base64 binascii bisect bz2 calendar cmd codecs collections collections.abc "
-    "colorsys concurrent.futures configparser contextlib contextvars copy csv dataclasses datetime decimal difflib "
-    "dis doctest email email.message email.utils enum filecmp fnmatch fractions ftplib functools gettext getopt glob "
-    "graphlib gzip hashlib heapq hmac html http.client http.cookiejar http.cookies http.server imaplib importlib "
-    "inspect io ipaddress itertools json keyword linecache locale logging logging.handlers lzma mailbox math "
-    "mimetypes mmap multiprocessing netrc numbers operator optparse os os.path pathlib pickle pkgutil platform "
-    "plistlib poplib pprint pstats queue random re reprlib runpy sched secrets select selectors shelve shlex shutil "
-    "signal smtplib socket socketserver sqlite3 ssl stat statistics string struct subprocess symtable sysconfig "
-    "tarfile tempfile textwrap threading time timeit tokenize trace traceback types typing unicodedata unittest "
-    "urllib.parse urllib.request uuid warnings wave weakref xml.etree.ElementTree xmlrpc.client zipfile zoneinfo"
-).split()
-CORPUS_LINES = 1800
-
-
-def docstring_corpus(n: int = CORPUS_LINES, seed: int = 0) -> list[str]:
-    """`n` distinct first paragraphs (25-200 characters) of the docstrings of DOC_MODULES' functions, classes and
-    methods, a seeded sample: one domain (API documentation) of short real texts, offline on any CPython."""
-    seen: dict[str, None] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in DOC_MODULES:
-            try:
-                mod = importlib.import_module(name)
-            except ImportError:
-                continue
-            for _, obj in inspect.getmembers(mod):
-                members = [v for k, v in sorted(vars(obj).items()) if not k.startswith("_")] \
-                    if inspect.isclass(obj) else []
-                for o in [obj, *members]:
-                    if callable(o) or inspect.isclass(o):
-                        first = " ".join((inspect.getdoc(o) or "").split("\n\n")[0].split())
-                        if 25 <= len(first) <= 200 and not re.match(r"[\w.]+\(", first):
-                            seen.setdefault(first, None)
-    texts = list(seen)
-    assert len(texts) >= n, f"only {len(texts)} docstrings"
-    return random.Random(seed).sample(texts, n)
-
-
-def write_corpus(path: Path) -> Path:
-    path.write_text("\n".join(docstring_corpus()) + "\n", encoding="utf-8")
-    return path
-
 
 # ---------------------------------------------------------------------------------------------- stock transformers
 
@@ -306,6 +257,3 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, flags, named):
     assert len(lines) == 1 and lines[0].startswith("bortconv: error: ") and named in lines[0], lines
     assert not (tmp_path / "out").exists()
 
-
-if __name__ == "__main__":  # the domain corpus of docs/compression.md's measurement
-    print(f"wrote {write_corpus(Path(sys.argv[1]))}")
