@@ -181,6 +181,9 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
             "winner_round": rec["selection"]["winner_round"], "why": rec["selection"]["why"],
             # each later round's best against the kept model on S (the sign test that decides a switch)
             "vs_kept": [r["vs_kept"] for r in rec["search"]["rounds"] if "vs_kept" in r],
+            # the teacher against round 1's best on dev, and round 2 as plain's search extended when it was not ahead
+            "teacher_check": rec["search"]["rounds"][0].get("teacher_check"),
+            "extension": rec["search"]["rounds"][0].get("extension", {}).get("configurations"),
             "rounds": len(rec["search"]["rounds"]), "trainings": rec["search"]["trainings"],
             "learning_rates": rec["search"]["plan"]["learning_rates"],
             "teacher_test": round(teacher_test, 4),
@@ -213,9 +216,15 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _vs_kept(tests: list[dict]) -> str:
-    """Each later round's sign test against the kept model on S: wins-losses (p), as the record gives them."""
-    return "; ".join(f"{t['wins']}-{t['losses']} (p {t['p']:.3g})" for t in tests) or "none"
+def _after_round1(r: dict) -> str:
+    """What followed round 1: the teacher against round 1's best on dev, then each later round's sign test against
+    the kept model on S (wins-losses, p), or the extension of plain's search when the teacher was not ahead."""
+    check = r.get("teacher_check")
+    head = (f"teacher {check['teacher_dev_accuracy']:.3f} vs {check['round1_best_dev_accuracy']:.3f} on dev: "
+            if check else "")
+    if r.get("extension") is not None:
+        return head + f"plain's search extended by {r['extension']}"
+    return head + ("; ".join(f"{t['wins']}-{t['losses']} (p {t['p']:.3g})" for t in r["vs_kept"]) or "none")
 
 
 def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dict[str, object]:
@@ -224,9 +233,9 @@ def result_table(rows: list[dict[str, object]], args: argparse.Namespace) -> dic
                 f"{args.budget_minutes:g} min" + (f", `{args.finetune_args}`" if args.finetune_args else ""))
     cells = [[r["task"], r["seed"], settings, f"{r['plain']:.4f}", f"{r['agora']:.4f}", f"{r['gain_points']:+.1f}",
               f"{r['agora_round1']:.4f}" if r["agora_round1"] is not None else "n/a", r["winner_round"],
-              f"{r['teacher_test']:.4f}", _vs_kept(r["vs_kept"]), _whole(r), r["why"]] for r in rows]
+              f"{r['teacher_test']:.4f}", _after_round1(r), _whole(r), r["why"]] for r in rows]
     return table(["task", "seed", "settings", "plain (test)", "agora (test)", "gain (points)", "agora's round 1",
-                  "winner round", "teacher (test)", "later rounds vs kept on S", "plain, whole budget (test)", "why"],
+                  "winner round", "teacher (test)", "after round 1", "plain, whole budget (test)", "why"],
                  cells, right=(1, 3, 4, 5, 6, 7, 8, 10),
                  caption=f"all-MiniLM-L6-v2 as the student, {args.threads} training thread(s), the same seed, "
                          f"sample and budget for both methods; accuracy on the held-out test split; *plain, whole "

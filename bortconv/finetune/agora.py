@@ -4,6 +4,10 @@ so that it contains plain fine-tuning::
     dev  = S (selection: scores epochs and models, never seen by the generator) + F (mistakes: feeds the generator)
     Θ ← plain's sample (stratified over the learning rate, sized to round 1's share of the budget); D ← --train
     round 1: train every θ in Θ on D                                      (exactly plain's search)
+    if the teacher is not more accurate on dev (S + F) than round 1's best:
+        round 2 extends plain's search: the next configurations of its seeded order that fit the time left (no
+        budget: as many as round 1), on --train; return the best of rounds 1 and 2 by plain's rule (S accuracy,
+        then S loss)                                                                               (see below)
     repeat while Θ is not empty and a training fits the time left:
         b ← the last round's best model (by S);  M ← the points of F that b gets wrong
         G ← generate(M), then (--generate-from both, the default) generate(--train) up to max_generated
@@ -22,6 +26,11 @@ right so much more often that a coin would do it with probability at most :data:
 exact sign test, :func:`.search.sign_test`). A later model one S example ahead, which on small dev splits is most
 later rounds that "win", is noise: with "any higher S accuracy" as the rule, benchmarks/bench_agora.py measured
 Agora losing to plain on held-out test splits (docs/finetune.md, "Measured"). ``plain`` stops after round 1.
+
+Why the teacher is asked first: Agora's later rounds teach the student through the teacher's labels, and a teacher
+no more accurate than the student on data both are scored on cannot add what the student lacks (the notes page asks
+for an "ok-ish" teacher above 2/3 for that reason). Its later rounds would then spend the rest of the budget on
+noisier data, where more of plain's own configurations are a better use of it (docs/finetune.md measures both).
 
 :func:`train_all` is the one call that trains a round's configurations; it hands them to the search's executor
 (:mod:`.executor`: this process, or Ray tasks). With a work directory (:mod:`.checkpoint`) each round's
@@ -90,6 +99,8 @@ class Search:
     executor: Any = field(default_factory=LocalExecutor)  # runs a round's trainings (.executor)
     work: WorkDir | None = None  # checkpoints (.checkpoint); None: nothing kept, nothing resumed
     digest: str = ""  # of D, as the round being trained has it
+    teacher_dev: float | None = None  # the teacher's accuracy on dev (S + F); None: not measured (no extension)
+    more: Sequence[Hyper] = ()  # plain's seeded order after its sample, up to --max-candidates: round 1 extended
 
     def __post_init__(self) -> None:
         if self.train is None:
@@ -109,6 +120,7 @@ class Outcome:
     stopped_by_budget: bool
     why: str = ""
     round1_best: TrainResult | None = None
+    extended: bool = False  # round 2 extended plain's search (the teacher was no more accurate than round 1's best)
 
 
 def _cost(s: Search, h: Hyper) -> float:
@@ -308,7 +320,15 @@ def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
     return out
 
 
-def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> str:
+def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int,
+         round1: dict[str, Any] | None = None) -> str:
+    if round1 is not None:  # round 1's row, where the teacher was found no more accurate (the extension's why)
+        check, n = round1["teacher_check"], round1["extension"]["configurations"]
+        return (f"the teacher ({check['teacher_dev_accuracy']:.4f} on dev) was no more accurate than round 1's best "
+                f"({check['round1_best_dev_accuracy']:.4f}), so Agora's rounds did not run and round 2 extended "
+                f"plain's search by {n} configuration{'s' * (n != 1)} that fitted the time left; the result is the "
+                f"best of them all on the selection split ({n_sel} examples, plain's rule): round {best_round}'s "
+                f"{best.hyper.label()} ({best.dev.accuracy:.4f})")
     if best_round == 1:
         return (f"no later round was clearly better than round 1's best on the selection split "
                 f"({first.dev.accuracy:.4f}, {n_sel} examples; sign test p <= {SWITCH_P}): the result is round 1's, "
@@ -327,14 +347,13 @@ def _round_row(s: Search, round_no: int, results: list[TrainResult], planned: fl
 
 
 def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcome:
-    """Round 1 (plain's search), then Agora's rounds while configurations are left and fit the time."""
+    """Round 1 (plain's search), then Agora's rounds while configurations are left and fit the time (or, when the
+    teacher is no more accurate than round 1's best, round 2 extending plain's search)."""
     rounds: list[dict[str, Any]] = []
     alive, round_no, trainings, replays = _configs(s, 1, list(candidates)), 0, 0, 0
-    best: TrainResult | None = None
-    first: TrainResult | None = None
-    best_round = best_size = 0
+    kept: list[Any] = [None, None, 0, 0]  # best, first (round 1's best), best's round, best's training-set size
     last: TrainResult | None = None
-    stopped = False
+    stopped = extended = False
     while alive and not stopped:
         round_no += 1
         planned = makespan([_cost(s, h) for h in alive], s.executor.workers)
@@ -346,20 +365,16 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
             break
         row = _round_row(s, round_no, results, planned, time.perf_counter() - t0)
         last = max(results, key=_key)
-        if first is None:
-            first = best = last
-            best_round, best_size = 1, len(s.train or ())
-        else:  # a later round must be clearly better on S than the kept model; otherwise the earlier stays
-            row["vs_kept"] = sign_test(last.dev.predictions, best.dev.predictions, s.selection.hard_labels)
-            if row["vs_kept"]["switch"]:
-                best, best_round, best_size = last, round_no, len(s.train or ())
+        _keep(s, kept, last, round_no, row, extended)
+        best, first = kept[0], kept[1]
         for res in results:
             if res is not best and res is not first:
                 _drop_state(s, res)  # keep the kept model's state (and round 1's), not one per candidate
         stalled = round_no > 1 and last is not best
         ranked = [r.hyper for r in sorted(results, key=_key, reverse=True)]
-        if not agora or stopped:
-            row["note"] = ("plain: round 1 is the whole search" if not agora else "stopped by the time budget")
+        if not agora or stopped or extended:
+            row["note"] = ("plain: round 1 is the whole search" if not agora else "stopped by the time budget"
+                           if stopped else "round 2 extended plain's search; Agora's rounds did not run")
             rounds.append(row)
             s.progress.round_done(round_no, left=0, best=best.dev.accuracy, round_best=last.dev.accuracy,
                                   train_size=len(s.train or ()))
@@ -369,16 +384,69 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
         survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
         survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
         row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
-        alive = _next_round(s, row, last, survivors, round_no + 1)
+        extended = round_no == 1 and _teacher_behind(s, first, row)
+        alive = _extension(s, row, len(results)) if extended else _next_round(s, row, last, survivors, round_no + 1)
         row["left"] = len(alive)
         rounds.append(row)
         s.progress.add_trainings(len(alive))
-        note = f", D {len(s.train or ())} ({len(s.pool)} synthetic)" if alive else ""
+        note = f", D {len(s.train or ())} ({len(s.pool)} synthetic)" if alive and not extended else ""
         s.progress.round_done(round_no, left=len(alive), best=best.dev.accuracy, round_best=last.dev.accuracy,
                               train_size=len(s.train or ()), note=note)
+    best, first, best_round, best_size = kept
     assert best is not None and first is not None  # the first training always runs (budget checked up front)
-    why = _why(best, best_round, first, len(s.selection))
-    return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first)
+    why = _why(best, best_round, first, len(s.selection), rounds[0] if extended else None)
+    return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first, extended)
+
+
+def _keep(s: Search, kept: list[Any], last: TrainResult, round_no: int, row: dict[str, Any], extended: bool) -> None:
+    """Update `kept` ([best, first, best's round, its D size]) with round `round_no`'s best, `last`: round 1's is
+    kept; a later round's replaces it only if clearly better on S (a sign test); an extension of plain's search is
+    judged by plain's own rule (S accuracy, then S loss)."""
+    if kept[1] is None:
+        kept[:] = [last, last, 1, len(s.train or ())]
+    elif extended:
+        if _key(last) > _key(kept[0]):
+            kept[0], kept[2] = last, round_no
+    else:  # a later round must be clearly better on S than the kept model; otherwise the earlier stays
+        row["vs_kept"] = sign_test(last.dev.predictions, kept[0].dev.predictions, s.selection.hard_labels)
+        if row["vs_kept"]["switch"]:
+            kept[0], kept[2], kept[3] = last, round_no, len(s.train or ())
+
+
+def teacher_check(s: Search, first: TrainResult) -> dict[str, Any] | None:
+    """The teacher's accuracy on dev (S + F) against round 1's best model's on the same examples; None when the
+    teacher's was not measured."""
+    if s.teacher_dev is None:
+        return None
+    right = int((first.dev.predictions == s.selection.hard_labels).sum())
+    if first.feed is not None:
+        right += int((first.feed.predictions == s.feed.hard_labels).sum())
+    student = round(right / (len(s.selection) + len(s.feed)), 4)
+    return {"teacher_dev_accuracy": s.teacher_dev, "round1_best_dev_accuracy": student,
+            "teacher_ahead": s.teacher_dev > student}
+
+
+def _teacher_behind(s: Search, first: TrainResult, row: dict[str, Any]) -> bool:
+    """Whether the teacher is no more accurate on dev than round 1's best (recorded in `row`): then its labels
+    cannot teach the student, and the rest of the budget extends plain's search instead of running Agora's rounds."""
+    check = teacher_check(s, first)
+    if check is None:
+        return False
+    row["teacher_check"] = check
+    return not check["teacher_ahead"]
+
+
+def _extension(s: Search, row: dict[str, Any], n_round1: int) -> list[Hyper]:
+    """Round 2 as plain's search extended: the next configurations of its seeded order that fit the time left
+    (with no budget, as many as round 1's `n_round1`), trained on the training file alone (D is not augmented)."""
+    more = list(s.more) if np.isfinite(s.deadline) else list(s.more[:n_round1])
+    alive = _configs(s, 2, _fitting(s, more))
+    row["extension"] = {"configurations": len(alive), "of": len(s.more),
+                        "why": f"the teacher ({row['teacher_check']['teacher_dev_accuracy']:.4f} on dev) is no more "
+                               f"accurate than round 1's best ({row['teacher_check']['round1_best_dev_accuracy']:.4f}"
+                               f"): its labels cannot teach the student, so the rest of the budget trains more of "
+                               f"plain's configurations"}
+    return alive
 
 
 def _next_round(s: Search, row: dict[str, Any], last: TrainResult, survivors: list[Hyper],

@@ -35,6 +35,14 @@ DECISIONS: dict[str, str] = {
     "epochs": "up to epochs (default 10) per training with early stopping: a training stops after patience "
               "(default 3) epochs without a better S score; the best epoch is kept. The author's 50-100 epochs "
               "for small problems do not fit a CPU budget.",
+    "teacher_check": "after round 1 the teacher's accuracy on dev (S and F, measured before the search) is "
+                     "compared with round 1's best model's on the same examples. Only a teacher strictly more "
+                     "accurate runs Agora's later rounds: one no more accurate cannot teach the student through its "
+                     "labels. Otherwise round 2 extends plain's search with the next configurations of its seeded "
+                     "order (those that fit the time left, up to max_candidates in all; with no budget, as many as "
+                     "round 1), trained on the training file alone, and the result is the best of rounds 1 and 2 by "
+                     "plain's rule (S accuracy, then S loss). Round 1's row records the comparison (teacher_check) "
+                     "and the extension.",
     "later_rounds": "after round 1 the configurations are ranked by S; the run tied with the worst S score is "
                     "pruned (none when the round is replayed) and the best-ranked ones whose trainings fit the "
                     "time left are trained again from the pretrained source on the grown training set.",

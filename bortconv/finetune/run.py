@@ -278,7 +278,8 @@ def run_finetune(source: str | os.PathLike[str], train: Dataset, dev: Dataset, l
                     synthetic_ratio=opts.synthetic_ratio, keep=opts.synthetic_filter,
                     train_examples=tuple(train.examples) if opts.generate_from == "both" else (),
                     seen={(e.text, e.text_b) for e in (*train.examples, *dev.examples)}, executor=executor,
-                    work=checkpoint)
+                    work=checkpoint, teacher_dev=teacher_dev,
+                    more=tuple(opts.space.order(opts.seed)[len(plan.candidates):opts.max_candidates]))
     outcome = run_search(search, plan.candidates, agora=agora)
     t1 = time.perf_counter()
     _write(p, outcome, tmp, executor.device if executor.name == "local" else _driver_device(executor.device))
