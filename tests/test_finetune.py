@@ -233,6 +233,10 @@ def test_agora_beats_plain_on_held_out_test(students, splits):
     rec_a, rec_p = students["agora"][1].record, students["plain"][1].record
     assert rec_a["selection"]["winner_round"] >= 2, rec_a["selection"]["why"]
     assert acc["agora"] - acc["plain"] >= GAIN, acc
+    # the teacher (trained on 480 other examples) is more accurate on dev than round 1's best, so Agora's rounds ran
+    # (a teacher that is not: test_distributed's test_a_teacher_no_better_than_round_1_extends_plains_search)
+    check = rec_a["search"]["rounds"][0]["teacher_check"]
+    assert check["teacher_ahead"] and check["teacher_dev_accuracy"] == rec_a["teacher"]["dev_accuracy"], check
     assert len(rec_a["search"]["rounds"]) >= 2
     # agora's later rounds trained on generated, teacher-labelled data (at most --synthetic-ratio x real, and at
     # most AGORA's max_generated in one round); plain's did not
@@ -255,7 +259,8 @@ def test_output_is_a_stock_sequence_classifier(students):
     assert {"tokenizer.json", "config.json", "model.safetensors", "bortconv_finetune.json"} <= set(res.files)
     record = json.loads((out / "bortconv_finetune.json").read_text())
     assert record["method"] == "agora" and record["teacher"]["dev_accuracy"] >= 0.8
-    assert {"containment", "selection", "sampling", "synthetic_filter", "synthetic_cap"} <= set(record["decisions"])
+    assert {"containment", "selection", "sampling", "synthetic_filter", "synthetic_cap",
+            "teacher_check"} <= set(record["decisions"])
     assert record["best"]["dev_accuracy"] == pytest.approx(res.dev_accuracy)
     aug = record["search"]["rounds"][0]["augmentation"]
     assert aug["mistakes"] > 0 and 0 < aug["new"] <= AGORA["max_generated"]
