@@ -67,7 +67,9 @@ class FinetuneOptions:
     candidates: int | None = option(None, group=SEARCH, metavar="N",
                                     help="train exactly this many configurations (default: as many as fit the "
                                          "budget, at most --max-candidates)")
-    max_candidates: int = option(16, group=SEARCH, metavar="N", help="upper bound of the sample (default 16)")
+    max_candidates: int = option(16, group=SEARCH, metavar="N",
+                                 help="upper bound of the sample: round 1 and, after the teacher check, its extension "
+                                      "(default 16)")
     epochs: int = option(10, group=SEARCH, metavar="N",
                          help="epochs per training at most, best kept by the selection split (default 10)")
     patience: int | None = option(3, group=SEARCH, metavar="N",
