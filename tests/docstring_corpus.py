@@ -1,12 +1,13 @@
 """The domain corpus of `bortconv trim`'s tests and benchmark: Python standard-library docstring summaries.
 
-    python -I tests/docstring_corpus.py FILE
+    python -I -S tests/docstring_corpus.py FILE
 
 The pool is every documented callable the listed modules expose, so it depends on what else the interpreter has
 imported (an imported submodule brings its classes into its package's members): 333 of 1,800 lines differed
 between a fresh interpreter and one that had imported torch. :func:`write_corpus` therefore runs this file in a
 fresh isolated interpreter (``-I``), which imports nothing but the standard library: the corpus is then the same in
-any test order, in the benchmark and at the command line. Standard library only, on purpose.
+any test order, in the benchmark and at the command line. ``-S`` too: no site-packages ``.pth`` file runs (some
+import modules). Standard library only, on purpose.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def docstring_corpus(n: int = CORPUS_LINES, seed: int = 0) -> list[str]:
 
 def write_corpus(path: Path) -> Path:
     """Write the corpus to `path` from a fresh isolated interpreter (the module docstring says why)."""
-    subprocess.run([sys.executable, "-I", str(Path(__file__).resolve()), str(path)], check=True)
+    subprocess.run([sys.executable, "-I", "-S", str(Path(__file__).resolve()), str(path)], check=True)
     return path
 
 

@@ -6,7 +6,7 @@ here with stock transformers (AutoModel / AutoTokenizer), not with bortconv's lo
 small BERT in Bort's layout (the 4,000-token GPT-2 BPE of test_ov_tokenizer, an MLM head, random weights): merges
 closed, ids of the specials, MLM decoder rows and bias, Bort's pair rule carried. Then bad input, in a table.
 
-`python -I tests/docstring_corpus.py FILE` writes the domain corpus (docs/compression.md's measurement uses it).
+`python -I -S tests/docstring_corpus.py FILE` writes the domain corpus (docs/compression.md's measurement uses it).
 """
 
 from __future__ import annotations

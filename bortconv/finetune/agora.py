@@ -320,15 +320,22 @@ def _fitting(s: Search, ranked: Sequence[Hyper]) -> list[Hyper]:
     return out
 
 
-def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int,
-         round1: dict[str, Any] | None = None) -> str:
-    if round1 is not None:  # round 1's row, where the teacher was found no more accurate (the extension's why)
-        check, n = round1["teacher_check"], round1["extension"]["configurations"]
-        return (f"the teacher ({check['teacher_dev_accuracy']:.4f} on dev) was no more accurate than round 1's best "
-                f"({check['round1_best_dev_accuracy']:.4f}), so Agora's rounds did not run and round 2 extended "
-                f"plain's search by {n} configuration{'s' * (n != 1)} that fitted the time left; the result is the "
-                f"best of them all on the selection split ({n_sel} examples, plain's rule): round {best_round}'s "
-                f"{best.hyper.label()} ({best.dev.accuracy:.4f})")
+def _why_extended(best: TrainResult, best_round: int, rounds: list[dict[str, Any]], n_sel: int,
+                  budgeted: bool) -> str:
+    """Why the result was kept when the teacher check extended plain's search (round 1's row has the check)."""
+    check = rounds[0]["teacher_check"]
+    n = len(rounds[1]["trained"]) if len(rounds) > 1 else 0
+    head = (f"the teacher ({check['teacher_dev_accuracy']:.4f} on dev) was no more accurate than round 1's best "
+            f"({check['round1_best_dev_accuracy']:.4f}), so Agora's rounds did not run")
+    if not n:
+        return (f"{head}, and no further configuration of plain's order "
+                f"{'fitted the time left' if budgeted else 'was left'}: the result is round 1's, plain's model")
+    return (f"{head}; round 2 extended plain's search by {n} configuration{'s' * (n != 1)}, and the result is the "
+            f"best of rounds 1 and 2 on the selection split ({n_sel} examples, plain's rule): round {best_round}'s "
+            f"{best.hyper.label()} ({best.dev.accuracy:.4f})")
+
+
+def _why(best: TrainResult, best_round: int, first: TrainResult, n_sel: int) -> str:
     if best_round == 1:
         return (f"no later round was clearly better than round 1's best on the selection split "
                 f"({first.dev.accuracy:.4f}, {n_sel} examples; sign test p <= {SWITCH_P}): the result is round 1's, "
@@ -379,13 +386,16 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
             s.progress.round_done(round_no, left=0, best=best.dev.accuracy, round_best=last.dev.accuracy,
                                   train_size=len(s.train or ()))
             break
-        replay = stalled and replays < s.max_replays
-        replays += replay
-        survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
-        survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
-        row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
         extended = round_no == 1 and _teacher_behind(s, first, row)
-        alive = _extension(s, row, len(results)) if extended else _next_round(s, row, last, survivors, round_no + 1)
+        if extended:
+            alive = _extension(s, row, len(results))
+        else:
+            replay = stalled and replays < s.max_replays
+            replays += replay
+            survivors, pruned = (ranked, []) if replay else prune([(r.hyper, r.dev.accuracy) for r in results])
+            survivors = [h for h in ranked if h in survivors] or (ranked[:1] if round_no == 1 else [])  # all tied
+            row |= {"replay_next": replay, "pruned": [h.to_dict() for h in pruned]}
+            alive = _next_round(s, row, last, survivors, round_no + 1)
         row["left"] = len(alive)
         rounds.append(row)
         s.progress.add_trainings(len(alive))
@@ -394,7 +404,8 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
                               train_size=len(s.train or ()), note=note)
     best, first, best_round, best_size = kept
     assert best is not None and first is not None  # the first training always runs (budget checked up front)
-    why = _why(best, best_round, first, len(s.selection), rounds[0] if extended else None)
+    why = (_why_extended(best, best_round, rounds, len(s.selection), bool(np.isfinite(s.deadline))) if extended
+           else _why(best, best_round, first, len(s.selection)))
     return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first, extended)
 
 
@@ -418,12 +429,13 @@ def teacher_check(s: Search, first: TrainResult) -> dict[str, Any] | None:
     teacher's was not measured."""
     if s.teacher_dev is None:
         return None
+    n = len(s.selection) + len(s.feed)
     right = int((first.dev.predictions == s.selection.hard_labels).sum())
     if first.feed is not None:
         right += int((first.feed.predictions == s.feed.hard_labels).sum())
-    student = round(right / (len(s.selection) + len(s.feed)), 4)
-    return {"teacher_dev_accuracy": s.teacher_dev, "round1_best_dev_accuracy": student,
-            "teacher_ahead": s.teacher_dev > student}
+    teacher_right = round(s.teacher_dev * n)  # counts, not rounded accuracies: a lead of one example counts
+    return {"teacher_dev_accuracy": round(s.teacher_dev, 4), "round1_best_dev_accuracy": round(right / n, 4),
+            "teacher_ahead": teacher_right > right}
 
 
 def _teacher_behind(s: Search, first: TrainResult, row: dict[str, Any]) -> bool:

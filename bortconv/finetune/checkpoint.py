@@ -33,7 +33,9 @@ from bortconv.finetune.search import Hyper, Plan, Speeds
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-CHECKPOINT_VERSION = 1
+#: in every fingerprint: 2 since Agora's teacher check (a round 2 may extend plain's search), so an older run's
+#: rounds/<n>.json, written by the other path, is never resumed
+CHECKPOINT_VERSION = 2
 #: options that decide where and how a run executes, not what it computes: a run may resume with others
 EXECUTION_OPTIONS = ("executor", "ray_address", "work_dir", "resume", "force", "progress", "budget_minutes")
 

@@ -206,7 +206,7 @@ def _record(p: Prepared, opts: FinetuneOptions, plan: Plan, speeds: Speeds, outc
         "data": data,
         "teacher": None if p.teacher is None else {
             "path": str(Path(p.teacher.path).resolve()), "kind": p.teacher.kind, "labels": list(p.teacher.names),
-            "dev_accuracy": teacher_dev, "targets": opts.teacher_targets},
+            "dev_accuracy": None if teacher_dev is None else round(teacher_dev, 4), "targets": opts.teacher_targets},
         "generator": generator_name(p.generator) if p.generator is not None else None,
         "options": opts.to_dict(),
         "selection": {"winner_round": outcome.best_round, "why": outcome.why,
@@ -248,7 +248,7 @@ def _inputs(p: Prepared, train: Dataset, dev: Dataset, device: str) -> dict[str,
 def _teacher_dev(p: Prepared, opts: FinetuneOptions, dev: Dataset) -> float | None:
     if p.teacher is None:
         return None
-    acc = round(teacher_accuracy(p.teacher, dev.examples, p.labels), 4)
+    acc = teacher_accuracy(p.teacher, dev.examples, p.labels)  # exact: the teacher check compares counts
     if acc < 2 / 3:
         log.warning("--teacher %s: %.1f%% on --dev; Agora asks for a teacher above 2/3", opts.teacher, 100 * acc)
     return acc
