@@ -28,9 +28,10 @@ later rounds that "win", is noise: with "any higher S accuracy" as the rule, ben
 Agora losing to plain on held-out test splits (docs/finetune.md, "Measured"). ``plain`` stops after round 1.
 
 Why the teacher is asked first: Agora's later rounds teach the student through the teacher's labels, and a teacher
-no more accurate than the student on data both are scored on cannot add what the student lacks (the notes page asks
-for an "ok-ish" teacher above 2/3 for that reason). Its later rounds would then spend the rest of the budget on
-noisier data, where more of plain's own configurations are a better use of it (docs/finetune.md measures both).
+no more accurate than the student on data both are scored on cannot add what the student lacks (the notes page
+only asks for an "ok-ish" teacher above 2/3; this check is bortconv's). Its later rounds would then spend the rest
+of the budget on noisier data, where more of plain's own configurations are a better use of it (docs/finetune.md
+measures both).
 
 :func:`train_all` is the one call that trains a round's configurations; it hands them to the search's executor
 (:mod:`.executor`: this process, or Ray tasks). With a work directory (:mod:`.checkpoint`) each round's
