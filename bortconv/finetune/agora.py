@@ -121,7 +121,6 @@ class Outcome:
     stopped_by_budget: bool
     why: str = ""
     round1_best: TrainResult | None = None
-    extended: bool = False  # round 2 extended plain's search (the teacher was no more accurate than round 1's best)
 
 
 def _cost(s: Search, h: Hyper) -> float:
@@ -407,7 +406,7 @@ def run_search(s: Search, candidates: Sequence[Hyper], *, agora: bool) -> Outcom
     assert best is not None and first is not None  # the first training always runs (budget checked up front)
     why = (_why_extended(best, best_round, rounds, len(s.selection), bool(np.isfinite(s.deadline))) if extended
            else _why(best, best_round, first, len(s.selection)))
-    return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first, extended)
+    return Outcome(best, best_round, best_size, rounds, trainings, replays, stopped, why, first)
 
 
 def _keep(s: Search, kept: list[Any], last: TrainResult, round_no: int, row: dict[str, Any], extended: bool) -> None:
@@ -417,7 +416,7 @@ def _keep(s: Search, kept: list[Any], last: TrainResult, round_no: int, row: dic
     if kept[1] is None:
         kept[:] = [last, last, 1, len(s.train or ())]
     elif extended:
-        if _key(last) > _key(kept[0]):
+        if last.better_than(kept[0]):
             kept[0], kept[2] = last, round_no
     else:  # a later round must be clearly better on S than the kept model; otherwise the earlier stays
         row["vs_kept"] = sign_test(last.dev.predictions, kept[0].dev.predictions, s.selection.hard_labels)
@@ -454,11 +453,7 @@ def _extension(s: Search, row: dict[str, Any], n_round1: int) -> list[Hyper]:
     (with no budget, as many as round 1's `n_round1`), trained on the training file alone (D is not augmented)."""
     more = list(s.more) if np.isfinite(s.deadline) else list(s.more[:n_round1])
     alive = _configs(s, 2, _fitting(s, more))
-    row["extension"] = {"configurations": len(alive), "of": len(s.more),
-                        "why": f"the teacher ({row['teacher_check']['teacher_dev_accuracy']:.4f} on dev) is no more "
-                               f"accurate than round 1's best ({row['teacher_check']['round1_best_dev_accuracy']:.4f}"
-                               f"): its labels cannot teach the student, so the rest of the budget trains more of "
-                               f"plain's configurations"}
+    row["extension"] = {"configurations": len(alive), "of": len(s.more)}  # the result's why says why
     return alive
 
 
