@@ -185,7 +185,10 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
             "vs_kept": [r["vs_kept"] for r in rec["search"]["rounds"] if "vs_kept" in r],
             # the teacher against round 1's best on dev, and round 2 as plain's search extended when it was not ahead
             "teacher_check": rec["search"]["rounds"][0].get("teacher_check"),
-            "extension": rec["search"]["rounds"][0].get("extension", {}).get("configurations"),
+            # configurations round 2 trained (the deadline may stop some of those planned), None: not extended
+            "extension": (len(rec["search"]["rounds"][1]["trained"]) if len(rec["search"]["rounds"]) > 1 else 0)
+            if "extension" in rec["search"]["rounds"][0] else None,
+            "extension_planned": rec["search"]["rounds"][0].get("extension", {}).get("planned"),
             "rounds": len(rec["search"]["rounds"]), "trainings": rec["search"]["trainings"],
             "learning_rates": rec["search"]["plan"]["learning_rates"],
             "teacher_test": round(teacher_test, 4),

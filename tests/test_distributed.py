@@ -346,7 +346,7 @@ def test_a_teacher_no_better_than_round_1_extends_plains_search(local_run, exten
     assert [t["hyper"] for t in first["trained"]] == [t["hyper"] for t in plain["search"]["rounds"][0]["trained"]]
     assert [t["hyper"] for t in first["trained"]] == order[:4] and "augmentation" not in first
     assert "pruned" not in first and [t["hyper"] for t in second["trained"]] == order[4:] and second["synthetic"] == 0
-    assert first["extension"]["configurations"] == 2 and "vs_kept" not in second
+    assert first["extension"]["planned"] == 2 and "vs_kept" not in second
     top = max(_trained(record), key=lambda t: (t["selection_accuracy"], -t["selection_loss"]))
     assert record["best"]["hyper"] == top["hyper"] and "extended plain's search by 2" in record["selection"]["why"]
     assert record["best"]["generated_in_training_set"] == 0

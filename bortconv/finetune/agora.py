@@ -453,7 +453,8 @@ def _extension(s: Search, row: dict[str, Any], n_round1: int) -> list[Hyper]:
     (with no budget, as many as round 1's `n_round1`), trained on the training file alone (D is not augmented)."""
     more = list(s.more) if np.isfinite(s.deadline) else list(s.more[:n_round1])
     alive = _configs(s, 2, _fitting(s, more))
-    row["extension"] = {"configurations": len(alive), "of": len(s.more)}  # the result's why says why
+    # planned, not trained: the deadline may stop the last ones (round 2's row lists those trained; why counts them)
+    row["extension"] = {"planned": len(alive), "of": len(s.more)}
     return alive
 
 
