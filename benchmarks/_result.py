@@ -107,9 +107,10 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence
 
 def write_result(name: str, tables: dict[str, dict[str, Any]], data: Any, settings: dict[str, Any] | None = None,
                  path: str | os.PathLike[str] | None = None) -> Path:
-    """Write benchmarks/results/NAME.json (or `path`): provenance, the script's tables and its raw data."""
+    """Write benchmarks/results/NAME.json (or `path`, named by its stem): provenance, the script's tables and its
+    raw data."""
     out = Path(path) if path else RESULTS / f"{name}.json"
-    doc = {"schema": SCHEMA, "name": name,
+    doc = {"schema": SCHEMA, "name": out.stem,  # docs' markers name the file: --result elsewhere names it
            "command": "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "commit": commit(), "machine": machine(), "versions": versions(), "settings": settings or {},
