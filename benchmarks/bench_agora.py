@@ -1,4 +1,4 @@
-"""Benchmark: Agora against plain fine-tuning at the same budget, on three real tasks of different kinds.
+"""Benchmark: Agora against plain fine-tuning at the same budget, on real tasks of different kinds.
 
     python benchmarks/bench_agora.py [--tasks topic,sentiment,pair,relation] [--seeds 0,1,2] [--budget-minutes 3]
                                      [--candidates 4] [--threads 1] [--finetune-args "FLAGS"]
