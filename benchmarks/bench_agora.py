@@ -185,9 +185,7 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
             "vs_kept": [r["vs_kept"] for r in rec["search"]["rounds"] if "vs_kept" in r],
             # the teacher against round 1's best on dev, and round 2 as plain's search extended when it was not ahead
             "teacher_check": rec["search"]["rounds"][0].get("teacher_check"),
-            # configurations round 2 trained (the deadline may stop some of those planned), None: not extended
-            "extension": (len(rec["search"]["rounds"][1]["trained"]) if len(rec["search"]["rounds"]) > 1 else 0)
-            if "extension" in rec["search"]["rounds"][0] else None,
+            "extension": _extended_by(rec["search"]["rounds"]),
             "extension_planned": rec["search"]["rounds"][0].get("extension", {}).get("planned"),
             "rounds": len(rec["search"]["rounds"]), "trainings": rec["search"]["trainings"],
             "learning_rates": rec["search"]["plan"]["learning_rates"],
@@ -200,6 +198,14 @@ def run_task(task: str, root: Path, args: argparse.Namespace) -> list[dict[str, 
         print(f"done: {task} seed {seed}: plain {rows[-1]['plain']:.4f} agora {rows[-1]['agora']:.4f} "
               f"(winner round {rows[-1]['winner_round']})", file=sys.stderr, flush=True)
     return rows
+
+
+def _extended_by(rounds: list[dict]) -> int | None:
+    """How many configurations round 2 trained when it extended plain's search (the deadline may stop some of
+    those planned); None when it did not."""
+    if "extension" not in rounds[0]:
+        return None
+    return len(rounds[1]["trained"]) if len(rounds) > 1 else 0
 
 
 def markdown(rows: list[dict[str, object]]) -> str:

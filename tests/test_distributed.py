@@ -8,6 +8,7 @@ The speed-up of 2 workers over 1 is measured by benchmarks/bench_ray.py, not her
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bortconv.finetune import finetune
+from bortconv.finetune import FinetuneOptions, finetune
 from bortconv.finetune.search import parse_space
 from conftest import run_bortconv
 from topic_splits import write_topic_splits
@@ -37,11 +38,18 @@ SPACE = "lr=1e-3,5e-4;wd=0;warmup=0.1;batch=16;seeds=0..2"  # 6 configurations
 RUN = ["--method", "plain", "--space", SPACE, "--candidates", "4", "--epochs", "1", "--max-length", "16",
        "--threads", "1", "--quiet", "--json"]
 TIMEOUT = 180
-#: RUN's options for the runs made in this process (fixtures whose process is not what they test)
-IN_PROCESS = dict(method="plain", space=parse_space(SPACE), candidates=4, epochs=1, max_length=16, threads=1,
-                  progress=False)
 #: seconds the cluster's processes get between SIGTERM and SIGKILL when the module stops its head
 GRACE_S = 3
+
+
+def in_process(*flags: str) -> FinetuneOptions:
+    """RUN's options and `flags`, parsed by `bortconv finetune`'s own parser: for the runs made in this process
+    (fixtures whose process is not what they test)."""
+    from bortconv.finetune.cli import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return options_from_args(parser.parse_args(["SRC", "--train", "T", "--dev", "D", "-o", "O", *RUN, *flags]))
 #: python -c that runs bortconv's CLI, optionally with Ray made unimportable (as if bortconv[distributed] were absent)
 CLI = "import sys\nif {block}: sys.modules['ray'] = None\nfrom bortconv.cli import main\nsys.exit(main(sys.argv[1:]))"
 
@@ -177,7 +185,7 @@ def strong_teacher(task, tmp_path_factory) -> Path:
     both.write_text(task["train"].read_text(encoding="utf-8").rstrip("\n") + "\n" + "\n".join(dev_rows) + "\n",
                     encoding="utf-8")
     out = d / "out"
-    finetune(MINILM, both, task["dev"], out, **{**IN_PROCESS, "candidates": 1, "epochs": 3})
+    finetune(MINILM, both, task["dev"], out, in_process("--candidates", "1", "--epochs", "3"))
     return out
 
 
@@ -198,7 +206,7 @@ def extended_agora(local_run, task, tmp_path_factory) -> dict:
     Agora's rounds do not run and round 2 extends plain's search. Its record."""
     out = tmp_path_factory.mktemp("extended") / "out"
     return finetune(MINILM, task["train"], task["dev"], out,
-                    **{**IN_PROCESS, "method": "agora", "teacher": str(local_run[0])}).record
+                    in_process("--method", "agora", "--teacher", str(local_run[0]))).record
 
 
 @pytest.fixture(scope="module")

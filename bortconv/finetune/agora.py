@@ -433,9 +433,9 @@ def teacher_check(s: Search, first: TrainResult) -> dict[str, Any] | None:
     right = int((first.dev.predictions == s.selection.hard_labels).sum())
     if first.feed is not None:
         right += int((first.feed.predictions == s.feed.hard_labels).sum())
-    teacher_right = round(s.teacher_dev * n)  # counts, not rounded accuracies: a lead of one example counts
+    # exact accuracies over the same n examples (so: counts), not the record's rounded ones: a lead of one counts
     return {"teacher_dev_accuracy": round(s.teacher_dev, 4), "round1_best_dev_accuracy": round(right / n, 4),
-            "teacher_ahead": teacher_right > right}
+            "teacher_ahead": s.teacher_dev > right / n}
 
 
 def _teacher_behind(s: Search, first: TrainResult, row: dict[str, Any]) -> bool:
