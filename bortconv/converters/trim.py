@@ -6,19 +6,23 @@ The rule ``domain`` (the default) takes tokens in this order until the budget is
                 symbols), so no word becomes [UNK]
     corpus      every token the corpus's choosing split uses, most used first: those words tokenize exactly as
                 before (:mod:`bortconv.converters.trim_vocab` says why, for WordPiece and BPE)
-    neighbours  the 3 nearest whole words, in the model's own word-embedding table, of each corpus word: its
-                inflections and near synonyms (timer -> timers, clock), which the domain's other texts use
     pieces      every word-inner piece of 2-3 characters (##ing, ##ed): words no text showed split as before
+    short       every whole word of 2-3 letters (pe, tty): a short held-out word split into letters moves a short
+                text's vector as much as a long one, and there are few of them (1,357 in MiniLM's vocabulary)
     english     every token bortconv's shipped English calibration text uses: general words stay whole
-    words       the tokens of English words, most frequent word first (ENGLISH_WORDS: wordfreq's list of the
-                28,917 words used at least once per million), a word's tokens adjacent in the order, until the
-                budget: the words a held-out text most likely uses tokenize as before, whatever the domain. The
-                list is lowercase and each word is taken after a space: in a cased vocabulary (Bort's) the
-                capitalized and text-initial forms are not ranked by this step
+    common      the tokens of the 2,000 most frequent English words (ENGLISH_WORDS: wordfreq's list of the 28,917
+                words used at least once per million): any domain's text uses them
+    related     every other token, ranked by a weighted mean of two ranks, until the budget: 3/4 its closeness
+                to the corpus's words (the highest cosine of its row, in the model's own word-embedding table, to
+                a corpus word's row: inflections, near synonyms and the domain's other terms, timer -> clock,
+                regression -> intercept) and 1/4 its English frequency (the rank of the most frequent word of
+                ENGLISH_WORDS it tokenizes; last if none). The list is lowercase and each word is taken after a
+                space: in a cased vocabulary (Bort's) the capitalized and text-initial forms are ranked by
+                closeness alone
     frequency   the vocabulary's earliest ids not yet kept, until the budget: BERT's WordPiece, GPT-2's merges and
                 fairseq's dict.txt (Bort) list tokens by frequency in their training text
 
-The budget is ``--keep N``, by default half the vocabulary (or what the steps before ``words`` need, if more);
+The budget is ``--keep N``, by default half the vocabulary (or what the steps before ``related`` need, if more);
 ``--keep auto`` tries AUTO_FRACTIONS of the vocabulary, smallest first, and keeps the first that passes the gate.
 The rule ``corpus`` is the naive baseline: required + corpus only (plus the frequency fill up to ``--keep``, if
 given).
@@ -135,8 +139,12 @@ class Rule:
     budget: int | None
 
 
-NEIGHBOURS = 3  # nearest whole words per corpus word
 PIECE_CHARS = 3  # the longest word-inner piece kept by rule domain
+SHORT_WORD_CHARS = 3  # the longest whole word kept by rule domain's short step
+COMMON_WORDS = 2000  # the most frequent English words kept whole by rule domain's common step
+#: the related step's weight of closeness to the corpus; English frequency has the rest. On a development split of
+#: the docstring corpus (docs/compression.md) 0.75 left the fewest texts under 0.95 of 0.25, 0.5, 0.75 and 1
+CLOSENESS_WEIGHT = 0.75
 
 
 def default_budget(total: int) -> int:
@@ -192,25 +200,27 @@ def _ranked(counts: Counter[int]) -> list[int]:
     return sorted(counts, key=lambda i: (-counts[i], i))
 
 
-def neighbours(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], k: int = NEIGHBOURS) -> Counter[int]:
-    """The `k` nearest whole words (cosine, in the word-embedding `table`) of each whole word in `counts`, scored
-    by their best similarity."""
+def related(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], word_scores: Counter[int],
+            weight: float = CLOSENESS_WEIGHT) -> Counter[int]:
+    """Every candidate token (:meth:`~bortconv.converters.trim_vocab.Vocabulary.candidates`; no placeholder) scored by
+    ``1 - (weight * closeness rank + (1 - weight) * frequency rank)``, ranks as fractions (0 first): closeness is
+    the highest cosine of its row of the word-embedding `table` to the row of a whole word in `counts`, frequency
+    its :func:`word_ranks` score in `word_scores` (a token of no listed word ranks last)."""
+    cand = np.array([i for i in vocab.candidates() if not PLACEHOLDER.fullmatch(vocab.tokens[i])], dtype=np.int64)
     src = np.array(vocab.words(counts), dtype=np.int64)
-    cand = np.array(vocab.words(), dtype=np.int64)
-    out: Counter[int] = Counter()
-    if not len(src) or not len(cand):
-        return out
-    unit = table[cand].astype(np.float32)
+    if not len(cand):
+        return Counter()
+    unit = table.astype(np.float32)
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-    for start in range(0, len(src), 256):
-        rows = table[src[start:start + 256]].astype(np.float32)
-        sims = (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)) @ unit.T
-        top = np.argpartition(-sims, k, axis=1)[:, :k + 1]  # k + 1: the word itself is among them
-        for r, cols in enumerate(top):
-            for c in cols:
-                if cand[c] != src[start + r]:
-                    out[int(cand[c])] = max(out[int(cand[c])], float(sims[r, c]))
-    return out
+    close = np.full(len(cand), -1.0, dtype=np.float32)
+    for start in range(0, len(src), 512):
+        close = np.maximum(close, (unit[src[start:start + 512]] @ unit[cand].T).max(0))
+    close_rank = np.empty(len(cand))
+    close_rank[np.argsort(-close, kind="stable")] = np.arange(len(cand)) / len(cand)
+    top = max(word_scores.values(), default=0)
+    freq_rank = np.array([(top - word_scores[i]) / top if i in word_scores else 1.0 for i in cand.tolist()])
+    score = 1.0 - (weight * close_rank + (1.0 - weight) * freq_rank)
+    return Counter(dict(zip(cand.tolist(), score.tolist())))
 
 
 def english_words() -> list[str]:

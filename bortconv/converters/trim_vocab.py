@@ -58,6 +58,15 @@ class Vocabulary:
                 out.append(i)
         return out
 
+    def short_words(self, max_chars: int = 3) -> list[int]:
+        """Ids of whole alphabetic words of 2..`max_chars` letters (WordPiece: pe, tty; BPE: Ġpe): a short held-out
+        word split into letters moves a short text's vector as much as a long one, and they are few."""
+        return [i for i in self.words(min_chars=2) if len(self.split(self.tokens[i])[1]) <= max_chars]
+
+    def candidates(self) -> list[int]:
+        """Ids of every token of two or more characters (the single characters are required): what a fill ranks."""
+        return [i for i, t in enumerate(self.tokens) if i not in self.specials and len(self.split(t)[1]) >= 2]
+
     def short_pieces(self, max_chars: int = 3) -> list[int]:
         """Ids of word-inner pieces of 2..`max_chars` characters (##ing, ##ed; BPE's ing, ed): what words no text
         showed fall apart into, so a kept set of them keeps unseen words' splits close to the full vocabulary's."""

@@ -110,10 +110,13 @@ def _rule(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray], 
     if opts.rule != "domain":
         return tr.Rule([("corpus", used)], [], None, None)
     english, lines = text_split.load_texts(None)
-    groups = [("corpus", used), ("neighbours", tr.neighbours(vocab, tr.word_table(source.path, tensors), used)),
-              ("pieces", Counter(dict.fromkeys(vocab.short_pieces(tr.PIECE_CHARS), 1))),
-              ("english", tr.token_counts(tok, lines))]
-    return tr.Rule(groups, [("words", tr.word_ranks(tok, tr.english_words()))], english,
+    words = tr.english_words()
+    groups = [("corpus", used), ("pieces", Counter(dict.fromkeys(vocab.short_pieces(tr.PIECE_CHARS), 1))),
+              ("short", Counter(dict.fromkeys(vocab.short_words(tr.SHORT_WORD_CHARS), 1))),
+              ("english", tr.token_counts(tok, lines)),
+              ("common", Counter(dict.fromkeys(tr.word_ranks(tok, words[:tr.COMMON_WORDS]), 1)))]
+    related = tr.related(vocab, tr.word_table(source.path, tensors), used, tr.word_ranks(tok, words))
+    return tr.Rule(groups, [("related", related)], english,
                    tr.default_budget(len(vocab)))
 
 
