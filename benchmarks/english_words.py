@@ -1,4 +1,5 @@
-"""Write bortconv/data/english_words.txt, the English word list `bortconv trim`'s ``words`` step ranks by.
+"""Write bortconv/data/english_words.txt, the English word list `bortconv trim`'s ``common`` and ``related`` steps
+rank by.
 
     python benchmarks/english_words.py [--wheel wordfreq-3.1.1-py3-none-any.whl]
 
@@ -26,7 +27,7 @@ WHEEL = "wordfreq==3.1.1"
 MEMBER = "wordfreq/data/small_en.msgpack.gz"
 HEADER = ("# English words, most frequent first: wordfreq 3.1.1's small English list (Zipf >= 3), by Robyn Speer\n"
           "# et al., https://github.com/rspeer/wordfreq; CC BY-SA 4.0 (LICENSE-wordfreq.txt). Written by\n"
-          "# benchmarks/english_words.py; bortconv trim's 'words' step ranks tokens by it.\n")
+          "# benchmarks/english_words.py; bortconv trim's 'common' and 'related' steps rank tokens by it.\n")
 
 
 def words(wheel: Path) -> list[str]:

@@ -525,15 +525,16 @@ class TrimOptions:
                                  help="corpus lines held out for the gate, never used to choose tokens (default: "
                                       "a fifth of the lines, at most 300)")
     rule: str = option("domain", choices=TRIM_RULES, group="vocabulary",
-                       help="domain (default): the corpus's tokens, their nearest words in the embedding table, "
-                            "short word pieces, the tokens of bortconv's English calibration text, then the tokens "
-                            "of the most frequent English words and the vocabulary's earliest ids up to the budget; "
+                       help="domain (default): the corpus's tokens, short word pieces and words, the tokens of "
+                            "bortconv's English calibration text and of the 2,000 most frequent English words, then "
+                            "the rest ranked by closeness to the corpus's words in the embedding table and by "
+                            "English frequency, up to the budget; "
                             "corpus: the corpus's tokens alone (the naive baseline). Both keep the special tokens "
                             "and every single-character piece, so no word becomes unknown")
     keep: int | str | None = option(None, metavar="N|auto", group="vocabulary",
                                     help="token budget: the rule's tokens in its order, up to N (default: half "
-                                         "the vocabulary for rule domain, or more if the steps before its English "
-                                         "words need it; none for rule corpus). auto: the "
+                                         "the vocabulary for rule domain, or more if the steps before its ranked "
+                                         "fill need it; none for rule corpus). auto: the "
                                          "smallest budget that passes the gate, of 0.2, 0.3 ... 0.9 of the "
                                          "vocabulary")
     domain_min: float = option(0.99, metavar="X", group="gate",
