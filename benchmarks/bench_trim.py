@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {"trim": tab, "trim_domains": table(
         ["domain (choose + held out)", "flags", f"kept of {total:,}", "domain mean / p5 / worst",
          f"texts under {WORST_MIN}"], domains, right=(2, 4),
-        caption="all-MiniLM-L6-v2 on each corpus of benchmarks/trim_corpora.py and the docstrings, the gate off but in "
+        caption="MiniLM (all-MiniLM-L6-v2) on each corpus of benchmarks/trim_corpora.py and the docstrings, the gate off but in "
                 "the `--keep auto` rows, which keep the smallest budget of 20% .. 90% whose held-out mean reaches "
                 "0.99 (the worst text not gated).")}
     if bort_rows:

@@ -76,6 +76,7 @@ def render_table(doc: dict[str, Any], tab: dict[str, Any]) -> str:
              "|" + "|".join("---:" if i in right else "---" for i in range(len(cols))) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in tab["rows"]]
     caption = tab.get("caption")
+    caption = (caption or "").rstrip(".")  # the provenance line follows after a full stop of its own
     tail = (caption[0].upper() + caption[1:] + ". " if caption else "") + provenance(doc)
     return "\n".join(lines) + "\n\n" + tail + "\n"
 
