@@ -206,18 +206,19 @@ def main(argv: list[str] | None = None) -> int:
                      "domain_worst_min=0, ...)`: the gate switched off so that every row has its figures, except "
                      "the `--keep auto` rows, whose gate chooses the budget (mean >= 0.99 and the worst shown); "
                      f"{data[0]['corpus']['choose_lines']:,} corpus lines choose the tokens, "
-                     f"{data[0]['corpus']['heldout_lines']:,} are held out.")
+                     f"{data[0]['corpus']['heldout_lines']:,} are held out")
     tables = {"trim": tab, "trim_domains": table(
         ["domain (choose + held out)", "flags", f"kept of {total:,}", "domain mean / p5 / worst",
          f"texts under {WORST_MIN}"], domains, right=(2, 4),
-        caption="MiniLM (all-MiniLM-L6-v2) on each corpus of benchmarks/trim_corpora.py and the docstrings, the gate off but in "
-                "the `--keep auto` rows, which keep the smallest budget of 20% .. 90% whose held-out mean reaches "
-                "0.99 (the worst text not gated).")}
+        caption="MiniLM (all-MiniLM-L6-v2) on each corpus of benchmarks/trim_corpora.py and the docstrings, the "
+                "gate off but in the `--keep auto` rows, which keep the smallest budget of 20% .. 90% whose "
+                "held-out mean reaches 0.99 (the worst text not gated)")}
     if bort_rows:
         tables["trim_bort"] = table(["artifact", "tokens", "weights or model file", "word table", "gate"], bort_rows,
                                     right=(1, 2, 3), caption="Full-size demo Bort (random weights, released shape), "
-                                    "the docstring corpus, the default rule; int8 artifacts by `bortconv.export(TRIMMED, "
-                                    "OUT, target='onnx', precision='int8', embeddings=...)` under the int8 gate.")
+                                    "the docstring corpus, the default rule; int8 artifacts by "
+                                    "`bortconv.export(TRIMMED, OUT, target='onnx', precision='int8', embeddings=...)` "
+                                    "under the int8 gate")
     write_result("trim", tables, {"minilm": data, "domains": domain_data, "bort": bort_data},
                  settings={"threads": args.threads},
                  path=args.result)

@@ -16,9 +16,9 @@ The rule ``domain`` (the default) takes tokens in this order until the budget is
                 to the corpus's words (the highest cosine of its row, in the model's own word-embedding table, to
                 a corpus word's row: inflections, near synonyms and the domain's other terms, timer -> clock,
                 regression -> correlation), half its English frequency (the rank of the most frequent word of
-                ENGLISH_WORDS it tokenizes; last if none). The list is lowercase and each word is taken after a
-                space: in a cased vocabulary (Bort's) the capitalized and text-initial forms are ranked by
-                closeness alone
+                ENGLISH_WORDS it is a token of; last if none). The list is lowercase and each word is taken after
+                a space: in a cased vocabulary (Bort's) the capitalized and text-initial forms rank last by
+                frequency, so after the listed words as close as they are
     frequency   the vocabulary's earliest ids not yet kept, until the budget: BERT's WordPiece, GPT-2's merges and
                 fairseq's dict.txt (Bort) list tokens by frequency in their training text
 
@@ -204,18 +204,23 @@ def _ranked(counts: Counter[int]) -> list[int]:
 def related(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], word_scores: Counter[int],
             weight: float = CLOSENESS_WEIGHT) -> Counter[int]:
     """Every candidate token (:meth:`~bortconv.converters.trim_vocab.Vocabulary.candidates`; no placeholder) scored by
-    ``1 - (weight * closeness rank + (1 - weight) * frequency rank)``, ranks as fractions (0 first): closeness is
-    the highest cosine of its row of the word-embedding `table` to the row of a whole word in `counts`, frequency
-    its :func:`word_ranks` score in `word_scores` (a token of no listed word ranks last)."""
+    ``1 - (weight * closeness rank + (1 - weight) * frequency rank)``, both as fractions (0 first). Closeness: the
+    token's rank among the candidates by the highest cosine of its row of the word-embedding `table` to the row of
+    a whole word in `counts`. Frequency: the position, as a fraction of the list, of the most frequent word of
+    `word_scores` (:func:`word_ranks`) it is a token of, 1 if none. With no whole word in `counts` closeness is
+    unknown and frequency alone ranks (weight 0)."""
     cand = np.array([i for i in vocab.candidates() if not PLACEHOLDER.fullmatch(vocab.tokens[i])], dtype=np.int64)
-    src = np.array(vocab.words(counts), dtype=np.int64)
     if not len(cand):
         return Counter()
-    unit = table.astype(np.float32)
+    words = np.array(vocab.words(counts), dtype=np.int64)
+    src = np.searchsorted(cand, words[np.isin(words, cand)])  # positions among the candidates
+    if not len(src):
+        weight = 0.0
+    unit = table[cand].astype(np.float32)  # the candidates' rows only (Bort: 50,265 x 1,024 would be 206 MB)
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     close = np.full(len(cand), -1.0, dtype=np.float32)
     for start in range(0, len(src), 512):
-        close = np.maximum(close, (unit[src[start:start + 512]] @ unit[cand].T).max(0))
+        close = np.maximum(close, (unit[src[start:start + 512]] @ unit.T).max(0))
     close_rank = np.empty(len(cand))
     close_rank[np.argsort(-close, kind="stable")] = np.arange(len(cand)) / len(cand)
     top = max(word_scores.values(), default=0)

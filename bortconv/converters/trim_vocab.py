@@ -50,11 +50,14 @@ class Vocabulary:
         return (True, token[1:]) if token.startswith("\u0120") and len(token) > 1 else (False, token)
 
     def words(self, ids: Iterable[int] | None = None, min_chars: int = 3) -> list[int]:
-        """Ids (of `ids`, default all) of whole alphabetic words of at least `min_chars` letters."""
+        """Ids (of `ids`, default all) of whole alphabetic words of at least `min_chars` letters. Byte-level BPE
+        writes the bytes that are not printable (space, newline) as the letters U+0100..U+0143 (Ġ, Ċ): a token
+        holding one (ĠĠĠ, a run of spaces) is not a word."""
         out = []
         for i in range(len(self.tokens)) if ids is None else ids:
             start, core = self.split(self.tokens[i])
-            if start and len(core) >= min_chars and core.isalpha():
+            if start and len(core) >= min_chars and core.isalpha() and not (
+                    self.kind == "BPE" and any("\u0100" <= c <= "\u0143" for c in core)):
                 out.append(i)
         return out
 
@@ -64,8 +67,10 @@ class Vocabulary:
         return [i for i in self.words(min_chars=2) if len(self.split(self.tokens[i])[1]) <= max_chars]
 
     def candidates(self) -> list[int]:
-        """Ids of every token of two or more characters (the single characters are required): what a fill ranks."""
-        return [i for i, t in enumerate(self.tokens) if i not in self.specials and len(self.split(t)[1]) >= 2]
+        """Ids of every token that is not required (:attr:`required`): what a fill ranks. For byte-level BPE that
+        includes a word's start of one character (Ġ1, Ġ$)."""
+        required = self.required
+        return [i for i in range(len(self.tokens)) if i not in required]
 
     def short_pieces(self, max_chars: int = 3) -> list[int]:
         """Ids of word-inner pieces of 2..`max_chars` characters (##ing, ##ed; BPE's ing, ed): what words no text
