@@ -138,6 +138,8 @@ def test_wordpiece_vocabulary_is_consistent(trimmed, corpus):
     from bortconv.converters.trim import COMMON_WORDS, english_words
     record = json.loads((out / TRIM_RECORD).read_text())
     assert record["rule"]["order"][-2:] == ["related", "frequency"] and record["tokens"]["by_reason"]["related"] > 1000
+    assert record["rule"]["parameters"] == {"piece_chars": 3, "short_word_chars": 3, "common_words": COMMON_WORDS,
+                                            "closeness_weight": 0.5}
     common = english_words()[:COMMON_WORDS]
     same = [a.tokens == b.tokens for a, b in zip(old.encode_batch(common), new.encode_batch(common))]
     assert all(same), common[same.index(False)]

@@ -415,7 +415,10 @@ def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, en
         "corpus": {"path": corpus.path, "sha256": corpus.sha256, "choose_lines": len(corpus.choose),
                    "heldout_lines": len(corpus.heldout), "split_seed": SPLIT_SEED},
         "rule": {"name": opts.rule, "keep": opts.keep, "budget": plan.budget, "english_text": english,
-                 **({"english_words": f"bortconv/data/{ENGLISH_WORDS}"} if english else {}),  # its header: source
+                 **({"english_words": f"bortconv/data/{ENGLISH_WORDS}",  # its header names its source
+                     "parameters": {"piece_chars": PIECE_CHARS, "short_word_chars": SHORT_WORD_CHARS,
+                                    "common_words": COMMON_WORDS, "closeness_weight": CLOSENESS_WEIGHT}}
+                    if english else {}),
                  "order": list(plan.reasons), **({"budgets_tried": list(tried)} if tried else {})},
         "tokens": {"kept": len(plan.kept), "total": plan.total, "fraction": round(len(plan.kept) / plan.total, 4),
                    "by_reason": plan.reasons},
