@@ -69,7 +69,13 @@ def fortunes_dir() -> Path:
     if not text.is_dir():
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            subprocess.run(["apt-get", "download", "-q", FORTUNES], cwd=tmp, check=True, capture_output=True)
+            try:
+                subprocess.run(["apt-get", "download", "-q", FORTUNES], cwd=tmp, check=True, capture_output=True,
+                               text=True)
+            except (OSError, subprocess.CalledProcessError) as e:
+                detail = getattr(e, "stderr", "") or str(e)
+                raise SystemExit(f"apt-get download {FORTUNES} failed (a Debian machine with apt's package lists "
+                                 f"is needed; `apt-get update` first): {detail.strip().splitlines()[-1]}") from None
             deb = next(Path(tmp).glob("fortunes_*.deb"))
             subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "x")], check=True)
             (Path(tmp) / "x").rename(out)
