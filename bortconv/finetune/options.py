@@ -53,7 +53,8 @@ class FinetuneOptions:
              "generated examples")
     budget_minutes: float | None = option(
         None, metavar="MIN",
-        help="wall-time budget; the search space is sampled to fit it (default 10 with --executor local; none with "
+        help="wall-time budget; the search space is sampled to fit it: round 1, which is all of plain, plans half "
+             "of 85%% of it, and Agora's later rounds use the rest (default 10 with --executor local; none with "
              "--executor ray: round 1 trains --candidates or the whole space)")
     seed: int = option(0, metavar="N", help="seed of the sample and of every training (default 0)")
     # a .params source: the tokenizer files and the shape, as `convert` takes them
