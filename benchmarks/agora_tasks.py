@@ -40,6 +40,8 @@ RELATIONS = {
     "gram7-past-tense": "past-tense", "gram8-plural": "plural", "gram9-plural-verbs": "plural-verb",
 }
 GENSIM = "gensim==4.4.0"
+#: where downloaded data (the gensim wheel; trim_corpora.py's fortunes) is kept between runs
+DATA_CACHE = Path.home() / ".cache" / "bortconv" / "data"
 #: examples per label in each split
 SPLITS = {
     "topic": {"train": 20, "dev": 25, "test": 60, "teacher": 80},
@@ -76,7 +78,7 @@ def gensim_test_data(member: str, encoding: str) -> str:
         path = Path(next(iter(spec.submodule_search_locations))).parent / member
         if path.is_file():
             return path.read_text(encoding=encoding)
-    cache = Path.home() / ".cache" / "bortconv" / "data"
+    cache = DATA_CACHE
     wheels = sorted(cache.glob("gensim-4.4.0-*.whl"))
     if not wheels:
         cache.mkdir(parents=True, exist_ok=True)

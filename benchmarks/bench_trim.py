@@ -58,6 +58,11 @@ DOMAIN_ROWS: list[tuple[str, dict[str, Any]]] = [
 WORST_MIN = 0.95
 
 
+def _keywords(spec: dict[str, Any], total: int) -> dict[str, Any]:
+    """A row's trim keywords: NO_GATE, then the row's own, a fractional --keep resolved against `total` tokens."""
+    return {**NO_GATE, **{k: (int(v * total) if k == "keep" and v != "auto" else v) for k, v in spec.items()}}
+
+
 def _figures(part: dict[str, Any]) -> str:
     return " / ".join(f"{part[k]:.4f}" for k in ("sentence_cosine_mean", "sentence_cosine_p5",
                                                   "sentence_cosine_worst"))
@@ -156,7 +161,7 @@ def domain_rows(src: Path, work: Path, threads: int, total: int) -> tuple[list[l
         path = work / f"{name}.txt"
         corpus = docstrings(path) if name == "docstrings" else write_corpus(name, path)
         for label, spec in DOMAIN_ROWS:
-            kw = {**NO_GATE, **{k: (int(v * total) if k == "keep" and v != "auto" else v) for k, v in spec.items()}}
+            kw = _keywords(spec, total)
             out = work / f"{name}-{len(data)}"
             row = minilm_row(label.format(**kw), src, out, corpus, kw, threads, total, data)
             data[-1]["domain"] = name
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpus = write_corpus(work / "docstrings.txt")
         for label, spec in ROWS:
-            kw = {**NO_GATE, **{k: (int(v * total) if k == "keep" and v != "auto" else v) for k, v in spec.items()}}
+            kw = _keywords(spec, total)
             rows.append(minilm_row(label.format(**kw), src, work / f"trim-{len(data)}", corpus, kw, args.threads,
                                    total, data))
         domains, domain_data = domain_rows(src, work, args.threads, total)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agora_tasks import gensim_test_data  # noqa: E402
+from agora_tasks import DATA_CACHE as CACHE, gensim_test_data  # noqa: E402
 
 LINES, MIN_LINES = 1800, 1500
 MIN_WORDS, MAX_WORDS = 4, 60
@@ -39,7 +39,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 FORTUNES = "fortunes=1:1.99.1-7.3"
 FORTUNE_FILES = {"fortunes-computing": ("computers", "linux", "linuxcookie", "perl", "debian"),
                  "fortunes-quotes": ("people", "politics")}
-CACHE = Path.home() / ".cache" / "bortconv" / "data"
 
 
 def _first(texts: Iterable[str], where: str) -> list[str]:

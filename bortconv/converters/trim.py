@@ -216,7 +216,7 @@ def related(vocab: tv.Vocabulary, table: np.ndarray, counts: Counter[int], word_
     src = np.searchsorted(cand, words[np.isin(words, cand)])  # positions among the candidates
     if not len(src):
         weight = 0.0
-    unit = table[cand].astype(np.float32)  # the candidates' rows only (Bort: 50,265 x 1,024 would be 206 MB)
+    unit = table[cand].astype(np.float32)  # normalized once: each chunk's corpus words are rows of it
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     close = np.full(len(cand), -1.0, dtype=np.float32)
     for start in range(0, len(src), 512):
@@ -235,6 +235,12 @@ def english_words() -> list[str]:
 
     text = resources.files("bortconv.data").joinpath(ENGLISH_WORDS).read_text(encoding="utf-8")
     return [w for w in text.splitlines() if w and not w.startswith("#")]
+
+
+def most_frequent(word_scores: Counter[int], n: int) -> Counter[int]:
+    """The ids of :func:`word_ranks`' `word_scores` that tokenize one of its `n` most frequent words (each 1)."""
+    top = max(word_scores.values(), default=0)
+    return Counter({i: 1 for i, score in word_scores.items() if score > top - n})
 
 
 def word_ranks(tokenizer: Any, words: Sequence[str]) -> Counter[int]:

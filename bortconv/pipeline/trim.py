@@ -110,12 +110,11 @@ def _rule(source: tr.Source, corpus: tr.Corpus, tensors: dict[str, np.ndarray], 
     if opts.rule != "domain":
         return tr.Rule([("corpus", used)], [], None, None)
     english, lines = text_split.load_texts(None)
-    words = tr.english_words()
+    ranks = tr.word_ranks(tok, tr.english_words())
     groups = [("corpus", used), ("pieces", Counter(dict.fromkeys(vocab.short_pieces(tr.PIECE_CHARS), 1))),
               ("short", Counter(dict.fromkeys(vocab.short_words(tr.SHORT_WORD_CHARS), 1))),
-              ("english", tr.token_counts(tok, lines)),
-              ("common", Counter(dict.fromkeys(tr.word_ranks(tok, words[:tr.COMMON_WORDS]), 1)))]
-    related = tr.related(vocab, tr.word_table(source.path, tensors), used, tr.word_ranks(tok, words))
+              ("english", tr.token_counts(tok, lines)), ("common", tr.most_frequent(ranks, tr.COMMON_WORDS))]
+    related = tr.related(vocab, tr.word_table(source.path, tensors), used, ranks)
     return tr.Rule(groups, [("related", related)], english,
                    tr.default_budget(len(vocab)))
 
