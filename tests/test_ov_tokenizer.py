@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from conftest import run_reference
 from reference import refenv
-from test_tokenizer import CASES, FRAGMENTS, MADEUP, PROSE, bort_layout_vocab, gpt2_data_dir
+from bort_vocab import MADEUP, bort_layout_vocab, gpt2_data_dir
+from test_tokenizer import CASES, FRAGMENTS, PROSE
 
 from bortconv.converters.ov_tokenizer import (
     IR_FILES,

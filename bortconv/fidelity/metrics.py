@@ -105,6 +105,15 @@ def summarize(tok: Sequence[float], scores: Sequence[tuple[float, str, int]], ta
     return out
 
 
+def margin(metrics: Mapping[str, Any], t: GateThresholds) -> float:
+    """How far the gated metric closest to failing is above its threshold (negative: below; -inf: no metric).
+
+    What ranks candidates that all failed, so the one named "best" is the one closest to passing: the lowest raw
+    metric would favour a candidate whose worst text is high (threshold 0.98) over one nearer the mean's 0.995."""
+    return min((float(metrics[k]) - getattr(t, field) for k, (field, _) in GATE_METRICS.items() if k in metrics),
+               default=float("-inf"))
+
+
 def failures(metrics: Mapping[str, Any], t: GateThresholds) -> list[str]:
     """One phrase per gated metric below its threshold, e.g. "worst sentence cosine 0.7706 < 0.98"."""
     return [f"{label} {metrics[k]:.4f} < {getattr(t, field)}" for k, (field, label) in GATE_METRICS.items()

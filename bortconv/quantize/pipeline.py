@@ -27,7 +27,7 @@ from bortconv.measure import (KEEP_RULE, Latency, Runner, confirmed_choice, inte
 from bortconv.quantize import calibration as cal
 from bortconv.runtime.cpu import cpu_features
 from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text
-from bortconv.fidelity.metrics import deployed_fidelity, describe, describe_thresholds
+from bortconv.fidelity.metrics import deployed_fidelity, describe, describe_thresholds, margin
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
     if not tried[0].passed and not tried[0].error and s.opts.mixed_precision:
         tried += _mixed_precision(tried[0].scheme, s.groups, build)
     if not any(c.passed for c in tried):
-        best = max(tried, key=lambda c: _score(c.metrics))
+        best = max(tried, key=lambda c: margin(c.metrics, s.opts.thresholds))  # the closest to passing
         failed = "; ".join(f"{v.loader} loader: {', '.join(v.failed)} (worst at {v.metrics.get('worst_at')})"
                            for v in best.verdicts if v.failed)
         raise AccuracyGateError(
