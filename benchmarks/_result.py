@@ -84,6 +84,20 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: environment variables that change what a benchmark's exports do or how fast they run: the deployment gate's
+#: length sweep (bortconv.config.GATE_SWEEP_ENV; unset means the full sweep users get), OpenMP's wait policy, CI
+#: (tests/conftest.py sets all three for the test suite). Recorded as the run saw them
+ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "CI")
+
+
+def environment() -> dict[str, str]:
+    """The gate sweep's variable and ENVIRONMENT's, those that are set, with their values (bortconv.config, read
+    for the variable's name, imports no heavy library)."""
+    from bortconv.config import GATE_SWEEP_ENV
+
+    return {k: os.environ[k] for k in (GATE_SWEEP_ENV, *ENVIRONMENT) if k in os.environ}
+
+
 def commit() -> dict[str, Any]:
     """The git commit the benchmark ran at, and whether bortconv/ or benchmarks/ differed from it."""
     def git(*args: str) -> str:
@@ -113,7 +127,8 @@ def write_result(name: str, tables: dict[str, dict[str, Any]], data: Any, settin
     doc = {"schema": SCHEMA, "name": out.stem,  # docs' markers name the file: --result elsewhere names it
            "command": "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "commit": commit(), "machine": machine(), "versions": versions(), "settings": settings or {},
+           "commit": commit(), "machine": machine(), "versions": versions(), "environment": environment(),
+           "settings": settings or {},
            "tables": tables, "data": data}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

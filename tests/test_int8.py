@@ -231,33 +231,58 @@ def test_impossible_gate_fails_with_numbers_and_leaves_nothing(reference, tmp_pa
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-#: two int8 candidates that both failed the gate, as logged for the trimmed demo Bort with an int4 word table (AMD
-#: EPYC Zen 4, 2026-12-05): static-qdq-s8 has the higher lowest metric (its worst text, gated at 0.98), while
-#: matmulnbits-s8 with four layers in fp32 is nearer to passing on the metrics that failed (mean and 5th percentile)
-FAILED_CANDIDATES = {
-    "static-qdq-s8": {"token_cosine_mean": 0.9959, "sentence_cosine_mean": 0.9921, "sentence_cosine_p5": 0.9875,
-                      "sentence_cosine_worst": 0.9855},
-    "matmulnbits-s8, 4 layers fp32": {"token_cosine_mean": 0.9967, "sentence_cosine_mean": 0.9930,
-                                      "sentence_cosine_p5": 0.9886, "sentence_cosine_worst": 0.9839},
-}
+#: int8 candidates that failed the gate, with their figures as the gate logged them for the trimmed demo Bort with an
+#: int4 word table (AMD EPYC Zen 4, 2026-12-05): static-qdq-s8 has the higher lowest metric (its worst text, gated at
+#: 0.98), while matmulnbits-s8 with four layers in fp32 is nearer to passing on the metrics that failed (mean and 5th
+#: percentile)
+STATIC = {"token_cosine_mean": 0.9959, "sentence_cosine_mean": 0.9921, "sentence_cosine_p5": 0.9875,
+          "sentence_cosine_worst": 0.9855}
+MIXED = {"token_cosine_mean": 0.9967, "sentence_cosine_mean": 0.9930, "sentence_cosine_p5": 0.9886,
+         "sentence_cosine_worst": 0.9839}
+PASSING = {"token_cosine_mean": 0.999, "sentence_cosine_mean": 0.999, "sentence_cosine_p5": 0.998,
+           "sentence_cosine_worst": 0.997}
+NAN = dict(PASSING, sentence_cosine_mean=float("nan"))  # what NaN outputs give
 
 
-@pytest.mark.parametrize("gate, closest, margins", [
-    ({}, "matmulnbits-s8, 4 layers fp32", (-0.0029, -0.0020)),  # the defaults: the mean binds
-    ({"sentence_cosine": 0.99, "sentence_cosine_p5": 0.985, "sentence_cosine_worst": 0.985},
-     "static-qdq-s8", (0.0005, -0.0011)),  # a gate where the worst text binds
+@pytest.mark.parametrize("gate, candidates, closest", [
+    ({}, {"static-qdq-s8": {"bortconv": STATIC}, "matmulnbits-s8": {"bortconv": MIXED}}, "matmulnbits-s8"),
+    # a gate where the worst text binds (both still fail: margins -0.0005 and -0.0021)
+    ({"sentence_cosine": 0.99, "sentence_cosine_p5": 0.985, "sentence_cosine_worst": 0.986},
+     {"static-qdq-s8": {"bortconv": STATIC}, "matmulnbits-s8": {"bortconv": MIXED}}, "static-qdq-s8"),
+    # OpenVINO judges the stock load too: passing bortconv's loader does not make a candidate near the gate
+    ({}, {"nncf-ptq": {"bortconv": PASSING, "stock": dict(STATIC, sentence_cosine_mean=0.90)},
+          "nncf-weights-only": {"bortconv": MIXED, "stock": MIXED}}, "nncf-weights-only"),
+    # a metric that is not a number is as far from the gate as can be; a candidate the quantizer refused, further
+    ({}, {"dynamic-s8": {"bortconv": NAN}, "dynamic-u8": {"bortconv": STATIC}, "static-qdq-s8": {}}, "dynamic-u8"),
 ])
-def test_refusal_names_the_candidate_closest_to_passing(gate, closest, margins):
-    """When no scheme passes, the error's "best was ..." is the candidate whose most-failing metric is least below
-    its threshold, not the one with the highest raw metric."""
+def test_refusal_names_the_candidate_closest_to_passing(gate, candidates, closest, tmp_path):
+    """When no scheme passes, the error's "best was ..." is the candidate whose most-failing metric, under every
+    loader it was judged by, is least below its threshold; not the one with the highest raw metric."""
     from bortconv.config import GateThresholds
-    from bortconv.fidelity.metrics import margin
+    from bortconv.fidelity.gate import LoaderVerdict
+    from bortconv.fidelity.metrics import failures
+    from bortconv.quantize.pipeline import _Candidate, closest_to_passing
 
     t = GateThresholds(**gate)
-    got = {name: margin(m, t) for name, m in FAILED_CANDIDATES.items()}
-    assert tuple(got.values()) == pytest.approx(margins, abs=1e-9)
-    assert max(got, key=got.__getitem__) == closest
-    assert margin({}, t) == float("-inf")  # a candidate the quantizer refused has no metric: never the best
+    tried = []
+    for scheme, by_loader in candidates.items():
+        c = _Candidate(scheme, tmp_path / scheme, [])
+        c.verdicts = [LoaderVerdict(loader, "f32", m, t, tuple(failures(m, t))) for loader, m in by_loader.items()]
+        c.metrics = dict(by_loader.get("bortconv", {}))
+        c.error = None if by_loader else "QuantizerError: refused"
+        assert not all(v.passed for v in c.verdicts) or not c.verdicts, f"{scheme} passes: not a refusal row"
+        tried.append(c)
+    assert closest_to_passing(tried, t).scheme == closest
+
+
+@pytest.mark.parametrize("value, fails", [(0.9951, False), (0.995, False), (0.9949, True), (float("nan"), True)])
+def test_gate_fails_a_metric_below_its_threshold_or_not_a_number(value, fails):
+    """NaN outputs make NaN cosines: `nan < 0.995` is False, so a gate that asks "below?" would pass them."""
+    from bortconv.config import GateThresholds
+    from bortconv.fidelity.metrics import failures
+
+    got = failures(dict(PASSING, sentence_cosine_mean=value), GateThresholds())
+    assert bool(got) is fails, got
 
 
 def test_quantize_command_on_existing_artifact(artifact, tmp_path, monkeypatch):

@@ -325,30 +325,41 @@ def test_top_level_stays_small():
 
 
 def _imported_names(path: Path) -> set[str]:
-    """Top-level module names `path` imports, anywhere in the file (lazy imports included)."""
+    """Module names `path` imports, anywhere in the file (lazy imports included): the first part of each, and for
+    ``tests.x`` / ``reference.x`` the part after it."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            dotted = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
+            dotted = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in dotted:
+            parts = name.split(".")
+            names.add(parts[0])
+            if parts[0] in ("tests", "reference") and len(parts) > 1:
+                names.add(parts[1])
     return names
 
 
 def test_benchmarks_never_load_the_suites_conftest():
     """A benchmark measures what users run. tests/conftest.py sets the suite's environment for every process that
     imports it (the quick gate sweep, OMP's passive wait, CI): a benchmark reaching it through a test helper would
-    publish quick-sweep figures (bench_trim once did, through test_tokenizer). Test helpers it uses import no
-    conftest, directly or through another test module."""
+    publish quick-sweep figures (bench_trim once did, through test_tokenizer). Test helpers it uses (tests/ and
+    tests/reference/) import no conftest, directly or through another test module."""
     tests = Path(__file__).resolve().parent
+    homes = (tests, tests / "reference")
     scripts = sorted((tests.parent / "benchmarks").glob("*.py"))
     assert scripts, "no benchmarks found"
     for script in scripts:
         seen, todo = set(), list(_imported_names(script))
         while todo:
             name = todo.pop()
-            if name in seen or not (tests / f"{name}.py").is_file():
+            found = [d / f"{name}.py" for d in homes if (d / f"{name}.py").is_file()]
+            if name in seen or not found:
                 continue
             seen.add(name)
             assert name != "conftest", f"{script.name} imports tests/conftest.py (through {sorted(seen)})"
-            todo += _imported_names(tests / f"{name}.py")
+            for f in found:
+                todo += _imported_names(f)

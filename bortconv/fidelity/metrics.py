@@ -7,6 +7,7 @@ valid positions; text-classification: label agreement. The thresholds and their 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -106,15 +107,17 @@ def summarize(tok: Sequence[float], scores: Sequence[tuple[float, str, int]], ta
 
 
 def margin(metrics: Mapping[str, Any], t: GateThresholds) -> float:
-    """How far the gated metric closest to failing is above its threshold (negative: below; -inf: no metric).
+    """How far the gated metric closest to failing is above its threshold (negative: below; -inf: no metric, or
+    one that is not a number).
 
     What ranks candidates that all failed, so the one named "best" is the one closest to passing: the lowest raw
     metric would favour a candidate whose worst text is high (threshold 0.98) over one nearer the mean's 0.995."""
-    return min((float(metrics[k]) - getattr(t, field) for k, (field, _) in GATE_METRICS.items() if k in metrics),
-               default=float("-inf"))
+    gaps = [float(metrics[k]) - getattr(t, field) for k, (field, _) in GATE_METRICS.items() if k in metrics]
+    return min(gaps) if gaps and all(math.isfinite(g) for g in gaps) else float("-inf")
 
 
 def failures(metrics: Mapping[str, Any], t: GateThresholds) -> list[str]:
-    """One phrase per gated metric below its threshold, e.g. "worst sentence cosine 0.7706 < 0.98"."""
+    """One phrase per gated metric below its threshold, e.g. "worst sentence cosine 0.7706 < 0.98". A metric that
+    is not a number (NaN outputs) fails: it is not at or above its threshold."""
     return [f"{label} {metrics[k]:.4f} < {getattr(t, field)}" for k, (field, label) in GATE_METRICS.items()
-            if k in metrics and metrics[k] < getattr(t, field)]
+            if k in metrics and not metrics[k] >= getattr(t, field)]

@@ -255,4 +255,5 @@ def _failures(result: dict[str, Any], opts: TrimOptions) -> list[str]:
               ("domain", "sentence_cosine_worst", "worst", opts.domain_worst_min),
               ("general", "sentence_cosine_mean", "mean", opts.general_min)]
     return [f"held-out {part} text {label} sentence cosine {result[part][key]:.4f} < {limit}"
-            for part, key, label, limit in checks if limit is not None and result[part][key] < limit]
+            for part, key, label, limit in checks
+            if limit is not None and not result[part][key] >= limit]  # NaN fails

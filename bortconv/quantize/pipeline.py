@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,13 +297,14 @@ def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
     if not tried[0].passed and not tried[0].error and s.opts.mixed_precision:
         tried += _mixed_precision(tried[0].scheme, s.groups, build)
     if not any(c.passed for c in tried):
-        best = max(tried, key=lambda c: margin(c.metrics, s.opts.thresholds))  # the closest to passing
+        best = closest_to_passing(tried, s.opts.thresholds)
         failed = "; ".join(f"{v.loader} loader: {', '.join(v.failed)} (worst at {v.metrics.get('worst_at')})"
                            for v in best.verdicts if v.failed)
         raise AccuracyGateError(
             f"int8 {s.target}: no scheme passes the accuracy gate ({describe_thresholds(s.opts.thresholds, s.task)}) "
-            f"on {len(s.gate.probes)} held-out probes of 1 to {s.gate.record()['lengths'][-1:] or '?'} tokens; "
-            f"best was {best.scheme} with fp32 layers {best.kept or 'none'}: {failed or describe(best.metrics)}")
+            f"on {len(s.gate.probes)} held-out probes of 1 to {(s.gate.record()['lengths'] or ['?'])[-1]} tokens; "
+            f"best was {best.scheme} with fp32 layers {best.kept or 'none'}: "
+            f"{failed or best.error or describe(best.metrics)}")
     return tried
 
 
@@ -471,8 +473,19 @@ def _spaced(items: list[Any], n: int) -> list[Any]:
     return items if len(items) <= n else [items[i * len(items) // n] for i in range(n)]
 
 
+def closest_to_passing(tried: Sequence[_Candidate], thresholds: GateThresholds) -> _Candidate:
+    """Of candidates that all failed, the one nearest the gate: the highest margin (fidelity.metrics.margin) of
+    its most-failing metric under every loader it was judged by (a candidate bortconv's loader passes may still
+    fail the stock load). One the quantizer refused has no metric and comes last."""
+    def nearest(c: _Candidate) -> float:
+        if c.verdicts:
+            return min(margin(v.metrics, v.thresholds) for v in c.verdicts)
+        return margin(c.metrics, thresholds)
+    return max(tried, key=nearest)
+
+
 def _score(metrics: dict[str, Any]) -> float:
-    """The lowest gated metric: what ranks candidates and layer groups (higher is closer to fp32)."""
+    """The lowest gated metric: what ranks layer groups by their damage (higher is closer to fp32)."""
     return min((float(v) for k, v in metrics.items() if k in GATED), default=-1.0)
 
 
