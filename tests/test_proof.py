@@ -91,6 +91,21 @@ def reverse_int8_weights(d: Path) -> None:
     rehash(d)
 
 
+def nan_weights(d: Path) -> None:
+    """The last float initializer of 384 values or more (a LayerNorm or bias vector) set to NaN where it lies in
+    model.onnx: the model then computes NaN. Re-hashed."""
+    import onnx
+    floats = [t for t in onnx.load(str(d / "model.onnx")).graph.initializer
+              if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) >= 384 * 4]
+    vec = floats[-1]
+    data = (d / "model.onnx").read_bytes()
+    at = data.find(vec.raw_data)
+    assert at > 0 and data.count(vec.raw_data) == 1
+    nan = np.full(len(vec.raw_data) // 4, np.nan, dtype="<f4").tobytes()
+    (d / "model.onnx").write_bytes(data[:at] + nan + data[at + len(vec.raw_data):])
+    rehash(d)
+
+
 # (id, tamper, extra CLI args, exit code, failing rows that must be there (prefix), words in their detail)
 ROWS = [
     ("fresh", None, [], 0, [], ""),
@@ -98,6 +113,8 @@ ROWS = [
     ("proof-disagrees-rehashed", proof_disagrees, [], 1,
      ["fidelity/bortconv worst sentence cosine", "fidelity/stock worst sentence cosine"], "worst at text"),
     ("weights-changed-rehashed", reverse_int8_weights, [], 1, ["fidelity/bortconv", "fidelity/stock"], "load, f32"),
+    # outputs that are not numbers fail every fidelity row (NaN is not at or above a threshold), in one line each
+    ("weights-nan-rehashed", nan_weights, [], 1, ["fidelity/bortconv", "fidelity/stock"], "nan <"),
 ]
 
 
