@@ -84,9 +84,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-#: environment variables that change what a benchmark's exports do or how fast they run: the deployment gate's
-#: length sweep (bortconv.config.GATE_SWEEP_ENV; unset means the full sweep users get), OpenMP's wait policy, CI
-#: (tests/conftest.py sets all three for the test suite). Recorded as the run saw them
+#: environment variables, besides the deployment gate's length sweep (bortconv.config.GATE_SWEEP_ENV; unset means
+#: the full sweep users get), that change how fast a benchmark runs: OpenMP's wait policy and thread count, and CI
+#: (tests/conftest.py sets the sweep, the wait policy and CI for the test suite). Recorded as the run saw them
 ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "CI")
 
 

@@ -297,7 +297,7 @@ def _search(s: _Setup, build: _Builder) -> list[_Candidate]:
     if not tried[0].passed and not tried[0].error and s.opts.mixed_precision:
         tried += _mixed_precision(tried[0].scheme, s.groups, build)
     if not any(c.passed for c in tried):
-        best = closest_to_passing(tried, s.opts.thresholds)
+        best = closest_to_passing(tried)
         failed = "; ".join(f"{v.loader} loader: {', '.join(v.failed)} (worst at {v.metrics.get('worst_at')})"
                            for v in best.verdicts if v.failed)
         raise AccuracyGateError(
@@ -473,15 +473,12 @@ def _spaced(items: list[Any], n: int) -> list[Any]:
     return items if len(items) <= n else [items[i * len(items) // n] for i in range(n)]
 
 
-def closest_to_passing(tried: Sequence[_Candidate], thresholds: GateThresholds) -> _Candidate:
+def closest_to_passing(tried: Sequence[_Candidate]) -> _Candidate:
     """Of candidates that all failed, the one nearest the gate: the highest margin (fidelity.metrics.margin) of
     its most-failing metric under every loader it was judged by (a candidate bortconv's loader passes may still
-    fail the stock load). One the quantizer refused has no metric and comes last."""
-    def nearest(c: _Candidate) -> float:
-        if c.verdicts:
-            return min(margin(v.metrics, v.thresholds) for v in c.verdicts)
-        return margin(c.metrics, thresholds)
-    return max(tried, key=nearest)
+    fail the stock load). One the quantizer refused was judged by none and comes last."""
+    return max(tried, key=lambda c: min((margin(v.metrics, v.thresholds) for v in c.verdicts),
+                                        default=float("-inf")))
 
 
 def _score(metrics: dict[str, Any]) -> float:
