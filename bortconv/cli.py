@@ -140,11 +140,11 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
     from bortconv.converters.demo import write_demo_checkpoint
 
     path = Path(args.path)
-    kept = path.exists() and not args.force
+    kept = path.is_file() and not args.force
     if kept:
         print(f"{path} exists; kept it (pass --force to rewrite)", file=sys.stderr if args.json else sys.stdout)
     else:
-        if path.exists():
+        if path.is_file():
             path.unlink()
         write_demo_checkpoint(path, seed=args.seed)
     if args.json:

