@@ -402,6 +402,10 @@ class Int8Options:
                              f"{', '.join((EMBEDDING_AUTO, *EMBEDDING_SCHEMES))}", option="embeddings")
         if self.embedding_group_size is not None and self.embeddings == "fp32":
             raise InputError("embedding_group_size needs embeddings int8, int4 or auto", option="embedding_group_size")
+        g = self.embedding_group_size
+        if g is not None and (g < 16 or g & (g - 1)):  # whether it divides the hidden size waits for the model
+            raise InputError(f"embedding_group_size: {g} must be a power of two >= 16 (ONNX Runtime's "
+                             f"GatherBlockQuantized kernel needs it)", option="embedding_group_size")
 
     @property
     def target_arch(self) -> str:

@@ -145,6 +145,9 @@ def test_stored_compressed_and_recorded(compressed, target, precision, embedding
 @pytest.mark.parametrize("args,message", [
     (["--target", "onnx", "--portable", "--embeddings", "int4"], "--embeddings int4: the portable graph"),
     (["--target", "onnx", "--embedding-group-size", "32"], "--embedding-group-size needs embeddings int8 or int4"),
+    # refused before the export starts (one line: no progress line before it), not at its compression step
+    (["--target", "onnx", "--embeddings", "int4", "--embedding-group-size", "7"],
+     "--embedding-group-size: 7 must be a power of two >= 16"),
 ])
 def test_bad_options_exit_2(tmp_path, args, message):
     r = run_bortconv("export", str(MINILM), "-o", str(tmp_path / "out"), *args)
@@ -153,9 +156,11 @@ def test_bad_options_exit_2(tmp_path, args, message):
 
 
 def test_bad_group_size_exit_2(minilm, tmp_path):
+    """A power of two that does not divide MiniLM's 384 values per row: known once the model is read."""
     r = run_bortconv("quantize", str(minilm("onnx-fp32")), "-o", str(tmp_path / "q"), "--embeddings", "int4",
-                     "--embedding-group-size", "48", "--threads", "2")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--embedding-group-size: 48" in r.stderr, r.stderr
+                     "--embedding-group-size", "256", "--threads", "2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--embedding-group-size: 256 must be a power of two >= 16 dividing the hidden size 384" in r.stderr
     assert not (tmp_path / "q").exists()
 
 
