@@ -156,10 +156,23 @@ def cmd_make_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_files(args: argparse.Namespace, *options: str) -> None:
+    """The command's file outputs, checked before its work (they are written at its end)."""
+    from pathlib import Path
+
+    from bortconv._util.atomic import check_output_file
+
+    for option in options:
+        path = getattr(args, option)
+        if path and path != "-":
+            check_output_file(Path(path), option)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from bortconv.validate import report as rp
     from bortconv.validate.command import raise_for_failures, validate_all
 
+    _check_output_files(args, "report", "junit")
     backends = ["pytorch"] + (["mxnet"] if args.reference_backend == "mxnet" else [])
     reports = validate_all(args.artifacts, reference=args.reference, tolerance=args.tolerance, backends=backends,
                            threads=args.threads, fail_fast=args.fail_fast)
@@ -181,6 +194,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bortconv.validate import report as rp
     from bortconv.bench.baselines import bench
 
+    _check_output_files(args, "report", "plot")
     logging.getLogger("bortconv.bench.harness").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch_size,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,

@@ -95,6 +95,25 @@ def check_output_dir(out: Path, force: bool) -> None:
         os.rmdir(_temporary(out, parent))
 
 
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse a file output (a report, a plot) that could not be written when the run ends: a directory, a parent
+    that is missing or not a directory, a place the OS takes no new file. Called before the run's work, so a typo
+    in the path costs no minutes and loses no results."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{option}: {path}: is a directory", option=option)
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise InputError(f"{option}: {path}: {parent} {why}", option=option)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{option}: {path}: cannot create a file in {parent} ({exc.strerror or exc})",
+                         option=option) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _temporary(out: Path, parent: Path) -> Path:
     """A fresh directory beside `out`, named so :func:`remove_stale_temporaries` knows its owner. The OS refusing
     it (permissions, a read-only or special file system) is a fault of the output path the user gave."""
