@@ -54,6 +54,6 @@ def write_demo_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Pat
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             write_params(p, demo_arrays(seed=seed))
-        except OSError as exc:  # a parent that is a file, no permission, a read-only or full file system
+        except OSError as exc:  # no permission; a read-only, special or full file system
             raise InputError(f"{p}: cannot write it ({exc.strerror or exc})") from None
     return p

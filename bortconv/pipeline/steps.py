@@ -393,13 +393,17 @@ def tokenizer_as_ops(tmp: Path, opts: ExportOptions, prog: Progress) -> dict[str
         return write_openvino_tokenizers(tmp, texts, list(zip(texts[::2], texts[1::2])))
 
 
-def check_precision_here(opts: ExportOptions) -> None:
-    """bf16 needs a CPU that computes it natively, or an explicit --ungated; int8's calibration file must be
-    readable text: refuse before anything runs, not after the conversion and parity steps."""
+def check_calibration(opts: ExportOptions) -> None:
+    """int8's calibration file must be readable text of enough lines: refused before anything runs, not at the
+    quantization step after the conversion and parity steps."""
     from bortconv.fidelity.text_split import load_texts
-    from bortconv.runtime.loaders import native_bf16
     if opts.quantized is not None and opts.quantized.calibration is not None:
         load_texts(opts.quantized.calibration)
+
+
+def check_precision_here(opts: ExportOptions) -> None:
+    """bf16 needs a CPU that computes it natively, or an explicit --ungated: refuse before anything runs."""
+    from bortconv.runtime.loaders import native_bf16
     if opts.precision is Precision.BF16 and not opts.ungated:
         native, have = native_bf16()
         if not native:
