@@ -357,6 +357,12 @@ EMBEDDING_SCHEMES = ("fp32", "int8", "int4")
 EMBEDDING_AUTO = "auto"
 
 
+def is_embedding_group(size: int) -> bool:
+    """Whether `size` values per scale is a group ONNX Runtime's GatherBlockQuantized kernel takes: a power of two
+    >= 16 (that it also divides the hidden size is checked once the model is read)."""
+    return size >= 16 and not size & (size - 1)
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """Options of int8 quantization (``--precision int8`` on export, and ``bortconv quantize``)."""
@@ -403,7 +409,7 @@ class Int8Options:
         if self.embedding_group_size is not None and self.embeddings == "fp32":
             raise InputError("embedding_group_size needs embeddings int8, int4 or auto", option="embedding_group_size")
         g = self.embedding_group_size
-        if g is not None and (g < 16 or g & (g - 1)):  # whether it divides the hidden size waits for the model
+        if g is not None and not is_embedding_group(g):  # whether it divides the hidden size waits for the model
             raise InputError(f"embedding_group_size: {g} must be a power of two >= 16 (ONNX Runtime's "
                              f"GatherBlockQuantized kernel needs it)", option="embedding_group_size")
 

@@ -92,8 +92,8 @@ def reverse_int8_weights(d: Path) -> None:
 
 
 def nan_weights(d: Path) -> None:
-    """The last float initializer of 384 values or more (a LayerNorm or bias vector) set to NaN where it lies in
-    model.onnx: the model then computes NaN. Re-hashed."""
+    """The last float initializer of 384 values or more (in the MiniLM int8 graph, the last attention's qkv weight
+    scales) set to NaN where it lies in model.onnx: the model then computes NaN. Re-hashed."""
     import onnx
     floats = [t for t in onnx.load(str(d / "model.onnx")).graph.initializer
               if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) >= 384 * 4]

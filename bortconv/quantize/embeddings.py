@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bortconv.config import is_embedding_group
 from bortconv.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def group_size(scheme: str, hidden: int, asked: int | None) -> int:
     if asked is None:
         asked = DEFAULT_GROUP.get(scheme) or max(g for g in (2**k for k in range(4, 14)) if hidden % g == 0)
         asked = min(asked, hidden)
-    if asked < 16 or asked & (asked - 1) or hidden % asked:
+    if not is_embedding_group(asked) or hidden % asked:
         raise InputError(f"embedding_group_size: {asked} must be a power of two >= 16 dividing the hidden size "
                          f"{hidden} (ONNX Runtime's GatherBlockQuantized kernel needs it)",
                          option="embedding_group_size")
