@@ -198,7 +198,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("bortconv.bench.harness").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch_size,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
-                   budget_s=args.budget_minutes * 60.0, memory=not args.no_memory, baseline_cache=args.cache_dir,
+                   budget_s=args.budget_minutes * 60.0, memory=not args.no_memory, baseline_cache=args.baseline_cache,
                    cold_start=args.cold_start)
     if args.json:
         _emit_json(result.to_dict())
@@ -348,7 +348,12 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     p.add_argument("--cold-start", action="store_true", help="OpenVINO artifacts: load time and first inference in "
                    "fresh processes, without and with the compiled-model cache (CACHE_DIR)")
-    p.add_argument("--cache-dir", help="where random-weight baselines are kept (default ~/.cache/bortconv/bench)")
+    p.add_argument("--baseline-cache", metavar="DIR",
+                   help="where the random-weight baselines are built and kept (default ~/.cache/bortconv/bench; "
+                        "several GB for bert-large: delete it to reclaim the space)")
+    # --cache-dir means OpenVINO's compiled-model cache everywhere else (serve, BortRuntime(cache_dir=))
+    p.add_argument("--cache-dir", action=_Deprecated, dest="baseline_cache", instead="--baseline-cache",
+                   help=argparse.SUPPRESS)
     _add_report(p)
     p.add_argument("--plot", metavar="FILE.png", help="write latency vs sequence length (needs matplotlib)")
 

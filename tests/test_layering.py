@@ -230,6 +230,56 @@ def test_cli_flags_are_the_options_fields(command, module, fields_of):
     assert set(flags) - generated <= own, set(flags) - generated - own
 
 
+#: flags that more than one command has, worded per command: the one meaning each keeps everywhere. A flag that
+#: appears on a second command with other help text must be added here, or renamed (bench's baseline cache was
+#: --cache-dir, which serve and BortRuntime(cache_dir=) use for OpenVINO's compiled-model cache)
+SHARED_MEANINGS = {
+    "--batch-size": "batch sizes, a comma-separated list",
+    "--budget-minutes": "a wall-time budget in minutes",
+    "--force": "replace what the output path holds",
+    "--heads": "attention heads of the model",
+    "--json": "machine-readable output on stdout",
+    "--max-length": "tokens per text, special tokens included",
+    "--merges": "GPT-2 BPE merges file",
+    "--name": "the model's name, by default the artifact directory's",
+    "-o": "the output directory", "--output": "the output directory",
+    "--precision": "the precision the artifact is made in",
+    "--seed": "the random seed",
+    "--variant": "Bort's model name bort_<layers>_<heads>_<ffn>_<units>",
+    "--vocab": "gluonnlp vocabulary JSON",
+}
+
+
+def test_a_flag_means_one_thing_on_every_command():
+    """A flag on several commands stores into one keyword, and is either worded the same on each or listed in
+    SHARED_MEANINGS with the one meaning it keeps (the brief's "one meaning per flag name across commands")."""
+    from bortconv.cli import build_parser
+    commands = build_parser()._subparsers._group_actions[0].choices
+    helps: dict[str, dict[str, str]] = {}
+    dests: dict[str, set[str]] = {}
+    for name in commands:
+        for flag, action in _flags(name).items():
+            if action.help != argparse.SUPPRESS and flag not in ("-h", "--help"):
+                helps.setdefault(flag, {})[name] = action.help or ""
+                dests.setdefault(flag, set()).add(action.dest)
+    reworded = {flag for flag, by in helps.items() if len(set(by.values())) > 1}
+    assert reworded <= set(SHARED_MEANINGS), {f: helps[f] for f in reworded - set(SHARED_MEANINGS)}
+    assert {f: d for f, d in dests.items() if len(d) > 1} == {}
+
+
+@pytest.mark.parametrize("argv,dest,value,instead", [
+    (["bench", "A", "--cache-dir", "c"], "baseline_cache", "c", "--baseline-cache"),
+    (["bench", "A", "--budget", "30"], "budget_minutes", 0.5, "--budget-minutes"),
+    (["bench", "A", "--batch", "1,4"], "batch_size", "1,4", "--batch-size"),
+])
+def test_a_deprecated_spelling_warns_and_sets_the_new_option(argv, dest, value, instead, capsys):
+    """An old spelling still works for one release: it stores into the new option and names it on stderr."""
+    from bortconv.cli import build_parser
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) == value
+    assert f"{argv[2]} is deprecated; use {instead}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("cls,base", [("bortconv.finetune.options:FinetuneOptions", {"method": "plain"}),
                                       ("bortconv.config:TrimOptions", {"corpus": "c.txt"})])
 def test_api_refuses_what_the_flags_do_not_offer(cls, base):
