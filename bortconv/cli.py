@@ -300,7 +300,7 @@ def _args_quantize(p: argparse.ArgumentParser) -> None:
 
 def _args_make_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="where to write the .params file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--force", action="store_true", help="rewrite the file if it exists")
     _add_json(p)
 

@@ -262,6 +262,7 @@ def test_a_flag_means_one_thing_on_every_command():
             if action.help != argparse.SUPPRESS and flag not in ("-h", "--help"):
                 helps.setdefault(flag, {})[name] = action.help or ""
                 dests.setdefault(flag, set()).add(action.dest)
+    assert not {(c, f) for f, by in helps.items() for c, h in by.items() if not h.strip()}  # every flag has help
     reworded = {flag for flag, by in helps.items() if len(set(by.values())) > 1}
     assert reworded <= set(SHARED_MEANINGS), {f: helps[f] for f in reworded - set(SHARED_MEANINGS)}
     assert {f: d for f, d in dests.items() if len(d) > 1} == {}
