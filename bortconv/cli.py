@@ -410,7 +410,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error in bortconv's one-line form (exit 2) instead of the usage text plus a line."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"bortconv: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        command = self.prog.removeprefix("bortconv").strip()  # "export" for `bortconv export`, "" for bortconv itself
+        where = f"{command}: " if command else ""
+        self.exit(2, f"bortconv: error: {where}{message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
