@@ -160,7 +160,10 @@ def test_concurrent_clients(minilm):
 
 
 MALFORMED = [  # (row, path, body, expected status, what the error names)
-    ("not JSON", "bort", b"{this is not json", 422, "json"),
+    ("not JSON", "bort", b"{this is not json", 400, "request body: not JSON (Expecting property name"),
+    ("inputs not a list", "bort", {"inputs": "text"}, 400, "request field inputs: Input should be a valid list"),
+    ("shape not a list", "bort", {"inputs": [{"name": "text", "shape": "1", "datatype": "BYTES", "data": ["a"]}]},
+     400, "request field inputs[0].shape: Input should be a valid list"),
     ("no inputs", "bort", {"inputs": []}, 400, "no inputs"),
     ("wrong datatype", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.5]}]},
      400, "must be BYTES"),
@@ -190,6 +193,7 @@ def test_malformed_requests_get_4xx_and_the_server_stays_ready(row, model, body,
                          headers={"content-type": "application/json"})
     assert resp.status_code == status and says.lower() in resp.text.lower(), resp.text
     assert resp.headers["content-type"].startswith("application/json")
+    assert list(resp.json()) == ["error"] and "\n" not in resp.json()["error"], resp.text  # docs/deploy.md's form
     assert server.ready()
     assert np.abs(outputs(server.infer(["still serving"]))["embedding"] - rt.encode(["still serving"])).max() <= TOL
 

@@ -71,6 +71,37 @@ class _OneLineClientErrors(logging.Filter):
         return True
 
 
+def request_error(errors: list[dict[str, Any]]) -> str:
+    """One line for FastAPI's validation errors of a request: the body that is not JSON, or the first field that
+    does not fit the Open Inference Protocol (``inputs[0].shape: Input should be a valid list``)."""
+    # kserve's infer body is Union[InferenceRequest, bytes]: each error's loc is ("body", the alternative, field...);
+    # the bytes alternative's own complaint says nothing to a client who sent JSON
+    errors = [e for e in errors if tuple(e.get("loc", ()))[1:2] != ("bytes",)] or errors
+    if not errors:
+        return "request body: not a valid inference request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        why = (first.get("ctx") or {}).get("error")
+        return f"request body: not JSON{f' ({why})' if why else ''}"
+    path = ""
+    for part in tuple(first.get("loc", ()))[1:]:
+        if part == "InferenceRequest":
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"request field {path or 'body'}: {first.get('msg', 'invalid')}{more}"
+
+
+async def _invalid_request(_: Any, exc: Any) -> Any:
+    """FastAPI answers a body it cannot parse with 422 {"detail": [...]}; kserve answers its bad input with
+    400 {"error": "..."}. One form for every bad request, as kserve's: 400 and one line naming the field."""
+    from fastapi.responses import JSONResponse
+
+    message = request_error(exc.errors())
+    log.info("request refused: %s", message)
+    return JSONResponse(status_code=400, content={"error": message})
+
+
 def configure_logging(level: str) -> None:
     """Per-request lines (logger bortconv.serve, INFO) and kserve's/uvicorn's logs at `level`."""
     if level not in LOG_LEVELS:
@@ -97,6 +128,15 @@ def _server_class(kserve: Any) -> type:
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.protocol.rest.server import RESTServer
 
+    class _RESTServer(RESTServer):  # type: ignore[misc]
+        """kserve's REST server, with FastAPI's request validation answered as kserve answers bad input."""
+
+        def _add_exception_handlers(self, app: Any) -> None:
+            from fastapi.exceptions import RequestValidationError
+
+            super()._add_exception_handlers(app)
+            app.add_exception_handler(RequestValidationError, _invalid_request)
+
     class HostServer(kserve.ModelServer):  # type: ignore[misc, name-defined]
         """kserve.ModelServer, one REST worker, bound to `host`, no gRPC (module docstring)."""
 
@@ -106,7 +146,7 @@ def _server_class(kserve: Any) -> type:
 
         def start(self, models: list[Any]) -> None:
             self._register_and_check_atleast_one_model_is_ready(models)
-            self._rest_server = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane,
+            self._rest_server = _RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane,
                                            self.model_repository_extension, self.http_port,
                                            access_log_format=self.access_log_format, workers=1,
                                            grace_period=self.grace_period, event_loop=self.event_loop,
