@@ -11,6 +11,7 @@ import contextlib
 import json
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -249,8 +250,11 @@ def test_fill_mask_outputs(artifact):
 
 
 def test_bad_start_exits_2(artifact, tmp_path):
+    textless = tmp_path / "no-tokenizer"  # a Bort artifact exported without --vocab/--merges
+    shutil.copytree(artifact("bort2_enc_fp16", "onnx"), textless, ignore=shutil.ignore_patterns("tokenizer*"))
     rows = [([str(tmp_path / "missing")], "no such directory"),
-            ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts")]
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts"),
+            ([str(textless), "--port", str(free_port())], "no tokenizer.json; the server takes text")]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
