@@ -40,3 +40,11 @@ def write_bort_vocab(path: Path) -> tuple[Path, Path]:
     data = gpt2_data_dir()
     path.write_text(bort_layout_vocab(data / "encoder.json").to_json(), encoding="utf-8")
     return path, data / "vocab.bpe"
+
+
+if __name__ == "__main__":  # docs/convert.md: a stand-in vocabulary for the demo checkpoint
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/bort_vocab.py VOCAB.json   (writes it; prints it and GPT-2's vocab.bpe)")
+    print(*write_bort_vocab(Path(sys.argv[1])))
