@@ -349,8 +349,8 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cold-start", action="store_true", help="OpenVINO artifacts: load time and first inference in "
                    "fresh processes, without and with the compiled-model cache (CACHE_DIR)")
     p.add_argument("--baseline-cache", metavar="DIR",
-                   help="where the random-weight baselines are built and kept (default ~/.cache/bortconv/bench; "
-                        "several GB for bert-large: delete it to reclaim the space)")
+                   help="where the random-weight baselines are built and kept (default $BORTCONV_CACHE/bench, "
+                        "~/.cache/bortconv/bench unset; several GB for bert-large: delete it to reclaim the space)")
     # --cache-dir means OpenVINO's compiled-model cache everywhere else (serve, BortRuntime(cache_dir=))
     p.add_argument("--cache-dir", action=_Deprecated, dest="baseline_cache", instead="--baseline-cache",
                    help=argparse.SUPPRESS)
@@ -409,13 +409,16 @@ COMMANDS: dict[str, Command] = {
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error in bortconv's one-line form (exit 2) instead of the usage text plus a line."""
 
+    #: the top parser's command parsers, by name (build_parser): an unknown flag is refused by its command's
+    commands: dict[str, argparse.ArgumentParser] = {}
+
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("bortconv").strip()  # "export" for `bortconv export`, "" for bortconv itself
         where = f"{command}: " if command else ""
         self.exit(2, f"bortconv: error: {where}{message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="bortconv", description="Take Amazon's Bort out of MXNet checkpoints: Hugging Face, ONNX, OpenVINO, "
                                      "with parity checks against the original.")
@@ -425,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, command in COMMANDS.items():
         command.arguments(sub.add_parser(name, help=command.help))
+    parser.commands = dict(sub.choices)
     return parser
 
 
@@ -453,7 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # argparse would report them from the top parser, naming neither the command nor its --help
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         args.debug = debug
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2

@@ -47,4 +47,7 @@ if __name__ == "__main__":  # docs/convert.md: a stand-in vocabulary for the dem
 
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/bort_vocab.py VOCAB.json   (writes it; prints it and GPT-2's vocab.bpe)")
-    print(*write_bort_vocab(Path(sys.argv[1])))
+    try:
+        print(*write_bort_vocab(Path(sys.argv[1])), sep="\n")
+    except (RuntimeError, OSError) as exc:
+        sys.exit(f"bort_vocab: {exc}")

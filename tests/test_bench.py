@@ -23,8 +23,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_bench_artifacts_vs_baseline(artifact, tmp_path):
     onnx, ov = artifact(CASE, "onnx"), artifact(CASE, "openvino")
     proc = run(str(onnx), str(ov), "--baseline", "bert-tiny", "--seq-lens", "8,32", "--batch-size", "1",
-               "--threads", "2", "--rounds", "3", "--runs", "2", "--warmup", "1", "--baseline-cache", str(tmp_path / "c"),
-               "--report", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
+               "--threads", "2", "--rounds", "3", "--runs", "2", "--warmup", "1",
+               "--baseline-cache", str(tmp_path / "c"), "--report", str(tmp_path / "b.json"),
+               "--plot", str(tmp_path / "b.png"))
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((tmp_path / "b.json").read_text())
 
@@ -74,7 +75,8 @@ def test_bench_int8_artifact_gets_the_int8_baseline(int8, tmp_path):
     fused graph), built once into the cache beside the fp32 one."""
     q = int8(CASE, "onnx")
     proc = run(str(q), "--baseline", "bert-tiny", "--seq-lens", "16", "--batch-size", "1", "--threads", "2", "--rounds",
-               "3", "--runs", "2", "--warmup", "1", "--baseline-cache", str(tmp_path / "c"), "--report", str(tmp_path / "b.json"))
+               "3", "--runs", "2", "--warmup", "1", "--baseline-cache", str(tmp_path / "c"),
+               "--report", str(tmp_path / "b.json"))
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((tmp_path / "b.json").read_text())
     base = {c["pipeline"]: c for c in rep["candidates"] if c["kind"] == "baseline"}

@@ -111,17 +111,18 @@ def test_bad_input(reference, tmp_path, row, command):
 #: bortconv names itself once (the line was "bortconv: error: bortconv: unrecognized arguments ..."), then the
 #: command where there is one
 USAGE_ERRORS = [
-    (["inspect", "x.params", "--frobnicate"], "bortconv: error: unrecognized arguments: --frobnicate"),
+    (["inspect", "x.params", "--frobnicate"], "bortconv: error: inspect: unrecognized arguments: --frobnicate"),
+    (["--frobnicate"], "bortconv: error: the following arguments are required: COMMAND"),
     (["export", "x.params"], "bortconv: error: export: the following arguments are required: -o/--output, --target"),
     (["export", "x.params", "-o", "o", "--target", "tflite"],
      "bortconv: error: export: argument --target: invalid choice: 'tflite'"),  # its list's quoting is Python's
 ]
 
 
-@pytest.mark.parametrize("argv,line", USAGE_ERRORS, ids=["unknown-flag", "missing-required", "bad-choice"])
+@pytest.mark.parametrize("argv,line", USAGE_ERRORS, ids=["unknown-flag", "no-command", "missing-required", "bad-choice"])
 def test_usage_error_is_one_line_naming_the_command(argv, line, tmp_path):
     proc = run(*argv, cwd=tmp_path)
-    see = "bortconv --help" if argv[0] == "inspect" else f"bortconv {argv[0]} --help"  # the parser that refused
+    see = "bortconv --help" if argv[0].startswith("-") else f"bortconv {argv[0]} --help"  # the refusing parser
     assert (proc.returncode, proc.stdout, proc.stderr.count("\n")) == (2, "", 1), proc.stderr
     assert proc.stderr.startswith(line) and proc.stderr.endswith(f" (see {see})\n"), proc.stderr
     assert not list(tmp_path.iterdir())

@@ -162,6 +162,7 @@ def test_concurrent_clients(minilm):
 
 MALFORMED = [  # (row, path, body, expected status, what the error names)
     ("not JSON", "bort", b"{this is not json", 400, "request body: not JSON (Expecting property name"),
+    ("empty body", "bort", b"", 400, "request body: empty"),
     ("inputs not a list", "bort", {"inputs": "text"}, 400, "request field inputs: Input should be a valid list"),
     ("shape not a list", "bort", {"inputs": [{"name": "text", "shape": "1", "datatype": "BYTES", "data": ["a"]}]},
      400, "request field inputs[0].shape: Input should be a valid list"),

@@ -89,8 +89,10 @@ def request_error(errors: list[dict[str, Any]]) -> str:
         if part == "InferenceRequest":
             continue
         path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    if not path and first.get("type") == "missing":
+        return "request body: empty"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"request field {path or 'body'}: {first.get('msg', 'invalid')}{more}"
+    return " ".join(f"request field {path or 'body'}: {first.get('msg', 'invalid')}{more}".split())  # one line
 
 
 async def _invalid_request(_: Any, exc: Any) -> Any:
