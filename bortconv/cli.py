@@ -409,8 +409,8 @@ COMMANDS: dict[str, Command] = {
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error in bortconv's one-line form (exit 2) instead of the usage text plus a line."""
 
-    #: the top parser's command parsers, by name (build_parser): an unknown flag is refused by its command's
-    commands: dict[str, argparse.ArgumentParser] = {}
+    #: the top parser's command parsers, by name (set by build_parser): an unknown flag is refused by its command's
+    commands: dict[str, argparse.ArgumentParser]
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("bortconv").strip()  # "export" for `bortconv export`, "" for bortconv itself

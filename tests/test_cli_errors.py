@@ -119,7 +119,8 @@ USAGE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("argv,line", USAGE_ERRORS, ids=["unknown-flag", "no-command", "missing-required", "bad-choice"])
+@pytest.mark.parametrize("argv,line", USAGE_ERRORS,
+                         ids=["unknown-flag", "no-command", "missing-required", "bad-choice"])
 def test_usage_error_is_one_line_naming_the_command(argv, line, tmp_path):
     proc = run(*argv, cwd=tmp_path)
     see = "bortconv --help" if argv[0].startswith("-") else f"bortconv {argv[0]} --help"  # the refusing parser
