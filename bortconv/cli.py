@@ -198,8 +198,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("bortconv.bench.harness").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch_size,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
-                   budget_s=args.budget_minutes * 60.0, memory=not args.no_memory, baseline_cache=args.baseline_cache,
-                   cold_start=args.cold_start)
+                   budget_s=args.budget_minutes * 60.0, memory=not args.no_memory,
+                   baseline_cache=args.baseline_cache, cold_start=args.cold_start)
     if args.json:
         _emit_json(result.to_dict())
     else:

@@ -193,7 +193,7 @@ def test_the_checker_sees_lazy_imports_and_cycles():
 
 def _flags(command: str) -> dict[str, argparse.Action]:
     from bortconv.cli import build_parser
-    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    sub = build_parser().commands[command]
     return {opt: a for a in sub._actions for opt in a.option_strings}
 
 
@@ -254,7 +254,7 @@ def test_a_flag_means_one_thing_on_every_command():
     """A flag on several commands stores into one keyword, and is either worded the same on each or listed in
     SHARED_MEANINGS with the one meaning it keeps (the brief's "one meaning per flag name across commands")."""
     from bortconv.cli import build_parser
-    commands = build_parser()._subparsers._group_actions[0].choices
+    commands = build_parser().commands
     helps: dict[str, dict[str, str]] = {}
     dests: dict[str, set[str]] = {}
     for name in commands:

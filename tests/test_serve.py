@@ -255,7 +255,7 @@ def test_bad_start_exits_2(artifact, tmp_path):
     shutil.copytree(artifact("bort2_enc_fp16", "onnx"), textless, ignore=shutil.ignore_patterns("tokenizer*"))
     rows = [([str(tmp_path / "missing")], "no such directory"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts"),
-            ([str(textless), "--port", str(free_port())], "no tokenizer.json; the server takes text")]
+            ([str(textless), "--port", str(free_port())], "no tokenizer.json, so it cannot read text (export")]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -387,7 +387,9 @@ class BortRuntime:
             else:
                 path = self.dir / TOKENIZER_FILE
                 if not path.is_file():
-                    raise InputError(f"{self.dir}: no {TOKENIZER_FILE}; pass token ids to run_ids() instead")
+                    raise InputError(f"{self.dir}: no {TOKENIZER_FILE}, so it cannot read text (export a Bort "
+                                     f".params with --vocab and --merges, or a Hugging Face directory that has "
+                                     f"one; run_ids() takes token ids)")
                 self._backend = TokenizersBackend(path)
                 self._tokenizer = self._backend.tokenizer
         return self._tokenizer

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.errors import InputError, MissingDependencyError
-from bortconv.layout import TOKENIZER_FILE
 from bortconv.runtime.bort import BortRuntime, artifact_name
 
 log = logging.getLogger("bortconv.serve")
@@ -201,11 +200,6 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
     _check_listen(host, port)
     serving = import_serving()
     runtime = BortRuntime(artifact_dir, threads=threads, tokenizer=tokenizer, cache_dir=cache_dir)
-    if runtime.tokenizer_backend != "openvino" and not (runtime.dir / TOKENIZER_FILE).is_file():
-        # the runtime's own error points at run_ids(), which a server's user cannot call
-        raise InputError(f"{runtime.dir}: no {TOKENIZER_FILE}; the server takes text, so the artifact needs its "
-                         f"tokenizer (export a Bort .params with --vocab and --merges, or a Hugging Face directory "
-                         f"that has one)")
     runtime.tokenizer  # noqa: B018 - a server that cannot read text must fail now, with exit 2
     model_name = name or artifact_name(artifact_dir)
     model = serving.BortModel(model_name, runtime, max_batch=max_batch, max_wait_ms=max_wait_ms)
