@@ -13,8 +13,9 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import Field, dataclass
-from typing import Any, NoReturn
+from typing import Any
 
+from bortconv._util.parser import Parser
 from bortconv._util.signals import Terminated, raise_if_signalled, signals_raise
 from bortconv._version import __version__
 from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, TrimOptions,
@@ -406,20 +407,8 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error in bortconv's one-line form (exit 2) instead of the usage text plus a line."""
-
-    #: the top parser's command parsers, by name (set by build_parser): an unknown flag is refused by its command's
-    commands: dict[str, argparse.ArgumentParser]
-
-    def error(self, message: str) -> NoReturn:
-        command = self.prog.removeprefix("bortconv").strip()  # "export" for `bortconv export`, "" for bortconv itself
-        where = f"{command}: " if command else ""
-        self.exit(2, f"bortconv: error: {where}{message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> _Parser:
-    parser = _Parser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="bortconv", description="Take Amazon's Bort out of MXNet checkpoints: Hugging Face, ONNX, OpenVINO, "
                                      "with parity checks against the original.")
     parser.add_argument("--version", action="version", version=f"bortconv {__version__}")

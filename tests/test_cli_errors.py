@@ -107,23 +107,31 @@ def test_bad_input(reference, tmp_path, row, command):
     assert proc.stdout == ""
 
 
-#: argparse's own usage errors: (argv, how their one line starts; it ends by pointing at the command's --help).
-#: bortconv names itself once (the line was "bortconv: error: bortconv: unrecognized arguments ..."), then the
-#: command where there is one
+#: argparse's own usage errors: (argv, how their one line starts, the --help it points at). bortconv names itself
+#: once (the line was "bortconv: error: bortconv: unrecognized arguments ..."), then the command where there is one;
+#: a stage run on its own (`python -m bortconv.serve`) is refused in the same form (it was argparse's usage text)
 USAGE_ERRORS = [
-    (["inspect", "x.params", "--frobnicate"], "bortconv: error: inspect: unrecognized arguments: --frobnicate"),
-    (["--frobnicate"], "bortconv: error: the following arguments are required: COMMAND"),
-    (["export", "x.params"], "bortconv: error: export: the following arguments are required: -o/--output, --target"),
+    (["inspect", "x.params", "--frobnicate"], "bortconv: error: inspect: unrecognized arguments: --frobnicate",
+     "bortconv inspect --help"),
+    (["--frobnicate"], "bortconv: error: the following arguments are required: COMMAND", "bortconv --help"),
+    (["export", "x.params"], "bortconv: error: export: the following arguments are required: -o/--output, --target",
+     "bortconv export --help"),
     (["export", "x.params", "-o", "o", "--target", "tflite"],
-     "bortconv: error: export: argument --target: invalid choice: 'tflite'"),  # its list's quoting is Python's
+     "bortconv: error: export: argument --target: invalid choice: 'tflite'",  # its list's quoting is Python's
+     "bortconv export --help"),
+    (["-m", "bortconv.serve", "x", "--frobnicate"], "bortconv: error: serve: unrecognized arguments: --frobnicate",
+     "python -m bortconv.serve --help"),
+    (["-m", "bortconv.package", "x"], "bortconv: error: package: the following arguments are required: --format",
+     "python -m bortconv.package --help"),
 ]
 
 
-@pytest.mark.parametrize("argv,line", USAGE_ERRORS,
-                         ids=["unknown-flag", "no-command", "missing-required", "bad-choice"])
-def test_usage_error_is_one_line_naming_the_command(argv, line, tmp_path):
-    proc = run(*argv, cwd=tmp_path)
-    see = "bortconv --help" if argv[0].startswith("-") else f"bortconv {argv[0]} --help"  # the refusing parser
+@pytest.mark.parametrize("argv,line,see", USAGE_ERRORS, ids=["unknown-flag", "no-command", "missing-required",
+                                                             "bad-choice", "serve-alone", "package-alone"])
+def test_usage_error_is_one_line_naming_the_command(argv, line, see, tmp_path):
+    command = [sys.executable, *argv] if argv[0] == "-m" else [*BORTCONV, *argv]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert (proc.returncode, proc.stdout, proc.stderr.count("\n")) == (2, "", 1), proc.stderr
     assert proc.stderr.startswith(line) and proc.stderr.endswith(f" (see {see})\n"), proc.stderr
     assert not list(tmp_path.iterdir())

@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from bortconv._util.parser import Parser
 from bortconv.errors import BortconvError
 
 
@@ -14,7 +15,7 @@ def run_standalone(prog: str, description: str, add_arguments: Callable[[argpars
                    run: Callable[[argparse.Namespace], int], argv: list[str] | None = None) -> int:
     """Parse `argv` with the command's own arguments and run it; BortconvError -> "bortconv: error: ..." + its
     exit code."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
