@@ -337,6 +337,16 @@ def test_missing_ir_and_bad_choice_are_input_errors(artifact, tmp_path):
         BortRuntime(d, tokenizer="spacy")
 
 
+def test_asking_for_tokenizers_where_only_the_ir_is_names_the_backend_that_works(artifact, tmp_path):
+    d = shutil.copytree(with_ov_tokenizer(ov_artifact(artifact, "minilm"), tmp_path / "minilm"), tmp_path / "a")
+    want = BortRuntime(d, tokenizer="tokenizers").tokenize(["hello world"])
+    (d / TOKENIZER_FILE).unlink()
+    with pytest.raises(InputError, match=r"no tokenizer.json for tokenizer='tokenizers'; it has the OpenVINO "
+                                         r"tokenizer openvino_tokenizer.xml: use tokenizer='openvino'"):
+        BortRuntime(d, tokenizer="tokenizers").tokenize(["x"])
+    assert BortRuntime(d, tokenizer="openvino").tokenize(["hello world"]) == want == [[101, 7592, 2088, 102]]
+
+
 # ---------------------------------------------------------------------------------------------- failures
 
 

@@ -386,6 +386,10 @@ class BortRuntime:
                 self._backend = self._tokenizer = OpenVinoTokenizer(self.dir)
             else:
                 path = self.dir / TOKENIZER_FILE
+                if not path.is_file() and (self.dir / OV_TOKENIZER_XML).is_file():
+                    raise InputError(f"{self.dir}: no {TOKENIZER_FILE} for tokenizer='tokenizers'; it has the "
+                                     f"OpenVINO tokenizer {OV_TOKENIZER_XML}: use tokenizer='openvino' "
+                                     f"(--tokenizer openvino)")
                 if not path.is_file():
                     raise InputError(f"{self.dir}: no {TOKENIZER_FILE}, so it cannot read text (export a Bort "
                                      f".params with --vocab and --merges, or a Hugging Face directory that has "
