@@ -166,6 +166,9 @@ MALFORMED = [  # (row, path, body, expected status, what the error names)
     ("inputs not a list", "bort", {"inputs": "text"}, 400, "request field inputs: Input should be a valid list"),
     ("shape not a list", "bort", {"inputs": [{"name": "text", "shape": "1", "datatype": "BYTES", "data": ["a"]}]},
      400, "request field inputs[0].shape: Input should be a valid list"),
+    ("parameter of no allowed type", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                                          "data": ["a"]}], "parameters": {"top_k": [1]}},
+     400, "request field parameters.top_k: Input should be one of float, int, bool, str"),  # no type tag as a field
     ("no inputs", "bort", {"inputs": []}, 400, "no inputs"),
     ("wrong datatype", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.5]}]},
      400, "must be BYTES"),

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,19 @@ class _OneLineClientErrors(logging.Filter):
         return True
 
 
+#: how pydantic names the members of a union in an error's loc ("parameters", "a", "float"): a type, not a field
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|bytes|none|list|dict|tuple|set)(\[.*\])?$")
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    """``inputs[0].shape`` for loc ("inputs", 0, "shape"); kserve's model name is not a field."""
+    path = ""
+    for part in loc:
+        if part != "InferenceRequest":
+            path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    return path
+
+
 def request_error(errors: list[dict[str, Any]]) -> str:
     """One line for FastAPI's validation errors of a request: the body that is not JSON, or the first field that
     does not fit the Open Inference Protocol (``inputs[0].shape: Input should be a valid list``)."""
@@ -83,15 +97,21 @@ def request_error(errors: list[dict[str, Any]]) -> str:
     if first.get("type") == "json_invalid":
         why = (first.get("ctx") or {}).get("error")
         return f"request body: not JSON{f' ({why})' if why else ''}"
-    path = ""
-    for part in tuple(first.get("loc", ()))[1:]:
-        if part == "InferenceRequest":
-            continue
-        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    loc = tuple(first.get("loc", ()))[1:]
+    # a value that fits none of a union's members (parameters' values) fails once per member, each loc ending in
+    # the member's type: one complaint about the field, naming the types it may have
+    members = [e["loc"][-1] for e in errors if tuple(e.get("loc", ()))[1:-1] == loc[:-1]
+               and isinstance(e["loc"][-1], str) and _UNION_MEMBER.match(e["loc"][-1])]
+    if len(members) > 1 and loc[-1] in members:
+        loc, message = loc[:-1], f"Input should be one of {', '.join(members)}"
+    else:
+        members, message = [], first.get("msg", "invalid")
+    path = _field_path(loc)
     if not path and first.get("type") == "missing":
         return "request body: empty"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return " ".join(f"request field {path or 'body'}: {first.get('msg', 'invalid')}{more}".split())  # one line
+    others = len(errors) - max(len(members), 1)
+    more = f" (and {others} more)" if others else ""
+    return " ".join(f"request field {path or 'body'}: {message}{more}".split())  # one line
 
 
 async def _invalid_request(_: Any, exc: Any) -> Any:
