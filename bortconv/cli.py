@@ -18,8 +18,8 @@ from typing import Any
 from bortconv._util.parser import Parser
 from bortconv._util.signals import Terminated, raise_if_signalled, signals_raise
 from bortconv._version import __version__
-from bortconv.config import (MAX_MEMORY_HELP, THREADS_HELP, ExportOptions, Int8Options, TrimOptions,
-                             add_option_arguments, cli_fields, option_flag, option_keyword, option_values)
+from bortconv.config import (HEADS_HELP, MAX_MEMORY_HELP, THREADS_HELP, VARIANT_HELP, ExportOptions, Int8Options,
+                             TrimOptions, add_option_arguments, cli_fields, option_flag, option_keyword, option_values)
 from bortconv.errors import BortconvError, InputError
 
 log = logging.getLogger("bortconv")
@@ -241,8 +241,8 @@ def _add_json(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--variant", help="model name bort_<layers>_<heads>_<ffn>_<units> (fixes the head count)")
-    p.add_argument("--heads", type=int, help="number of attention heads (not visible in tensor shapes)")
+    p.add_argument("--variant", metavar="NAME", help=VARIANT_HELP)
+    p.add_argument("--heads", type=int, metavar="N", help=HEADS_HELP)
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:

@@ -118,6 +118,9 @@ class Precision(str, enum.Enum):
 PRECISIONS = tuple(p.value for p in Precision)
 
 #: the one help text and default of every command's --threads
+#: a .params source's model name and head count (export, convert, inspect, finetune): one wording for each flag
+VARIANT_HELP = "Bort's model name bort_<layers>_<heads>_<ffn>_<units> for a .params source (fixes the head count)"
+HEADS_HELP = "attention heads of a .params source's model (not visible in its tensor shapes)"
 THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
 
 
@@ -390,7 +393,8 @@ class Int8Options:
                                   "int8, the smallest table the gate passes on the chosen int8 encoder; else fp32")
     embedding_group_size: int | None = option(None, group="compression", metavar="N",
                                               help="values per scale for --embeddings (power of two >= 16 "
-                                                   "dividing the hidden size; default: 64 for int4, a row for int8; "
+                                                   "dividing the hidden size; default: 64 for int4, for int8 the "
+                                                   "largest power of two dividing a row; "
                                                    "auto tries 128 and 32 for int4 unless N pins it)")
 
     def __post_init__(self) -> None:
@@ -452,6 +456,8 @@ class ExportOptions:
                                                "PyTorch's IR only if clearly faster here (near-ties go to ONNX: "
                                                "reproducible); onnx/pytorch convert one way; fastest keeps whichever "
                                                "timed faster (not reproducible)")
+    variant: str | None = option(None, group="source", metavar="NAME", help=VARIANT_HELP)
+    heads: int | None = option(None, group="source", metavar="N", help=HEADS_HELP)
     vocab: str | None = option(None, group="tokenizer", metavar="FILE",
                                help="gluonnlp vocabulary JSON (with --merges: the artifact gets Bort's tokenizer)")
     merges: str | None = option(None, group="tokenizer", metavar="FILE", help="GPT-2 BPE merges file (vocab.bpe)")
@@ -473,6 +479,8 @@ class ExportOptions:
             raise InputError(f"opset: {self.opset} is outside the supported range 14..21", option="opset")
         if self.threads is not None and self.threads <= 0:
             raise InputError(f"threads must be positive, got {self.threads}", option="threads")
+        if self.heads is not None and self.heads <= 0:
+            raise InputError(f"heads must be positive, got {self.heads}", option="heads")
         if self.portable and self.target is not Target.ONNX:
             raise InputError("portable applies to target onnx only", option="portable")
         if self.precision is Precision.BF16 and self.target is not Target.OPENVINO:

@@ -185,9 +185,11 @@ def test_summary_of_a_model_with_64_positions(reference, tmp_path):
     """A shape with fewer positions than the 1x128 timing shape (tests/cases.py's custom row): the export times it
     at its length, the summary's fresh-process probe runs at that shape (it once failed at 1x128 and the memory
     line vanished), and the parity rows are named by what ran."""
-    hf = bortconv.convert(reference["custom_enc_fp32"].params, tmp_path / "hf", heads=4).output_dir
-    result = bortconv.export(hf, tmp_path / "short", target="onnx", threads=2, progress=False)
+    # its head count is not in its tensors' shapes: export takes it as convert does
+    result = bortconv.export(reference["custom_enc_fp32"].params, tmp_path / "short", target="onnx", heads=4,
+                             threads=2, progress=False)
     assert result.speed["shape"] == [1, 64]
+    assert json.loads((tmp_path / "short" / "config.json").read_text())["num_attention_heads"] == 4
     from bortconv.pipeline.summary import summary
     text = summary(result)
     assert "first inference (1 x 64)" in text, text
@@ -209,6 +211,15 @@ def test_bad_export_input(reference, tmp_path):
     proc = run_bortconv("export", reference["bort2_cls_fp16"].params, "-o", tmp_path / "x", "--target", "onnx",
                         "--opset", "9")
     assert proc.returncode == 2 and proc.stderr.startswith("bortconv: error: --opset: 9 is outside"), proc.stderr
+    proc = run_bortconv("export", reference["custom_enc_fp32"].params, "-o", tmp_path / "x", "--target", "onnx")
+    assert proc.returncode == 2 and "pass --heads N or --variant bort_L_H_F_U" in proc.stderr, proc.stderr
+    hf = bortconv.convert(reference["custom_enc_fp32"].params, tmp_path / "hf", heads=4).output_dir
+    proc = run_bortconv("export", hf, "-o", tmp_path / "x", "--target", "onnx", "--heads", "4")
+    assert proc.returncode == 2 and proc.stderr == (f"bortconv: error: --heads: {hf} is a Hugging Face directory, "
+                                                    f"whose config.json gives its model; it applies to a Bort "
+                                                    f".params source\n"), proc.stderr
+    assert not (tmp_path / "x").exists()
+    shutil.rmtree(hf)  # the rest checks that nothing but what it made is left in tmp_path
     with pytest.raises(InputError, match="fill-mask needs a head the checkpoint does not have"):
         bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", task="fill-mask",
                         progress=False)

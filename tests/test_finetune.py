@@ -408,6 +408,8 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
         "params without tokenizer": ([str(bort_files["params"]), *base, "--heads", "4"],
                                      ["tiny.params", "--vocab and --merges"]),
         "agora without teacher": ([str(bort_hf), "--train", tr, "--dev", dv], ["--teacher", "the plain method"]),
+        "heads for a Hugging Face source": ([str(bort_hf), *base, "--heads", "4"],
+                                            ["--heads", str(bort_hf), "applies to a Bort .params source"]),
         "max length past the positions": ([str(bort_hf), *base, "--max-length", "600"],
                                           ["--max-length 600", "has 512 positions"]),
     }
@@ -416,7 +418,7 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
 BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev labels never in train",
              "teacher labels never in train", "teacher does not load", "classifier source, other label count",
              "budget below one candidate", "params without tokenizer", "agora without teacher",
-             "max length past the positions"]
+             "heads for a Hugging Face source", "max length past the positions"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -237,7 +237,6 @@ SHARED_MEANINGS = {
     "--batch-size": "batch sizes, a comma-separated list",
     "--budget-minutes": "a time budget in minutes (bench: per shape; finetune: the whole run)",
     "--force": "replace what the output path holds",
-    "--heads": "attention heads of the model",
     "--json": "machine-readable output on stdout",
     "--max-length": "tokens per text, special tokens included",
     "--merges": "GPT-2 BPE merges file",
@@ -245,7 +244,6 @@ SHARED_MEANINGS = {
     "-o": "the output directory", "--output": "the output directory",
     "--precision": "the precision the artifact is made in",
     "--seed": "the random seed",
-    "--variant": "Bort's model name bort_<layers>_<heads>_<ffn>_<units>",
     "--vocab": "gluonnlp vocabulary JSON",
 }
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bortconv.config import THREADS_HELP, available_cores, check_choices, option
+from bortconv.config import HEADS_HELP, THREADS_HELP, VARIANT_HELP, available_cores, check_choices, option
 from bortconv.errors import InputError
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
 
@@ -60,8 +60,8 @@ class FinetuneOptions:
     # a .params source: the tokenizer files and the shape, as `convert` takes them
     vocab: str | os.PathLike[str] | None = option(None, group=PARAMS, metavar="FILE", help="gluonnlp vocabulary JSON")
     merges: str | os.PathLike[str] | None = option(None, group=PARAMS, metavar="FILE", help="GPT-2 BPE merges file")
-    variant: str | None = option(None, group=PARAMS, metavar="NAME", help="bort_<layers>_<heads>_<ffn>_<units>")
-    heads: int | None = option(None, group=PARAMS, metavar="N", help="attention heads")
+    variant: str | None = option(None, group=PARAMS, metavar="NAME", help=VARIANT_HELP)
+    heads: int | None = option(None, group=PARAMS, metavar="N", help=HEADS_HELP)
     # the search
     space: SearchSpace = option(SMALL_DATA_SPACE, cli=False,
                                 help="the search space (the CLI builds it from --space and the space flags)")

@@ -69,6 +69,9 @@ def resolve_source(source: str | os.PathLike[str], work: Path, *, vocab: str | o
     if p.is_dir():
         if vocab or merges:
             raise InputError(f"--vocab/--merges: {p} is a Hugging Face directory; it brings its own tokenizer")
+        if variant or heads is not None:
+            raise InputError(f"--{'variant' if variant else 'heads'}: {p} is a Hugging Face directory, whose "
+                             f"config.json gives its model; it applies to a Bort .params source")
         return _hf_source(p, p, "hf", None)
     if not (vocab and merges):
         raise InputError(f"{p}: a .params checkpoint needs --vocab and --merges (fine-tuning reads text)")

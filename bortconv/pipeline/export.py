@@ -139,7 +139,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
 
 def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
     """The chain of steps, building into `tmp`; returns the manifest's fields."""
-    source = steps.resolve_source(src, work, prog, opts.vocab, opts.merges)
+    source = steps.resolve_source(src, work, prog, opts.vocab, opts.merges, opts.variant, opts.heads)
     loaded = steps.load_model(source, opts, prog)
     from bortconv.quantize.embeddings import check_task
     check_task(loaded.task.value, opts.embeddings)  # before the heavy steps: exit 2 with nothing written

@@ -96,18 +96,24 @@ class Built:
     openvino: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_source(src: Path, work: Path, prog: Progress, vocab: str | None, merges: str | None) -> Source:
-    """Convert a `.params` source into a Hugging Face directory in `work`, and build the tokenizer if asked."""
+def resolve_source(src: Path, work: Path, prog: Progress, vocab: str | None, merges: str | None,
+                   variant: str | None = None, heads: int | None = None) -> Source:
+    """Convert a `.params` source into a Hugging Face directory in `work` (`variant`/`heads`: its model, where the
+    tensors cannot tell), and build the tokenizer if asked."""
     from bortconv.converters import hf_model
     from bortconv.converters.convert import convert
 
+    if src.is_dir() and (variant or heads is not None):
+        raise InputError(f"{'variant' if variant else 'heads'}: {src} is a Hugging Face directory, whose config.json "
+                         f"gives its model; it applies to a Bort .params source",
+                         option="variant" if variant else "heads")
     if src.is_dir():
         hf_dir = src
         weights = next((hf_dir / f for f in WEIGHT_FILES if (hf_dir / f).is_file()), None)
         source = Source(src, "hf", hf_dir, sha256_file(weights) if weights else None, None)
     else:
         with prog.step(f"converting {src.name}"):
-            conv = convert(src, work / "hf")
+            conv = convert(src, work / "hf", variant=variant, heads=heads)
         source = Source(src, "params", work / "hf", conv.source_sha256, None)
     if not (vocab or merges):
         return source
