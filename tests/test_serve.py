@@ -160,6 +160,29 @@ def test_concurrent_clients(minilm):
     assert errors == [] and worst[0] <= TOL, (errors[:3], worst)
 
 
+def test_a_failing_request_does_not_fail_the_requests_batched_with_it(minilm):
+    """Two requests merged into one call, one of which the tokenizer refuses (a lone surrogate, which the server's
+    request check now stops first): the call fails, each request is run alone, and only the bad one fails (both
+    got the error, HTTP 500, when a client sent "\udcff" beside another's text)."""
+    import asyncio
+
+    from bortconv.serve.batcher import LengthBatcher
+
+    _, rt = minilm
+    batcher = LengthBatcher(lambda items: list(rt.encode([text for text, _ in items])), max_wait_ms=500)
+
+    async def together() -> list:
+        return await asyncio.gather(batcher.submit([("hello world", None), ("a second text", None)]),
+                                    batcher.submit([("\udcff", None)]), return_exceptions=True)
+    try:
+        good, bad = asyncio.run(together())
+    finally:
+        batcher.shutdown()
+    assert isinstance(bad, TypeError), bad  # the tokenizers package's refusal
+    assert np.abs(np.stack(good) - rt.encode(["hello world", "a second text"])).max() <= TOL
+    assert (batcher.calls, batcher.items_run) == (1, 2)  # the merged call failed; the good request ran alone
+
+
 MALFORMED = [  # (row, path, body, expected status, what the error names)
     ("not JSON", "bort", b"{this is not json", 400, "request body: not JSON (Expecting property name"),
     ("empty body", "bort", b"", 400, "request body: empty"),
@@ -170,6 +193,10 @@ MALFORMED = [  # (row, path, body, expected status, what the error names)
                                                           "data": ["a"]}], "parameters": {"top_k": [1]}},
      400, "request field parameters.top_k: Input should be one of float, int, bool, str"),  # no type tag as a field
     ("no inputs", "bort", {"inputs": []}, 400, "no inputs"),
+    ("lone surrogate", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["\udcff"]}]},
+     400, "input 'text': element 0 is not valid Unicode text (surrogates not allowed at character 0)"),
+    ("body not UTF-8", "bort", b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["\xff"]}]}',
+     400, "request body: not JSON (not UTF-8, or nested too deeply to parse)"),
     ("wrong datatype", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.5]}]},
      400, "must be BYTES"),
     ("wrong shape", "bort", {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a"]}]},
@@ -258,7 +285,9 @@ def test_bad_start_exits_2(artifact, tmp_path):
     shutil.copytree(artifact("bort2_enc_fp16", "onnx"), textless, ignore=shutil.ignore_patterns("tokenizer*"))
     rows = [([str(tmp_path / "missing")], "no such directory"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts"),
-            ([str(textless), "--port", str(free_port())], "no tokenizer.json, so it cannot read text (export")]
+            ([str(textless), "--port", str(free_port())], "no tokenizer.json, so it cannot read text (export"),
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--name", "../x"], "--name '../x': a model name is"),
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "0"], "--threads must be positive, got 0")]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

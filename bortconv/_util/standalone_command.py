@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from bortconv._util.parser import Parser
-from bortconv.errors import BortconvError
+from bortconv.errors import BortconvError, InputError
 
 
 def run_standalone(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
@@ -21,5 +21,8 @@ def run_standalone(prog: str, description: str, add_arguments: Callable[[argpars
     try:
         return run(args)
     except BortconvError as exc:
-        print(f"bortconv: error: {exc.message}", file=sys.stderr)
+        message = exc.message
+        if isinstance(exc, InputError) and exc.option:  # an API parameter it names, shown as its flag
+            message = exc.for_flag("--" + exc.option.replace("_", "-"))
+        print(f"bortconv: error: {message}", file=sys.stderr)
         return exc.exit_code

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,11 @@ from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.config import PACKAGE_FORMATS
 from bortconv.errors import InputError
 from bortconv.manifest import read_manifest
-from bortconv.runtime.bort import artifact_name
+from bortconv.runtime.bort import artifact_name, check_name
 
 log = logging.getLogger(__name__)
 
 FORMATS = PACKAGE_FORMATS
-#: a model name both servers take as a directory name and in URLs
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise InputError(f"--name {name!r}: a model name is 1-128 letters, digits, '_', '.' or '-', starting "
-                         f"with a letter or digit")
-    return name
-
-
 def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLike[str], *, fmt: str,
                      name: str | None = None, force: bool = False) -> dict[str, Any]:
     """Write a `fmt` ("triton" or "ovms") model repository for the artifact at `artifact_dir` into `repo`.

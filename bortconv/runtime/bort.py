@@ -346,6 +346,20 @@ def artifact_name(artifact_dir: str | os.PathLike[str]) -> str:
     return name[:128] or "bort"
 
 
+#: a model name the servers take as a directory name and in URLs (Triton, OVMS, bortconv serve)
+_MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+
+
+def check_name(name: str) -> str:
+    """`name` if a model repository and a URL can both hold it; InputError naming --name otherwise."""
+    import re
+
+    if not re.fullmatch(_MODEL_NAME, name):
+        raise InputError(f"--name {name!r}: a model name is 1-128 letters, digits, '_', '.' or '-', starting "
+                         f"with a letter or digit")
+    return name
+
+
 class BortRuntime:
     """An exported artifact directory ready to run: tokenizer + session, batching by length.
 
@@ -357,6 +371,8 @@ class BortRuntime:
                  batch_size: int = 16, tokenizer: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(artifact_dir)
+        if threads is not None and threads <= 0:
+            raise InputError(f"threads must be positive, got {threads}", option="threads")
         from bortconv.manifest import read_manifest, static_shape
         self.manifest = read_manifest(self.dir)
         self.task = self.manifest.task

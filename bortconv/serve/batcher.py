@@ -82,10 +82,12 @@ class LengthBatcher:
             t0 = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._pool, self.run, items)
-            except Exception as exc:  # every request of the call gets the error; the loop keeps serving
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            except Exception as exc:  # the loop keeps serving
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(exc)
+                else:  # one request's bad text must not fail the requests merged with it: each runs alone
+                    await self._run_alone(batch)
                 continue
             self.calls += 1
             self.items_run += len(items)
@@ -96,6 +98,21 @@ class LengthBatcher:
                 if not p.future.done():  # a client that went away cancelled its future
                     p.future.set_result(results[start:start + len(p.items)])
                 start += len(p.items)
+
+    async def _run_alone(self, batch: list[_Pending]) -> None:
+        """Run each request of a failed call on its own: each gets its own result or its own error."""
+        loop = asyncio.get_running_loop()
+        for p in batch:
+            try:
+                results = await loop.run_in_executor(self._pool, self.run, list(p.items))
+            except Exception as exc:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            else:
+                self.calls += 1
+                self.items_run += len(p.items)
+                if not p.future.done():
+                    p.future.set_result(results)
 
     def shutdown(self) -> None:
         """Stop the worker thread (after the server's event loop has ended: the loop task ends with it)."""

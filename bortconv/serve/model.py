@@ -50,6 +50,12 @@ def parse_request(payload: Any) -> list[Item]:
                                f"and {len(data) if isinstance(data, list) else type(data).__name__} values")
         if not all(isinstance(t, str) for t in data):
             raise InvalidInput(f"input {tensor.name!r}: every element must be a string")
+        for i, text in enumerate(data):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate ("\udcff"): JSON allows it, no tokenizer takes it
+                raise InvalidInput(f"input {tensor.name!r}: element {i} is not valid Unicode text ({exc.reason} at "
+                                   f"character {exc.start})") from None
         by_name[tensor.name] = data
     texts, pairs = by_name.get(TEXT_INPUT), by_name.get(TEXT_PAIR_INPUT)
     if texts is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv.errors import InputError, MissingDependencyError
-from bortconv.runtime.bort import BortRuntime, artifact_name
+from bortconv.runtime.bort import BortRuntime, artifact_name, check_name
 
 log = logging.getLogger("bortconv.serve")
 
@@ -124,6 +124,21 @@ async def _invalid_request(_: Any, exc: Any) -> Any:
     return JSONResponse(status_code=400, content={"error": message})
 
 
+#: what FastAPI says of a body it cannot decode (bytes that are not UTF-8, JSON nested past Python's recursion limit)
+_UNPARSABLE = "There was an error parsing the body"
+
+
+async def _http_error(_: Any, exc: Any) -> Any:
+    """Starlette's own refusals (a body FastAPI cannot decode, a method a route does not take) answer
+    ``{"detail": ...}``; one form for every refusal, as kserve's: ``{"error": one line}``."""
+    from fastapi.responses import JSONResponse
+
+    detail = " ".join(str(exc.detail).split())
+    message = "request body: not JSON (not UTF-8, or nested too deeply to parse)" if detail == _UNPARSABLE else detail
+    log.info("request refused: %s", message)
+    return JSONResponse(status_code=exc.status_code, content={"error": message}, headers=getattr(exc, "headers", None))
+
+
 def configure_logging(level: str) -> None:
     """Per-request lines (logger bortconv.serve, INFO) and kserve's/uvicorn's logs at `level`."""
     if level not in LOG_LEVELS:
@@ -155,9 +170,11 @@ def _server_class(kserve: Any) -> type:
 
         def _add_exception_handlers(self, app: Any) -> None:
             from fastapi.exceptions import RequestValidationError
+            from starlette.exceptions import HTTPException
 
             super()._add_exception_handlers(app)
             app.add_exception_handler(RequestValidationError, _invalid_request)
+            app.add_exception_handler(HTTPException, _http_error)
 
     class HostServer(kserve.ModelServer):  # type: ignore[misc, name-defined]
         """kserve.ModelServer, one REST worker, bound to `host`, no gRPC (module docstring)."""
@@ -217,11 +234,11 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
 
     Bad input (not an artifact, a bad option, no tokenizer) raises a BortconvError before anything listens."""
     configure_logging(log_level)
+    model_name = check_name(name) if name is not None else artifact_name(artifact_dir)
     _check_listen(host, port)
     serving = import_serving()
     runtime = BortRuntime(artifact_dir, threads=threads, tokenizer=tokenizer, cache_dir=cache_dir)
     runtime.tokenizer  # noqa: B018 - a server that cannot read text must fail now, with exit 2
-    model_name = name or artifact_name(artifact_dir)
     model = serving.BortModel(model_name, runtime, max_batch=max_batch, max_wait_ms=max_wait_ms)
     import kserve
 
