@@ -264,3 +264,37 @@ def test_params_writer_leaves_no_partial_file(tmp_path):
     with pytest.raises(ValueError, match="no MXNet type flag"):
         write_params(tmp_path / "x.params", {"ok": np.zeros(4, np.float32), "bad": np.array(["text"])})
     assert list(tmp_path.iterdir()) == []
+
+
+#: (command line with {art} an artifact copy, {hf} a Hugging Face directory, {params} a checkpoint in {ckdir}; the
+#: output, which is or holds the input; the input it names). Each ran with --force and replaced its own input.
+OUTPUT_IS_INPUT = [
+    (["quantize", "{art}"], "{art}", "{art}"),
+    (["package", "{art}", "--format", "triton"], "{art}", "{art}"),
+    (["export", "{hf}", "--target", "onnx"], "{hf}", "{hf}"),
+    (["trim", "{hf}", "--corpus", "{ckdir}/corpus.txt"], "{ckdir}", "{ckdir}/corpus.txt"),
+    (["convert", "{params}", "--heads", "4"], "{ckdir}", "{params}"),
+]
+
+
+@pytest.mark.parametrize("argv,out,names", OUTPUT_IS_INPUT, ids=[r[0][0] for r in OUTPUT_IS_INPUT])
+def test_an_output_that_is_or_holds_the_input_is_refused_even_with_force(reference, artifact, tmp_path, argv, out,
+                                                                         names):
+    """exit 2 naming both, before any work, and every input byte for byte as it was."""
+    import shutil
+
+    from conftest import run_bortconv
+
+    ckdir = tmp_path / "ck"
+    ckdir.mkdir()
+    paths = {"art": str(shutil.copytree(artifact("bort2_enc_fp16", "onnx"), tmp_path / "art")),
+             "params": str(shutil.copy(reference["custom_enc_fp32"].params, ckdir / "x.params")),
+             "ckdir": str(ckdir), "hf": str(tmp_path / "hf")}
+    (ckdir / "corpus.txt").write_text("a line of the corpus\n" * 40)
+    shutil.copytree(tmp_path / "art", tmp_path / "hf", ignore=shutil.ignore_patterns("*.onnx", "manifest.json"))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    out, names = out.format(**paths), names.format(**paths)
+    proc = run_bortconv(*[a.format(**paths) for a in argv], "-o", out, "--force")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"bortconv: error: {out}: ") and f"the input {names};" in proc.stderr, proc.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

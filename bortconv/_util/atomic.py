@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bortconv._util.signals import raise_if_signalled
@@ -80,8 +80,17 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     return removed
 
 
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse an output path that is a file, or a directory that holds files unless `force`."""
+def check_output_dir(out: Path, force: bool, reads: Sequence[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuse an output path that is a file, or a directory that holds files unless `force`, or one that is or
+    holds a path the run `reads` (replacing it would destroy the run's own input, --force or not)."""
+    for given in reads:
+        if given is None:
+            continue
+        src, dest = Path(given).resolve(), out.resolve()
+        if src == dest or dest in src.parents:
+            what = "is" if src == dest else "holds"
+            raise InputError(f"{out}: {what} the input {given}; writing there would replace what the run reads "
+                             f"(choose another output directory)")
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -153,10 +162,11 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_directory(out: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success it replaces `out`."""
+def atomic_directory(out: str | os.PathLike[str], *, force: bool = False,
+                     reads: Sequence[str | os.PathLike[str] | None] = ()) -> Iterator[Path]:
+    """Yield a fresh temporary directory; on success it replaces `out` (never one that is or holds `reads`)."""
     out = Path(out)
-    check_output_dir(out, force)
+    check_output_dir(out, force, reads)
     parent = out.parent if str(out.parent) else Path(".")
     remove_stale_temporaries(out)
     tmp: Path | None = None

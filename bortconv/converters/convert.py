@@ -123,7 +123,7 @@ def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[st
         opts = _options(dtype=dtype, variant=variant, heads=heads, decoder_layer_norm_eps=decoder_layer_norm_eps,
                         force=force)
         out = Path(output_dir)
-        check_output_dir(out, opts.force)  # fail before reading anything
+        check_output_dir(out, opts.force, reads=[checkpoint, vocab, merges])  # fail before reading anything
         if bool(vocab) != bool(merges):
             raise InputError("--vocab and --merges go together")
         with read_params(checkpoint) as params:
@@ -173,7 +173,7 @@ def write_tokenizer_dir(vocab: str | os.PathLike[str], merges: str | os.PathLike
     from bortconv.converters.tokenizer import build_tokenizer, read_gluon_vocab, write_tokenizer
     gv = read_gluon_vocab(vocab)
     tok = build_tokenizer(vocab, merges, max_length=max_length)
-    with atomic_directory(Path(output_dir), force=force) as tmp:
+    with atomic_directory(Path(output_dir), force=force, reads=[vocab, merges]) as tmp:
         written = write_tokenizer(tok, tmp, gv)
         return {name: path.stat().st_size for name, path in written.items()}
 

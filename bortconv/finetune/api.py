@@ -71,7 +71,8 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
         raise InputError(f"train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more",
                          option="train")
     out = Path(out_dir)
-    check_output_dir(out, opts.force)
+    check_output_dir(out, opts.force,
+                     reads=[source, train, dev, opts.teacher, opts.vocab, opts.merges, opts.work_dir])
     from bortconv.finetune.checkpoint import WorkDir, default_work_dir
 
     checkpoint = WorkDir(opts.work_dir or default_work_dir(out), resume=opts.resume)

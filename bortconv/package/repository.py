@@ -37,7 +37,7 @@ def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLi
     if "task" not in manifest:
         raise InputError(f"{src}: its manifest names no task; not an artifact written by bortconv export")
     model_name = check_name(name) if name is not None else artifact_name(src)
-    check_output_dir(out, force)  # refuse before reading the model
+    check_output_dir(out, force, reads=[src])  # refuse before reading the model
     t0 = time.perf_counter()
     sig = read_signature(src)
     with atomic_directory(out, force=force) as tmp:

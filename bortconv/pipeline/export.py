@@ -112,7 +112,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
         raise InputError(f"export: pass an ExportOptions or keywords, not both (got {', '.join(sorted(keywords))})")
     src, out = Path(source), Path(output_dir)
     kind = steps.source_kind(src)
-    check_output_dir(out, options.force)
+    check_output_dir(out, options.force, reads=[src, options.vocab, options.merges, options.int8.calibration])
     steps.check_precision_here(options)
     steps.check_calibration(options)
     # one step for the proof, or for int8 (which writes its own gate's proof)

@@ -75,7 +75,7 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
         raise InputError(f"trim: pass a TrimOptions or keywords, not both (got {', '.join(sorted(keywords))})")
     opts = trim_options(**keywords) if options is None else options
     out = Path(output_dir)
-    check_output_dir(out, opts.force)
+    check_output_dir(out, opts.force, reads=[source, opts.corpus])
     src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
     tr.check_keep(src.vocab, opts.keep)
