@@ -483,6 +483,9 @@ class ExportOptions:
             raise InputError(f"heads must be positive, got {self.heads}", option="heads")
         if self.portable and self.target is not Target.ONNX:
             raise InputError("portable applies to target onnx only", option="portable")
+        if self.openvino_from is not OpenVinoRoute.AUTO and self.target is not Target.OPENVINO:
+            raise InputError(f"openvino_from {self.openvino_from.value} applies to target openvino only",
+                             option="openvino_from")
         if self.precision is Precision.BF16 and self.target is not Target.OPENVINO:
             raise InputError("precision bf16: ONNX Runtime's x86 CPU kernels have no bf16 GEMM, so a bf16 ONNX "
                              "model would be cast back to fp32 or refused; use target openvino for bf16, or fp32 / "

@@ -139,7 +139,8 @@ def read_manifest(directory: Path) -> Manifest:
     from bortconv._util.jsonfile import read_json
 
     if not directory.is_dir():
-        raise InputError(f"{directory}: no such directory")
+        raise InputError(f"{directory}: {'not a directory' if directory.exists() else 'no such directory'} (give "
+                         f"the artifact directory)")
     path = directory / MANIFEST_FILE
     if not path.is_file():
         raise InputError(f"{directory}: no {MANIFEST_FILE}; not a bortconv artifact directory")

@@ -112,6 +112,9 @@ BAD = [
      "static shape 2x16, and no asked (batch, length) is 2x16"),
     ("not-an-artifact", ["@tmp"], "no manifest.json"),
     ("missing-dir", ["@missing"], "no such directory"),
+    ("budget-negative", ["--budget-minutes", "-1"], "budget: -1 minutes per shape; it must be positive"),
+    ("cache-under-a-file", ["--baseline", "bert-tiny", "--baseline-cache", "{target}/manifest.json/bench"],
+     "--baseline-cache {target}/manifest.json/bench: {target}/manifest.json is not a directory"),
 ]
 
 
@@ -123,10 +126,10 @@ def test_bench_bad_input(artifact, tmp_path, row):
         target, extra = str(artifact("bort2_cls_fp16", "onnx", static_shape="2,16")), extra[1:]
     elif extra[0].startswith("@"):
         target, extra = (str(tmp_path) if extra[0] == "@tmp" else str(tmp_path / "nope")), []
-    proc = run(target, *extra, "--no-memory")
+    proc = run(target, *[a.format(target=target) for a in extra], "--no-memory")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("bortconv: error:")]
-    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert len(lines) == 1 and words.format(target=target) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
 
 

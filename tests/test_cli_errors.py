@@ -298,3 +298,24 @@ def test_an_output_that_is_or_holds_the_input_is_refused_even_with_force(referen
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"bortconv: error: {out}: ") and f"the input {names};" in proc.stderr, proc.stderr
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+#: (argv, the one line after "bortconv: error: "): options the probe found refused as internal errors (exit 3) or
+#: named by their API keyword
+OPTION_ERRORS = [
+    (["make-demo", "{tmp}/x.params", "--seed", "-1"], "--seed: -1: the seed is an integer from 0 to 2**32 - 1"),
+    (["tokenizer", "--vocab", "{tmp}/v.json", "--merges", "{tmp}/m.txt", "-o", "{tmp}/t", "--max-length", "0"],
+     "--max-length must be an integer >= 4, got 0"),
+]
+
+
+@pytest.mark.parametrize("argv,says", OPTION_ERRORS, ids=[r[0][0] for r in OPTION_ERRORS])
+def test_a_bad_option_value_is_named_by_its_flag(tmp_path, argv, says):
+    from conftest import run_bortconv
+
+    (tmp_path / "v.json").write_text("{}")
+    (tmp_path / "m.txt").write_text("#version: 0.2\n")
+    before = set(tmp_path.iterdir())
+    proc = run_bortconv(*[a.format(tmp=tmp_path) for a in argv])
+    assert (proc.returncode, proc.stderr) == (2, f"bortconv: error: {says}\n"), proc.stderr
+    assert set(tmp_path.iterdir()) == before

@@ -4,6 +4,7 @@ sources) or PyTorch (for HF directories), through the torch-free runtime's sessi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def test_export_matrix(reference, artifact, minilm, converted, bort_tokenizer_fi
         out = minilm(f"{'ov' if target == 'openvino' else 'onnx'}-fp32")
     else:
         out = tmp_path / "artifact"
+        route = {"openvino_from": "onnx"} if target == "openvino" else {}  # an ONNX export refuses the option
         bortconv.export(_source(reference, converted, spec), out, target=target, task=task, threads=2,
-                        bench=False, progress=False, openvino_from="onnx")
+                        bench=False, progress=False, **route)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["task"] == want_task and manifest["precision"] == "fp32"
 
@@ -197,6 +199,50 @@ def test_summary_of_a_model_with_64_positions(reference, tmp_path):
     assert shapes == ["b1-l1", "b1-l7", "b1-l64", "b4-l64-padded", "b4-l64-padded-2"], shapes
 
 
+def _minilm_with(tmp: Path, name: str, text: str | None = None, cut: int | None = None) -> Path:
+    """A copy of MiniLM's directory (its weights linked, not copied) with one file rewritten or cut short."""
+    d = tmp / "src"
+    d.mkdir()
+    for f in MINILM.iterdir():
+        if f.name != name and f.is_file():
+            (d / f.name).symlink_to(f)
+    if cut is not None:
+        (d / name).write_bytes((MINILM / name).read_bytes()[:cut])
+    elif text is not None:
+        (d / name).write_text(text)
+    return d
+
+
+#: (row, source, extra flags, the one line's words after "bortconv: error: "; {src} is the source) for sources and
+#: options an adversarial probe found answered late, with exit 1 or 3, or not at all
+BAD_SOURCES = [
+    ("weights cut short", lambda t, a: _minilm_with(t, "model.safetensors", cut=1_000_000), [],
+     "{src}/model.safetensors: not a readable safetensors file (truncated: 1000000 bytes, but its tensors end at"),
+    ("config size not a number", lambda t, a: _minilm_with(
+        t, "config.json", json.dumps({**json.loads((MINILM / "config.json").read_text()), "hidden_size": "huge"})),
+     [], '{src}/config.json: hidden_size is "huge"; it must be a positive integer'),
+    ("tokenizer.json unreadable", lambda t, a: _minilm_with(t, "tokenizer.json", '{"version": "1.0", "model": {}}'),
+     [], "{src}/tokenizer.json: not a tokenizer the `tokenizers` package reads ("),
+    ("an artifact as the source", lambda t, a: a("bort2_enc_fp16", "onnx"), [],
+     "{src}: a bortconv artifact (manifest.json), not a Hugging Face model directory"),
+    ("static length past the positions", lambda t, a: MINILM, ["--static-shape", "1,100000", "--quiet"],  # found loading
+     "--static-shape 1,100000: the model has 512 positions"),
+    ("an OpenVINO option on ONNX", lambda t, a: MINILM, ["--openvino-from", "pytorch"],
+     "--openvino-from pytorch applies to target openvino only"),
+]
+
+
+@pytest.mark.parametrize("row,make,extra,says", BAD_SOURCES, ids=[r[0] for r in BAD_SOURCES])
+def test_bad_source_is_refused_in_one_line(artifact, tmp_path, row, make, extra, says):
+    from conftest import run_bortconv
+
+    src = make(tmp_path, artifact)
+    proc = run_bortconv("export", src, "-o", tmp_path / "out", "--target", "onnx", "--no-bench", *extra)
+    assert (proc.returncode, proc.stderr.count("\n")) == (2, 1), proc.stderr
+    assert proc.stderr.startswith("bortconv: error: " + says.format(src=src)), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_export_input(reference, tmp_path):
     from bortconv.errors import InputError, OutputExistsError
     # the API names its parameters; the CLI shows the same error with the flag (one definition gives both)
@@ -220,9 +266,10 @@ def test_bad_export_input(reference, tmp_path):
                                                     f".params source\n"), proc.stderr
     assert not (tmp_path / "x").exists()
     shutil.rmtree(hf)  # the rest checks that nothing but what it made is left in tmp_path
-    with pytest.raises(InputError, match="fill-mask needs a head the checkpoint does not have"):
-        bortconv.export(reference["bort2_cls_fp16"].params, tmp_path / "x", target="onnx", task="fill-mask",
-                        progress=False)
+    params = reference["bort2_cls_fp16"].params  # converted inside: the refusal names it, not the temporary dir
+    with pytest.raises(InputError, match=f"^{re.escape(str(params))}: --task fill-mask needs a head the "
+                                         f"checkpoint does not have"):
+        bortconv.export(params, tmp_path / "x", target="onnx", task="fill-mask", progress=False)
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "f").write_text("x")

@@ -238,6 +238,7 @@ BAD_INPUT = [
     ("not UTF-8", "caf\xe9 au lait\n".encode("latin-1") * 20, [], "--corpus"),
     ("too few lines", b"one\ntwo\nthree\n", [], "--corpus"),
     ("missing corpus", None, [], "--corpus"),
+    ("corpus a directory", "dir", [], "--corpus"),
     ("keep 0", b"a line of text\n" * 20, ["--keep", "0"], "--keep"),
     ("keep below the required tokens", b"a line of text\n" * 20, ["--keep", "100"], "--keep"),
     ("keep above the vocabulary", b"a line of text\n" * 20, ["--keep", "40000"], "--keep"),
@@ -250,7 +251,9 @@ BAD_INPUT = [
 @pytest.mark.parametrize("content,flags,named", [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
 def test_bad_input_exits_2_with_one_line(tmp_path, content, flags, named):
     corpus = tmp_path / "corpus.txt"
-    if content is not None:
+    if content == "dir":
+        corpus.mkdir()
+    elif content is not None:
         corpus.write_bytes(content)
     proc = run_bortconv("trim", MINILM, "--corpus", corpus, "-o", tmp_path / "out", *flags)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)

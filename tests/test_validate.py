@@ -251,6 +251,7 @@ BAD_INPUT = [
     ("bad-tolerance", _bad_tolerance, "--tolerance"),
     ("negative-tolerance", _negative_tolerance, "must be a positive number"),
     ("not-a-directory", _not_a_dir, "no such directory"),
+    ("tolerance-typo", lambda d, tmp: ["--tolerance", "onnx:fp99=1"], "'onnx:fp99=1': TARGET is one of onnx, openvino"),
 ]
 
 

@@ -278,6 +278,18 @@ def _checked_settings(dirs: list[Path], baseline: str, seq_lens: Sequence[int] |
     return list(lens), list(bs)
 
 
+def _checked_cache(baseline: str, budget_s: float, baseline_cache: str | os.PathLike[str] | None) -> Path:
+    """The baseline cache directory (refused if a file stands in its way), after the time budget's check."""
+    if not budget_s > 0:
+        raise InputError(f"budget: {budget_s / 60:g} minutes per shape; it must be positive (--budget-minutes)")
+    cache = Path(baseline_cache) if baseline_cache else cache_dir()
+    blocking = next((p for p in (cache, *cache.parents) if p.exists() and not p.is_dir()), None)
+    if baseline != "none" and blocking is not None:
+        where = "--baseline-cache" if baseline_cache else "$BORTCONV_CACHE"
+        raise InputError(f"{where} {cache}: {blocking} is not a directory")
+    return cache
+
+
 def _check_some_shape_fits(c: Candidate, d: Path, bs: Sequence[int], lens: Sequence[int]) -> None:
     """InputError when no asked (batch, length) can run on the artifact: a report without its rows is not a result."""
     if any(_fits(c, b, n, []) for b in bs for n in lens):
@@ -328,6 +340,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     """
     dirs = [Path(a) for a in artifacts]
     lens, bs = _checked_settings(dirs, baseline, seq_lens, batches, threads, rounds, runs_per_round, warmup)
+    cache = _checked_cache(baseline, budget_s, baseline_cache)
     manifests = [_check_artifact(d) for d in dirs]
     names = _unique_names(dirs)
     machine = machine_info()
@@ -341,7 +354,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     if baseline != "none":
         if build_baseline is None or build_int8_baseline is None:
             raise InputError("bench: a baseline needs its builders (use bortconv.bench.baselines.bench)")
-        hf_dir, onnx_dir = build_baseline(baseline, Path(baseline_cache) if baseline_cache else cache_dir(), threads)
+        hf_dir, onnx_dir = build_baseline(baseline, cache, threads)
         live += _open_baselines(baseline, hf_dir, onnx_dir, threads)
         if baseline_int8 is None:
             baseline_int8 = any(m.get("precision") == "int8" for m in manifests)

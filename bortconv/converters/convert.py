@@ -171,8 +171,8 @@ def write_tokenizer_dir(vocab: str | os.PathLike[str], merges: str | os.PathLike
                         force: bool = False) -> dict[str, int]:
     """Write Bort's tokenizer (tokenizer.json + transformers config) alone into a new directory."""
     from bortconv.converters.tokenizer import build_tokenizer, read_gluon_vocab, write_tokenizer
+    tok = build_tokenizer(vocab, merges, max_length=max_length)  # checks max_length before reading the files
     gv = read_gluon_vocab(vocab)
-    tok = build_tokenizer(vocab, merges, max_length=max_length)
     with atomic_directory(Path(output_dir), force=force, reads=[vocab, merges]) as tmp:
         written = write_tokenizer(tok, tmp, gv)
         return {name: path.stat().st_size for name, path in written.items()}

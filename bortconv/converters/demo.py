@@ -45,6 +45,8 @@ def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = 
 def write_demo_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Write the demo bort_4_8_768_1024 fp16 MLM checkpoint to `path` (skipped if it is already there)."""
     p = Path(path)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"seed: {seed!r}: the seed is an integer from 0 to 2**32 - 1", option="seed")
     if p.is_dir():
         raise InputError(f"{p}: is a directory; make-demo writes a .params file")
     blocking = next((a for a in p.parents if a.exists() and not a.is_dir()), None)

@@ -8,6 +8,7 @@ Sources: a `bortconv convert` output, `amazon/bort` as downloaded from the Hub (
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -16,7 +17,7 @@ from typing import Any
 
 from bortconv.config import Task
 from bortconv.errors import InputError, MappingError, MissingDependencyError, shown
-from bortconv.layout import CONFIG_FILE
+from bortconv.layout import CONFIG_FILE, MANIFEST_FILE
 from bortconv.measure import Runner
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,11 @@ BERT_TYPES = {"bert", "bort"}
 TASK_CLASS = {Task.FEATURE_EXTRACTION: "BertModel", Task.FILL_MASK: "BertForMaskedLM",
               Task.TEXT_CLASSIFICATION: "BertForSequenceClassification"}
 ARCH_TASK = {"BertForMaskedLM": Task.FILL_MASK, "BertForSequenceClassification": Task.TEXT_CLASSIFICATION}
+
+
+#: config.json's sizes: each a positive integer where given
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "max_position_embeddings", "type_vocab_size")
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
@@ -37,6 +43,10 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         raise InputError(f"{cfg_path}: not a model configuration (not a JSON object)")
     if cfg.get("model_type") not in BERT_TYPES:
         raise InputError(f"{cfg_path}: model_type '{cfg.get('model_type')}' is not a BERT-family encoder")
+    for key in SIZE_FIELDS:  # transformers' own refusal of these is a multi-line dataclass report
+        value = cfg.get(key)
+        if key in cfg and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{cfg_path}: {key} is {shown(json.dumps(value), 40)}; it must be a positive integer")
     return cfg
 
 
@@ -52,6 +62,9 @@ def weight_keys(model_dir: Path) -> set[str]:
     binf = model_dir / "pytorch_model.bin"
     if binf.is_file():
         return set(_load_bin(binf))
+    if (model_dir / MANIFEST_FILE).is_file():
+        raise InputError(f"{model_dir}: a bortconv artifact ({MANIFEST_FILE}), not a Hugging Face model directory; "
+                         f"give the .params file or directory it was exported from")
     raise InputError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
 
 
@@ -101,8 +114,9 @@ def default_task(model_dir: Path) -> Task:
 
 
 def load_pytorch(model_dir: str | os.PathLike[str], task: Task | str | None = None, *,
-                 attn_implementation: str = "eager") -> Any:
-    """Load the directory as the model for `task` (default: its own architecture), in eval mode, fp32.
+                 attn_implementation: str = "eager", named: str | os.PathLike[str] | None = None) -> Any:
+    """Load the directory as the model for `task` (default: its own architecture), in eval mode, fp32. `named`:
+    what a refusal of the task calls the source (the .params file a temporary directory was converted from).
 
     Fails if a weight the task needs is missing (never a randomly initialized head). Drops the pooler a Bort
     encoder does not have and sets the MLM decoder's own LayerNorm epsilon recorded at conversion.
@@ -119,7 +133,8 @@ def load_pytorch(model_dir: str | os.PathLike[str], task: Task | str | None = No
     task = Task(task)
     if task not in available_tasks(d):
         have = ", ".join(t.value for t in available_tasks(d))
-        raise InputError(f"{d}: --task {task.value} needs a head the checkpoint does not have (it has: {have})")
+        raise InputError(f"{named or d}: --task {task.value} needs a head the checkpoint does not have (it has: "
+                         f"{have})")
     with transformers_quiet(transformers):
         return _load(d, cfg, task, transformers, attn_implementation)
 

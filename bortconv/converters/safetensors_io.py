@@ -62,7 +62,19 @@ def write_safetensors(path: Path, tensors: Sequence[TensorSource], dtype: str,
 
 
 def read_safetensors_header(path: Path) -> dict[str, object]:
-    """The JSON header of a safetensors file (used to re-check what was written)."""
+    """The JSON header of a safetensors file (used to re-check what was written); ValueError if the file is shorter
+    than its header or its tensors' data say (a cut download), before any tensor is read."""
+    size = path.stat().st_size
     with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        return json.loads(fh.read(n))
+        first = fh.read(8)
+        if len(first) < 8:
+            raise ValueError(f"{size} bytes, shorter than a safetensors header")
+        (n,) = struct.unpack("<Q", first)
+        if 8 + n > size:
+            raise ValueError(f"truncated: {size} bytes, but its header alone takes {8 + n}")
+        header = json.loads(fh.read(n))
+    ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+            and "data_offsets" in t]
+    if ends and 8 + n + max(ends) > size:
+        raise ValueError(f"truncated: {size} bytes, but its tensors end at byte {8 + n + max(ends)}")
+    return header

@@ -293,7 +293,7 @@ def build_tokenizer(vocab_path: str | os.PathLike[str], merges_path: str | os.Pa
     long pairs at tiny lengths. :class:`BortEncoder` does not.)
     """
     if type(max_length) is not int or max_length < 4:
-        raise InputError(f"max_length must be an integer >= 4, got {max_length!r}")
+        raise InputError(f"max_length must be an integer >= 4, got {max_length!r}", option="max_length")
     vocab = read_gluon_vocab(vocab_path)
     merges = read_merges(merges_path)
     _check_coverage(vocab, merges, Path(merges_path))
@@ -312,7 +312,7 @@ class BortEncoder:
 
     def __init__(self, tokenizer: Tokenizer, vocab: GluonVocab, *, max_length: int = DEFAULT_MAX_LENGTH) -> None:
         if type(max_length) is not int or max_length < 4:
-            raise InputError(f"max_length must be an integer >= 4, got {max_length!r}")
+            raise InputError(f"max_length must be an integer >= 4, got {max_length!r}", option="max_length")
         self._tok = _tokenizers().Tokenizer.from_str(tokenizer.to_str())  # a copy: its settings stay put
         self._tok.no_truncation()
         self._tok.no_padding()

@@ -85,7 +85,7 @@ def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
     """Non-blank lines of a UTF-8 text file, split by a seeded permutation (the file may be sorted by topic)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"corpus: {p}: no such file", option="corpus")
+        raise InputError(f"corpus: {p}: {'not a file' if p.exists() else 'no such file'}", option="corpus")
     data = p.read_bytes()
     if b"\x00" in data:
         raise InputError(f"corpus: {p}: binary, not text (a NUL byte at offset {data.index(0)})", option="corpus")
@@ -300,13 +300,14 @@ class Source:
 
 def read_source(src: str | os.PathLike[str]) -> Source:
     from bortconv._util.jsonfile import read_json
-    from bortconv.converters.hf_model import read_config
+    from bortconv.converters.hf_model import read_config, weight_keys
 
     d = Path(src)
     if not d.is_dir():
         raise InputError(f"{d}: not a Hugging Face model directory (trim takes one; `bortconv convert` makes one "
                          f"from a .params file, with --vocab/--merges for the tokenizer)")
     cfg = read_config(d)
+    weight_keys(d)  # weights that are there and whole, before any work
     if not (d / TOKENIZER_FILE).is_file():
         raise InputError(f"{d}: no {TOKENIZER_FILE}: trim re-indexes the tokenizer with the weights")
     tok = read_json(d / TOKENIZER_FILE)

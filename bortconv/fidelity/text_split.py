@@ -31,7 +31,8 @@ def load_texts(path: str | os.PathLike[str] | None) -> tuple[str, list[str]]:
     else:
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"calibration: {p}: no such file", option="calibration")
+            raise InputError(f"calibration: {p}: {'not a file' if p.exists() else 'no such file'}",
+                             option="calibration")
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError:

@@ -115,6 +115,7 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
     check_output_dir(out, options.force, reads=[src, options.vocab, options.merges, options.int8.calibration])
     steps.check_precision_here(options)
     steps.check_calibration(options)
+    steps.check_source(src)
     # one step for the proof, or for int8 (which writes its own gate's proof)
     prog = Progress((6 if kind == "params" else 5) + int(_timed(options))
                     + int(steps.gate_runs(options) and not options.ungated)

@@ -133,9 +133,12 @@ def load_model(source: Source, opts: ExportOptions, prog: Progress) -> Loaded:
 
     task = opts.task or hf_model.default_task(source.hf_dir)
     with prog.step(f"loading PyTorch model ({task.value})"):
-        model = hf_model.load_pytorch(source.hf_dir, task)
+        model = hf_model.load_pytorch(source.hf_dir, task, named=source.path)
         module = hf_model.task_module(model, task)
     cfg = model.config
+    if opts.static_shape and opts.static_shape[1] > cfg.max_position_embeddings:
+        raise InputError(f"static_shape {opts.static_shape[0]},{opts.static_shape[1]}: the model has "
+                         f"{cfg.max_position_embeddings} positions; a length of at most that", option="static_shape")
     return Loaded(task=task, module=module, vocab_size=cfg.vocab_size, max_positions=cfg.max_position_embeddings,
                   num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size, pad_id=cfg.pad_token_id or 0,
                   names=ox.input_names(module), weight_bytes=4 * sum(p.numel() for p in model.parameters()))
@@ -405,6 +408,30 @@ def check_calibration(opts: ExportOptions) -> None:
     from bortconv.fidelity.text_split import load_texts
     if opts.quantized is not None and opts.quantized.calibration is not None:
         load_texts(opts.quantized.calibration)
+
+
+def check_source(src: Path) -> None:
+    """A Hugging Face source's config.json, weights' header and tokenizer.json, refused before anything runs if
+    unusable (they were read by the loading and the last steps, as exit 1 or 3, naming no file)."""
+    from bortconv.converters import hf_model
+
+    if not src.is_dir():
+        return
+    hf_model.read_config(src)
+    if (src / WEIGHT_FILES[0]).is_file() or not (src / WEIGHT_FILES[1]).is_file():
+        hf_model.weight_keys(src)  # safetensors' header and size, or no weights at all (a .bin is read as it loads)
+    path = src / TOKENIZER_FILE
+    if not path.is_file():
+        return
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return  # the runtime's own loader names the missing package when text is read
+    try:
+        Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises bare Exception for a file it cannot parse
+        why = " ".join(str(exc).split())[:160]
+        raise InputError(f"{path}: not a tokenizer the `tokenizers` package reads ({why})") from None
 
 
 def check_precision_here(opts: ExportOptions) -> None:

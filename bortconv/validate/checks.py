@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bortconv._util.hashing import sha256_file
+from bortconv.config import PRECISIONS, Target
 from bortconv.errors import InputError
 from bortconv.layout import CARRIED_FILES, CONVERSION_RECORD, MANIFEST_FILE, WEIGHT_FILES
 
@@ -84,6 +85,10 @@ def parse_tolerance(value: str | float | None, target: str, precision: str) -> f
                 parts = key.strip().split(":")
                 if not sep or len(parts) != 2:
                     raise InputError(f"--tolerance: '{entry}' is not TARGET:PRECISION=NUMBER (e.g. onnx:fp16=1e-2)")
+                targets = tuple(t.value for t in Target)
+                if parts[0] not in targets or parts[1] not in PRECISIONS:  # a typo would leave the default in force
+                    raise InputError(f"--tolerance: '{entry}': TARGET is one of {', '.join(targets)} and PRECISION "
+                                     f"one of {', '.join(PRECISIONS)}")
                 if (parts[0], parts[1]) == (target, precision):
                     tol = _positive_float(num.strip(), value)
                 else:
