@@ -117,10 +117,10 @@ class Precision(str, enum.Enum):
 
 PRECISIONS = tuple(p.value for p in Precision)
 
-#: the one help text and default of every command's --threads
 #: a .params source's model name and head count (export, convert, inspect, finetune): one wording for each flag
 VARIANT_HELP = "Bort's model name bort_<layers>_<heads>_<ffn>_<units> for a .params source (fixes the head count)"
 HEADS_HELP = "attention heads of a .params source's model (not visible in its tensor shapes)"
+#: the one help text and default of every command's --threads
 THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
 
 

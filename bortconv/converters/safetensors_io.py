@@ -73,8 +73,12 @@ def read_safetensors_header(path: Path) -> dict[str, object]:
         if 8 + n > size:
             raise ValueError(f"truncated: {size} bytes, but its header alone takes {8 + n}")
         header = json.loads(fh.read(n))
-    ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
-            and "data_offsets" in t]
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    try:
+        ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"]
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise ValueError("its header has a tensor without data_offsets [begin, end]") from None
     if ends and 8 + n + max(ends) > size:
         raise ValueError(f"truncated: {size} bytes, but its tensors end at byte {8 + n + max(ends)}")
     return header
