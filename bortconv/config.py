@@ -9,9 +9,10 @@ import platform
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
-from bortconv.errors import InputError, MappingError
+from bortconv.errors import InputError, MappingError, shown
 
 #: Bumped whenever the layout of what bortconv writes changes.
 FORMAT_VERSION = 1
@@ -77,6 +78,45 @@ def heads_from_name(variant: str) -> tuple[int, int, int, int]:
     return layers, heads, ffn, units
 
 
+#: the scalar annotations check_field_types enforces, and how a refusal says what was expected
+_SCALARS = {"bool": (bool, "True or False"), "int": (int, "an integer"), "float": ((int, float), "a number"),
+            "str": ((str, os.PathLike), "a string or path")}  # str fields hold names and paths
+
+
+def check_field_types(options: Any) -> None:
+    """Refuse a field of an options dataclass whose value is not of its annotated scalar type (bool, int, float,
+    str (a path too), or one of them or None): ``force="no"`` must not be taken as true, nor ``threads="2"`` reach
+    a comparison as a bare TypeError. InputError names the API keyword. Other annotations (enums, paths, unions)
+    are checked by the options' own parsing."""
+    for f in fields(options):
+        hint = str(f.type).replace(" ", "")
+        optional = hint.endswith("|None")
+        base = hint.removesuffix("|None")
+        if base not in _SCALARS:
+            continue
+        value = getattr(options, f.name)
+        if value is None and optional:
+            continue
+        kinds, words = _SCALARS[base]
+        if not isinstance(value, kinds) or (base != "bool" and isinstance(value, bool)):
+            keyword = option_keyword(f) if "keyword" in f.metadata else f.name
+            raise InputError(f"{keyword}: {value!r} is not {words}", option=keyword)
+
+
+def check_options_type(options: Any, cls: type, command: str) -> None:
+    """Refuse an options object of another class (a dict, another command's options): InputError naming it."""
+    if options is not None and not isinstance(options, cls):
+        raise InputError(f"{command}: options must be {cls.__name__} (or keywords), not {type(options).__name__}")
+
+
+def as_path(value: Any, name: str) -> Path:
+    """`value` as a Path, if it is a str or os.PathLike; InputError naming the parameter otherwise (a bare pathlib
+    TypeError named nothing)."""
+    if isinstance(value, (str, os.PathLike)) and str(value) != "":
+        return Path(value)
+    raise InputError(f"{name}: {shown(repr(value), 60)} is not a path", option=name)
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Options of :func:`bortconv.convert`; all keyword-only at the API."""
@@ -90,6 +130,7 @@ class ConvertOptions:
     force: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.heads is not None and self.heads <= 0:
             raise InputError(f"--heads must be a positive integer, got {self.heads}")
         if not (0 < self.decoder_layer_norm_eps < 1):
@@ -270,11 +311,16 @@ def parse_enum(enum_cls: type[enum.Enum], value: object, option: str) -> enum.En
 
 
 def parse_static_shape(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """'B,L' -> (B, L) for --static-shape."""
-    if value is None or isinstance(value, tuple):
-        return value
+    """'B,L' (or a pair of integers) -> (B, L) for --static-shape."""
+    if value is None:
+        return None
     try:
-        b, length = (int(x) for x in value.split(","))
+        if isinstance(value, str):
+            b, length = (int(x) for x in value.split(","))
+        elif isinstance(value, (tuple, list)) and all(type(x) is int for x in value):
+            b, length = value
+        else:
+            raise ValueError
     except ValueError:
         raise InputError(f"static_shape: '{value}' is not BATCH,LENGTH (e.g. 1,128)", option="static_shape") from None
     if b <= 0 or length <= 0:
@@ -398,6 +444,7 @@ class Int8Options:
                                                    "auto tries 128 and 32 for int4 unless N pins it)")
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if isinstance(self.thresholds, dict):
             object.__setattr__(self, "thresholds", GateThresholds(**self.thresholds))
         if self.threads is not None and self.threads <= 0:
@@ -468,6 +515,7 @@ class ExportOptions:
     max_memory: int | str | None = option(None, metavar="SIZE", help=MAX_MEMORY_HELP)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         set_ = object.__setattr__
         set_(self, "target", parse_enum(Target, self.target, "target"))
         set_(self, "precision", parse_enum(Precision, self.precision, "precision"))
@@ -571,6 +619,7 @@ class TrimOptions:
     force: bool = option(False, help="replace a non-empty output directory")
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_choices(self)
         if isinstance(self.keep, str) and self.keep != KEEP_AUTO:
             if not self.keep.strip().isdigit():

@@ -410,6 +410,14 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
         "agora without teacher": ([str(bort_hf), "--train", tr, "--dev", dv], ["--teacher", "the plain method"]),
         "heads for a Hugging Face source": ([str(bort_hf), *base, "--heads", "4"],
                                             ["--heads", str(bort_hf), "applies to a Bort .params source"]),
+        "a column named twice": ([str(bort_hf), "--train", str(_write(d / "twice.tsv", "label\ttext\ttext\n"
+                                                                                     "animal\ta dog\tx\n")),
+                                  "--dev", dv, "--method", "plain"], ["--train", "twice.tsv", "'text' more than once"]),
+        "resume with nothing to resume": ([str(bort_hf), *base, "--resume", "--work-dir", str(d / "typo")],
+                                          ["--resume", "typo", "holds no checkpoint to continue"]),
+        "seed out of range": ([str(bort_hf), *base, "--seed", "-1"], ["--seed -1: must be in 0..2**32 - 1"]),
+        "ray head unreachable": ([str(bort_hf), *base, "--executor", "ray", "--ray-address", "127.0.0.1:1"],
+                                 ["--ray-address 127.0.0.1:1: nothing answers there"]),
         "max length past the positions": ([str(bort_hf), *base, "--max-length", "600"],
                                           ["--max-length 600", "has 512 positions"]),
     }
@@ -418,7 +426,8 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
 BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev labels never in train",
              "teacher labels never in train", "teacher does not load", "classifier source, other label count",
              "budget below one candidate", "params without tokenizer", "agora without teacher",
-             "heads for a Hugging Face source", "max length past the positions"]
+             "heads for a Hugging Face source", "a column named twice", "resume with nothing to resume",
+             "seed out of range", "ray head unreachable", "max length past the positions"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import max_positions
+from bortconv.config import as_path, max_positions
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, OV_XML, WEIGHT_FILES, model_files
 from bortconv.measure import Runner, interleave, make_feeds
@@ -338,7 +338,7 @@ def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-
     and first-inference latency in fresh processes without and with the compiled-model cache. Raises InputError
     for bad input.
     """
-    dirs = [Path(a) for a in artifacts]
+    dirs = [as_path(a, "artifacts") for a in ([artifacts] if isinstance(artifacts, (str, os.PathLike)) else artifacts)]
     lens, bs = _checked_settings(dirs, baseline, seq_lens, batches, threads, rounds, runs_per_round, warmup)
     cache = _checked_cache(baseline, budget_s, baseline_cache)
     manifests = [_check_artifact(d) for d in dirs]

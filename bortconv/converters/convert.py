@@ -13,7 +13,7 @@ from bortconv._util.hashing import sha256_file
 from bortconv._version import __version__
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv._util.memory import memory_budget
-from bortconv.config import BortVariant, ConvertOptions, DType, Head
+from bortconv.config import BortVariant, ConvertOptions, DType, Head, as_path
 from bortconv.converters.hf_writer import WEIGHTS_FILE, write_hf_model
 from bortconv.converters.mapping import ConversionPlan, check_finite, count_nonfinite, plan_conversion
 from bortconv.converters.params_reader import ParamsFile, read_params
@@ -101,7 +101,7 @@ def inspect_checkpoint(checkpoint: str | os.PathLike[str], *, variant: str | Non
                        heads: int | None = None) -> CheckpointInfo:
     """Read a Bort `.params` file and describe it: variant, head, dtype, parameter count, tensors."""
     opts = _options(variant=variant, heads=heads)
-    with read_params(checkpoint) as params:
+    with read_params(as_path(checkpoint, "checkpoint")) as params:
         return _info(params, plan_conversion(params, opts))
 
 
@@ -122,7 +122,7 @@ def convert(checkpoint: str | os.PathLike[str], output_dir: str | os.PathLike[st
     with memory_budget(max_memory, "convert"):
         opts = _options(dtype=dtype, variant=variant, heads=heads, decoder_layer_norm_eps=decoder_layer_norm_eps,
                         force=force)
-        out = Path(output_dir)
+        out, checkpoint = as_path(output_dir, "output_dir"), as_path(checkpoint, "checkpoint")
         check_output_dir(out, opts.force, reads=[checkpoint, vocab, merges])  # fail before reading anything
         if bool(vocab) != bool(merges):
             raise InputError("--vocab and --merges go together")

@@ -17,11 +17,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
+from bortconv.config import as_path, check_options_type
 from bortconv.errors import InputError
 from bortconv.finetune.data import check_same_task, label_order, read_examples
 from bortconv.finetune.options import FinetuneOptions, Method
@@ -60,8 +61,13 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
     work directory (``work_dir``, default beside OUT_DIR), which ``resume=True`` continues from and which is removed
     when the run completes."""
     if options is not None and kwargs:
-        raise TypeError("finetune(): pass options or keyword fields, not both")
+        raise InputError(f"finetune: pass a FinetuneOptions or keywords, not both (got {', '.join(sorted(kwargs))})")
+    unknown = sorted(set(kwargs) - {f.name for f in fields(FinetuneOptions)})
+    if unknown:
+        raise InputError(f"finetune: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
     opts = options if options is not None else FinetuneOptions(**kwargs)
+    check_options_type(opts, FinetuneOptions, "finetune")
+    source, train, dev = as_path(source, "source"), as_path(train, "train"), as_path(dev, "dev")
     t0 = time.perf_counter()
     train_ds = read_examples(train, "--train")
     dev_ds = read_examples(dev, "--dev")
@@ -70,7 +76,7 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
     if len(labels) < 2:
         raise InputError(f"train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more",
                          option="train")
-    out = Path(out_dir)
+    out = as_path(out_dir, "out_dir")
     check_output_dir(out, opts.force,
                      reads=[source, train, dev, opts.teacher, opts.vocab, opts.merges, opts.work_dir])
     from bortconv.finetune.checkpoint import WorkDir, default_work_dir

@@ -176,8 +176,9 @@ class WorkDir:
                              f"continue it, or remove the directory to start over", option="work_dir")
         if self.path.is_dir() and any(self.path.iterdir()) and not has_run:
             raise InputError(f"work_dir {self.path}: not empty and not a bortconv work directory", option="work_dir")
-        if self.resume and not has_run:
-            log.info("--resume: %s holds no checkpoint; the run starts from the beginning", self.path)
+        if self.resume and not has_run:  # a mistyped --work-dir must not cost a whole run from the start
+            raise InputError(f"resume: {self.path} holds no checkpoint to continue; give the --work-dir of the run "
+                             f"to continue, or drop --resume to start one", option="resume")
 
     def begin(self, fp: str) -> dict[str, Any] | None:
         """Start (or continue) the checkpoint for fingerprint `fp`; the saved plan when resuming one."""

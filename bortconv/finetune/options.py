@@ -7,9 +7,10 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bortconv.config import HEADS_HELP, THREADS_HELP, VARIANT_HELP, available_cores, check_choices, option
+from bortconv.config import (HEADS_HELP, THREADS_HELP, VARIANT_HELP, available_cores, check_choices, check_field_types,
+                             option, parse_enum)
 from bortconv.errors import InputError
-from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace
+from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace, parse_space
 
 if TYPE_CHECKING:  # numpy comes with it: `bortconv --help` builds this module's options without it
     from bortconv.finetune.generate import Generator
@@ -127,8 +128,15 @@ class FinetuneOptions:
                                "finished trainings are not redone")
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_choices(self)  # method, teacher_targets, synthetic_filter, generate_from, executor, device
-        object.__setattr__(self, "method", Method(self.method))
+        object.__setattr__(self, "method", parse_enum(Method, self.method, "method"))
+        if isinstance(self.space, str):  # the CLI's spelling: "small", "full" or a SPEC
+            object.__setattr__(self, "space", parse_space(self.space, "space"))
+        if not isinstance(self.space, SearchSpace):
+            _reject("space", f": {type(self.space).__name__} is not a SearchSpace (or its spec, e.g. \"small\")")
+        if not 0 <= self.seed < 2**32:
+            _reject("seed", f"{self.seed}: must be in 0..2**32 - 1")
         if self.method is Method.AGORA and not self.teacher:
             raise InputError("teacher is needed for the agora method (it labels the generated data); the plain "
                              "method trains without one", option="teacher")

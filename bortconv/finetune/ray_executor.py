@@ -53,6 +53,23 @@ def _slots(ray: Any, threads: int, gpu: bool) -> int:
     return total
 
 
+def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """InputError when nothing answers at a HOST:PORT --ray-address: ray.init retries an unreachable head for
+    minutes, printing warnings, before it gives up. "auto", "local" and names without a port are Ray's to resolve."""
+    import socket
+
+    if not address:
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the head "
+                         f"with `ray start --head`, or check the address") from None
+
+
 class RayExecutor:
     """Trainings as Ray tasks on a cluster (or a local Ray this run starts)."""
 
@@ -77,6 +94,7 @@ class RayExecutor:
         ray = import_ray()
         started = not ray.is_initialized()
         if started:
+            _check_reachable(opts.ray_address)
             try:
                 ray.init(address=opts.ray_address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING, configure_logging=True)

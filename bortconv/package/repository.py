@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
-from bortconv.config import PACKAGE_FORMATS
+from bortconv.config import PACKAGE_FORMATS, as_path
 from bortconv.errors import InputError
 from bortconv.manifest import read_manifest
 from bortconv.runtime.bort import artifact_name, check_name
@@ -32,7 +32,7 @@ def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLi
 
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    src, out = Path(artifact_dir), Path(repo)
+    src, out = as_path(artifact_dir, "artifact_dir"), as_path(repo, "repo")
     manifest = read_manifest(src)
     if "task" not in manifest:
         raise InputError(f"{src}: its manifest names no task; not an artifact written by bortconv export")

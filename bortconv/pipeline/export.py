@@ -17,7 +17,8 @@ from typing import Any
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv._util.memory import memory_budget
 from bortconv._util.progress import Progress
-from bortconv.config import ExportOptions, Int8Options, Precision, Target, option_keyword, parse_enum
+from bortconv.config import (ExportOptions, Int8Options, Precision, Target, as_path, check_options_type, option_keyword,
+                             parse_enum)
 from bortconv.errors import InputError
 from bortconv.layout import WORK_DIR
 from bortconv.pipeline import steps
@@ -54,7 +55,12 @@ def _precision(kw: dict[str, Any]) -> Precision:
     """`precision` from the keywords, with its aliases (``fp16=True``, ``int8=True``) popped; they must agree."""
     given = kw.pop("precision", None)
     asked = {parse_enum(Precision, given, "precision")} if given is not None else set()
-    asked |= {value for alias, value in PRECISION_ALIASES.items() if kw.pop(alias, False)}
+    for alias, value in PRECISION_ALIASES.items():
+        flag = kw.pop(alias, False)
+        if not isinstance(flag, bool):  # int8="no" must not mean int8
+            raise InputError(f"{alias}: {flag!r} is not True or False", option=alias)
+        if flag:
+            asked.add(value)
     if len(asked) > 1:
         raise InputError(f"precision: {' and '.join(sorted(p.value for p in asked))} asked at once",
                          option="precision")
@@ -67,6 +73,8 @@ def export_options(**keywords: Any) -> ExportOptions:
     The keywords are ExportOptions' fields, Int8Options' (``calibration``, ``samples``, ``int8_scheme``,
     ``int8_gate``) and the aliases ``fp16=True`` / ``int8=True`` of `precision`."""
     kw = dict(keywords)
+    if kw.get("target") is None:
+        raise InputError("target: export needs one: onnx or openvino (--target)", option="target")
     precision = _precision(kw)
     int8_names = {option_keyword(f): f.name for f in fields(Int8Options) if f.name != "threads"}
     int8_kw = {int8_names[k]: kw.pop(k) for k in list(kw) if k in int8_names}
@@ -110,7 +118,8 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
         options = export_options(**keywords)
     elif keywords:
         raise InputError(f"export: pass an ExportOptions or keywords, not both (got {', '.join(sorted(keywords))})")
-    src, out = Path(source), Path(output_dir)
+    check_options_type(options, ExportOptions, "export")
+    src, out = as_path(source, "source"), as_path(output_dir, "output_dir")
     kind = steps.source_kind(src)
     check_output_dir(out, options.force, reads=[src, options.vocab, options.merges, options.int8.calibration])
     steps.check_precision_here(options)

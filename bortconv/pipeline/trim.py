@@ -26,7 +26,7 @@ import numpy as np
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv._util.progress import Progress
-from bortconv.config import KEEP_AUTO, Task, TrimOptions, max_positions, option_keyword
+from bortconv.config import KEEP_AUTO, Task, TrimOptions, as_path, check_options_type, max_positions, option_keyword
 from bortconv.converters import trim as tr
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.fidelity import heldout, text_split
@@ -74,8 +74,9 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     if options is not None and keywords:
         raise InputError(f"trim: pass a TrimOptions or keywords, not both (got {', '.join(sorted(keywords))})")
     opts = trim_options(**keywords) if options is None else options
-    out = Path(output_dir)
-    check_output_dir(out, opts.force, reads=[source, opts.corpus])
+    check_options_type(opts, TrimOptions, "trim")
+    out = as_path(output_dir, "output_dir")
+    check_output_dir(out, opts.force, reads=[as_path(source, "source"), opts.corpus])
     src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
     tr.check_keep(src.vocab, opts.keep)

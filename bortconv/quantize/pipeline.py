@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from bortconv._util.memory import memory_budget, release
-from bortconv.config import GATE_METRICS, GateThresholds, Int8Options, host_arch, max_positions
+from bortconv.config import (GATE_METRICS, GateThresholds, Int8Options, as_path, check_options_type, host_arch,
+                             max_positions)
 from bortconv.errors import AccuracyGateError, InputError
 from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
 from bortconv.measure import (KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds,
@@ -516,7 +517,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
         from bortconv._util.atomic import atomic_directory, check_output_dir
         from bortconv.manifest import carried_fields, read_manifest, static_shape, write_manifest
 
-        src, out = Path(artifact_dir), Path(output_dir)
+        src, out = as_path(artifact_dir, "artifact_dir"), as_path(output_dir, "output_dir")
         manifest = read_manifest(src)
         if manifest.get("precision") != "fp32":
             raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
@@ -558,4 +559,5 @@ def quantize(artifact_dir: str | Path, output_dir: str | Path, options: Int8Opti
         if unknown:
             raise InputError(f"quantize: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
         options = Int8Options(**{names[k]: v for k, v in keywords.items()})
+    check_options_type(options, Int8Options, "quantize")
     return quantize_directory(artifact_dir, output_dir, opts=options, force=force, max_memory=max_memory)

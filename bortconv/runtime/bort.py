@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import TOKENIZER_BACKENDS
-from bortconv.errors import InputError, MissingDependencyError
+from bortconv.config import TOKENIZER_BACKENDS, as_path
+from bortconv.errors import InputError, MissingDependencyError, shown
 from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.bort.pad_batch)
 from bortconv.runtime.pair_truncation import BORT_RULE, bort_truncated_lengths, pair_rule
 from bortconv.layout import (
@@ -346,6 +346,15 @@ def artifact_name(artifact_dir: str | os.PathLike[str]) -> str:
     return name[:128] or "bort"
 
 
+def _check_texts(texts: Any, name: str) -> None:
+    """A list of strings (one string would be read as its characters, each a text)."""
+    if isinstance(texts, (str, bytes)):
+        raise InputError(f"{name}: a list of strings, not one string (pass [{shown(repr(texts), 30)}])", option=name)
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InputError(f"{name}[{bad}]: {type(texts[bad]).__name__} is not a string", option=name)
+
+
 #: a model name the servers take as a directory name and in URLs (Triton, OVMS, bortconv serve)
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 
@@ -370,9 +379,10 @@ class BortRuntime:
     def __init__(self, artifact_dir: str | os.PathLike[str], *, threads: int | None = None,
                  batch_size: int = 16, tokenizer: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.dir = Path(artifact_dir)
-        if threads is not None and threads <= 0:
-            raise InputError(f"threads must be positive, got {threads}", option="threads")
+        self.dir = as_path(artifact_dir, "artifact_dir")
+        for name, value in (("threads", threads), ("batch_size", batch_size)):
+            if (value is not None or name == "batch_size") and (type(value) is not int or value <= 0):
+                raise InputError(f"{name} must be a positive integer, got {value!r}", option=name)
         from bortconv.manifest import read_manifest, static_shape
         self.manifest = read_manifest(self.dir)
         self.task = self.manifest.task
@@ -415,6 +425,9 @@ class BortRuntime:
         return self._tokenizer
 
     def _encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None) -> list[Any]:
+        _check_texts(texts, "texts")
+        if text_pairs is not None:
+            _check_texts(text_pairs, "text_pairs")
         self.tokenizer  # noqa: B018 - loads the backend
         if text_pairs is None:
             return self._backend.encode_batch(list(texts))
@@ -429,6 +442,7 @@ class BortRuntime:
         Rows are sorted by length and batched so short texts are not padded to the longest one. `type_rows`
         (token type ids, for models that take them) default to zeros.
         """
+        self._check_ids(rows, type_rows)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out: list[np.ndarray | None] = [None] * len(rows)
         bs, length = (self.static_shape if self.static_shape else (self.batch_size, None))
@@ -446,6 +460,28 @@ class BortRuntime:
             for j, i in enumerate(idx):
                 out[i] = result[j, :len(rows[i])] if result.ndim == 3 else result[j]
         return out  # type: ignore[return-value]
+
+    def _check_ids(self, rows: Sequence[Sequence[int]], type_rows: Sequence[Sequence[int]] | None) -> None:
+        """InputError naming the row for ids the model has no row for, or more tokens than its positions (ONNX
+        Runtime and OpenVINO answer those with an index error naming neither)."""
+        limits = {"ids": int(self.config.get("vocab_size") or 0),
+                  "type ids": int(self.config.get("type_vocab_size") or 2)}
+        positions = int(self.config.get("max_position_embeddings") or 512)
+        if isinstance(rows, (str, bytes)) or not all(isinstance(r, (list, tuple, np.ndarray)) for r in rows):
+            raise InputError("rows: a list of token-id lists (one per text)", option="rows")
+        if type_rows is not None and (len(type_rows) != len(rows)
+                                      or any(len(t) != len(r) for t, r in zip(type_rows, rows))):
+            raise InputError("type_rows: one type id per token of each row", option="type_rows")
+        for name, table in (("ids", rows), ("type ids", type_rows or [])):
+            for i, row in enumerate(table):
+                a = np.asarray(row)
+                if a.size == 0 or a.size > positions:
+                    raise InputError(f"row {i}: {a.size} tokens; the model takes 1 to {positions}")
+                if a.ndim != 1 or a.dtype.kind not in "iu":
+                    raise InputError(f"row {i}: {name} must be integers")
+                if limits[name] and (a.min() < 0 or a.max() >= limits[name]):
+                    raise InputError(f"row {i}: {name} must be in 0..{limits[name] - 1}, got {int(a.min())}.."
+                                     f"{int(a.max())}")
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, as the model sees them (special tokens included, unpadded)."""
@@ -468,6 +504,8 @@ class BortRuntime:
         if pooling not in ("mean", "first"):
             raise InputError(f"pooling={pooling!r}: choose mean or first")
         outs = self.run_texts(texts, text_pairs)
+        if not outs:  # no texts: no vectors, as sentence-transformers answers
+            return np.zeros((0, int(self.config["hidden_size"])), np.float32)
         return np.stack([o.mean(axis=0) if pooling == "mean" else o[0] for o in outs])
 
     def predict(self, texts: Sequence[str], *, text_pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:

