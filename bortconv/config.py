@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import numbers
 import os
 import platform
 import re
@@ -78,9 +79,17 @@ def heads_from_name(variant: str) -> tuple[int, int, int, int]:
     return layers, heads, ffn, units
 
 
-#: the scalar annotations check_field_types enforces, and how a refusal says what was expected
-_SCALARS = {"bool": (bool, "True or False"), "int": (int, "an integer"), "float": ((int, float), "a number"),
-            "str": ((str, os.PathLike), "a string or path")}  # str fields hold names and paths
+#: the scalar annotations check_field_types enforces, and how a refusal says what was expected (numpy's numbers
+#: are numbers.Integral / numbers.Real too, and are taken as Python's)
+_SCALARS = {"bool": (bool, "True or False"), "int": (numbers.Integral, "an integer"),
+            "float": (numbers.Real, "a number"), "str": ((str, os.PathLike), "a string or path")}
+
+
+def np_bool() -> type:
+    """numpy's bool type where numpy is loaded (a np.bool_ is no integer), else bool."""
+    import sys
+    np = sys.modules.get("numpy")
+    return np.bool_ if np is not None else bool
 
 
 def check_field_types(options: Any) -> None:
@@ -89,7 +98,7 @@ def check_field_types(options: Any) -> None:
     a comparison as a bare TypeError. InputError names the API keyword. Other annotations (enums, paths, unions)
     are checked by the options' own parsing."""
     for f in fields(options):
-        hint = str(f.type).replace(" ", "")
+        hint = str(f.type).replace(" ", "").replace("str|os.PathLike[str]", "str")
         optional = hint.endswith("|None")
         base = hint.removesuffix("|None")
         if base not in _SCALARS:
@@ -98,9 +107,11 @@ def check_field_types(options: Any) -> None:
         if value is None and optional:
             continue
         kinds, words = _SCALARS[base]
-        if not isinstance(value, kinds) or (base != "bool" and isinstance(value, bool)):
+        if not isinstance(value, kinds) or (base != "bool" and isinstance(value, (bool, np_bool()))):
             keyword = option_keyword(f) if "keyword" in f.metadata else f.name
-            raise InputError(f"{keyword}: {value!r} is not {words}", option=keyword)
+            raise InputError(f"{keyword}: {shown(repr(value), 60)} is not {words}", option=keyword)
+        if base in ("int", "float") and type(value) not in (int, float):  # np.int64(2) -> 2
+            object.__setattr__(options, f.name, int(value) if base == "int" else float(value))
 
 
 def check_options_type(options: Any, cls: type, command: str) -> None:
@@ -317,8 +328,9 @@ def parse_static_shape(value: str | tuple[int, int] | None) -> tuple[int, int] |
     try:
         if isinstance(value, str):
             b, length = (int(x) for x in value.split(","))
-        elif isinstance(value, (tuple, list)) and all(type(x) is int for x in value):
-            b, length = value
+        elif isinstance(value, (tuple, list)) and all(isinstance(x, numbers.Integral) and not isinstance(x, bool)
+                                                      for x in value):
+            b, length = (int(x) for x in value)
         else:
             raise ValueError
     except ValueError:

@@ -105,4 +105,5 @@ def test_the_runtime_still_runs_what_it_takes(minilm_runtime):
     a, b = rt.run_ids(ids)[0], rt.run_ids([np.array(ids[0], dtype=np.int64)])[0]
     assert a.shape == (4, 384) and np.abs(a - b).max() == 0
     assert rt.encode([]).shape == (0, 384)
+    assert np.abs(rt.encode(t for t in ["hello world"]) - rt.encode(["hello world"])).max() == 0  # read once
     assert np.abs(rt.encode(["hello world"])[0] - a.mean(axis=0)).max() <= 1e-6

@@ -416,6 +416,8 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
         "resume with nothing to resume": ([str(bort_hf), *base, "--resume", "--work-dir", str(d / "typo")],
                                           ["--resume", "typo", "holds no checkpoint to continue"]),
         "seed out of range": ([str(bort_hf), *base, "--seed", "-1"], ["--seed -1: must be in 0..2**32 - 1"]),
+        "output inside the work directory": ([str(bort_hf), *base, "--work-dir", str(d.parent / "work")],
+                                             ["out: inside the work directory", "removed when the run completes"]),
         "ray head unreachable": ([str(bort_hf), *base, "--executor", "ray", "--ray-address", "127.0.0.1:1"],
                                  ["--ray-address 127.0.0.1:1: nothing answers there"]),
         "max length past the positions": ([str(bort_hf), *base, "--max-length", "600"],
@@ -427,7 +429,8 @@ BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev lab
              "teacher labels never in train", "teacher does not load", "classifier source, other label count",
              "budget below one candidate", "params without tokenizer", "agora without teacher",
              "heads for a Hugging Face source", "a column named twice", "resume with nothing to resume",
-             "seed out of range", "ray head unreachable", "max length past the positions"]
+             "seed out of range", "output inside the work directory", "ray head unreachable",
+             "max length past the positions"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -459,6 +462,8 @@ READER_CASES = [
     ("c.jsonl", '{"text": "x", "text_b": "y", "label": 1}\n\n{"text": "z", "text_b": "w", "label": "0"}\n',
      [("x", "y", "1"), ("z", "w", "0")]),
     ("d.txt", "text\tlabel\nq\tpos\n", [("q", None, "pos")]),  # no known suffix: tab in the header -> TSV
+    # a spreadsheet's export: blank trailing columns, and a column bortconv does not read named twice
+    ("e.csv", "id,text,label,id,,\n1,hi,pos,1,,\n", [("hi", None, "pos")]),
 ]
 
 

@@ -169,7 +169,13 @@ def test_a_failing_request_does_not_fail_the_requests_batched_with_it(minilm):
     from bortconv.serve.batcher import LengthBatcher
 
     _, rt = minilm
-    batcher = LengthBatcher(lambda items: list(rt.encode([text for text, _ in items])), max_wait_ms=500)
+    calls: list[int] = []
+
+    def run(items: list) -> list:
+        calls.append(len(items))
+        return list(rt.encode([text for text, _ in items]))
+
+    batcher = LengthBatcher(run, max_wait_ms=500)
 
     async def together() -> list:
         return await asyncio.gather(batcher.submit([("hello world", None), ("a second text", None)]),
@@ -180,7 +186,8 @@ def test_a_failing_request_does_not_fail_the_requests_batched_with_it(minilm):
         batcher.shutdown()
     assert isinstance(bad, TypeError), bad  # the tokenizers package's refusal
     assert np.abs(np.stack(good) - rt.encode(["hello world", "a second text"])).max() <= TOL
-    assert (batcher.calls, batcher.items_run) == (1, 2)  # the merged call failed; the good request ran alone
+    assert calls == [3, 2, 1]  # merged, then each alone (one call's order: the queue's)
+    assert (batcher.calls, batcher.items_run) == (1, 2)  # only the good request's call succeeded
 
 
 MALFORMED = [  # (row, path, body, expected status, what the error names)
@@ -287,7 +294,8 @@ def test_bad_start_exits_2(artifact, tmp_path):
             ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts"),
             ([str(textless), "--port", str(free_port())], "no tokenizer.json, so it cannot read text (export"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--name", "../x"], "--name '../x': a model name is"),
-            ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "0"], "--threads must be positive, got 0")]
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "0"],
+             "--threads must be a positive integer, got 0")]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

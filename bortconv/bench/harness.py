@@ -285,7 +285,8 @@ def _checked_cache(baseline: str, budget_s: float, baseline_cache: str | os.Path
     cache = Path(baseline_cache) if baseline_cache else cache_dir()
     blocking = next((p for p in (cache, *cache.parents) if p.exists() and not p.is_dir()), None)
     if baseline != "none" and blocking is not None:
-        where = "--baseline-cache" if baseline_cache else "$BORTCONV_CACHE"
+        where = ("--baseline-cache" if baseline_cache else
+                 "$BORTCONV_CACHE" if os.environ.get("BORTCONV_CACHE") else "the baseline cache")
         raise InputError(f"{where} {cache}: {blocking} is not a directory")
     return cache
 

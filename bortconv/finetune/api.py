@@ -81,7 +81,11 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
                      reads=[source, train, dev, opts.teacher, opts.vocab, opts.merges, opts.work_dir])
     from bortconv.finetune.checkpoint import WorkDir, default_work_dir
 
-    checkpoint = WorkDir(opts.work_dir or default_work_dir(out), resume=opts.resume)
+    checkpoint = WorkDir(opts.work_dir or default_work_dir(out), resume=opts.resume,
+                         given=opts.work_dir is not None)
+    if checkpoint.path.resolve() in out.resolve().parents:  # the work directory is removed when the run completes
+        raise InputError(f"{out}: inside the work directory {checkpoint.path}, which is removed when the run "
+                         f"completes; choose an output outside it")
     checkpoint.check()
     from bortconv.finetune.executor import open_executor
 

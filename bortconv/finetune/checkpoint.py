@@ -155,9 +155,11 @@ class WorkDir:
     """The checkpoints of one run. Nothing is written before :meth:`begin`; :meth:`check` refuses a directory
     holding another run's checkpoint up front."""
 
-    def __init__(self, path: str | os.PathLike[str], *, resume: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool, given: bool = False) -> None:
         self.path = Path(path)
         self.resume = resume
+        #: the user named the directory (--work-dir): --resume there with no checkpoint is a mistyped path
+        self.given = given
         self.key_base = ""
         self.resumed: list[str] = []  # keys of trainings loaded instead of run
         self.started = False
@@ -176,9 +178,11 @@ class WorkDir:
                              f"continue it, or remove the directory to start over", option="work_dir")
         if self.path.is_dir() and any(self.path.iterdir()) and not has_run:
             raise InputError(f"work_dir {self.path}: not empty and not a bortconv work directory", option="work_dir")
-        if self.resume and not has_run:  # a mistyped --work-dir must not cost a whole run from the start
-            raise InputError(f"resume: {self.path} holds no checkpoint to continue; give the --work-dir of the run "
-                             f"to continue, or drop --resume to start one", option="resume")
+        if self.resume and not has_run and self.given:  # a mistyped --work-dir must not cost a whole run
+            raise InputError(f"resume: --work-dir {self.path} holds no checkpoint to continue; give the work "
+                             f"directory of the run to continue, or drop --resume to start one", option="resume")
+        if self.resume and not has_run:  # the default one: a run killed before any checkpoint, or a first run
+            log.info("--resume: %s holds no checkpoint; the run starts from the beginning", self.path)
 
     def begin(self, fp: str) -> dict[str, Any] | None:
         """Start (or continue) the checkpoint for fingerprint `fp`; the saved plan when resuming one."""

@@ -103,8 +103,8 @@ def _delimited_rows(path: Path, fmt: str, option: str) -> Iterator[tuple[str, di
         if header is None:
             return
         header = [h.strip().lower() for h in header]
-        twice = sorted({h for h in header if header.count(h) > 1})
-        if twice:  # dict(zip(...)) would keep the last one and train on it without a word
+        twice = sorted({h for h in (TEXT, TEXT_B, LABEL) if header.count(h) > 1})
+        if twice:  # dict(zip(...)) would keep the last one and train on it without a word (others are not read)
             raise InputError(f"{option} {path}: the header names column {', '.join(map(repr, twice))} more than once")
         yield "header", dict.fromkeys(header, "")
         for row in reader:

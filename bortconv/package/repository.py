@@ -20,6 +20,8 @@ from bortconv.runtime.bort import artifact_name, check_name
 log = logging.getLogger(__name__)
 
 FORMATS = PACKAGE_FORMATS
+
+
 def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLike[str], *, fmt: str,
                      name: str | None = None, force: bool = False) -> dict[str, Any]:
     """Write a `fmt` ("triton" or "ovms") model repository for the artifact at `artifact_dir` into `repo`.

@@ -522,7 +522,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
         if manifest.get("precision") != "fp32":
             raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
         target, task = str(manifest["target"]), str(manifest["task"])
-        check_output_dir(out, force, reads=[src])
+        check_output_dir(out, force, reads=[src, opts.calibration])
         with atomic_directory(out, force=force) as tmp:
             for p in src.iterdir():
                 if p.is_file() and p.name != MANIFEST_FILE and p.name not in model_files(target):

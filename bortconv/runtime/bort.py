@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -346,13 +347,15 @@ def artifact_name(artifact_dir: str | os.PathLike[str]) -> str:
     return name[:128] or "bort"
 
 
-def _check_texts(texts: Any, name: str) -> None:
-    """A list of strings (one string would be read as its characters, each a text)."""
+def _checked_texts(texts: Any, name: str) -> list[str]:
+    """`texts` as a list of strings (one string would be read as its characters, each a text)."""
     if isinstance(texts, (str, bytes)):
         raise InputError(f"{name}: a list of strings, not one string (pass [{shown(repr(texts), 30)}])", option=name)
+    texts = list(texts)
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise InputError(f"{name}[{bad}]: {type(texts[bad]).__name__} is not a string", option=name)
+    return texts
 
 
 #: a model name the servers take as a directory name and in URLs (Triton, OVMS, bortconv serve)
@@ -381,8 +384,10 @@ class BortRuntime:
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = as_path(artifact_dir, "artifact_dir")
         for name, value in (("threads", threads), ("batch_size", batch_size)):
-            if (value is not None or name == "batch_size") and (type(value) is not int or value <= 0):
-                raise InputError(f"{name} must be a positive integer, got {value!r}", option=name)
+            if (value is not None or name == "batch_size") and (not isinstance(value, numbers.Integral)
+                                                                 or isinstance(value, bool) or value <= 0):
+                raise InputError(f"{name} must be a positive integer, got {shown(repr(value), 40)}", option=name)
+        threads, batch_size = (int(threads) if threads is not None else None), int(batch_size)
         from bortconv.manifest import read_manifest, static_shape
         self.manifest = read_manifest(self.dir)
         self.task = self.manifest.task
@@ -425,9 +430,9 @@ class BortRuntime:
         return self._tokenizer
 
     def _encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None) -> list[Any]:
-        _check_texts(texts, "texts")
+        texts = _checked_texts(texts, "texts")  # a list first: a generator is read once
         if text_pairs is not None:
-            _check_texts(text_pairs, "text_pairs")
+            text_pairs = _checked_texts(text_pairs, "text_pairs")
         self.tokenizer  # noqa: B018 - loads the backend
         if text_pairs is None:
             return self._backend.encode_batch(list(texts))
@@ -472,11 +477,16 @@ class BortRuntime:
         if type_rows is not None and (len(type_rows) != len(rows)
                                       or any(len(t) != len(r) for t, r in zip(type_rows, rows))):
             raise InputError("type_rows: one type id per token of each row", option="type_rows")
-        for name, table in (("ids", rows), ("type ids", type_rows or [])):
+        takes = f"the model takes 1 to {positions}"
+        if self.static_shape and self.static_shape[1] < positions:
+            positions = self.static_shape[1]
+            takes = f"this artifact's static shape allows {positions}"
+        with_types = "token_type_ids" in self.session.input_names  # else the type ids are not used
+        for name, table in (("ids", rows), ("type ids", (type_rows or []) if with_types else [])):
             for i, row in enumerate(table):
                 a = np.asarray(row)
                 if a.size == 0 or a.size > positions:
-                    raise InputError(f"row {i}: {a.size} tokens; the model takes 1 to {positions}")
+                    raise InputError(f"row {i}: {a.size} tokens; {takes}")
                 if a.ndim != 1 or a.dtype.kind not in "iu":
                     raise InputError(f"row {i}: {name} must be integers")
                 if limits[name] and (a.min() < 0 or a.max() >= limits[name]):
@@ -512,7 +522,10 @@ class BortRuntime:
         """Labels and probabilities for a text-classification artifact."""
         if self.task != "text-classification":
             raise InputError(f"{self.dir}: predict() needs a text-classification artifact, this one is {self.task}")
-        logits = np.stack(self.run_texts(texts, text_pairs))
+        rows = self.run_texts(texts, text_pairs)
+        if not rows:
+            return []
+        logits = np.stack(rows)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
         return [{"label": self.label_of(int(p.argmax())), "score": float(p.max()), "logits": lg.tolist()}

@@ -103,6 +103,8 @@ class LengthBatcher:
         """Run each request of a failed call on its own: each gets its own result or its own error."""
         loop = asyncio.get_running_loop()
         for p in batch:
+            if p.future.done():  # its client went away
+                continue
             try:
                 results = await loop.run_in_executor(self._pool, self.run, list(p.items))
             except Exception as exc:
