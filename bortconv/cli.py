@@ -166,7 +166,7 @@ def _check_output_files(args: argparse.Namespace, *options: str) -> None:
     for option in options:
         path = getattr(args, option)
         if path and path != "-":
-            check_output_file(Path(path), option)
+            check_output_file(Path(path), option, reads=getattr(args, "artifacts", ()))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

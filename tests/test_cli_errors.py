@@ -219,6 +219,8 @@ def test_unwritable_output_exits_2_naming_it(reference, tmp_path, name, argv, ou
 #: (command and flag, the file under tmp_path or absolute, words): file outputs written when the run ends
 UNWRITABLE_FILES = [
     (["validate", "--report"], "/proc/report.json", "cannot create a file in /proc"),
+    (["validate", "--report"], "adir/manifest.json", "inside {tmp}/adir, which the run reads"),  # the artifact's
+    (["bench", "--plot"], "adir/sub/plot.png", "inside {tmp}/adir, which the run reads"),
     (["validate", "--junit"], "afile/junit.xml", "afile is not a directory"),
     (["validate", "--report"], "adir", "is a directory"),
     (["bench", "--report"], "missing/bench.json", "missing does not exist"),
@@ -230,17 +232,19 @@ UNWRITABLE_FILES = [
 @pytest.mark.parametrize("argv,out,words", UNWRITABLE_FILES, ids=[f"{a[0]}{a[1]}-{o}" for a, o, _ in UNWRITABLE_FILES])
 def test_unwritable_report_is_refused_before_the_run(tmp_path, argv, out, words):
     """A report, JUnit file or plot that could not be written: exit 2 naming the flag before validate or bench
-    runs (it was exit 3 after the whole run, its results lost). The artifact is never opened: it does not exist."""
+    runs (it was exit 3 after the whole run, its results lost), and one inside the artifact (it would change what
+    validate checks). The artifact, an empty directory, is never opened: it has no manifest."""
     from conftest import run_bortconv
 
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
     target = out if out.startswith("/") else str(tmp_path / out)
     before = set(tmp_path.iterdir())
-    res = run_bortconv(argv[0], str(tmp_path / "no-artifact"), argv[1], target)
+    res = run_bortconv(argv[0], str(tmp_path / "adir"), argv[1], target)
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1, res.stderr
-    assert lines[0].startswith(f"bortconv: error: {argv[1]}: {target}: ") and words in lines[0], lines[0]
+    assert lines[0].startswith(f"bortconv: error: {argv[1]}: {target}: ") and words.format(tmp=tmp_path) in lines[0], \
+        lines[0]
     assert set(tmp_path.iterdir()) == before and not list((tmp_path / "adir").iterdir())
 
 

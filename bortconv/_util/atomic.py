@@ -104,10 +104,15 @@ def check_output_dir(out: Path, force: bool, reads: Sequence[str | os.PathLike[s
         os.rmdir(_temporary(out, parent))
 
 
-def check_output_file(path: Path, option: str) -> None:
+def check_output_file(path: Path, option: str, reads: Sequence[str | os.PathLike[str]] = ()) -> None:
     """Refuse a file output (a report, a plot) that could not be written when the run ends: a directory, a parent
-    that is missing or not a directory, a place the OS takes no new file. Called before the run's work, so a typo
-    in the path costs no minutes and loses no results."""
+    that is missing or not a directory, a place the OS takes no new file, or a place inside a directory the run
+    `reads` (a report written into an artifact would change it). Called before the run's work, so a typo in the
+    path costs no minutes and loses no results."""
+    for given in reads:
+        if Path(given).resolve() in path.resolve().parents:
+            raise InputError(f"{option}: {path}: inside {given}, which the run reads; write it elsewhere",
+                             option=option)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise InputError(f"{option}: {path}: is a directory", option=option)
