@@ -85,13 +85,6 @@ _SCALARS = {"bool": (bool, "True or False"), "int": (numbers.Integral, "an integ
             "float": (numbers.Real, "a number"), "str": ((str, os.PathLike), "a string or path")}
 
 
-def np_bool() -> type:
-    """numpy's bool type where numpy is loaded (a np.bool_ is no integer), else bool."""
-    import sys
-    np = sys.modules.get("numpy")
-    return np.bool_ if np is not None else bool
-
-
 def check_field_types(options: Any) -> None:
     """Refuse a field of an options dataclass whose value is not of its annotated scalar type (bool, int, float,
     str (a path too), or one of them or None): ``force="no"`` must not be taken as true, nor ``threads="2"`` reach
@@ -107,7 +100,7 @@ def check_field_types(options: Any) -> None:
         if value is None and optional:
             continue
         kinds, words = _SCALARS[base]
-        if not isinstance(value, kinds) or (base != "bool" and isinstance(value, (bool, np_bool()))):
+        if not isinstance(value, kinds) or (base != "bool" and isinstance(value, bool)):
             keyword = option_keyword(f) if "keyword" in f.metadata else f.name
             raise InputError(f"{keyword}: {shown(repr(value), 60)} is not {words}", option=keyword)
         if base in ("int", "float") and type(value) not in (int, float):  # np.int64(2) -> 2

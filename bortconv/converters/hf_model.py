@@ -68,6 +68,13 @@ def weight_keys(model_dir: Path) -> set[str]:
     raise InputError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
 
 
+def check_weights(model_dir: Path) -> None:
+    """The weights are there and model.safetensors is whole (its header and size), before any work; a
+    pytorch_model.bin is only read when it loads (reading it here would load it twice)."""
+    if (model_dir / "model.safetensors").is_file() or not (model_dir / "pytorch_model.bin").is_file():
+        weight_keys(model_dir)
+
+
 def _load_bin(path: Path) -> dict[str, Any]:
     import torch
     import warnings

@@ -300,14 +300,14 @@ class Source:
 
 def read_source(src: str | os.PathLike[str]) -> Source:
     from bortconv._util.jsonfile import read_json
-    from bortconv.converters.hf_model import read_config, weight_keys
+    from bortconv.converters.hf_model import check_weights, read_config
 
     d = Path(src)
     if not d.is_dir():
         raise InputError(f"{d}: not a Hugging Face model directory (trim takes one; `bortconv convert` makes one "
                          f"from a .params file, with --vocab/--merges for the tokenizer)")
     cfg = read_config(d)
-    weight_keys(d)  # weights that are there and whole, before any work
+    check_weights(d)
     if not (d / TOKENIZER_FILE).is_file():
         raise InputError(f"{d}: no {TOKENIZER_FILE}: trim re-indexes the tokenizer with the weights")
     tok = read_json(d / TOKENIZER_FILE)

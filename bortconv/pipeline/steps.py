@@ -418,8 +418,7 @@ def check_source(src: Path) -> None:
     if not src.is_dir():
         return
     hf_model.read_config(src)
-    if (src / WEIGHT_FILES[0]).is_file() or not (src / WEIGHT_FILES[1]).is_file():
-        hf_model.weight_keys(src)  # safetensors' header and size, or no weights at all (a .bin is read as it loads)
+    hf_model.check_weights(src)
     path = src / TOKENIZER_FILE
     if not path.is_file():
         return
