@@ -138,10 +138,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_make_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bortconv.converters.demo import write_demo_checkpoint
+    from bortconv.converters.demo import is_demo, write_demo_checkpoint
+    from bortconv.errors import InputError
 
     path = Path(args.path)
     kept = path.is_file() and not args.force
+    if kept and not is_demo(path, args.seed):  # another seed's demo, or another checkpoint: not what was asked for
+        raise InputError(f"{path}: exists and is not the demo checkpoint of --seed {args.seed}; pass --force to "
+                         f"replace it, or another path")
     if kept:
         print(f"{path} exists; kept it (pass --force to rewrite)", file=sys.stderr if args.json else sys.stdout)
     else:

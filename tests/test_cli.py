@@ -110,7 +110,7 @@ def test_lean_import():
 def test_make_demo_has_the_released_layout(reference, tmp_path):
     """`bortconv make-demo` (the README's default input) writes what mxnet writes for full-size Bort: the same
     names, shapes, dtypes and byte count as the mxnet-saved fp16 bort_4_8_768_1024 MLM checkpoint; seeded, so
-    the same bytes every time; an existing file is kept unless --force."""
+    the same bytes every time; an existing file is kept unless --force, and refused if another seed made it."""
     from bortconv.converters.params_reader import read_params
     demo = tmp_path / "demo.params"
     proc = run_bortconv("make-demo", str(demo))
@@ -124,6 +124,10 @@ def test_make_demo_has_the_released_layout(reference, tmp_path):
     digest = sha256_file(demo)
     again = run_bortconv("make-demo", str(demo))
     assert again.returncode == 0 and "kept it" in again.stdout and sha256_file(demo) == digest
+    other_seed = run_bortconv("make-demo", str(demo), "--seed", "1")  # not what is there: refused, file kept
+    refusal = (f"bortconv: error: {demo}: exists and is not the demo checkpoint of --seed 1; pass --force to "
+               "replace it, or another path\n")
+    assert (other_seed.returncode, other_seed.stderr) == (2, refusal) and sha256_file(demo) == digest
     forced = run_bortconv("make-demo", str(demo), "--force")
     assert forced.returncode == 0 and sha256_file(demo) == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.params"]

@@ -308,6 +308,8 @@ def test_an_output_that_is_or_holds_the_input_is_refused_even_with_force(referen
 #: named by their API keyword
 OPTION_ERRORS = [
     (["make-demo", "{tmp}/x.params", "--seed", "-1"], "--seed: -1: the seed is an integer from 0 to 2**32 - 1"),
+    (["make-demo", "{tmp}/v.json"], "{tmp}/v.json: exists and is not the demo checkpoint of --seed 0; pass --force "
+                                    "to replace it, or another path"),
     (["tokenizer", "--vocab", "{tmp}/v.json", "--merges", "{tmp}/m.txt", "-o", "{tmp}/t", "--max-length", "0"],
      "--max-length must be an integer >= 4, got 0"),
 ]
@@ -319,7 +321,7 @@ def test_a_bad_option_value_is_named_by_its_flag(tmp_path, argv, says):
 
     (tmp_path / "v.json").write_text("{}")
     (tmp_path / "m.txt").write_text("#version: 0.2\n")
-    before = set(tmp_path.iterdir())
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
     proc = run_bortconv(*[a.format(tmp=tmp_path) for a in argv])
-    assert (proc.returncode, proc.stderr) == (2, f"bortconv: error: {says}\n"), proc.stderr
-    assert set(tmp_path.iterdir()) == before
+    assert (proc.returncode, proc.stderr) == (2, f"bortconv: error: {says.format(tmp=tmp_path)}\n"), proc.stderr
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +282,22 @@ def test_gate_fails_a_metric_below_its_threshold_or_not_a_number(value, fails):
 
     got = failures(dict(PASSING, sentence_cosine_mean=value), GateThresholds())
     assert bool(got) is fails, got
+
+
+def test_the_api_leaves_the_root_logger_as_it_found_it(artifact, tmp_path):
+    """A deployment script calling bortconv.quantize, logging not configured: ONNX Runtime's quantizer logs with the
+    module-level logging.warning() (which gives the root logger a handler) and its MatMulNBits module calls
+    logging.basicConfig(level=INFO) when imported. The script's root logger must come back as it was (no handler,
+    WARNING), or every library's INFO lines reach its stderr and its own basicConfig does nothing. (OpenVINO's
+    int8, through NNCF, left it alone before this was fixed: not a row.)"""
+    src, out = artifact("bort2_cls_fp16", "onnx"), tmp_path / "int8"
+    code = (f"import logging, bortconv; bortconv.quantize({str(src)!r}, {str(out)!r}, int8_scheme='matmulnbits-s8', "
+            f"samples=16, embeddings='fp32', threads=2); r = logging.getLogger(); "
+            f"print(len(r.handlers), logging.getLevelName(r.level))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["0", "WARNING"], proc.stdout
+    assert not [ln for ln in proc.stderr.splitlines() if ln.startswith("INFO")], proc.stderr[-3000:]
 
 
 def test_quantize_command_on_existing_artifact(artifact, tmp_path, monkeypatch):

@@ -237,6 +237,40 @@ def test_malformed_requests_get_4xx_and_the_server_stays_ready(row, model, body,
     assert np.abs(outputs(server.infer(["still serving"]))["embedding"] - rt.encode(["still serving"])).max() <= TOL
 
 
+def _chunks(body: bytes, size: int = 1 << 16) -> Iterator[bytes]:
+    """A generator body: requests sends it chunked, with no Content-Length to refuse it by."""
+    for i in range(0, len(body), size):
+        yield body[i:i + size]
+
+
+LONG_TEXT = " ".join(HELDOUT) * 40  # far past 512 tokens: truncated by the runtime, as one text of a big request
+
+BODY_SIZES = [  # (row, texts, chunked, expected status): the served default bound is 4 MiB
+    ("1 MB of long texts, declared", [LONG_TEXT[:60_000]] * 16, False, 200),
+    ("1 MB of long texts, chunked", [LONG_TEXT[:60_000]] * 16, True, 200),
+    ("5 MB, declared", [LONG_TEXT[:20_000]] * 256, False, 413),
+    ("5 MB, chunked", [LONG_TEXT[:20_000]] * 256, True, 413),
+]
+
+
+@pytest.mark.parametrize(("row", "texts", "chunked", "status"), BODY_SIZES, ids=[r[0] for r in BODY_SIZES])
+def test_a_body_over_the_bound_gets_413_before_it_is_tokenized(row, texts, chunked, status, minilm):
+    """A body over --max-request-mb (4 MiB by default) is refused with 413 and one line, declared or chunked, and
+    the client gets the answer rather than a reset connection; a large body under the bound is served."""
+    server, rt = minilm
+    body = json.dumps({"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]})
+    resp = requests.post(f"{server.url}/v2/models/bort/infer", data=_chunks(body.encode()) if chunked
+                         else body.encode(), headers={"content-type": "application/json"}, timeout=60)
+    assert resp.status_code == status, resp.text[:500]
+    if status == 413:
+        assert resp.json() == {"error": "request body: " + (f"{len(body.encode()):,} bytes" if not chunked else
+                                                            "more bytes than that") + "; this server takes at most "
+                                        "4,194,304 bytes per request (--max-request-mb)"}
+    else:
+        assert np.abs(outputs(resp)["embedding"][-1] - rt.encode(texts[-1:])[0]).max() <= TOL
+    assert np.abs(outputs(server.infer(["still serving"]))["embedding"] - rt.encode(["still serving"])).max() <= TOL
+
+
 # ---------------------------------------------------------------------------------------------- classifier
 
 
@@ -295,7 +329,9 @@ def test_bad_start_exits_2(artifact, tmp_path):
             ([str(textless), "--port", str(free_port())], "no tokenizer.json, so it cannot read text (export"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--name", "../x"], "--name '../x': a model name is"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "0"],
-             "--threads must be a positive integer, got 0")]
+             "--threads must be a positive integer, got 0"),
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--max-request-mb", "0"],
+             "--max-request-mb 0.0: must be more than 0")]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -8,6 +8,7 @@ meaningless but its size, shapes and speed are Bort's.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +18,14 @@ from bortconv.converters import gluon_names as gn
 from bortconv.converters.mapping import expected_shapes
 from bortconv.converters.params_writer import write_params
 from bortconv.config import Head
-from bortconv.errors import InputError
+from bortconv.errors import BortconvError, InputError
 
 BORT_4_8 = BortVariant(num_layers=4, num_heads=8, intermediate_size=768, hidden_size=1024, vocab_size=50265)
 
 
-def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = "float16",
-                head: Head = Head.MLM) -> dict[str, np.ndarray]:
-    """Seeded random weights for every Gluon name of `variant` (LayerNorm gammas near 1, biases small)."""
+def _draws(variant: BortVariant, seed: int, dtype: str, head: Head) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, array) in the order they are drawn, the tied decoder left out."""
     rng = np.random.default_rng(seed)
-    arrays: dict[str, np.ndarray] = {}
     for name, shape in expected_shapes(variant, head, 2 if head is Head.CLASSIFIER else None).items():
         if name == gn.TIED_DECODER:
             continue
@@ -36,10 +35,32 @@ def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = 
             val = 0.1 * rng.standard_normal(shape, dtype=np.float32)
         else:
             val = 0.05 * rng.standard_normal(shape, dtype=np.float32)
-        arrays[name] = val.astype(dtype)
+        yield name, val.astype(dtype)
+
+
+def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = "float16",
+                head: Head = Head.MLM) -> dict[str, np.ndarray]:
+    """Seeded random weights for every Gluon name of `variant` (LayerNorm gammas near 1, biases small)."""
+    arrays = dict(_draws(variant, seed, dtype, head))
     if head is Head.MLM:
         arrays[gn.TIED_DECODER] = arrays[gn.WORD_EMBED]  # written twice, as Gluon does
     return arrays
+
+
+def is_demo(path: str | os.PathLike[str], seed: int) -> bool:
+    """Whether `path` holds the demo checkpoint of `seed`: its names, and its first array drawn again (each array
+    comes from one stream in order, so another seed's file differs there). Unreadable: False."""
+    from bortconv.converters.params_reader import read_params
+
+    try:
+        params = read_params(path)
+    except BortconvError:
+        return False
+    with params:
+        if sorted(params.names()) != sorted(expected_shapes(BORT_4_8, Head.MLM, None)):
+            return False
+        name, first = next(_draws(BORT_4_8, seed, "float16", Head.MLM))
+        return np.array_equal(params.array(name), first)
 
 
 def write_demo_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:

@@ -41,14 +41,20 @@ FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "
 def _quiet() -> Iterator[None]:
     """Tracer, exporter and quantizer chatter goes to the debug log, not the user's terminal: Python warnings,
     stdout, transformers' logger, and the root logger (onnxruntime.quantization logs its advice there at
-    WARNING) unless bortconv runs with --debug."""
+    WARNING) unless bortconv runs with --debug.
+
+    The root logger's handlers are put back as they were: onnxruntime.quantization logs through the module-level
+    ``logging.warning()``, which gives a root logger without handlers one (``logging.basicConfig()``), and its
+    matmul_nbits_quantizer module calls ``logging.basicConfig(level=INFO)`` when imported. A script calling
+    bortconv's API would otherwise print every library's INFO lines from then on, and its own later
+    ``basicConfig`` would do nothing."""
     buf = io.StringIO()
     tf_logging = sys.modules["transformers"].utils.logging if "transformers" in sys.modules else None
     level = tf_logging.get_verbosity() if tf_logging else None
     if tf_logging:
         tf_logging.set_verbosity_error()
     root = logging.getLogger()
-    root_level = root.level
+    root_level, root_handlers = root.level, list(root.handlers)
     if not log.isEnabledFor(logging.DEBUG):
         root.setLevel(logging.ERROR)
         if "onnxruntime" in sys.modules:  # the quantizer's own sessions print C++ warnings (unused initializers)
@@ -59,6 +65,7 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.setLevel(root_level)
+        root.handlers[:] = root_handlers
         if tf_logging:
             tf_logging.set_verbosity(level)
     for w in caught:

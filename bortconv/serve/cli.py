@@ -7,6 +7,7 @@ import json
 import sys
 
 from bortconv.config import THREADS_HELP, TOKENIZER_BACKENDS
+from bortconv.serve.body_limit import DEFAULT_MAX_REQUEST_MB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         action=_deprecated("--max-batch-size"))
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="how long the first request of a call waits for others (default 5 ms)")
+    parser.add_argument("--max-request-mb", type=float, default=DEFAULT_MAX_REQUEST_MB,
+                        help="a larger request body gets 413 before it is read further (default "
+                             f"{DEFAULT_MAX_REQUEST_MB:g} MiB: texts are tokenized whole, ~16 bytes per character)")
     parser.add_argument("--json", action="store_true",
                         help="when ready, one JSON line on stdout: model, url, task, tokenizer, load seconds")
 
@@ -55,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
 
     return serve(args.artifact, host=args.host, port=args.port, name=args.name, log_level=args.log_level,
                  cache_dir=args.cache_dir, threads=args.threads, tokenizer=args.tokenizer,
-                 max_batch=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                 max_batch=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_request_mb=args.max_request_mb,
                  announce=announce if args.json else None)

@@ -24,6 +24,7 @@ from typing import Any
 
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.runtime.bort import BortRuntime, artifact_name, check_name
+from bortconv.serve.body_limit import DEFAULT_MAX_REQUEST_MB, BodyLimit
 
 log = logging.getLogger("bortconv.serve")
 
@@ -161,12 +162,17 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").setLevel(max(numeric, logging.DEBUG if level == "debug" else logging.WARNING))
 
 
-def _server_class(kserve: Any) -> type:
+def _server_class(kserve: Any, max_request_bytes: int) -> type:
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.protocol.rest.server import RESTServer
 
     class _RESTServer(RESTServer):  # type: ignore[misc]
-        """kserve's REST server, with FastAPI's request validation answered as kserve answers bad input."""
+        """kserve's REST server, with FastAPI's request validation answered as kserve answers bad input, and a
+        bound on a request body's size (:mod:`bortconv.serve.body_limit`)."""
+
+        def _add_middlewares(self, app: Any) -> None:
+            super()._add_middlewares(app)
+            app.add_middleware(BodyLimit, max_bytes=max_request_bytes)  # outermost: before anything reads the body
 
         def _add_exception_handlers(self, app: Any) -> None:
             from fastapi.exceptions import RequestValidationError
@@ -228,12 +234,16 @@ def _check_listen(host: str, port: int) -> None:
 def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, name: str | None = None,
           log_level: str = "info", cache_dir: str | Path | None = None, threads: int | None = None,
           tokenizer: str = "auto", max_batch: int = 64, max_wait_ms: float = 5.0,
-          grace_seconds: int = 30, announce: Callable[[dict[str, object]], None] | None = None) -> int:
+          grace_seconds: int = 30, max_request_mb: float = DEFAULT_MAX_REQUEST_MB,
+          announce: Callable[[dict[str, object]], None] | None = None) -> int:
     """Serve the artifact until SIGTERM or SIGINT; returns 0 after a clean drain. `announce` gets the model's
-    name, URL, task, tokenizer backend and load time once the model is loaded, as the server starts.
+    name, URL, task, tokenizer backend and load time once the model is loaded, as the server starts. A request
+    body over `max_request_mb` MiB gets 413.
 
     Bad input (not an artifact, a bad option, no tokenizer) raises a BortconvError before anything listens."""
     configure_logging(log_level)
+    if not 0 < max_request_mb < 2**20:  # also refuses NaN and infinity
+        raise InputError(f"--max-request-mb {max_request_mb}: must be more than 0 and less than 1048576")
     model_name = check_name(name) if name is not None else artifact_name(artifact_dir)
     _check_listen(host, port)
     serving = import_serving()
@@ -242,7 +252,7 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
     model = serving.BortModel(model_name, runtime, max_batch=max_batch, max_wait_ms=max_wait_ms)
     import kserve
 
-    server = _server_class(kserve)(host, http_port=port, grace_period=grace_seconds)
+    server = _server_class(kserve, int(max_request_mb * 2**20))(host, http_port=port, grace_period=grace_seconds)
     configure_logging(log_level)  # kserve configured its loggers when the server was made; ours win
     log.warning("serving %s (%s, %s tokenizer, load %.2f s) as %r on http://%s:%d", artifact_dir, runtime.task,
                 runtime.tokenizer_backend, runtime.load_seconds, model_name, host, port)
