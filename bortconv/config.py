@@ -169,6 +169,17 @@ HEADS_HELP = "attention heads of a .params source's model (not visible in its te
 THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
 
 
+#: the most threads any command or BortRuntime takes: ONNX Runtime and OpenVINO start every thread asked for (a
+#: million took gigabytes and never became ready), and no CPU a Bort runs on has more cores than this
+MAX_THREADS = 1024
+
+
+def check_threads_cap(threads: int | None, name: str = "threads") -> None:
+    """InputError naming `name` for more threads than :data:`MAX_THREADS` (each caller refuses 0 or less)."""
+    if threads is not None and threads > MAX_THREADS:
+        raise InputError(f"{name}: {threads} is more than {MAX_THREADS} threads", option=name)
+
+
 def available_cores() -> int:
     """The cores this process may use: what --threads means when it is not given."""
     try:
@@ -454,6 +465,7 @@ class Int8Options:
             object.__setattr__(self, "thresholds", GateThresholds(**self.thresholds))
         if self.threads is not None and self.threads <= 0:
             raise InputError(f"threads must be positive, got {self.threads}", option="threads")
+        check_threads_cap(self.threads)
         if self.samples is not None and self.samples <= 0:
             raise InputError(f"samples must be positive, got {self.samples}", option="samples")
         if self.arch not in ARCHES:
@@ -532,6 +544,7 @@ class ExportOptions:
             raise InputError(f"opset: {self.opset} is outside the supported range 14..21", option="opset")
         if self.threads is not None and self.threads <= 0:
             raise InputError(f"threads must be positive, got {self.threads}", option="threads")
+        check_threads_cap(self.threads)
         if self.heads is not None and self.heads <= 0:
             raise InputError(f"heads must be positive, got {self.heads}", option="heads")
         if self.portable and self.target is not Target.ONNX:
@@ -635,6 +648,7 @@ class TrimOptions:
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value <= 0):
                 raise InputError(f"{name}: must be a positive integer, got {value!r}", option=name)
+        check_threads_cap(self.threads)
         for name in ("domain_min", "domain_worst_min", "general_min"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and -1.0 <= value <= 1.0):

@@ -82,6 +82,13 @@ RUNTIME_CALLS = [
     ("batch size zero", lambda rt: BortRuntime(rt.dir, batch_size=0), "batch_size must be a positive integer, got 0"),
     ("threads a string", lambda rt: BortRuntime(rt.dir, threads="x"), "threads must be a positive integer, got 'x'"),
     ("no directory", lambda rt: BortRuntime(None), "artifact_dir: None is not a path"),
+    ("threads past the cap", lambda rt: BortRuntime(rt.dir, threads=10**6), "threads: 1000000 is more than 1024"),
+    ("None as texts", lambda rt: rt.encode(None), "texts: a list of strings, not NoneType"),
+    ("a dict as texts", lambda rt: rt.encode({"a": 1}), "texts: a list of strings, not dict"),  # was its keys
+    ("a lone surrogate", lambda rt: rt.encode(["ok", "\udcff"]),
+     "texts[1]: not valid Unicode text (surrogates not allowed at character 0)"),
+    ("None as rows", lambda rt: rt.run_ids(None), "rows: a list of token-id lists (one per text), not NoneType"),
+    ("None as a type row", lambda rt: rt.run_ids([[101, 102]], [None]), "type_rows: a list of token-id lists"),
 ]
 
 
@@ -106,4 +113,5 @@ def test_the_runtime_still_runs_what_it_takes(minilm_runtime):
     assert a.shape == (4, 384) and np.abs(a - b).max() == 0
     assert rt.encode([]).shape == (0, 384)
     assert np.abs(rt.encode(t for t in ["hello world"]) - rt.encode(["hello world"])).max() == 0  # read once
+    assert np.abs(rt.run_ids(r for r in ids)[0] - a).max() == 0  # rows too
     assert np.abs(rt.encode(["hello world"])[0] - a.mean(axis=0)).max() <= 1e-6

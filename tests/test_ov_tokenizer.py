@@ -292,6 +292,21 @@ def test_runtime_openvino_backend_equals_tokenizers(case, artifact, tmp_path):
     assert ovt.tokenize_pairs(texts, texts[::-1]) == ref.tokenize_pairs(texts, texts[::-1])
     for a, b in zip(ovt.run_texts(texts, texts[::-1]), ref.run_texts(texts, texts[::-1])):
         assert np.abs(a - b).max() == 0.0
+    for row, (first, second) in EMPTY_BATCHES.items():
+        got = ovt.tokenize_pairs(first, second) if second else ovt.tokenize(first)
+        assert got == (ref.tokenize_pairs(first, second) if second else ref.tokenize(first)), row
+    with pytest.raises(InputError, match=r"^text_pairs\[1\]: ends with a NUL character, which OpenVINO's string"):
+        ovt.tokenize_pairs(["a", "b"], ["c", "d\0"])  # numpy would strip it: another text's ids, silently
+
+
+#: batches in which every text tokenizes to nothing (and a NUL inside a text): openvino_tokenizers 2026.4's IR gave
+#: one row for ["", "", ""] and failed on [("", "")] (bortconv.runtime.bort.SENTINEL); empty texts are good input
+EMPTY_BATCHES = {
+    "three empty texts": (["", "", ""], None),
+    "a NUL inside and an empty text": (["\0 x", ""], None),
+    "one empty pair": ([""], [""]),
+    "two pairs of nothing": (["", " "], ["", ""]),
+}
 
 
 PROBE = """

@@ -10,6 +10,7 @@ BortRuntime.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -276,17 +277,23 @@ def test_bad_input_exits_2_and_leaves_nothing(artifact, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
+    cut = tmp_path / "cut"  # its model file cut short: was an internal error (exit 3) over several lines
+    shutil.copytree(art, cut)
+    (cut / "model.onnx").write_bytes((cut / "model.onnx").read_bytes()[:1000])
     rows = [  # (arguments, what stderr must say)
         ([str(tmp_path / "empty"), "--format", "triton", "-o", str(tmp_path / "r1")], "not a bortconv artifact"),
         ([str(art), "--format", "kubeflow", "-o", str(tmp_path / "r2")], "invalid choice"),
         ([str(art), "--format", "triton", "-o", str(tmp_path / "full")], "not empty"),
         ([str(art), "--format", "ovms", "-o", str(tmp_path / "r3")], "needs an OpenVINO artifact"),
         ([str(art), "--format", "triton", "-o", str(tmp_path / "r4"), "--name", "../x"], "model name"),
+        ([str(cut), "--format", "triton", "-o", str(tmp_path / "r5")], f"{cut / 'model.onnx'}: cannot be loaded ("),
+        ([str(artifact("bort2_enc_fp16", "openvino")), "--format", "ovms", "-o", str(tmp_path / "r6"), "--name",
+          "a" * 120], "--name: 120 characters; an OVMS repository also holds the model NAME_text_pair"),
     ]
     for args, says in rows:
         proc = run_cli(*args)
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "full"]  # no repository, no temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "empty", "full"]  # no repository, no temporary
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     proc = run_cli(str(art), "--format", "triton", "-o", str(tmp_path / "full"), "--force", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -29,6 +29,7 @@ from test_ov_tokenizer import HELDOUT, long_texts, ov_artifact, with_ov_tokenize
 
 from bortconv.bench.cold_start import measure_cold_start
 from bortconv.runtime.bort import BortRuntime
+from bortconv.serve.body import too_large_message
 
 TOL = 1e-5
 CLIENTS, PER_CLIENT = 8, 96  # 8 concurrent clients x 96 requests each (768 in all)
@@ -271,6 +272,55 @@ def test_a_body_over_the_bound_gets_413_before_it_is_tokenized(row, texts, chunk
     assert np.abs(outputs(server.infer(["still serving"]))["embedding"] - rt.encode(["still serving"])).max() <= TOL
 
 
+def _binary(element: bytes) -> tuple[bytes, dict[str, str]]:
+    """A request in the Open Inference Protocol's binary extension: a JSON header, then one length-prefixed BYTES
+    element (what tritonclient sends with binary_data=True)."""
+    header = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": 4 + len(element)}}]}).encode()
+    return (header + len(element).to_bytes(4, "little") + element,
+            {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))})
+
+
+STILL = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["still serving"]}]})
+HEADER_CASES = [  # (row, body, headers, expected status, the error or None)
+    ("no Content-Type: JSON, as Triton reads it", STILL.encode(), {}, 200, None),  # was 400 asking for the binary
+    ("form-encoded, as curl -d sends it", STILL.encode(), {"Content-Type": "application/x-www-form-urlencoded"},
+     200, None),  # header of the binary extension
+    ("binary extension, UTF-8", *_binary(b"still serving"), 200, None),
+    ("binary extension, not UTF-8", *_binary(b"\xff\xfe"), 400,
+     "request body: a BYTES element of the binary data is not UTF-8 text"),  # was 500 and a logged traceback
+]
+
+
+@pytest.mark.parametrize(("row", "body", "headers", "status", "says"), HEADER_CASES, ids=[r[0] for r in HEADER_CASES])
+def test_a_body_is_json_unless_marked_binary(row, body, headers, status, says, minilm):
+    server, rt = minilm
+    resp = requests.post(f"{server.url}/v2/models/bort/infer", data=body, headers=headers, timeout=60)
+    assert resp.status_code == status, resp.text
+    if says:
+        assert resp.json() == {"error": says}
+    else:
+        assert np.abs(outputs(resp)["embedding"] - rt.encode(["still serving"])).max() <= TOL
+
+
+def test_a_client_waiting_for_100_continue_gets_the_413_without_sending(minilm):
+    """curl sends `Expect: 100-continue` for a body over 1 MB and waits before sending it: a body declared over the
+    bound is refused at once (it was sent 100 Continue and drained, up to 64 MiB)."""
+    import http.client
+
+    server, _ = minilm
+    conn = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=20)
+    conn.putrequest("POST", "/v2/models/bort/infer")
+    for name, value in (("Content-Type", "application/json"), ("Content-Length", str(5 << 20)),
+                        ("Expect", "100-continue")):
+        conn.putheader(name, value)
+    conn.endheaders()  # and no body
+    resp = conn.getresponse()
+    assert (resp.status, json.loads(resp.read())["error"]) == (413, too_large_message(5 << 20, 4 << 20))
+    conn.close()
+    assert server.ready()
+
+
 # ---------------------------------------------------------------------------------------------- classifier
 
 
@@ -324,14 +374,23 @@ def test_fill_mask_outputs(artifact):
 def test_bad_start_exits_2(artifact, tmp_path):
     textless = tmp_path / "no-tokenizer"  # a Bort artifact exported without --vocab/--merges
     shutil.copytree(artifact("bort2_enc_fp16", "onnx"), textless, ignore=shutil.ignore_patterns("tokenizer*"))
+    ov, cut = ov_artifact(artifact, "minilm"), tmp_path / "cut"  # cut: its model file cut short
+    shutil.copytree(artifact("bort2_enc_fp16", "onnx"), cut)
+    (cut / "model.onnx").write_bytes((cut / "model.onnx").read_bytes()[:1000])
     rows = [([str(tmp_path / "missing")], "no such directory"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--cache-dir", str(tmp_path / "c")], "OpenVINO artifacts"),
             ([str(textless), "--port", str(free_port())], "no tokenizer.json, so it cannot read text (export"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--name", "../x"], "--name '../x': a model name is"),
             ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "0"],
              "--threads must be a positive integer, got 0"),
-            ([str(artifact("bort2_enc_fp16", "onnx")), "--max-request-mb", "0"],
-             "--max-request-mb 0.0: must be more than 0")]
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--max-request-mb", "1e-9"],
+             "--max-request-mb 1e-09: must be at least 0.001"),  # was a bound of 0 bytes
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--max-wait-ms", "inf"],
+             "--max-wait-ms from 0 to 60000"),  # inf hung every request
+            ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "5000"], "--threads: 5000 is more than 1024"),
+            ([str(ov), "--cache-dir", str(ov / "config.json")], "--cache-dir: "),  # was served, nothing cached
+            ([str(ov), "--cache-dir", "/proc/no-cache-here"], "--cache-dir: cannot make /proc/no-cache-here"),
+            ([str(cut)], f"{cut / 'model.onnx'}: cannot be loaded (")]  # was exit 3, several lines
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

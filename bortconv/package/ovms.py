@@ -24,6 +24,9 @@ from bortconv.package.signature import Signature
 from bortconv.package.triton import VERSION
 from bortconv.runtime.bort import openvino_config, pinned_precision
 
+#: the text-in models' names: the model's name and these (each a model name too, so the name leaves room for them)
+TEXT_SUFFIX, TEXT_PAIR_SUFFIX = "_text", "_text_pair"
+
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
@@ -47,9 +50,9 @@ def _text_variants(artifact_dir: Path, name: str, manifest: dict[str, Any], sig:
     if not sig.batch_dynamic or static_shape(manifest):
         log.warning("%s: static shape; the text-in model (which pads to the longest text) is left out", artifact_dir)
         return []
-    out = [(f"{name}_text", False)]
+    out = [(f"{name}{TEXT_SUFFIX}", False)]
     if manifest.get("task") == "text-classification" and (artifact_dir / OV_TOKENIZER_PAIR_XML).is_file():
-        out.append((f"{name}_text_pair", True))
+        out.append((f"{name}{TEXT_PAIR_SUFFIX}", True))
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bortconv.errors import InputError
 from bortconv.layout import OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_XML, OV_XML
-from bortconv.runtime.bort import tokenizer_core
+from bortconv.runtime.bort import loading, tokenizer_core
 
 #: output name of the text-in model, by task
 OUTPUT_NAME = {"feature-extraction": "embedding", "text-classification": "logits", "fill-mask": "logits"}
@@ -53,7 +53,10 @@ def build_text_model(artifact_dir: Path, task: str, *, pair: bool = False) -> An
     if not (artifact_dir / tok_file).is_file():
         raise InputError(f"{artifact_dir}: no {tok_file}; a text-in model needs the OpenVINO tokenizer")
     core = tokenizer_core()
-    tok, model = core.read_model(str(artifact_dir / tok_file)), core.read_model(str(artifact_dir / OV_XML))
+    with loading(artifact_dir / tok_file):
+        tok = core.read_model(str(artifact_dir / tok_file))
+    with loading(artifact_dir / OV_XML):
+        model = core.read_model(str(artifact_dir / OV_XML))
     # the values the tokenizer's Result nodes hold (a Result itself must not feed the model)
     produced = {o.get_any_name(): o.get_node().input_value(0) for o in tok.outputs}
     for param in model.get_parameters():

@@ -15,7 +15,8 @@ from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.config import PACKAGE_FORMATS, as_path
 from bortconv.errors import InputError
 from bortconv.manifest import read_manifest
-from bortconv.runtime.bort import artifact_name, check_name
+from bortconv.package.ovms import TEXT_PAIR_SUFFIX
+from bortconv.runtime.bort import MAX_NAME, artifact_name, check_name
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLi
     if "task" not in manifest:
         raise InputError(f"{src}: its manifest names no task; not an artifact written by bortconv export")
     model_name = check_name(name) if name is not None else artifact_name(src)
+    room = MAX_NAME - len(TEXT_PAIR_SUFFIX)
+    if fmt == "ovms" and len(model_name) > room:  # its text-in models' names must be model names too
+        if name is not None:
+            raise InputError(f"--name: {len(name)} characters; an OVMS repository also holds the model "
+                             f"NAME{TEXT_PAIR_SUFFIX}, so the name takes at most {room}")
+        model_name = model_name[:room]
     check_output_dir(out, force, reads=[src])  # refuse before reading the model
     t0 = time.perf_counter()
     sig = read_signature(src)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import ONNX_FILE, OV_XML
+from bortconv.runtime.bort import loading
 
 #: ONNX Runtime's type strings and OpenVINO's element type names -> numpy-style names
 _ORT_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32",
@@ -48,7 +49,8 @@ def _onnx_signature(path: Path) -> Signature:
         raise MissingDependencyError("reading an ONNX artifact needs: pip install onnxruntime") from None
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the declared signature
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    with loading(path):
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
     def spec(t: object) -> TensorSpec:
         dims = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in t.shape)  # type: ignore[attr-defined]
@@ -74,7 +76,8 @@ def _openvino_signature(path: Path) -> Signature:
         import openvino as ov
     except ImportError:
         raise MissingDependencyError("reading an OpenVINO artifact needs: pip install openvino") from None
-    model = ov.Core().read_model(str(path))
+    with loading(path):
+        model = ov.Core().read_model(str(path))
     return Signature(path.name, "openvino", openvino_specs(model.inputs), openvino_specs(model.outputs))
 
 

@@ -24,19 +24,20 @@ blob there, later processes load the blob instead of compiling (see :func:`measu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import numbers
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bortconv.config import TOKENIZER_BACKENDS, as_path
+from bortconv.config import TOKENIZER_BACKENDS, as_path, check_threads_cap
 from bortconv.errors import InputError, MissingDependencyError, shown
 from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.bort.pad_batch)
 from bortconv.runtime.pair_truncation import BORT_RULE, bort_truncated_lengths, pair_rule
@@ -133,18 +134,45 @@ class OpenVinoSession(Session):
         return np.array(res[self.compiled.outputs[0]])
 
 
+@contextlib.contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """InputError naming `path` when ONNX Runtime or OpenVINO cannot load it (a file cut short, an IR's weights
+    missing): their own errors span several lines and name neither the file nor the artifact."""
+    try:
+        yield
+    except Exception as exc:  # ORT's own classes; OpenVINO raises RuntimeError
+        if not (isinstance(exc, RuntimeError) or type(exc).__module__.startswith("onnxruntime")):
+            raise
+        raise InputError(f"{path}: cannot be loaded ({shown(' '.join(str(exc).split()), 240)})") from None
+
+
+def checked_cache_dir(cache_dir: str | os.PathLike[str]) -> Path:
+    """OpenVINO's CACHE_DIR, made if need be; InputError naming cache_dir where it cannot be (OpenVINO raised a
+    RuntimeError for a directory it could not make, and quietly cached nothing in a path that is a file)."""
+    p = as_path(cache_dir, "cache_dir").expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"cache_dir: {p} is a file, not a directory", option="cache_dir")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cache_dir: cannot make {p} ({exc.strerror or exc})", option="cache_dir") from None
+    return p
+
+
 def open_session(artifact_dir: str | os.PathLike[str], threads: int | None = None, *,
                  cache_dir: str | os.PathLike[str] | None = None, precision: str | None = None) -> Session:
     """The session for whichever model file the directory holds (`cache_dir`: OpenVINO's CACHE_DIR)."""
     d = Path(artifact_dir)
     if (d / OV_XML).is_file():
-        return OpenVinoSession(d / OV_XML, threads, cache_dir=cache_dir,
-                               precision=precision or pinned_precision(d))
+        cache = checked_cache_dir(cache_dir) if cache_dir is not None else None
+        with loading(d / OV_XML):
+            return OpenVinoSession(d / OV_XML, threads, cache_dir=cache, precision=precision or pinned_precision(d))
     if (d / ONNX_FILE).is_file():
         if cache_dir is not None:
             raise InputError(f"{d}: a compiled-model cache (cache_dir) applies to OpenVINO artifacts; this one "
                              f"holds {ONNX_FILE}")
-        return OrtSession(d / ONNX_FILE, threads)
+        with loading(d / ONNX_FILE):
+            return OrtSession(d / ONNX_FILE, threads)
     raise InputError(f"{d}: holds neither {ONNX_FILE} nor {OV_XML}")
 
 
@@ -201,6 +229,12 @@ def tokenizer_core() -> Any:
     return _CORE[0]
 
 
+#: a text appended to every batch the tokenizer IRs run, its row dropped: openvino_tokenizers 2026.4 gives one row for
+#: a batch whose texts all tokenize to nothing ("", "\0"; three texts, one row), and fails on such a batch of pairs
+#: (a Broadcast node's shape check). One text with a token keeps the batch whole; rows are cut by their own masks.
+SENTINEL = "a"
+
+
 class OpenVinoTokenizer:
     """The tokenizer IRs of an artifact: single texts through ``openvino_tokenizer.xml``, pairs through
     ``openvino_tokenizer_pair.xml``. No `tokenizers` or `transformers` import."""
@@ -211,7 +245,8 @@ class OpenVinoTokenizer:
             raise InputError(f"{self.dir}: no {OV_TOKENIZER_XML}; export the artifact with a tokenizer to "
                              f"--target openvino")
         self._core = tokenizer_core()
-        self._single = self._core.compile_model(str(self.dir / OV_TOKENIZER_XML), "CPU")
+        with loading(self.dir / OV_TOKENIZER_XML):
+            self._single = self._core.compile_model(str(self.dir / OV_TOKENIZER_XML), "CPU")
         self._pair: Any = None
 
     @property
@@ -224,7 +259,8 @@ class OpenVinoTokenizer:
             path = self.dir / OV_TOKENIZER_PAIR_XML
             if not path.is_file():
                 raise InputError(f"{self.dir}: no {OV_TOKENIZER_PAIR_XML}; this artifact cannot tokenize pairs")
-            self._pair = self._core.compile_model(str(path), "CPU")
+            with loading(path):
+                self._pair = self._core.compile_model(str(path), "CPU")
         return self._pair
 
     @staticmethod
@@ -234,11 +270,22 @@ class OpenVinoTokenizer:
         types = result[names["token_type_ids"]] if "token_type_ids" in names else np.zeros_like(ids)
         return [Encoded(ids[i][mask[i]].tolist(), types[i][mask[i]].tolist()) for i in range(len(ids))]
 
+    @staticmethod
+    def _check_nul(texts: Sequence[str], name: str) -> None:
+        """A text ending in NUL would lose it on the way in (numpy's and OpenVINO's string arrays strip trailing NUL
+        characters), and byte-level BPE gives NUL a token of its own: refused, not tokenized as another text."""
+        bad = next((i for i, t in enumerate(texts) if t.endswith("\0")), None)
+        if bad is not None:
+            raise InputError(f"{name}[{bad}]: ends with a NUL character, which OpenVINO's string tensors drop; "
+                             f"remove it, or use the tokenizers backend")
+
     def encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
         """Token ids of single texts (``<s> A </s>``), truncated as tokenizer.json truncates."""
         if not texts:
             return []
-        return self._rows(self._single([np.array(list(texts), dtype=str)]), self._single)
+        self._check_nul(texts, "texts")
+        rows = self._rows(self._single([np.array([*texts, SENTINEL], dtype=str)]), self._single)
+        return rows[:len(texts)]
 
     def encode_pairs(self, texts: Sequence[str], texts_b: Sequence[str]) -> list[Encoded]:
         """Token ids of pairs (``<s> A </s> B </s>`` for Bort), truncated as tokenizer.json truncates."""
@@ -246,8 +293,12 @@ class OpenVinoTokenizer:
             raise InputError(f"{len(texts)} first texts but {len(texts_b)} second texts")
         if not texts:
             return []
+        self._check_nul(texts, "texts")
+        self._check_nul(texts_b, "text_pairs")
         pair = self._pair_model()
-        return self._rows(pair([np.array(list(texts), dtype=str), np.array(list(texts_b), dtype=str)]), pair)
+        rows = self._rows(pair([np.array([*texts, SENTINEL], dtype=str), np.array([*texts_b, SENTINEL], dtype=str)]),
+                          pair)
+        return rows[:len(texts)]
 
     def encode_batch(self, items: Sequence[str | tuple[str, str]]) -> list[Encoded]:
         """Like `tokenizers.Tokenizer.encode_batch`: each item a text or a (first, second) pair."""
@@ -344,22 +395,42 @@ def artifact_name(artifact_dir: str | os.PathLike[str]) -> str:
     import re
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(artifact_dir).resolve().name).lstrip("._-")
-    return name[:128] or "bort"
+    return name[:MAX_NAME] or "bort"
 
 
 def _checked_texts(texts: Any, name: str) -> list[str]:
-    """`texts` as a list of strings (one string would be read as its characters, each a text)."""
+    """`texts` as a list of strings (one string would be read as its characters, each a text; a dict as its keys),
+    each one Unicode text a tokenizer takes (not a lone surrogate, which JSON and Python strings allow)."""
     if isinstance(texts, (str, bytes)):
         raise InputError(f"{name}: a list of strings, not one string (pass [{shown(repr(texts), 30)}])", option=name)
+    if isinstance(texts, Mapping) or not isinstance(texts, Iterable):
+        raise InputError(f"{name}: a list of strings, not {type(texts).__name__}", option=name)
     texts = list(texts)
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise InputError(f"{name}[{bad}]: {type(texts[bad]).__name__} is not a string", option=name)
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(f"{name}[{i}]: not valid Unicode text ({exc.reason} at character {exc.start})",
+                             option=name) from None
     return texts
 
 
-#: a model name the servers take as a directory name and in URLs (Triton, OVMS, bortconv serve)
-_MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+def _checked_rows(rows: Any, name: str) -> list[Any]:
+    """Token-id rows as a list (a generator is read once); InputError naming `name` for anything else."""
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+        raise InputError(f"{name}: a list of token-id lists (one per text), not {type(rows).__name__}", option=name)
+    rows = list(rows)
+    if not all(isinstance(r, (list, tuple, np.ndarray)) for r in rows):
+        raise InputError(f"{name}: a list of token-id lists (one per text)", option=name)
+    return rows
+
+
+#: a model name the servers take as a directory name and in URLs (Triton, OVMS, bortconv serve), and its length
+MAX_NAME = 128
+_MODEL_NAME = rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}"
 
 
 def check_name(name: str) -> str:
@@ -388,6 +459,7 @@ class BortRuntime:
                                                                  or isinstance(value, bool) or value <= 0):
                 raise InputError(f"{name} must be a positive integer, got {shown(repr(value), 40)}", option=name)
         threads, batch_size = (int(threads) if threads is not None else None), int(batch_size)
+        check_threads_cap(threads)
         from bortconv.manifest import read_manifest, static_shape
         self.manifest = read_manifest(self.dir)
         self.task = self.manifest.task
@@ -447,6 +519,8 @@ class BortRuntime:
         Rows are sorted by length and batched so short texts are not padded to the longest one. `type_rows`
         (token type ids, for models that take them) default to zeros.
         """
+        rows = _checked_rows(rows, "rows")
+        type_rows = _checked_rows(type_rows, "type_rows") if type_rows is not None else None
         self._check_ids(rows, type_rows)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out: list[np.ndarray | None] = [None] * len(rows)
@@ -472,8 +546,6 @@ class BortRuntime:
         limits = {"ids": int(self.config.get("vocab_size") or 0),
                   "type ids": int(self.config.get("type_vocab_size") or 2)}
         positions = int(self.config.get("max_position_embeddings") or 512)
-        if isinstance(rows, (str, bytes)) or not all(isinstance(r, (list, tuple, np.ndarray)) for r in rows):
-            raise InputError("rows: a list of token-id lists (one per text)", option="rows")
         if type_rows is not None and (len(type_rows) != len(rows)
                                       or any(len(t) != len(r) for t, r in zip(type_rows, rows))):
             raise InputError("type_rows: one type id per token of each row", option="type_rows")

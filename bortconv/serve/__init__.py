@@ -3,6 +3,7 @@
 - :mod:`bortconv.serve.server`: the server (host binding, logging, clean SIGTERM);
 - :mod:`bortconv.serve.model`: the kserve.Model: request parsing, outputs by task;
 - :mod:`bortconv.serve.batcher`: the async batcher that merges concurrent requests, sorted by length;
+- :mod:`bortconv.serve.body`: a request body before kserve reads it (the size bound, JSON unless binary);
 - :mod:`bortconv.serve.cli`: the command's arguments.
 
 Torch-free: uses only bortconv's runtime (plus kserve, onnxruntime/openvino). Nothing heavy is imported

@@ -34,6 +34,10 @@ class _Pending:
     queued: float = field(default_factory=time.perf_counter)
 
 
+#: the longest a request may wait for others to share its call: a minute is already no service (inf hung them all)
+MAX_WAIT_MS = 60_000.0
+
+
 class LengthBatcher:
     """Merge concurrent requests into calls of ``run(items) -> one result per item`` (module docstring)."""
 

@@ -7,7 +7,7 @@ import json
 import sys
 
 from bortconv.config import THREADS_HELP, TOKENIZER_BACKENDS
-from bortconv.serve.body_limit import DEFAULT_MAX_REQUEST_MB
+from bortconv.serve.body import DEFAULT_MAX_REQUEST_MB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +47,7 @@ def _deprecated(instead: str) -> type[argparse.Action]:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean drain (bad input raises BortconvError: exit 2)."""
-    from bortconv.errors import InputError
     from bortconv.serve.server import serve
-
-    if args.max_batch_size < 1 or args.max_wait_ms < 0:
-        raise InputError("--max-batch-size must be >= 1 and --max-wait-ms >= 0")
 
     def announce(info: dict[str, object]) -> None:
         sys.stdout.write(json.dumps(info, sort_keys=True) + "\n")

@@ -24,7 +24,8 @@ from typing import Any
 
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.runtime.bort import BortRuntime, artifact_name, check_name
-from bortconv.serve.body_limit import DEFAULT_MAX_REQUEST_MB, BodyLimit
+from bortconv.serve.batcher import MAX_WAIT_MS
+from bortconv.serve.body import DEFAULT_MAX_REQUEST_MB, MIN_REQUEST_MB, RequestBody
 
 log = logging.getLogger("bortconv.serve")
 
@@ -140,6 +141,24 @@ async def _http_error(_: Any, exc: Any) -> Any:
     return JSONResponse(status_code=exc.status_code, content={"error": message}, headers=getattr(exc, "headers", None))
 
 
+#: how kserve's InferenceError begins when a binary-extension BYTES element is not UTF-8 (its decoding of the request,
+#: before any model code runs; kserve answers every InferenceError with 500)
+_NOT_UTF8 = "Failed to encode"
+
+
+async def _inference_error(request: Any, exc: Any) -> Any:
+    """A BYTES element of a binary request that is not UTF-8 is the client's mistake: 400, one line, as the JSON
+    path's lone surrogate. Any other InferenceError is kserve's own (500)."""
+    from fastapi.responses import JSONResponse
+    from kserve.errors import inference_error_handler
+
+    if not str(exc).startswith(_NOT_UTF8):
+        return await inference_error_handler(request, exc)
+    message = "request body: a BYTES element of the binary data is not UTF-8 text"
+    log.info("request refused: %s", message)
+    return JSONResponse(status_code=400, content={"error": message})
+
+
 def configure_logging(level: str) -> None:
     """Per-request lines (logger bortconv.serve, INFO) and kserve's/uvicorn's logs at `level`."""
     if level not in LOG_LEVELS:
@@ -168,19 +187,21 @@ def _server_class(kserve: Any, max_request_bytes: int) -> type:
 
     class _RESTServer(RESTServer):  # type: ignore[misc]
         """kserve's REST server, with FastAPI's request validation answered as kserve answers bad input, and a
-        bound on a request body's size (:mod:`bortconv.serve.body_limit`)."""
+        bound on a request body's size (:mod:`bortconv.serve.body`)."""
 
         def _add_middlewares(self, app: Any) -> None:
             super()._add_middlewares(app)
-            app.add_middleware(BodyLimit, max_bytes=max_request_bytes)  # outermost: before anything reads the body
+            app.add_middleware(RequestBody, max_bytes=max_request_bytes)  # outermost: before anything reads the body
 
         def _add_exception_handlers(self, app: Any) -> None:
             from fastapi.exceptions import RequestValidationError
+            from kserve.errors import InferenceError
             from starlette.exceptions import HTTPException
 
             super()._add_exception_handlers(app)
             app.add_exception_handler(RequestValidationError, _invalid_request)
             app.add_exception_handler(HTTPException, _http_error)
+            app.add_exception_handler(InferenceError, _inference_error)
 
     class HostServer(kserve.ModelServer):  # type: ignore[misc, name-defined]
         """kserve.ModelServer, one REST worker, bound to `host`, no gRPC (module docstring)."""
@@ -242,8 +263,11 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
 
     Bad input (not an artifact, a bad option, no tokenizer) raises a BortconvError before anything listens."""
     configure_logging(log_level)
-    if not 0 < max_request_mb < 2**20:  # also refuses NaN and infinity
-        raise InputError(f"--max-request-mb {max_request_mb}: must be more than 0 and less than 1048576")
+    if max_batch < 1 or not 0 <= max_wait_ms <= MAX_WAIT_MS:  # NaN fails too
+        raise InputError(f"--max-batch-size must be >= 1 and --max-wait-ms from 0 to {MAX_WAIT_MS:g}")
+    if not MIN_REQUEST_MB <= max_request_mb < 2**20:  # also refuses NaN and infinity
+        raise InputError(f"--max-request-mb {max_request_mb}: must be at least {MIN_REQUEST_MB} and less than "
+                         f"1048576")
     model_name = check_name(name) if name is not None else artifact_name(artifact_dir)
     _check_listen(host, port)
     serving = import_serving()
