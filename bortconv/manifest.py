@@ -17,7 +17,7 @@ from typing import Any
 from bortconv._util.hashing import sha256_file
 from bortconv._version import __version__
 from bortconv.config import FORMAT_VERSION
-from bortconv.errors import InputError
+from bortconv.errors import InputError, IntegrityError
 from bortconv.layout import MANIFEST_FILE
 
 VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "openvino", "tokenizers", "numpy")
@@ -118,6 +118,29 @@ def static_shape(manifest: Mapping[str, Any]) -> tuple[int, int] | None:
     """The (batch, length) an artifact exported with --static-shape only runs at; None when its shapes are dynamic."""
     value = manifest.get("static_shape")
     return (int(value[0]), int(value[1])) if value else None
+
+
+def compressed_table(manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The word-table record of an artifact whose table is stored int8 or int4 (``--embeddings``), else None."""
+    record = manifest.get("embeddings")
+    if not isinstance(record, Mapping):
+        int8 = manifest.get("int8")
+        record = int8.get("embeddings") if isinstance(int8, Mapping) else None
+    return record if isinstance(record, Mapping) and record.get("scheme") not in (None, "fp32") else None
+
+
+def check_unchanged(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """IntegrityError naming the first file of `directory` that differs from the sha256 its manifest records (or is
+    missing): a command that builds on an artifact (quantize, package) must not carry a changed file into a new
+    artifact with fresh hashes, where `validate` could no longer see the change."""
+    listed = manifest.get("files")
+    for name, info in sorted(listed.items() if isinstance(listed, Mapping) else []):
+        path = directory / name
+        want = str(info.get("sha256", "")) if isinstance(info, Mapping) else ""
+        if not path.is_file() or sha256_file(path) != want:
+            raise IntegrityError(f"{path}: {'missing' if not path.is_file() else 'not the file'} its manifest "
+                                 f"records (sha256); the artifact changed after it was written (bortconv validate "
+                                 f"{directory} lists what)")
 
 
 def file_hashes(directory: Path) -> dict[str, dict[str, object]]:

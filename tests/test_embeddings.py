@@ -94,6 +94,40 @@ def test_fidelity_against_transformers(compressed, batches, transformers_pooled,
     assert flat.mean() >= MEAN_MIN and flat.min() >= WORST_MIN, (flat.mean(), flat.min(), worst)
 
 
+def test_a_fresh_compressed_artifact_validates(compressed):
+    """`validate` right after export, on the machine that exported it: an fp32 artifact with a compressed word table
+    is judged as export judged it, by the gate at the table's thresholds against the fp32 PyTorch source (it
+    failed 1e-4 parity: max diff 0.17, 9 of 25 checks)."""
+    import bortconv
+
+    art = compressed("onnx", "fp32", "int8")
+    report = bortconv.validate(art, threads=2)
+    assert report.passed, [c.to_dict() for c in report.failures]
+    worst = [c for c in report.checks if c.name == "worst sentence cosine"]
+    table = _record(_manifest(art))["gate"]["thresholds"]["sentence_cosine_worst"]
+    assert {c.group for c in worst} == {"fidelity/bortconv", "fidelity/stock"}
+    assert all(c.tolerance == pytest.approx(1 - table) for c in worst)
+    assert not [c for c in report.checks if c.group.startswith("parity/")]
+
+
+def test_quantize_refuses_a_compressed_table_and_a_changed_artifact(compressed, artifact, tmp_path):
+    """quantize builds on an fp32 artifact's float table: one stored int4 was kept while the manifest said fp32
+    (exit 0); and a file changed after export was carried into the int8 artifact with fresh hashes."""
+    import shutil
+
+    art = compressed("openvino", "fp32", "int4")
+    proc = run_bortconv("quantize", str(art), "-o", str(tmp_path / "q1"), "--embeddings", "fp32")
+    assert (proc.returncode, proc.stderr) == (2, f"bortconv: error: {art}: its word table is stored int4; quantize "
+                                                 "takes an artifact with the fp32 table (export --embeddings fp32), "
+                                                 "or export --precision int8 --embeddings int4 from the source\n")
+    changed = tmp_path / "changed"
+    shutil.copytree(artifact(str(MINILM), "onnx"), changed)  # the session's fp32 artifact, fp32 table
+    (changed / "tokenizer.json").write_text((changed / "tokenizer.json").read_text() + " ")
+    proc = run_bortconv("quantize", str(changed), "-o", str(tmp_path / "q2"))
+    assert proc.returncode == 1 and f"{changed / 'tokenizer.json'}: not the file its manifest" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["changed"]
+
+
 def _layer_weights(config: dict) -> int:
     h, i = int(config["hidden_size"]), int(config["intermediate_size"])
     return 4 * h * h + 2 * h * i

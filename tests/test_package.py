@@ -21,6 +21,7 @@ from google.protobuf import text_format
 from test_ov_tokenizer import HELDOUT, long_texts, ov_artifact, with_ov_tokenizer
 from tritonclient.grpc import model_config_pb2
 
+from bortconv._util.hashing import sha256_file
 from bortconv.errors import InputError, OutputExistsError
 from bortconv.package import package_artifact
 from bortconv.package.ovms_schema import OVMS_SCHEMA, validate
@@ -277,9 +278,12 @@ def test_bad_input_exits_2_and_leaves_nothing(artifact, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    cut = tmp_path / "cut"  # its model file cut short: was an internal error (exit 3) over several lines
+    cut = tmp_path / "cut"  # its model file cut short, and so recorded: was an internal error (exit 3), 4 lines
     shutil.copytree(art, cut)
     (cut / "model.onnx").write_bytes((cut / "model.onnx").read_bytes()[:1000])
+    manifest = json.loads((cut / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = {"sha256": sha256_file(cut / "model.onnx"), "bytes": 1000}
+    (cut / "manifest.json").write_text(json.dumps(manifest))
     rows = [  # (arguments, what stderr must say)
         ([str(tmp_path / "empty"), "--format", "triton", "-o", str(tmp_path / "r1")], "not a bortconv artifact"),
         ([str(art), "--format", "kubeflow", "-o", str(tmp_path / "r2")], "invalid choice"),
@@ -293,7 +297,13 @@ def test_bad_input_exits_2_and_leaves_nothing(artifact, tmp_path):
     for args, says in rows:
         proc = run_cli(*args)
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "empty", "full"]  # no repository, no temporary
+    changed = tmp_path / "changed"  # a file changed after export: not carried into a repository with fresh hashes
+    shutil.copytree(art, changed)
+    (changed / "config.json").write_text((changed / "config.json").read_text() + " ")
+    proc = run_cli(str(changed), "--format", "triton", "-o", str(tmp_path / "r7"))
+    assert proc.returncode == 1 and proc.stderr.startswith(f"bortconv: error: {changed / 'config.json'}: not the "
+                                                           "file its manifest records (sha256)"), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["changed", "cut", "empty", "full"]  # no repository
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     proc = run_cli(str(art), "--format", "triton", "-o", str(tmp_path / "full"), "--force", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -14,7 +14,7 @@ from typing import Any
 from bortconv._util.atomic import atomic_directory, check_output_dir
 from bortconv.config import PACKAGE_FORMATS, as_path
 from bortconv.errors import InputError
-from bortconv.manifest import read_manifest
+from bortconv.manifest import check_unchanged, read_manifest
 from bortconv.package.ovms import TEXT_PAIR_SUFFIX
 from bortconv.runtime.bort import MAX_NAME, artifact_name, check_name
 
@@ -46,6 +46,7 @@ def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLi
                              f"NAME{TEXT_PAIR_SUFFIX}, so the name takes at most {room}")
         model_name = model_name[:room]
     check_output_dir(out, force, reads=[src])  # refuse before reading the model
+    check_unchanged(src, manifest)
     t0 = time.perf_counter()
     sig = read_signature(src)
     with atomic_directory(out, force=force) as tmp:

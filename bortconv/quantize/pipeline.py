@@ -515,14 +515,21 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
     cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
     with memory_budget(max_memory, "quantize"):
         from bortconv._util.atomic import atomic_directory, check_output_dir
-        from bortconv.manifest import carried_fields, read_manifest, static_shape, write_manifest
+        from bortconv.manifest import (carried_fields, check_unchanged, compressed_table, read_manifest, static_shape,
+                                       write_manifest)
 
         src, out = as_path(artifact_dir, "artifact_dir"), as_path(output_dir, "output_dir")
         manifest = read_manifest(src)
         if manifest.get("precision") != "fp32":
             raise InputError(f"{src}: precision is {manifest.get('precision')}; quantize takes an fp32 artifact")
+        table = compressed_table(manifest)
+        if table is not None:  # quantize builds on the float table; one stored int4 was kept and recorded as fp32
+            raise InputError(f"{src}: its word table is stored {table['scheme']}; quantize takes an artifact with the "
+                             f"fp32 table (export --embeddings fp32), or export --precision int8 --embeddings "
+                             f"{table['scheme']} from the source")
         target, task = str(manifest["target"]), str(manifest["task"])
         check_output_dir(out, force, reads=[src, opts.calibration])
+        check_unchanged(src, manifest)
         with atomic_directory(out, force=force) as tmp:
             for p in src.iterdir():
                 if p.is_file() and p.name != MANIFEST_FILE and p.name not in model_files(target):

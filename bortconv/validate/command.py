@@ -37,7 +37,7 @@ from bortconv._util.hashing import sha256_file
 from bortconv.config import as_path
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
-from bortconv.manifest import Manifest, static_shape
+from bortconv.manifest import Manifest, compressed_table, static_shape
 from bortconv.measure import Runner
 from bortconv.validate.checks import Check, ValidationReport, check_integrity, check_reference_files, parse_tolerance
 from bortconv.validate.fidelity_checks import fidelity_gate, proof_gate, proof_thresholds
@@ -210,7 +210,8 @@ def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str
         raise InputError(f"--threads must be positive, got {threads}")
     for b in backends:
         check_backend_available(b)
-    gate = PRECISION_GATES.get(precision)
+    # a compressed word table is judged as export judged it, by the gate: its ids' rows are not the source's
+    gate = PRECISION_GATES.get(precision) or (fidelity_gate if compressed_table(manifest) else None)
     if gate is None and precision not in ATOL_PRECISIONS:
         raise InputError(f"{d / MANIFEST_FILE}: precision '{precision}' is not one of "
                          f"{', '.join(ATOL_PRECISIONS + tuple(PRECISION_GATES))}")

@@ -21,7 +21,7 @@ from typing import Any
 
 from bortconv.config import GATE_DEFAULTS, GATE_METRICS, GateThresholds
 from bortconv.layout import CONFIG_FILE
-from bortconv.manifest import static_shape
+from bortconv.manifest import compressed_table, static_shape
 from bortconv.fidelity.gate import DeploymentGate, LoaderVerdict, heldout_text, judge_proof
 from bortconv.validate.checks import Check
 
@@ -32,10 +32,14 @@ def _section(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def _thresholds(manifest: Mapping[str, Any], precision: str) -> GateThresholds:
+    """The precision's recorded gate; with a compressed word table, no stricter than the table's own gate, which
+    export passed it under (the table's loss is allowed on top of the precision's)."""
     recorded = _section(_section(_section(manifest, precision), "gate"), "thresholds")
     fields = GateThresholds.__dataclass_fields__
     base = GATE_DEFAULTS.get(precision, GATE_DEFAULTS["bf16"]).to_dict()
-    return GateThresholds(**(base | {k: float(v) for k, v in recorded.items() if k in fields}))
+    out = base | {k: float(v) for k, v in recorded.items() if k in fields}
+    table = _section(_section(compressed_table(manifest) or {}, "gate"), "thresholds")
+    return GateThresholds(**{k: min(v, float(table[k])) if k in table else v for k, v in out.items()})
 
 
 def _text(manifest: Mapping[str, Any], precision: str, rows: list[Check]) -> Any:
@@ -123,7 +127,7 @@ def fidelity_gate(artifact_dir: Path, manifest: Mapping[str, Any], reference: An
     """The deployment gate on this CPU for `artifact_dir`, against the fp32 PyTorch model of its source."""
     precision = str(manifest["precision"])
     rows: list[Check] = [_native_bf16_row()] if precision == "bf16" else []
-    gated = precision in ("int8", "bf16")
+    gated = precision in ("int8", "bf16") or compressed_table(manifest) is not None
     text = _text(manifest, precision, rows) if gated else heldout_text(None, None)
     cfg = json.loads((artifact_dir / CONFIG_FILE).read_text())
     t0 = time.perf_counter()
