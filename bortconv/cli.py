@@ -166,11 +166,18 @@ def _check_output_files(args: argparse.Namespace, *options: str) -> None:
     from pathlib import Path
 
     from bortconv._util.atomic import check_output_file
+    from bortconv.errors import InputError
 
+    given: dict[Path, str] = {}
     for option in options:
         path = getattr(args, option)
+        if path == "":  # was taken as "not given": no report, and no word of it
+            raise InputError(f"--{option}: an empty path")
         if path and path != "-":
             check_output_file(Path(path), option, reads=getattr(args, "artifacts", ()))
+            same = given.setdefault(Path(path).resolve(), option)
+            if same != option:  # the second would overwrite the first
+                raise InputError(f"--{option} {path}: the same file as --{same}; give each its own")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -640,7 +640,7 @@ class TrimOptions:
         check_field_types(self)
         check_choices(self)
         if isinstance(self.keep, str) and self.keep != KEEP_AUTO:
-            if not self.keep.strip().isdigit():
+            if not re.fullmatch(r"[0-9]+", self.keep.strip()):  # isdigit() also takes "²" and "٣"
                 raise InputError(f"keep: must be a positive integer or '{KEEP_AUTO}', got {self.keep!r}",
                                  option="keep")
             object.__setattr__(self, "keep", int(self.keep))  # the CLI's text; the API may pass either

@@ -248,6 +248,19 @@ def test_unwritable_report_is_refused_before_the_run(tmp_path, argv, out, words)
     assert set(tmp_path.iterdir()) == before and not list((tmp_path / "adir").iterdir())
 
 
+@pytest.mark.parametrize("flags,says", [
+    (["--report", "{tmp}/r", "--junit", "{tmp}/r"], "--junit {tmp}/r: the same file as --report; give each its own"),
+    (["--report", ""], "--report: an empty path"),  # was taken as no --report: no report, and no word of it
+])
+def test_report_paths_that_would_lose_a_report_are_refused(tmp_path, flags, says):
+    from conftest import run_bortconv
+
+    (tmp_path / "adir").mkdir()
+    res = run_bortconv("validate", str(tmp_path / "adir"), *[f.format(tmp=tmp_path) for f in flags])
+    assert (res.returncode, res.stderr) == (2, f"bortconv: error: {says.format(tmp=tmp_path)}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
 def test_missing_calibration_is_refused_before_the_export_starts(tmp_path):
     from conftest import run_bortconv
 

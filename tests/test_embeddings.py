@@ -161,6 +161,8 @@ def test_stored_compressed_and_recorded(compressed, target, precision, embedding
         assert table.data_type == (onnx.TensorProto.UINT4 if bits == 4 else onnx.TensorProto.UINT8)
         assert [n.op_type for n in model.graph.node].count("GatherBlockQuantized") == 2  # words, positions
         assert "EmbedLayerNormalization" not in {n.op_type for n in model.graph.node}
+        fused = {op: [n.op_type for n in model.graph.node].count(op) for op in m["fused_ops"]}
+        assert fused == m["fused_ops"] and "EmbedLayerNormalization" not in fused  # the rewritten graph's counts
         files = (art / "model.onnx").stat().st_size
     else:
         import openvino as ov

@@ -231,6 +231,7 @@ def test_gate_failure_writes_nothing(small_bort, corpus, tmp_path, keep, says):
 
 # ---------------------------------------------------------------------------------------------- bad input
 
+LINES = b"".join(b"line %d of the text\n" % i for i in range(20))  # 20 distinct lines: a corpus the checks pass
 BAD_INPUT = [
     # (id, corpus bytes or None for a missing file, extra flags, what the one line must name)
     ("empty corpus", b"\n  \n\n", [], "--corpus"),
@@ -239,12 +240,16 @@ BAD_INPUT = [
     ("too few lines", b"one\ntwo\nthree\n", [], "--corpus"),
     ("missing corpus", None, [], "--corpus"),
     ("corpus a directory", "dir", [], "--corpus"),
-    ("keep 0", b"a line of text\n" * 20, ["--keep", "0"], "--keep"),
-    ("keep below the required tokens", b"a line of text\n" * 20, ["--keep", "100"], "--keep"),
-    ("keep above the vocabulary", b"a line of text\n" * 20, ["--keep", "40000"], "--keep"),
-    ("keep neither a number nor auto", b"a line of text\n" * 20, ["--keep", "half"], "--keep"),
-    ("heldout too large", b"a line of text\n" * 20, ["--heldout", "19"], "--heldout"),
-    ("threshold out of range", b"a line of text\n" * 20, ["--domain-min", "2"], "--domain-min"),
+    ("keep 0", LINES, ["--keep", "0"], "--keep"),
+    ("keep below the required tokens", LINES, ["--keep", "100"], "--keep"),
+    ("keep above the vocabulary", LINES, ["--keep", "40000"], "--keep"),
+    ("keep above what can be kept", LINES, ["--keep", "30000"], "--keep: 30000 is outside 1999..29528"),  # was
+    # taken, and 29,528 kept: the 994 [unusedN] are never taken
+    ("keep neither a number nor auto", LINES, ["--keep", "half"], "--keep"),
+    ("keep a superscript digit", LINES, ["--keep", "\u00b2"], "--keep"),  # was exit 3
+    ("one line repeated", b"the same line of text\n" * 200, [], "--corpus: "),  # held out = chosen: gate passed 1.0
+    ("heldout too large", LINES, ["--heldout", "19"], "--heldout"),
+    ("threshold out of range", LINES, ["--domain-min", "2"], "--domain-min"),
 ]
 
 

@@ -79,10 +79,12 @@ class Corpus:
     sha256: str
     choose: tuple[str, ...]
     heldout: tuple[str, ...]
+    duplicates: int = 0  # lines dropped as repeats of an earlier line
 
 
 def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
-    """Non-blank lines of a UTF-8 text file, split by a seeded permutation (the file may be sorted by topic)."""
+    """Distinct non-blank lines of a UTF-8 text file, split by a seeded permutation (the file may be sorted by
+    topic)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"corpus: {p}: {'not a file' if p.exists() else 'no such file'}", option="corpus")
@@ -93,12 +95,15 @@ def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"corpus: {p}: not UTF-8 text (byte {e.start})", option="corpus") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    stripped = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # each line once: a line both held out and among the choosing ones would let the gate read what chose the tokens
+    lines = list(dict.fromkeys(stripped))
     if not lines:
         raise InputError(f"corpus: {p}: empty (no line with text)", option="corpus")
     if len(lines) < MIN_CORPUS_LINES:
-        raise InputError(f"corpus: {p}: {len(lines)} lines; need at least {MIN_CORPUS_LINES} (most choose the "
-                         f"tokens, the rest are held out for the gate)", option="corpus")
+        raise InputError(f"corpus: {p}: {len(lines)} distinct line{'s' * (len(lines) != 1)}; need at least "
+                         f"{MIN_CORPUS_LINES} (most choose the tokens, the rest are held out for the gate)",
+                         option="corpus")
     n = heldout if heldout is not None else min(DEFAULT_HELDOUT_MAX, len(lines) // 5)
     if not 2 <= n <= len(lines) - 2:
         raise InputError(f"heldout: {n} lines of {len(lines)}; must be between 2 and {len(lines) - 2}",
@@ -107,7 +112,7 @@ def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
     held = set(order[:n].tolist())
     return Corpus(str(p.resolve()), hashlib.sha256(data).hexdigest(),
                   tuple(t for i, t in enumerate(lines) if i not in held),
-                  tuple(t for i, t in enumerate(lines) if i in held))
+                  tuple(t for i, t in enumerate(lines) if i in held), len(stripped) - len(lines))
 
 
 @dataclass(frozen=True)
@@ -164,16 +169,18 @@ def auto_budgets(vocab: tv.Vocabulary) -> list[int]:
 
 
 def check_keep(vocab: tv.Vocabulary, keep: int | str | None) -> None:
-    """Refuse a budget below what every trimmed vocabulary keeps, or above the vocabulary (auto: none to try)."""
+    """Refuse a budget below what every trimmed vocabulary keeps, or above what it can (auto: none to try)."""
     least = len(vocab.required)
     if keep == KEEP_AUTO:
         if not auto_budgets(vocab):
             raise InputError(f"keep: auto has no budget to try: {least} of the {len(vocab)} tokens are required "
                              f"(the special tokens and single characters)", option="keep")
         return
-    if keep is not None and not least <= keep <= len(vocab):
-        raise InputError(f"keep: {keep} is outside {least}..{len(vocab)} (the special tokens and single characters "
-                         f"every trimmed vocabulary keeps .. the whole vocabulary)", option="keep")
+    most = sum(1 for t in vocab.tokens if not PLACEHOLDER.fullmatch(t))  # placeholders are never taken
+    if keep is not None and not least <= keep <= most:
+        raise InputError(f"keep: {keep} is outside {least}..{most} (the special tokens and single characters "
+                         f"every trimmed vocabulary keeps .. every token but the {len(vocab) - most} placeholders "
+                         f"no text produces)", option="keep")
 
 
 def choose_tokens(vocab: tv.Vocabulary, groups: Sequence[tuple[str, Counter[int]]], keep: int | None,
@@ -420,7 +427,8 @@ def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, en
         "format_version": 1, "bortconv_version": __version__, "source": str(source.path.resolve()),
         "tokenizer": source.vocab.kind,
         "corpus": {"path": corpus.path, "sha256": corpus.sha256, "choose_lines": len(corpus.choose),
-                   "heldout_lines": len(corpus.heldout), "split_seed": SPLIT_SEED},
+                   "heldout_lines": len(corpus.heldout), "duplicate_lines_dropped": corpus.duplicates,
+                   "split_seed": SPLIT_SEED},
         "rule": {"name": opts.rule, "keep": opts.keep, "budget": plan.budget, "english_text": english,
                  **({"english_words": f"bortconv/data/{ENGLISH_WORDS}",  # its header names its source
                      "parameters": {"piece_chars": PIECE_CHARS, "short_word_chars": SHORT_WORD_CHARS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,10 @@ class ExportResult:
     max_memory_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "manifest"}
+        """The result for ``--json``: every field but the manifest, plus the manifest's records of what the export
+        did to the weights (``int8``, ``embeddings``) when it did it."""
+        extra = {k: self.manifest[k] for k in ("int8", "embeddings") if k in self.manifest}
+        return {k: v for k, v in self.__dict__.items() if k != "manifest"} | extra
 
 
 #: keyword aliases of `precision` (the CLI's --fp16 and --int8)
@@ -167,6 +170,8 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     # deployment gate then judges them against
     carried = None if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
     proof = {"proof": int8_info.pop("proof")} if carried is None else carried.fields
+    if (embeddings or int8_info) and opts.target is Target.ONNX:  # the graph was rewritten: count what it holds now
+        built = replace(built, fused_ops=steps.fused_op_counts(tmp))
     deployment = steps.gate_deployment(tmp, opts, prog, carried)
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()

@@ -23,7 +23,7 @@ from bortconv._util.memory import memory_budget, release
 from bortconv.config import (GATE_METRICS, GateThresholds, Int8Options, as_path, check_options_type, host_arch,
                              max_positions)
 from bortconv.errors import AccuracyGateError, InputError
-from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, WORK_DIR, model_files
+from bortconv.layout import CONFIG_FILE, MANIFEST_FILE, ONNX_FILE, WORK_DIR, model_files
 from bortconv.measure import (KEEP_RULE, Latency, Runner, confirmed_choice, interleaved, make_feeds,
                               timing_shape)
 from bortconv.quantize import calibration as cal
@@ -539,10 +539,12 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
             info = quantize_artifact(src, tmp, target=target, task=task, opts=opts, work=work,
                                      static_shape=static_shape(manifest))
             shutil.rmtree(work)
+            from bortconv.converters.onnx_export import op_counts
             from bortconv.runtime.loaders import loading_contract
             fields = carried_fields(manifest) | {
                 "precision": "int8", "proof": info.pop("proof"), "int8": info,
                 "quantized_from": str(src.resolve()),
+                **({"fused_ops": op_counts(tmp / ONNX_FILE)} if target == "onnx" else {}),  # the int8 graph's
                 "loading": loading_contract(target, "int8"),
                 "parity_checked": "fp32 artifact vs PyTorch fp32 (before int8 quantization; int8 is judged by "
                                   "the gate)"}
