@@ -237,6 +237,7 @@ BAD_INPUT = [
     ("empty corpus", b"\n  \n\n", [], "--corpus"),
     ("binary corpus", b"\x7fELF\x02\x01\x01\x00\x00" * 20, [], "--corpus"),
     ("not UTF-8", "caf\xe9 au lait\n".encode("latin-1") * 20, [], "--corpus"),
+    ("UTF-16", LINES.decode().encode("utf-16"), [], "UTF-16 text (its byte order mark); save it as UTF-8"),
     ("too few lines", b"one\ntwo\nthree\n", [], "--corpus"),
     ("missing corpus", None, [], "--corpus"),
     ("corpus a directory", "dir", [], "--corpus"),

@@ -89,6 +89,8 @@ def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
     if not p.is_file():
         raise InputError(f"corpus: {p}: {'not a file' if p.exists() else 'no such file'}", option="corpus")
     data = p.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # NUL bytes too, but a text editor's UTF-16 is not binary
+        raise InputError(f"corpus: {p}: UTF-16 text (its byte order mark); save it as UTF-8", option="corpus")
     if b"\x00" in data:
         raise InputError(f"corpus: {p}: binary, not text (a NUL byte at offset {data.index(0)})", option="corpus")
     try:
