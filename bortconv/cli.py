@@ -138,9 +138,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_make_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bortconv.converters.demo import is_demo, write_demo_checkpoint
+    from bortconv.converters.demo import check_seed, is_demo, write_demo_checkpoint
     from bortconv.errors import InputError
 
+    check_seed(args.seed)  # before a file is looked at, or --force removes one
     path = Path(args.path)
     kept = path.is_file() and not args.force
     if kept and not is_demo(path, args.seed):  # another seed's demo, or another checkpoint: not what was asked for

@@ -169,8 +169,9 @@ HEADS_HELP = "attention heads of a .params source's model (not visible in its te
 THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
 
 
-#: the most threads any command or BortRuntime takes: ONNX Runtime and OpenVINO start every thread asked for (a
-#: million took gigabytes and never became ready), and no CPU a Bort runs on has more cores than this
+#: the most threads any command or BortRuntime takes (each checks with check_threads_cap): ONNX Runtime and
+#: OpenVINO start every thread asked for (a million took gigabytes and never became ready), and no CPU a Bort runs
+#: on has more cores than this
 MAX_THREADS = 1024
 
 

@@ -129,18 +129,41 @@ def compressed_table(manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return record if isinstance(record, Mapping) and record.get("scheme") not in (None, "fp32") else None
 
 
+def file_problem(directory: Path, name: str, info: object) -> str | None:
+    """Why the artifact's file `name` is not what its manifest lists (`info`: sha256, bytes); None if it is."""
+    if Path(name).name != name or name in (".", ".."):
+        return "manifest names a path outside the artifact directory"
+    path = directory / name
+    if not path.is_file():
+        return "file is missing"
+    want = str(info.get("sha256", "")) if isinstance(info, Mapping) else ""
+    digest = sha256_file(path)
+    if digest == want:
+        return None
+    detail = f"sha256 {digest[:12]}... but manifest says {want[:12] or '(none)'}..."
+    if isinstance(info, Mapping) and info.get("bytes") is not None and int(info["bytes"]) != path.stat().st_size:
+        detail += f" ({path.stat().st_size} bytes, manifest says {info['bytes']})"
+    return detail
+
+
+def unlisted_files(directory: Path, listed: Mapping[str, Any]) -> list[str]:
+    """What `directory` holds besides the manifest and the files it lists."""
+    return [p.name for p in sorted(directory.iterdir()) if p.name != MANIFEST_FILE and p.name not in listed]
+
+
 def check_unchanged(directory: Path, manifest: Mapping[str, Any]) -> None:
-    """IntegrityError naming the first file of `directory` that differs from the sha256 its manifest records (or is
-    missing): a command that builds on an artifact (quantize, package) must not carry a changed file into a new
-    artifact with fresh hashes, where `validate` could no longer see the change."""
+    """IntegrityError naming the first file of `directory` that is not what its manifest lists (changed, missing,
+    or not listed): a command that builds on an artifact (quantize, package) must not carry a change into a new
+    artifact with fresh hashes, where `validate` could no longer see it."""
     listed = manifest.get("files")
-    for name, info in sorted(listed.items() if isinstance(listed, Mapping) else []):
-        path = directory / name
-        want = str(info.get("sha256", "")) if isinstance(info, Mapping) else ""
-        if not path.is_file() or sha256_file(path) != want:
-            raise IntegrityError(f"{path}: {'missing' if not path.is_file() else 'not the file'} its manifest "
-                                 f"records (sha256); the artifact changed after it was written (bortconv validate "
-                                 f"{directory} lists what)")
+    if not isinstance(listed, Mapping):
+        raise IntegrityError(f"{directory / MANIFEST_FILE}: lists no files")
+    problems = [(name, file_problem(directory, name, info)) for name, info in sorted(listed.items())]
+    problems += [(name, "not listed in its manifest") for name in unlisted_files(directory, listed)]
+    name, why = next(((n, w) for n, w in problems if w), (None, None))
+    if name is not None:
+        raise IntegrityError(f"{directory / name}: {why}; the artifact changed after it was written (bortconv "
+                             f"validate {directory} lists what)")
 
 
 def file_hashes(directory: Path) -> dict[str, dict[str, object]]:

@@ -264,12 +264,61 @@ def test_a_body_over_the_bound_gets_413_before_it_is_tokenized(row, texts, chunk
                          else body.encode(), headers={"content-type": "application/json"}, timeout=60)
     assert resp.status_code == status, resp.text[:500]
     if status == 413:
-        assert resp.json() == {"error": "request body: " + (f"{len(body.encode()):,} bytes" if not chunked else
-                                                            "more bytes than that") + "; this server takes at most "
-                                        "4,194,304 bytes per request (--max-request-mb)"}
+        assert resp.json() == {"error": too_large_message(None if chunked else len(body.encode()), 4 << 20)}
+        assert resp.json()["error"].startswith("request body: more than 4,194,304 bytes (sent chunked); this server"
+                                               if chunked else f"request body: {len(body.encode()):,} bytes; this")
     else:
         assert np.abs(outputs(resp)["embedding"][-1] - rt.encode(texts[-1:])[0]).max() <= TOL
     assert np.abs(outputs(server.infer(["still serving"]))["embedding"] - rt.encode(["still serving"])).max() <= TOL
+
+
+def _through_body_limit(messages: list[dict], headers: list[tuple[bytes, bytes]], max_bytes: int) -> tuple[int, bytes]:
+    """(status, body the app saw) for a request of `messages` through RequestBody alone, with an app answering 200
+    with the body it read: the bound's edges, without a server."""
+    import asyncio
+
+    from bortconv.serve.body import RequestBody
+
+    seen, sent = bytearray(), []
+    feed = iter(messages)
+
+    async def app(scope, receive, send):
+        more = True
+        while more:
+            m = await receive()
+            seen.extend(m.get("body", b""))
+            more = m.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def receive():
+        return next(feed, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(RequestBody(app, max_bytes)({"type": "http", "headers": headers}, receive, send))
+    return sent[0]["status"], bytes(seen)
+
+
+def _chunks_of(*sizes: int) -> list[dict]:
+    return [{"type": "http.request", "body": b"x" * n, "more_body": i < len(sizes) - 1} for i, n in enumerate(sizes)]
+
+
+BOUND_EDGES = [  # (row, messages, headers, status): the bound is 10 bytes
+    ("declared, exactly the bound", _chunks_of(10), [(b"content-length", b"10")], 200),
+    ("declared, one byte over", _chunks_of(11), [(b"content-length", b"11")], 413),
+    ("chunked, exactly the bound, with empty chunks", _chunks_of(0, 4, 0, 6, 0), [], 200),
+    ("chunked, one byte over", _chunks_of(4, 7), [], 413),
+    ("over, and waiting for 100 Continue (any case)", [], [(b"content-length", b"11"), (b"expect", b"100-Continue")],
+     413),  # answered before a byte is read: the feed is empty
+]
+
+
+@pytest.mark.parametrize(("row", "messages", "headers", "status"), BOUND_EDGES, ids=[r[0] for r in BOUND_EDGES])
+def test_the_body_bound_at_its_edges(row, messages, headers, status):
+    got, seen = _through_body_limit(messages, headers, 10)
+    assert got == status
+    assert seen == (b"".join(m["body"] for m in messages) if status == 200 else b"")  # a refused body never reaches it
 
 
 def _binary(element: bytes) -> tuple[bytes, dict[str, str]]:
@@ -388,7 +437,8 @@ def test_bad_start_exits_2(artifact, tmp_path):
             ([str(artifact("bort2_enc_fp16", "onnx")), "--max-wait-ms", "inf"],
              "--max-wait-ms from 0 to 60000"),  # inf hung every request
             ([str(artifact("bort2_enc_fp16", "onnx")), "--threads", "5000"], "--threads: 5000 is more than 1024"),
-            ([str(ov), "--cache-dir", str(ov / "config.json")], "--cache-dir: "),  # was served, nothing cached
+            ([str(ov), "--cache-dir", str(ov / "config.json")],
+             f"--cache-dir: {ov / 'config.json'} is a file, not a directory"),  # was served, nothing cached
             ([str(ov), "--cache-dir", "/proc/no-cache-here"], "--cache-dir: cannot make /proc/no-cache-here"),
             ([str(cut)], f"{cut / 'model.onnx'}: cannot be loaded (")]  # was exit 3, several lines
     with socket.socket() as busy:

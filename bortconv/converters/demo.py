@@ -52,6 +52,8 @@ def is_demo(path: str | os.PathLike[str], seed: int) -> bool:
     comes from one stream in order, so another seed's file differs there). Unreadable: False."""
     from bortconv.converters.params_reader import read_params
 
+    check_seed(seed)
+
     try:
         params = read_params(path)
     except BortconvError:
@@ -63,11 +65,16 @@ def is_demo(path: str | os.PathLike[str], seed: int) -> bool:
         return np.array_equal(params.array(name), first)
 
 
+def check_seed(seed: object) -> None:
+    """InputError naming --seed for anything but an integer from 0 to 2**32 - 1 (numpy's seeds)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"seed: {seed!r}: the seed is an integer from 0 to 2**32 - 1", option="seed")
+
+
 def write_demo_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Write the demo bort_4_8_768_1024 fp16 MLM checkpoint to `path` (skipped if it is already there)."""
     p = Path(path)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise InputError(f"seed: {seed!r}: the seed is an integer from 0 to 2**32 - 1", option="seed")
+    check_seed(seed)
     if p.is_dir():
         raise InputError(f"{p}: is a directory; make-demo writes a .params file")
     blocking = next((a for a in p.parents if a.exists() and not a.is_dir()), None)

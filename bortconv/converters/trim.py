@@ -89,8 +89,11 @@ def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
     if not p.is_file():
         raise InputError(f"corpus: {p}: {'not a file' if p.exists() else 'no such file'}", option="corpus")
     data = p.read_bytes()
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # NUL bytes too, but a text editor's UTF-16 is not binary
-        raise InputError(f"corpus: {p}: UTF-16 text (its byte order mark); save it as UTF-8", option="corpus")
+    boms = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+            (b"\xfe\xff", "UTF-16"))
+    encoding = next((name for bom, name in boms if data.startswith(bom)), None)
+    if encoding:  # NUL bytes too, but a text editor's UTF-16 or UTF-32 is not binary
+        raise InputError(f"corpus: {p}: {encoding} text (its byte order mark); save it as UTF-8", option="corpus")
     if b"\x00" in data:
         raise InputError(f"corpus: {p}: binary, not text (a NUL byte at offset {data.index(0)})", option="corpus")
     try:
@@ -178,7 +181,8 @@ def check_keep(vocab: tv.Vocabulary, keep: int | str | None) -> None:
             raise InputError(f"keep: auto has no budget to try: {least} of the {len(vocab)} tokens are required "
                              f"(the special tokens and single characters)", option="keep")
         return
-    most = sum(1 for t in vocab.tokens if not PLACEHOLDER.fullmatch(t))  # placeholders are never taken
+    # placeholders are never taken to fill a budget (unless required: a special token)
+    most = len(vocab.required | {i for i, t in enumerate(vocab.tokens) if not PLACEHOLDER.fullmatch(t)})
     if keep is not None and not least <= keep <= most:
         raise InputError(f"keep: {keep} is outside {least}..{most} (the special tokens and single characters "
                          f"every trimmed vocabulary keeps .. every token but the {len(vocab) - most} placeholders "

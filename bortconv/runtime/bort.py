@@ -134,10 +134,16 @@ class OpenVinoSession(Session):
         return np.array(res[self.compiled.outputs[0]])
 
 
+def model_file(artifact_dir: Path) -> Path:
+    """The model file :func:`open_session` loads from `artifact_dir` (the IR's .xml if there is one)."""
+    return artifact_dir / (OV_XML if (artifact_dir / OV_XML).is_file() else ONNX_FILE)
+
+
 @contextlib.contextmanager
 def loading(path: Path) -> Iterator[None]:
     """InputError naming `path` when ONNX Runtime or OpenVINO cannot load it (a file cut short, an IR's weights
-    missing): their own errors span several lines and name neither the file nor the artifact."""
+    missing): their own errors span several lines and name neither the file nor the artifact. Only around a
+    user's artifact: a file bortconv itself just wrote that does not load is bortconv's failure, not bad input."""
     try:
         yield
     except Exception as exc:  # ORT's own classes; OpenVINO raises RuntimeError
@@ -165,14 +171,12 @@ def open_session(artifact_dir: str | os.PathLike[str], threads: int | None = Non
     d = Path(artifact_dir)
     if (d / OV_XML).is_file():
         cache = checked_cache_dir(cache_dir) if cache_dir is not None else None
-        with loading(d / OV_XML):
-            return OpenVinoSession(d / OV_XML, threads, cache_dir=cache, precision=precision or pinned_precision(d))
+        return OpenVinoSession(d / OV_XML, threads, cache_dir=cache, precision=precision or pinned_precision(d))
     if (d / ONNX_FILE).is_file():
         if cache_dir is not None:
             raise InputError(f"{d}: a compiled-model cache (cache_dir) applies to OpenVINO artifacts; this one "
                              f"holds {ONNX_FILE}")
-        with loading(d / ONNX_FILE):
-            return OrtSession(d / ONNX_FILE, threads)
+        return OrtSession(d / ONNX_FILE, threads)
     raise InputError(f"{d}: holds neither {ONNX_FILE} nor {OV_XML}")
 
 
@@ -466,7 +470,8 @@ class BortRuntime:
         self.tokenizer_choice = tokenizer
         self.tokenizer_backend = resolve_tokenizer_backend(self.dir, tokenizer)
         t0 = time.perf_counter()
-        self.session = open_session(self.dir, threads, cache_dir=cache_dir)
+        with loading(model_file(self.dir)):
+            self.session = open_session(self.dir, threads, cache_dir=cache_dir)
         #: seconds open_session took (read + compile, or a cache load)
         self.load_seconds = time.perf_counter() - t0
         self.batch_size = batch_size

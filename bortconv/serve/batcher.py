@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bortconv.errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: one text (second text None) or one pair
@@ -38,13 +40,18 @@ class _Pending:
 MAX_WAIT_MS = 60_000.0
 
 
+def check_batching(max_batch: int, max_wait_ms: float) -> None:
+    """InputError naming the flags for a batch bound under 1 or a wait outside 0..MAX_WAIT_MS (NaN too)."""
+    if max_batch < 1 or not 0 <= max_wait_ms <= MAX_WAIT_MS:
+        raise InputError(f"--max-batch-size must be >= 1 and --max-wait-ms from 0 to {MAX_WAIT_MS:g}")
+
+
 class LengthBatcher:
     """Merge concurrent requests into calls of ``run(items) -> one result per item`` (module docstring)."""
 
     def __init__(self, run: Callable[[list[Item]], list[Any]], *, max_batch: int = 64,
                  max_wait_ms: float = 5.0) -> None:
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
+        check_batching(max_batch, max_wait_ms)
         self.run = run
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1e3

@@ -45,7 +45,7 @@ Message = dict[str, Any]
 
 def too_large_message(size: int | None, max_bytes: int) -> str:
     """The one line a client gets: the body's size when known, and the bound."""
-    told = f"{size:,} bytes" if size is not None else "more bytes than that"
+    told = f"{size:,} bytes" if size is not None else f"more than {max_bytes:,} bytes (sent chunked)"
     return f"request body: {told}; this server takes at most {max_bytes:,} bytes per request (--max-request-mb)"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.runtime.bort import BortRuntime, artifact_name, check_name
-from bortconv.serve.batcher import MAX_WAIT_MS
+from bortconv.serve.batcher import check_batching
 from bortconv.serve.body import DEFAULT_MAX_REQUEST_MB, MIN_REQUEST_MB, RequestBody
 
 log = logging.getLogger("bortconv.serve")
@@ -148,7 +148,8 @@ _NOT_UTF8 = "Failed to encode"
 
 async def _inference_error(request: Any, exc: Any) -> Any:
     """A BYTES element of a binary request that is not UTF-8 is the client's mistake: 400, one line, as the JSON
-    path's lone surrogate. Any other InferenceError is kserve's own (500)."""
+    path's lone surrogate. Any other InferenceError is kserve's own (500). kserve raises the same words when a
+    response's BYTES do not encode, but this server's only BYTES output is `label`, config.json's strings."""
     from fastapi.responses import JSONResponse
     from kserve.errors import inference_error_handler
 
@@ -263,8 +264,7 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
 
     Bad input (not an artifact, a bad option, no tokenizer) raises a BortconvError before anything listens."""
     configure_logging(log_level)
-    if max_batch < 1 or not 0 <= max_wait_ms <= MAX_WAIT_MS:  # NaN fails too
-        raise InputError(f"--max-batch-size must be >= 1 and --max-wait-ms from 0 to {MAX_WAIT_MS:g}")
+    check_batching(max_batch, max_wait_ms)  # before the model loads (the batcher checks again)
     if not MIN_REQUEST_MB <= max_request_mb < 2**20:  # also refuses NaN and infinity
         raise InputError(f"--max-request-mb {max_request_mb}: must be at least {MIN_REQUEST_MB} and less than "
                          f"1048576")

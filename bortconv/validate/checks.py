@@ -15,7 +15,7 @@ import numpy as np
 from bortconv._util.hashing import sha256_file
 from bortconv.config import PRECISIONS, Target
 from bortconv.errors import InputError
-from bortconv.layout import CARRIED_FILES, CONVERSION_RECORD, MANIFEST_FILE, WEIGHT_FILES
+from bortconv.layout import CARRIED_FILES, CONVERSION_RECORD, WEIGHT_FILES
 
 
 @dataclass(frozen=True)
@@ -110,33 +110,18 @@ def _positive_float(text: str, whole: object) -> float:
 
 def check_integrity(artifact_dir: Path, manifest: Mapping[str, Any]) -> list[Check]:
     """One row per manifest entry (sha256 and size), plus a failing row per file the manifest does not list."""
+    from bortconv.manifest import file_problem, unlisted_files
+
     checks = []
     listed = manifest["files"]
     for name in sorted(listed):
         t0 = time.perf_counter()
-        info = listed[name] if isinstance(listed[name], dict) else {}
-        path = artifact_dir / name
-        if Path(name).name != name or name in (".", ".."):
-            checks.append(Check("integrity", f"sha256 {name}", "fail",
-                                detail="manifest names a path outside the artifact directory"))
-            continue
-        if not path.is_file():
-            checks.append(Check("integrity", f"sha256 {name}", "fail", detail="file is missing"))
-            continue
-        digest = sha256_file(path)
-        want = str(info.get("sha256", ""))
-        if digest != want:
-            detail = f"sha256 {digest[:12]}... but manifest says {want[:12] or '(none)'}..."
-            if info.get("bytes") is not None and int(info["bytes"]) != path.stat().st_size:
-                detail += f" ({path.stat().st_size} bytes, manifest says {info['bytes']})"
-            checks.append(Check("integrity", f"sha256 {name}", "fail", detail=detail,
-                                seconds=time.perf_counter() - t0))
-        else:
-            checks.append(Check("integrity", f"sha256 {name}", "pass", seconds=time.perf_counter() - t0))
-    for p in sorted(artifact_dir.iterdir()):
-        if p.name != MANIFEST_FILE and p.name not in listed:
-            checks.append(Check("integrity", f"unlisted {p.name}", "fail",
-                                detail="present in the directory but not listed in manifest.json"))
+        problem = file_problem(artifact_dir, name, listed[name])
+        checks.append(Check("integrity", f"sha256 {name}", "fail" if problem else "pass", detail=problem or "",
+                            seconds=time.perf_counter() - t0))
+    for name in unlisted_files(artifact_dir, listed):
+        checks.append(Check("integrity", f"unlisted {name}", "fail",
+                            detail="present in the directory but not listed in manifest.json"))
     return checks
 
 

@@ -10,9 +10,10 @@ Groups of checks, in the order they run:
     parity/pytorch   the artifact vs the source through the PyTorch model, over the shape table of
                      validate/parity.py, with the (target, precision) tolerance of validate/parity.py
     parity/mxnet     the same against MXNet itself (``backends=("pytorch", "mxnet")``; needs mxnet importable)
-    fidelity         int8 and bf16 artifacts: the deployment gate (held-out text of every length, under
-                     bortconv's runtime and a stock load, on this CPU) instead of atol; fp32 and fp16 artifacts:
-                     after atol parity, a stock load held to the bf16 gate (:mod:`bortconv.validate.fidelity_checks`)
+    fidelity         int8 and bf16 artifacts, and any with an int8 or int4 word table: the deployment gate
+                     (held-out text of every length, under bortconv's runtime and a stock load, on this CPU)
+                     instead of atol; other fp32 and fp16 artifacts: after atol parity, a stock load held to the
+                     bf16 gate (:mod:`bortconv.validate.fidelity_checks`)
 
 Where the source is not here, or torch is not installed (a device with ``bortconv[runtime]`` only), and no
 ``--reference`` is given, the artifact's own proof (``proof.npz``: the gate's probes and the fp32 reference's
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bortconv._util.hashing import sha256_file
-from bortconv.config import as_path
+from bortconv.config import as_path, check_threads_cap
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
 from bortconv.manifest import Manifest, compressed_table, static_shape
@@ -208,6 +209,7 @@ def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str
     target, precision = str(manifest["target"]), str(manifest["precision"])
     if threads is not None and threads <= 0:
         raise InputError(f"--threads must be positive, got {threads}")
+    check_threads_cap(threads)
     for b in backends:
         check_backend_available(b)
     # a compressed word table is judged as export judged it, by the gate: its ids' rows are not the source's
@@ -328,10 +330,11 @@ def _report(d: Path, manifest: Mapping[str, Any], reference: str, backends: tupl
 
 
 def _open(d: Path, threads: int | None, checks: list[Check]) -> Any:
-    from bortconv.runtime.bort import open_session
+    from bortconv.runtime.bort import loading, model_file, open_session
     t0 = time.perf_counter()
     try:
-        session = open_session(d, threads)
+        with loading(model_file(d)):
+            session = open_session(d, threads)
     except MissingDependencyError:
         raise
     except InputError as exc:

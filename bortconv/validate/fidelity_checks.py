@@ -1,9 +1,10 @@
 """`bortconv validate` for what depends on the CPU it runs on: the deployment gate re-run here.
 
-- int8 and bf16 artifacts: the gate they passed when they were made (:mod:`bortconv.fidelity.gate`),
-  with the thresholds and held-out text their manifest records, under bortconv's runtime and a stock load;
-- fp32 and fp16 artifacts (whose atol parity is checked pinned to f32): a stock load, in whatever precision
-  OpenVINO picks on this CPU (as the plugin reports it), held to the bf16 gate;
+- int8 and bf16 artifacts, and any with an int8 or int4 word table: the gate they passed when they were made
+  (:mod:`bortconv.fidelity.gate`), with the thresholds and held-out text their manifest records (a compressed
+  table's own thresholds where they are looser), under bortconv's runtime and a stock load;
+- other fp32 and fp16 artifacts (whose atol parity is checked pinned to f32): a stock load, in whatever
+  precision OpenVINO picks on this CPU (as the plugin reports it), held to the bf16 gate;
 - bf16 artifacts on a CPU without native bf16: a failing row, since OpenVINO cannot give them here what they
   were built for.
 
