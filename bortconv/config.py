@@ -101,7 +101,7 @@ def check_field_types(options: Any) -> None:
             continue
         kinds, words = _SCALARS[base]
         if not isinstance(value, kinds) or (base != "bool" and isinstance(value, bool)):
-            keyword = option_keyword(f) if "keyword" in f.metadata else f.name
+            keyword = option_keyword(f)
             raise InputError(f"{keyword}: {shown(repr(value), 60)} is not {words}", option=keyword)
         if base in ("int", "float") and type(value) not in (int, float):  # np.int64(2) -> 2
             object.__setattr__(options, f.name, int(value) if base == "int" else float(value))
@@ -169,14 +169,16 @@ HEADS_HELP = "attention heads of a .params source's model (not visible in its te
 THREADS_HELP = "threads for inference, gates and timing (default: every core this process may use)"
 
 
-#: the most threads any command or BortRuntime takes (each checks with check_threads_cap): ONNX Runtime and
+#: the most threads any command or BortRuntime takes (each checks with check_threads): ONNX Runtime and
 #: OpenVINO start every thread asked for (a million took gigabytes and never became ready), and no CPU a Bort runs
 #: on has more cores than this
 MAX_THREADS = 1024
 
 
-def check_threads_cap(threads: int | None, name: str = "threads") -> None:
-    """InputError naming `name` for more threads than :data:`MAX_THREADS` (each caller refuses 0 or less)."""
+def check_threads(threads: int | None, name: str = "threads") -> None:
+    """InputError naming `name` for 0 threads or less, or more than :data:`MAX_THREADS` (None: the default)."""
+    if threads is not None and threads <= 0:
+        raise InputError(f"{name} must be positive, got {threads}", option=name)
     if threads is not None and threads > MAX_THREADS:
         raise InputError(f"{name}: {threads} is more than {MAX_THREADS} threads", option=name)
 
@@ -464,9 +466,7 @@ class Int8Options:
         check_field_types(self)
         if isinstance(self.thresholds, dict):
             object.__setattr__(self, "thresholds", GateThresholds(**self.thresholds))
-        if self.threads is not None and self.threads <= 0:
-            raise InputError(f"threads must be positive, got {self.threads}", option="threads")
-        check_threads_cap(self.threads)
+        check_threads(self.threads)
         if self.samples is not None and self.samples <= 0:
             raise InputError(f"samples must be positive, got {self.samples}", option="samples")
         if self.arch not in ARCHES:
@@ -543,9 +543,7 @@ class ExportOptions:
         set_(self, "static_shape", parse_static_shape(self.static_shape))
         if not 14 <= self.opset <= 21:
             raise InputError(f"opset: {self.opset} is outside the supported range 14..21", option="opset")
-        if self.threads is not None and self.threads <= 0:
-            raise InputError(f"threads must be positive, got {self.threads}", option="threads")
-        check_threads_cap(self.threads)
+        check_threads(self.threads)
         if self.heads is not None and self.heads <= 0:
             raise InputError(f"heads must be positive, got {self.heads}", option="heads")
         if self.portable and self.target is not Target.ONNX:
@@ -645,11 +643,11 @@ class TrimOptions:
                 raise InputError(f"keep: must be a positive integer or '{KEEP_AUTO}', got {self.keep!r}",
                                  option="keep")
             object.__setattr__(self, "keep", int(self.keep))  # the CLI's text; the API may pass either
-        for name in ("heldout", "threads") + (("keep",) if self.keep != KEEP_AUTO else ()):
+        for name in ("heldout",) + (("keep",) if self.keep != KEEP_AUTO else ()):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value <= 0):
                 raise InputError(f"{name}: must be a positive integer, got {value!r}", option=name)
-        check_threads_cap(self.threads)
+        check_threads(self.threads)
         for name in ("domain_min", "domain_worst_min", "general_min"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and -1.0 <= value <= 1.0):

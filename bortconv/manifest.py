@@ -6,6 +6,7 @@ has them of the wrong type, naming the field.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -120,13 +121,17 @@ def static_shape(manifest: Mapping[str, Any]) -> tuple[int, int] | None:
     return (int(value[0]), int(value[1])) if value else None
 
 
+def table_record(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The word table's record: top level for a gated fp32/fp16/bf16 export, under int8 for an int8 one ({}: none)."""
+    int8 = manifest.get("int8")
+    record = manifest.get("embeddings") or (int8.get("embeddings") if isinstance(int8, Mapping) else None)
+    return record if isinstance(record, Mapping) else {}
+
+
 def compressed_table(manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The word-table record of an artifact whose table is stored int8 or int4 (``--embeddings``), else None."""
-    record = manifest.get("embeddings")
-    if not isinstance(record, Mapping):
-        int8 = manifest.get("int8")
-        record = int8.get("embeddings") if isinstance(int8, Mapping) else None
-    return record if isinstance(record, Mapping) and record.get("scheme") not in (None, "fp32") else None
+    record = table_record(manifest)
+    return record if record.get("scheme") not in (None, "fp32") else None
 
 
 def file_problem(directory: Path, name: str, info: object) -> str | None:
@@ -158,9 +163,9 @@ def check_unchanged(directory: Path, manifest: Mapping[str, Any]) -> None:
     listed = manifest.get("files")
     if not isinstance(listed, Mapping):
         raise IntegrityError(f"{directory / MANIFEST_FILE}: lists no files")
-    problems = [(name, file_problem(directory, name, info)) for name, info in sorted(listed.items())]
-    problems += [(name, "not listed in its manifest") for name in unlisted_files(directory, listed)]
-    name, why = next(((n, w) for n, w in problems if w), (None, None))
+    problems = itertools.chain(((name, file_problem(directory, name, info)) for name, info in sorted(listed.items())),
+                               ((name, "not listed in its manifest") for name in unlisted_files(directory, listed)))
+    name, why = next(((n, w) for n, w in problems if w), (None, None))  # stops at the first
     if name is not None:
         raise IntegrityError(f"{directory / name}: {why}; the artifact changed after it was written (bortconv "
                              f"validate {directory} lists what)")

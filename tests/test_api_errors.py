@@ -104,6 +104,33 @@ def test_the_runtime_names_what_it_cannot_run(minilm_runtime, row, call, says):
     assert exc.value.message.startswith(says), exc.value.message
 
 
+#: (row, how the artifact is made unloadable or the option bad, the message's start): was exit 3 over several lines
+#: (a model cut short), a RuntimeError (a cache dir that cannot be made), or no caching and no word (a file)
+LOAD_CASES = [
+    ("an ONNX model cut short", "onnx", "cut", "{art}/model.onnx: cannot be loaded ([ONNXRuntimeError]"),
+    ("an IR without its weights", "openvino", "no-bin", "{art}/openvino_model.xml: cannot be loaded ("),
+    ("a cache dir that is a file", "openvino", "cache-file", "cache_dir: {art}/config.json is a file, not a"),
+    ("a cache dir that cannot be made", "openvino", "cache-proc", "cache_dir: cannot make /proc/no-cache-here"),
+]
+
+
+@pytest.mark.parametrize("row,target,how,says", LOAD_CASES, ids=[r[0] for r in LOAD_CASES])
+def test_an_artifact_the_runtime_cannot_load_is_named(artifact, tmp_path, row, target, how, says):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(artifact(str(MINILM), target, **({"openvino_from": "onnx"} if target == "openvino" else {})),
+                    art)
+    cache = {"cache-file": art / "config.json", "cache-proc": Path("/proc/no-cache-here")}.get(how)
+    if how == "cut":
+        (art / "model.onnx").write_bytes((art / "model.onnx").read_bytes()[:1000])
+    elif how == "no-bin":
+        (art / "openvino_model.bin").unlink()
+    with pytest.raises(InputError) as exc:
+        BortRuntime(art, threads=2, cache_dir=cache)
+    assert exc.value.message.startswith(says.format(art=art)) and "\n" not in exc.value.message, exc.value.message
+
+
 def test_the_runtime_still_runs_what_it_takes(minilm_runtime):
     """The checks refuse nothing a caller may pass: numpy rows, no texts (no vectors), and the tokenizer's ids."""
     rt = minilm_runtime

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import as_path, check_threads_cap, max_positions
+from bortconv.config import as_path, check_threads, max_positions
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, OV_XML, WEIGHT_FILES, model_files
 from bortconv.measure import Runner, interleave, make_feeds
@@ -271,9 +271,7 @@ def _checked_settings(dirs: list[Path], baseline: str, seq_lens: Sequence[int] |
     if baseline != "none" and baseline not in BASELINES:
         raise InputError(f"baseline: '{baseline}' is not one of {', '.join(BASELINE_CHOICES)}", option="baseline")
     lens, bs = parse_int_list(seq_lens, "--seq-lens"), parse_int_list(batches, "--batch-size")
-    if threads is not None and threads <= 0:
-        raise InputError(f"threads must be positive, got {threads}", option="threads")
-    check_threads_cap(threads)
+    check_threads(threads)
     if rounds <= 0 or runs_per_round <= 0 or warmup < 0:
         raise InputError("--rounds and --runs must be positive, --warmup not negative")
     return list(lens), list(bs)

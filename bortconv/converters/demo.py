@@ -49,10 +49,9 @@ def demo_arrays(variant: BortVariant = BORT_4_8, *, seed: int = 0, dtype: str = 
 
 def is_demo(path: str | os.PathLike[str], seed: int) -> bool:
     """Whether `path` holds the demo checkpoint of `seed`: its names, and its first array drawn again (each array
-    comes from one stream in order, so another seed's file differs there). Unreadable: False."""
+    comes from one stream in order, so another seed's file differs there). Unreadable: False. `seed` is one
+    :func:`check_seed` passed."""
     from bortconv.converters.params_reader import read_params
-
-    check_seed(seed)
 
     try:
         params = read_params(path)

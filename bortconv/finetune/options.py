@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from bortconv.config import (HEADS_HELP, THREADS_HELP, VARIANT_HELP, available_cores, check_choices, check_field_types,
-                             check_threads_cap, option, parse_enum)
+                             check_threads, option, parse_enum)
 from bortconv.errors import InputError
 from bortconv.finetune.search import SMALL_DATA_SPACE, SearchSpace, parse_space
 
@@ -153,7 +153,7 @@ class FinetuneOptions:
             value = getattr(self, name)
             if type(value) is not int or value < low:
                 _reject(name, f"{value!r}: must be an integer >= {low}")
-        check_threads_cap(self.threads)
+        check_threads(self.threads)
         for name in ("candidates", "max_generated", "patience"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):

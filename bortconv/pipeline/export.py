@@ -20,7 +20,7 @@ from bortconv._util.progress import Progress
 from bortconv.config import (ExportOptions, Int8Options, Precision, Target, as_path, check_options_type, option_keyword,
                              parse_enum)
 from bortconv.errors import InputError
-from bortconv.layout import WORK_DIR
+from bortconv.layout import ONNX_FILE, WORK_DIR
 from bortconv.pipeline import steps
 
 
@@ -171,7 +171,8 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     carried = None if int8_info else steps.carry_proof(tmp, source, loaded, opts, prog)
     proof = {"proof": int8_info.pop("proof")} if carried is None else carried.fields
     if (embeddings or int8_info) and opts.target is Target.ONNX:  # the graph was rewritten: count what it holds now
-        built = replace(built, fused_ops=steps.fused_op_counts(tmp))
+        from bortconv.converters.onnx_export import op_counts
+        built = replace(built, fused_ops=op_counts(tmp / ONNX_FILE))
     deployment = steps.gate_deployment(tmp, opts, prog, carried)
     speed = steps.time_against_pytorch(tmp, source, loaded, traced, opts, prog, deployment) if _timed(opts) else {}
     return (steps.manifest_fields(source, loaded, opts, built, parity, int8_info, speed) | deployment.fields()

@@ -537,13 +537,6 @@ def source_kind(source: Path) -> str:
     return "params"
 
 
-def fused_op_counts(tmp: Path) -> dict[str, int]:
-    """The fused op types the artifact's ONNX graph holds, counted from the file (after a step that rewrote it)."""
-    from bortconv.converters import onnx_export as ox
-
-    return ox.op_counts(tmp / ONNX_FILE)
-
-
 def compress_embeddings(tmp: Path, work: Path, loaded: Loaded, opts: ExportOptions, prog: Progress) -> dict[str, Any]:
     """``--embeddings int8|int4`` outside int8 (int8 compresses inside quantization): the checked model files
     move aside as the reference, the compressed ones take their place and are judged by the deployment gate

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bortconv.manifest import table_record
 from bortconv.pipeline.export import ExportResult
 
 #: a fresh process loads the artifact with bortconv's runtime and runs it once at BATCH x LENGTH: its RSS high-water
@@ -58,9 +59,6 @@ def footprint_line(fp: dict[str, float], shape: tuple[int, int] = (1, 128)) -> s
             f"after it (the interpreter and runtime library: {fp['imports_mb']:.0f} MB)")
 
 
-def _embeddings(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The word table's record: top level for a gated fp32/fp16/bf16 export, under int8 for an int8 one."""
-    return manifest.get("embeddings") or manifest.get("int8", {}).get("embeddings") or {}
 
 
 def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]) -> str:
@@ -68,7 +66,7 @@ def model_size_line(target: str, files: dict[str, int], manifest: dict[str, Any]
     from bortconv.layout import model_files
 
     total = sum(files.get(n, 0) for n in model_files(target)) / 1e6
-    emb = _embeddings(manifest)
+    emb = table_record(manifest)
     line = f"  model files {total:.1f} MB"
     if emb.get("scheme") in ("int8", "int4"):
         line += (f"; word embeddings {emb['scheme']} (group {emb['group_size']}): {emb['table_bytes'] / 1e6:.1f} MB "
@@ -95,7 +93,7 @@ def gate_lines(results: dict[str, Any]) -> list[str]:
 
 def table_gate_lines(manifest: dict[str, Any]) -> list[str]:
     """The compressed word table's own gate (judged before the deployment gate), if the manifest has one."""
-    gate = _embeddings(manifest).get("gate") or {}
+    gate = table_record(manifest).get("gate") or {}
     if not gate.get("results"):
         return []
     return [f"\nword-table gate (against {gate.get('reference', 'the fp32 table')})", *gate_lines(gate["results"])]

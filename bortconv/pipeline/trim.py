@@ -76,7 +76,8 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     opts = trim_options(**keywords) if options is None else options
     check_options_type(opts, TrimOptions, "trim")
     out = as_path(output_dir, "output_dir")
-    check_output_dir(out, opts.force, reads=[as_path(source, "source"), opts.corpus])
+    source = as_path(source, "source")
+    check_output_dir(out, opts.force, reads=[source, opts.corpus])
     src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
     tr.check_keep(src.vocab, opts.keep)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import TOKENIZER_BACKENDS, as_path, check_threads_cap
+from bortconv.config import TOKENIZER_BACKENDS, as_path, check_threads, max_positions
 from bortconv.errors import InputError, MissingDependencyError, shown
 from bortconv.measure import pad_batch  # noqa: F401  (public here: bortconv.runtime.bort.pad_batch)
 from bortconv.runtime.pair_truncation import BORT_RULE, bort_truncated_lengths, pair_rule
@@ -463,7 +463,7 @@ class BortRuntime:
                                                                  or isinstance(value, bool) or value <= 0):
                 raise InputError(f"{name} must be a positive integer, got {shown(repr(value), 40)}", option=name)
         threads, batch_size = (int(threads) if threads is not None else None), int(batch_size)
-        check_threads_cap(threads)
+        check_threads(threads)
         from bortconv.manifest import read_manifest, static_shape
         self.manifest = read_manifest(self.dir)
         self.task = self.manifest.task
@@ -535,10 +535,7 @@ class BortRuntime:
             idx = order[start:start + bs]
             batch = [rows[i] for i in idx]
             types = [type_rows[i] for i in idx] if type_rows is not None else None
-            if self.static_shape:
-                if max(len(r) for r in batch) > length:
-                    raise InputError(f"a text has {max(len(r) for r in batch)} tokens; this artifact's "
-                                     f"static shape allows {length}")
+            if self.static_shape:  # rows past its length were refused by _check_ids
                 batch = batch + [[self.pad_id]] * (bs - len(batch))
             result = self.session.run(pad_batch(batch, self.pad_id, length, with_types, types))
             for j, i in enumerate(idx):
@@ -550,7 +547,7 @@ class BortRuntime:
         Runtime and OpenVINO answer those with an index error naming neither)."""
         limits = {"ids": int(self.config.get("vocab_size") or 0),
                   "type ids": int(self.config.get("type_vocab_size") or 2)}
-        positions = int(self.config.get("max_position_embeddings") or 512)
+        positions = max_positions(self.config)
         if type_rows is not None and (len(type_rows) != len(rows)
                                       or any(len(t) != len(r) for t, r in zip(type_rows, rows))):
             raise InputError("type_rows: one type id per token of each row", option="type_rows")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bortconv._util.hashing import sha256_file
-from bortconv.config import as_path, check_threads_cap
+from bortconv.config import as_path, check_threads
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
 from bortconv.manifest import Manifest, compressed_table, static_shape
@@ -207,9 +207,7 @@ def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str
     d = Path(artifact_dir)
     manifest = read_artifact_manifest(d)
     target, precision = str(manifest["target"]), str(manifest["precision"])
-    if threads is not None and threads <= 0:
-        raise InputError(f"--threads must be positive, got {threads}")
-    check_threads_cap(threads)
+    check_threads(threads)
     for b in backends:
         check_backend_available(b)
     # a compressed word table is judged as export judged it, by the gate: its ids' rows are not the source's
