@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bortconv._util.atomic import TMP_MARK, atomic_directory
-from bortconv._util.memory import enter_stage, memory_budget, parse_size, release, rss_bytes
+from bortconv._util.memory import collect_only_new, enter_stage, memory_budget, parse_size, release, rss_bytes
 from bortconv.pipeline.cost import export_need, fit_budget
 from bortconv.errors import InputError, MemoryBudgetError
 from bortconv.bench.peak_memory import peak_of
@@ -29,6 +29,62 @@ G, M = 2**30, 2**20
 SIZES = [("1.5G", int(1.5 * G)), ("1500M", 1500 * M), ("1536MiB", 1536 * M), ("2000000000", 2_000_000_000),
          ("2gb", 2 * G), ("512k", 512 * 1024), ("", None), ("abc", None), ("-1G", None), ("0", None),
          ("1.5X", None), ("1e9", None)]
+
+
+class _Cycle:
+    """An object in a reference cycle: only the garbage collector frees it."""
+
+    def __init__(self, freed: list[str], name: str) -> None:
+        self.me, self.freed, self.name = self, freed, name
+
+    def __del__(self) -> None:
+        self.freed.append(self.name)
+
+
+def test_collect_only_new_frees_the_runs_garbage_and_unfreezes():
+    """Inside an export's freeze, a collection (release) frees the cycles made inside and passes over what existed
+    before (frozen after one collection at entry, which frees the caller's garbage); nested runs share the freeze,
+    exit unfreezes, and a caller's own freeze is left as it was. The reference is Python's gc itself."""
+    import gc
+    import weakref
+
+    gc.unfreeze()  # conftest's session freeze: this test is the caller that froze nothing (restored at the end)
+    try:
+        _collect_only_new_rows()
+    finally:
+        gc.collect()
+        gc.freeze()
+
+
+def _collect_only_new_rows() -> None:
+    import gc
+    import weakref
+
+    freed: list[str] = []
+    before = _Cycle(freed, "before")
+    kept = weakref.ref(before)
+    _Cycle(freed, "caller garbage")  # a cycle, unreachable: the entry collection frees it
+    with collect_only_new():
+        assert freed == ["caller garbage"] and gc.get_freeze_count() > 0
+        with collect_only_new():  # nested: the same freeze
+            _Cycle(freed, "inside")
+            release()
+            assert freed == ["caller garbage", "inside"]
+        assert gc.get_freeze_count() > 0
+        del before
+        release()  # frozen: not freed until the freeze ends
+        assert kept() is not None
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert kept() is None and freed[-1] == "before"
+    gc.freeze()  # a caller that froze objects itself keeps its freeze
+    try:
+        n = gc.get_freeze_count()
+        with collect_only_new():
+            assert gc.get_freeze_count() == n
+        assert gc.get_freeze_count() == n
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.parametrize("text,expected", SIZES, ids=[repr(s[0]) for s in SIZES])

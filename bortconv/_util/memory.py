@@ -26,6 +26,41 @@ from bortconv.errors import InputError, MemoryBudgetError
 log = logging.getLogger(__name__)
 
 
+#: nested or concurrent runs inside one freeze (collect_only_new)
+_runs_in_freeze = 0
+_freeze_lock = threading.Lock()
+
+
+@contextmanager
+def collect_only_new() -> Iterator[None]:
+    """Within: a garbage collection (:func:`release`, and Python's own) passes over only the objects made since
+    entry.
+
+    An export collects garbage between its stages, and a full collection walks every object Python tracks: some
+    400,000 once torch and transformers are imported, 0.2 s a time and over half of a small model's export.
+    Entry collects once, so what the caller left is still freed, then freezes what exists (``gc.freeze``); the
+    stages' own garbage, made later, is collected as before. Exit unfreezes. A nested or concurrent run shares
+    the first one's freeze; where the caller froze objects itself, nothing is frozen or unfrozen here.
+    """
+    global _runs_in_freeze
+    with _freeze_lock:
+        if _runs_in_freeze == 0 and gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
+            _runs_in_freeze = 1
+        elif _runs_in_freeze:
+            _runs_in_freeze += 1
+        mine = _runs_in_freeze > 0
+    try:
+        yield
+    finally:
+        if mine:
+            with _freeze_lock:
+                _runs_in_freeze -= 1
+                if _runs_in_freeze == 0:
+                    gc.unfreeze()
+
+
 def release() -> None:
     """Collect garbage and, on glibc, trim the heap (a no-op elsewhere)."""
     gc.collect()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
-from bortconv._util.memory import memory_budget
+from bortconv._util.memory import collect_only_new, memory_budget
 from bortconv._util.progress import Progress
 from bortconv.config import (ExportOptions, Int8Options, Precision, Target, as_path, check_options_type, option_keyword,
                              parse_enum)
@@ -134,7 +134,8 @@ def export(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], o
                     + int(options.quantized is None and options.embeddings != "fp32")
                     + int(options.target is Target.OPENVINO and steps.has_tokenizer(src, options)),
                     enabled=options.progress)
-    with memory_budget(options.max_memory, "export") as budget, atomic_directory(out, force=options.force) as tmp:
+    with collect_only_new(), memory_budget(options.max_memory, "export") as budget, \
+            atomic_directory(out, force=options.force) as tmp:
         work = tmp / WORK_DIR
         work.mkdir()
         fields = _export_into(src, tmp, work, options, prog)

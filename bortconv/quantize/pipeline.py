@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv._util.memory import memory_budget, release
+from bortconv._util.memory import collect_only_new, memory_budget, release
 from bortconv.config import (GATE_METRICS, GateThresholds, Int8Options, as_path, check_options_type, host_arch,
                              max_positions)
 from bortconv.errors import AccuracyGateError, InputError
@@ -513,7 +513,7 @@ def quantize_directory(artifact_dir: str | Path, output_dir: str | Path, *, opts
                        force: bool = False, max_memory: int | str | None = None) -> dict[str, Any]:
     """`bortconv quantize`: an existing fp32 artifact directory -> a new int8 one (atomically), stopped
     cleanly if its resident memory passes `max_memory` (bytes or "2G")."""
-    with memory_budget(max_memory, "quantize"):
+    with collect_only_new(), memory_budget(max_memory, "quantize"):
         from bortconv._util.atomic import atomic_directory, check_output_dir
         from bortconv.manifest import (carried_fields, check_unchanged, compressed_table, read_manifest, static_shape,
                                        write_manifest)
