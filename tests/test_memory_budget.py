@@ -46,7 +46,6 @@ def test_collect_only_new_frees_the_runs_garbage_and_unfreezes():
     before (frozen after one collection at entry, which frees the caller's garbage); nested runs share the freeze,
     exit unfreezes, and a caller's own freeze is left as it was. The reference is Python's gc itself."""
     import gc
-    import weakref
 
     gc.unfreeze()  # conftest's session freeze: this test is the caller that froze nothing (restored at the end)
     try:

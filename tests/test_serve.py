@@ -201,6 +201,9 @@ MALFORMED = [  # (row, path, body, expected status, what the error names)
     ("parameter of no allowed type", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                                           "data": ["a"]}], "parameters": {"top_k": [1]}},
      400, "request field parameters.top_k: Input should be one of float, int, bool, str"),  # no type tag as a field
+    ("top_k for another task", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                                    "data": ["a"]}], "parameters": {"top_k": 5}},
+     400, "parameter 'top_k' is for fill-mask models; this one is feature-extraction"),
     ("no inputs", "bort", {"inputs": []}, 400, "no inputs"),
     ("lone surrogate", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["\udcff"]}]},
      400, "input 'text': element 0 is not valid Unicode text (surrogates not allowed at character 0)"),
@@ -402,20 +405,98 @@ def test_classifier_served_then_sigterm_drains(artifact, tmp_path):
     assert "stopped on signal 15" in log
 
 
-def test_fill_mask_outputs(artifact):
-    """fill-mask: logits [n, L, vocab] padded with zeros past each text, and the attention mask. In-process
-    through the module the server uses (kserve itself is not imported here: its v2 protos clash with
-    tritonclient's, which test_package imports, in one process)."""
-    from bortconv.serve.outputs import output_types, response_arrays
+#: a 1-layer Bort with an MLM head and Bort's 50,265-token vocabulary: text in, the whole vocabulary out
+TINY_MLM = dict(num_layers=1, num_heads=2, intermediate_size=64, hidden_size=32, vocab_size=50265,
+                max_position_embeddings=512)
+#: fill-mask probabilities, relative: a probability moves by the fraction its logit moves less the log-normaliser's
+#: move; the fused fp32 graph's logits are within about 2e-4 of PyTorch's over the 50,265-wide decoder (measured:
+#: 3.7e-4 at most on these texts)
+SCORE_RTOL = 1e-3
+FILL_MASK_TEXTS = ["The capital of France is Paris.", "a", HELDOUT[3], " ".join(HELDOUT[:12])]
 
-    rt = BortRuntime(artifact("bort2_mlm_fp32", "onnx", task="fill-mask"), threads=2)
-    rows = rt.run_ids([[0, 10, 20, 2], [0, 2]])
-    (n1, logits, t1), (n2, mask, t2) = response_arrays("fill-mask", rows, rt.label_of)
-    assert (n1, t1, logits.shape, n2, t2, mask.shape) == ("logits", "FP32", (2, 4, 4000), "attention_mask", "INT64",
-                                                          (2, 4))
-    assert np.abs(logits[0] - rows[0]).max() <= TOL and np.abs(logits[1, :2] - rows[1]).max() <= TOL
-    assert not logits[1, 2:].any() and mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
-    assert output_types("fill-mask", rt.config, 0)[0]["shape"] == [-1, -1, 4000]
+
+@pytest.fixture(scope="module")
+def tiny_fill_mask(bort_tokenizer_files, tmp_path_factory) -> tuple[Path, Path]:
+    """(Hugging Face directory, its ONNX fill-mask artifact), with Bort's tokenizer."""
+    import bortconv
+    from bortconv.config import BortVariant, Head
+    from bortconv.converters.demo import demo_arrays
+    from bortconv.converters.params_writer import write_params
+
+    d = tmp_path_factory.mktemp("fill-mask")
+    write_params(d / "tiny.params", demo_arrays(BortVariant(**TINY_MLM), seed=5, dtype="float32", head=Head.MLM))
+    vocab, merges = bort_tokenizer_files
+    bortconv.convert(d / "tiny.params", d / "hf", heads=TINY_MLM["num_heads"], vocab=vocab, merges=merges)
+    bortconv.export(d / "hf", d / "onnx", target="onnx", task="fill-mask", threads=2, bench=False, progress=False)
+    return d / "hf", d / "onnx"
+
+
+def _transformers_probs(hf: Path, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+    """transformers' own tokenizer ids and softmax over the vocabulary at every position, text by text."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(str(hf)), AutoModelForMaskedLM.from_pretrained(str(hf)).eval()
+    ids = [tok(t, truncation=True, max_length=512)["input_ids"] for t in texts]
+    with torch.inference_mode():
+        probs = [torch.softmax(model(torch.tensor([i])).logits[0], dim=-1).numpy() for i in ids]
+    return ids, probs
+
+
+FILL_MASK_REFUSED = [({"top_k": 0}, "parameter 'top_k' must be an integer from 1 to 100, got 0"),
+                     ({"top_k": 101}, "got 101"), ({"top_k": "3"}, "got '3'"), ({"top_k": True}, "got True")]
+
+
+def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fill_mask, tmp_path):
+    """A fill-mask server answers the top_k tokens at every position with their probabilities, the ids the texts
+    became and the mask, not the [n, L, vocab] logits (one 512-token Bort text would be 25.7 M floats). The
+    reference is transformers' model and tokenizer on the same Hugging Face directory: the ids equal, and at every
+    position the scores are the reference's top_k probabilities and the ids picked carry them (ties either way)."""
+    hf, art = tiny_fill_mask
+    ref_ids, ref_probs = _transformers_probs(hf, FILL_MASK_TEXTS)
+    with serving(art, tmp_path / "server.log") as server:
+        inputs = [{"name": "text", "shape": [len(FILL_MASK_TEXTS)], "datatype": "BYTES", "data": FILL_MASK_TEXTS}]
+        answers = {k: requests.post(f"{server.url}/v2/models/bort/infer", json={"inputs": inputs, **(
+            {"parameters": {"top_k": k}} if k else {})}, timeout=60) for k in (None, 3)}
+        refused = [requests.post(f"{server.url}/v2/models/bort/infer", json={"inputs": inputs, "parameters": params},
+                                 timeout=60) for params, _ in FILL_MASK_REFUSED]
+        meta = requests.get(f"{server.url}/v2/models/bort", timeout=10).json()
+    longest = max(map(len, ref_ids))
+    for k, resp in answers.items():
+        out, k = outputs(resp), k or 5  # transformers' pipeline default
+        assert {n: out[n].shape for n in out} == {"token_ids": (4, longest, k), "scores": (4, longest, k),
+                                                   "input_ids": (4, longest), "attention_mask": (4, longest)}
+        for i, (ids, probs) in enumerate(zip(ref_ids, ref_probs)):
+            n = len(ids)
+            assert out["input_ids"][i, :n].tolist() == ids and out["attention_mask"][i].tolist() == [1] * n + [0] * (
+                longest - n)
+            want, got = -np.sort(-probs, axis=1)[:, :k], out["scores"][i, :n]
+            # relative: a random model spreads its probability thin (about 1/50,265 a token)
+            assert np.abs(got / want - 1).max() <= SCORE_RTOL
+            assert np.abs(np.take_along_axis(probs, out["token_ids"][i, :n], axis=1) / got - 1).max() <= SCORE_RTOL
+            assert (out["token_ids"][i, n:] == -1).all() and not out["scores"][i, n:].any()
+            assert (out["input_ids"][i, n:] == -1).all()
+    for (params, says), resp in zip(FILL_MASK_REFUSED, refused):
+        assert resp.status_code == 400 and says in resp.json()["error"], (params, resp.text)
+    assert [o["name"] for o in meta["outputs"]] == ["token_ids", "scores", "input_ids", "attention_mask"]
+
+
+def test_a_fill_mask_answer_is_bounded():
+    """texts x tokens x top_k predictions: 256 texts of 512 tokens at top_k 16 are answered, one more is refused
+    (InputError, which the server sends as 400), before any array is made."""
+    from bortconv.runtime.bort import TopTokens
+    from bortconv.serve.outputs import MAX_PREDICTIONS, response_arrays
+
+    def rows(n: int, length: int, k: int) -> list[TopTokens]:
+        one = TopTokens(np.zeros(length, np.int64), np.zeros((length, k), np.int64), np.zeros((length, k), np.float32))
+        return [one] * n
+
+    assert MAX_PREDICTIONS == 256 * 512 * 16
+    arrays = response_arrays("fill-mask", rows(256, 512, 16), str, top_k=16)
+    assert [a.shape for _, a, _ in arrays] == [(256, 512, 16), (256, 512, 16), (256, 512), (256, 512)]
+    with pytest.raises(InputError, match=r"^the answer would hold 2,097,664 predictions \(1 texts x 512 tokens x "
+                                         r"top_k 4097\); at most 2,097,152"):
+        response_arrays("fill-mask", rows(1, 512, 4097), str, top_k=4097)
 
 
 # ---------------------------------------------------------------------------------------------- start-up

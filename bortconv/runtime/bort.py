@@ -7,6 +7,7 @@ Install with ``pip install 'bortconv[runtime]'`` (no torch, no transformers)::
     vectors = rt.encode(["a sentence", "another one"])   # mean-pooled, one row per text
     labels = rt.predict(["great film"])                   # text-classification artifacts
     labels = rt.predict(["a premise"], text_pairs=["its hypothesis"])   # pairs: <s> A </s> B </s>
+    top = rt.top_tokens(["a text"], top_k=5)              # fill-mask: the likeliest tokens at each position
 
 Text is tokenized by one of two backends, chosen with ``tokenizer=``:
 
@@ -30,7 +31,7 @@ import logging
 import numbers
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,49 @@ def check_name(name: str) -> str:
     return name
 
 
+#: the most tokens top_tokens() gives at a position (transformers' fill-mask pipeline gives 5 by default)
+MAX_TOP_K = 100
+
+
+def top_k_problem(top_k: Any, vocab: int = 0) -> str | None:
+    """Why `top_k` cannot be taken ("must be an integer from 1 to 100, got 0"), or None: it is an integer from 1
+    to MAX_TOP_K, and at most the vocabulary's size."""
+    most = min(MAX_TOP_K, vocab) if vocab else MAX_TOP_K
+    if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or not 1 <= top_k <= most:
+        return f"must be an integer from 1 to {most}, got {shown(repr(top_k), 40)}"
+    return None
+
+
+def check_top_k(top_k: Any, vocab: int = 0) -> None:
+    """InputError naming top_k where :func:`top_k_problem` finds one."""
+    why = top_k_problem(top_k, vocab)
+    if why:
+        raise InputError(f"top_k {why}", option="top_k")
+
+
+@dataclass(frozen=True)
+class TopTokens:
+    """One text's fill-mask answer: at each of its L positions, the k most likely tokens, best first."""
+
+    input_ids: np.ndarray  # int64 [L]: the ids the text became (special tokens included)
+    ids: np.ndarray  # int64 [L, k]
+    scores: np.ndarray  # float32 [L, k]: softmax probabilities over the vocabulary
+
+
+def most_likely(input_ids: Sequence[int], logits: np.ndarray, k: int) -> TopTokens:
+    """The k most likely tokens at each position of `logits` [L, vocab]: highest probability first, a tie going to
+    the lower id."""
+    z = logits.astype(np.float32, copy=False)
+    top = np.argpartition(-z, k - 1, axis=1)[:, :k] if k < z.shape[1] else np.tile(np.arange(z.shape[1]), (len(z), 1))
+    picked = np.take_along_axis(z, top, axis=1)
+    order = np.lexsort((top, -picked), axis=1)  # by logit, descending; then by id
+    top, picked = np.take_along_axis(top, order, axis=1), np.take_along_axis(picked, order, axis=1)
+    peak = z.max(axis=1, keepdims=True)
+    log_total = np.log(np.exp(z - peak, dtype=np.float64).sum(axis=1, keepdims=True)) + peak
+    return TopTokens(np.asarray(input_ids, np.int64), top.astype(np.int64),
+                     np.exp(picked - log_total).astype(np.float32))
+
+
 class BortRuntime:
     """An exported artifact directory ready to run: tokenizer + session, batching by length.
 
@@ -517,18 +561,20 @@ class BortRuntime:
             raise InputError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
         return self._backend.encode_batch(list(zip(texts, text_pairs)))
 
-    def run_ids(self, rows: Sequence[Sequence[int]],
-                type_rows: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+    def run_ids(self, rows: Sequence[Sequence[int]], type_rows: Sequence[Sequence[int]] | None = None, *,
+                reduce: Callable[[int, np.ndarray], Any] | None = None) -> list[Any]:
         """Run token-id rows; returns one output per row (sequence outputs cut to the row's length).
 
         Rows are sorted by length and batched so short texts are not padded to the longest one. `type_rows`
-        (token type ids, for models that take them) default to zeros.
+        (token type ids, for models that take them) default to zeros. `reduce(i, output)`, when given, replaces
+        row i's output as soon as its batch has run, so that a batch's whole output (a fill-mask model's is
+        [batch, length, vocab]) is let go before the next one runs.
         """
         rows = _checked_rows(rows, "rows")
         type_rows = _checked_rows(type_rows, "type_rows") if type_rows is not None else None
         self._check_ids(rows, type_rows)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        out: list[np.ndarray | None] = [None] * len(rows)
+        out: list[Any] = [None] * len(rows)
         bs, length = (self.static_shape if self.static_shape else (self.batch_size, None))
         with_types = "token_type_ids" in self.session.input_names
         for start in range(0, len(order), bs):
@@ -539,8 +585,10 @@ class BortRuntime:
                 batch = batch + [[self.pad_id]] * (bs - len(batch))
             result = self.session.run(pad_batch(batch, self.pad_id, length, with_types, types))
             for j, i in enumerate(idx):
-                out[i] = result[j, :len(rows[i])] if result.ndim == 3 else result[j]
-        return out  # type: ignore[return-value]
+                row = result[j, :len(rows[i])] if result.ndim == 3 else result[j]
+                out[i] = reduce(i, row) if reduce is not None else row
+            del result
+        return out
 
     def _check_ids(self, rows: Sequence[Sequence[int]], type_rows: Sequence[Sequence[int]] | None) -> None:
         """InputError naming the row for ids the model has no row for, or more tokens than its positions (ONNX
@@ -579,6 +627,21 @@ class BortRuntime:
         """Tokenize and run: the model's output per text (or pair), sequence outputs cut to the text's tokens."""
         encs = self._encode(texts, text_pairs)
         return self.run_ids([e.ids for e in encs], [e.type_ids for e in encs])
+
+    def top_tokens(self, texts: Sequence[str], *, top_k: int = 5,
+                   text_pairs: Sequence[str] | None = None) -> list[TopTokens]:
+        """A fill-mask artifact's `top_k` most likely tokens at every position of each text (or pair), with their
+        probabilities (a softmax over the vocabulary, as transformers' fill-mask pipeline scores them), and the
+        ids the text became: the mask's position is where ``input_ids`` holds the mask token's id. The
+        [length, vocab] logits of each text are reduced as its batch finishes, never all held at once."""
+        if self.task != "fill-mask":
+            raise InputError(f"{self.dir}: top_tokens() needs a fill-mask artifact, this one is {self.task}")
+        vocab = int(self.config.get("vocab_size") or 0)
+        check_top_k(top_k, vocab)
+        encs = self._encode(texts, text_pairs)
+        ids = [list(e.ids) for e in encs]
+        return self.run_ids(ids, [e.type_ids for e in encs],
+                            reduce=lambda i, logits: most_likely(ids[i], logits, int(top_k)))
 
     def encode(self, texts: Sequence[str], *, pooling: str = "mean",
                text_pairs: Sequence[str] | None = None) -> np.ndarray:

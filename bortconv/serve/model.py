@@ -1,9 +1,10 @@
 """The artifact as a KServe model: Open Inference Protocol (v2) tensors in, BortRuntime's results out.
 
 Request: ``text`` BYTES [n] (UTF-8 strings), and ``text_b`` BYTES [n] for pairs (``<s> A </s> B </s>``).
-Response: :mod:`bortconv.serve.outputs` (``embedding``; ``logits`` + ``label``; fill-mask ``logits`` +
-``attention_mask``). A request that is not well formed gets HTTP 400 with ``{"error": "..."}`` (kserve's
-InvalidInput); the server goes on serving.
+Request parameter (fill-mask only): ``top_k``, the tokens given at each position (1 to 100; default 5).
+Response: :mod:`bortconv.serve.outputs` (``embedding``; ``logits`` + ``label``; fill-mask ``token_ids`` +
+``scores`` + ``input_ids`` + ``attention_mask``). A request that is not well formed gets HTTP 400 with
+``{"error": "..."}`` (kserve's InvalidInput); the server goes on serving.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
 from bortconv.errors import BortconvError
-from bortconv.runtime.bort import TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime
+from bortconv.runtime.bort import MAX_TOP_K, TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime, top_k_problem
 from bortconv.serve.batcher import Item, LengthBatcher
-from bortconv.serve.outputs import output_types, pool, response_arrays
+from bortconv.serve.outputs import DEFAULT_TOP_K, output_types, pool, response_arrays
 
 log = logging.getLogger("bortconv.serve")
 
@@ -67,6 +68,21 @@ def parse_request(payload: Any) -> list[Item]:
     return list(zip(texts, pairs if pairs is not None else [None] * len(texts)))
 
 
+def parse_top_k(payload: Any, task: str, vocab: int) -> int:
+    """The request's ``top_k`` parameter (fill-mask only; default DEFAULT_TOP_K); InvalidInput naming it."""
+    params = getattr(payload, "parameters", None) or {}
+    if "top_k" not in params:
+        return DEFAULT_TOP_K
+    if task != "fill-mask":
+        raise InvalidInput(f"parameter 'top_k' is for fill-mask models; this one is {task}")
+    value = params["top_k"]
+    value = getattr(value, "int64_param", value)  # gRPC's InferParameter
+    why = top_k_problem(value, vocab)
+    if why:
+        raise InvalidInput(f"parameter 'top_k' {why}")
+    return int(value)
+
+
 def _tensor(name: str, array: np.ndarray, datatype: str) -> InferOutput:
     out = InferOutput(name, list(array.shape), datatype)
     out.set_data_from_numpy(array, binary_data=False)
@@ -80,22 +96,29 @@ class BortModel(kserve.Model):
         super().__init__(name)
         self.runtime = runtime
         self.task = runtime.task
+        self.vocab_size = int(runtime.config.get("vocab_size") or 0)
         self.batcher = LengthBatcher(self.run_items, max_batch=max_batch, max_wait_ms=max_wait_ms)
         self.ready = True
 
     # ------------------------------------------------------------------ what runs in the worker thread
 
-    def run_items(self, items: list[Item]) -> list[np.ndarray]:
-        """One output per item (pooled for feature-extraction): singles and pairs each in one runtime call."""
+    def run_items(self, items: list[Item]) -> list[Any]:
+        """One output per item (pooled for feature-extraction; a fill-mask text's TopTokens at MAX_TOP_K, which
+        each request then cuts to its top_k): singles and pairs each in one runtime call."""
         out: list[Any] = [None] * len(items)
         for pairs in (False, True):
             idx = [i for i, (_, b) in enumerate(items) if (b is not None) == pairs]
             if not idx:
                 continue
-            rows = self.runtime.run_texts([items[i][0] for i in idx],
-                                          [items[i][1] for i in idx] if pairs else None)  # type: ignore[misc]
+            texts = [items[i][0] for i in idx]
+            seconds = [items[i][1] for i in idx] if pairs else None
+            if self.task == "fill-mask":
+                rows: list[Any] = self.runtime.top_tokens(texts, top_k=min(MAX_TOP_K, self.vocab_size or MAX_TOP_K),
+                                                          text_pairs=seconds)  # type: ignore[arg-type]
+            else:
+                rows = [pool(self.task, r) for r in self.runtime.run_texts(texts, seconds)]  # type: ignore[arg-type]
             for i, row in zip(idx, rows):
-                out[i] = pool(self.task, row)
+                out[i] = row
         return out
 
     # ------------------------------------------------------------------ the v2 protocol
@@ -107,21 +130,22 @@ class BortModel(kserve.Model):
     def get_output_types(self) -> list[dict[str, Any]]:
         return output_types(self.task, self.runtime.config, len(self.runtime.id2label))
 
-    def outputs_for(self, rows: Sequence[np.ndarray]) -> list[InferOutput]:
+    def outputs_for(self, rows: Sequence[Any], top_k: int = DEFAULT_TOP_K) -> list[InferOutput]:
         """The response tensors of one request's rows."""
         return [_tensor(name, array, datatype)
-                for name, array, datatype in response_arrays(self.task, rows, self.runtime.label_of)]
+                for name, array, datatype in response_arrays(self.task, rows, self.runtime.label_of, top_k)]
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> InferResponse:
         t0 = time.perf_counter()
-        items = parse_request(payload)
+        items, top_k = parse_request(payload), parse_top_k(payload, self.task, self.vocab_size)
         try:
             rows = await self.batcher.submit(items)
+            outputs = self.outputs_for(rows, top_k)
         except BortconvError as exc:  # e.g. a text longer than a static-shape artifact takes
             raise InvalidInput(exc.message) from None
         response_id = getattr(payload, "id", None) or str(uuid.uuid4())
-        response = InferResponse(response_id=response_id, model_name=self.name, infer_outputs=self.outputs_for(rows))
+        response = InferResponse(response_id=response_id, model_name=self.name, infer_outputs=outputs)
         log.info("infer %s id=%s texts=%d pairs=%s %.1f ms", self.name, response_id, len(items),
                  items[0][1] is not None, (time.perf_counter() - t0) * 1e3)
         return response
