@@ -328,6 +328,16 @@ def parse_enum(enum_cls: type[enum.Enum], value: object, option: str) -> enum.En
                          option=None if option.startswith("-") else option) from None
 
 
+def comma_items(text: str, option: str) -> list[str]:
+    """'16, 64,128' -> ['16', '64', '128']. InputError naming the option for an empty item ('16,,32', '16,': a shell
+    variable that expanded to nothing, most likely), which would otherwise be dropped without a word."""
+    items = [x.strip() for x in str(text).split(",")]
+    if not all(items):
+        raise InputError(f"{option} {str(text)!r}: item {items.index('') + 1} is empty; give comma-separated values "
+                         f"such as 16,64,128")
+    return items
+
+
 def parse_static_shape(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """'B,L' (or a pair of integers) -> (B, L) for --static-shape."""
     if value is None:

@@ -104,6 +104,7 @@ def test_bench_no_baseline_static_artifact(artifact, tmp_path):
 BAD = [
     ("unknown-baseline", ["--baseline", "gpt2"], "argument --baseline: invalid choice: 'gpt2'"),
     ("seq-lens-not-ints", ["--seq-lens", "16,long"], "--seq-lens: '16,long' is not a comma-separated list"),
+    ("seq-lens-empty-item", ["--seq-lens", "16,,32"], "--seq-lens '16,,32': item 2 is empty"),  # was dropped
     ("batch-zero", ["--batch-size", "0"], "--batch-size: '0' must list positive integers"),
     ("threads-zero", ["--threads", "0"], "--threads must be positive"),
     ("longer-than-positions", ["--seq-lens", "600,700"], "every asked length (600,700) exceeds its 512 positions"),

@@ -416,6 +416,8 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
         "resume with nothing to resume": ([str(bort_hf), *base, "--resume", "--work-dir", str(d / "typo")],
                                           ["--resume", "typo", "holds no checkpoint to continue"]),
         "seed out of range": ([str(bort_hf), *base, "--seed", "-1"], ["--seed -1: must be in 0..2**32 - 1"]),
+        "an empty learning rate": ([str(bort_hf), *base, "--lr", "1e-4,,3e-4"],  # was dropped without a word
+                                   ["--lr", "'1e-4,,3e-4'", "none empty"]),
         "output inside the work directory": ([str(bort_hf), *base, "--work-dir", str(d.parent / "work")],
                                              ["out: inside the work directory", "removed when the run completes"]),
         "ray head unreachable": ([str(bort_hf), *base, "--executor", "ray", "--ray-address", "127.0.0.1:1"],

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import as_path, check_threads, max_positions
+from bortconv.config import as_path, check_threads, comma_items, max_positions
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, OV_XML, WEIGHT_FILES, model_files
 from bortconv.measure import Runner, interleave, make_feeds
@@ -171,7 +171,7 @@ def parse_int_list(value: str | Sequence[int], option: str) -> tuple[int, ...]:
     """'16,64,128' -> (16, 64, 128) for --seq-lens / --batch; positive integers, order kept, duplicates dropped."""
     if isinstance(value, str):
         try:
-            items = [int(x) for x in value.split(",") if x.strip()]
+            items = [int(x) for x in comma_items(value, option)]
         except ValueError:
             raise InputError(f"{option}: '{value}' is not a comma-separated list of integers") from None
     else:

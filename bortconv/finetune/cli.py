@@ -12,18 +12,23 @@ from bortconv.finetune.options import FinetuneOptions
 from bortconv.finetune.search import SearchSpace, parse_space
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def _items(text: str, kind: type, what: str) -> tuple[Any, ...]:
+    """'1e-4, 3e-5' -> (1e-4, 3e-5); an empty item ('1e-4,,3e-5') is refused, not dropped."""
+    parts = [x.strip() for x in text.split(",")]
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        if not all(parts):
+            raise ValueError
+        return tuple(kind(x) for x in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {what}, none empty") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return _items(text, float, "numbers")
 
 
 def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
+    return _items(text, int, "integers")
 
 
 #: the options `bortconv finetune` has, generated from FinetuneOptions (the search space's flags build one field)
