@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import Field, dataclass
+from pathlib import Path
 from typing import Any
 
 from bortconv._util.parser import Parser
@@ -327,7 +328,7 @@ def _add_report(p: argparse.ArgumentParser) -> None:
 
 
 def _args_validate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
+    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT_DIR")  # none: refused by validate, after --json DIR
     p.add_argument("--reference", metavar="SOURCE", help="the .params file or HF directory the artifact came "
                                                          "from (default: the manifest's source)")
     p.add_argument("--reference-backend", choices=["pytorch", "mxnet"], default="pytorch",
@@ -343,7 +344,7 @@ def _args_validate(p: argparse.ArgumentParser) -> None:
 def _args_bench(p: argparse.ArgumentParser) -> None:
     from bortconv.config import BENCH_BASELINES
 
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT_DIR")
+    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT_DIR")  # none: refused by bench, after --json DIR
     p.add_argument("--baseline", default="bert-large", choices=BENCH_BASELINES,
                    help="bert-large (default), bert-base, bert-tiny (tests) or none")
     p.add_argument("--seq-lens", default="16,64,128,256,512", help="sequence lengths (default 16,64,128,256,512)")
@@ -434,7 +435,10 @@ def build_parser() -> Parser:
 
 
 def _old_json_file(args: argparse.Namespace) -> None:
-    """`--json FILE` (validate, bench) is the old spelling of `--report FILE`: warn, and treat it so."""
+    """`--json FILE` (validate, bench) is the old spelling of `--report FILE`: warn, and treat it so. A directory
+    after --json is no report file: it is the first artifact (`bortconv validate --json DIR`)."""
+    if isinstance(getattr(args, "json", None), str) and Path(args.json).is_dir():
+        args.artifacts, args.json = [args.json, *args.artifacts], True
     if isinstance(getattr(args, "json", None), str):
         print("bortconv: warning: --json FILE is deprecated; use --report FILE (--json alone prints JSON on "
               "stdout)", file=sys.stderr)

@@ -281,6 +281,21 @@ def test_a_deprecated_spelling_warns_and_sets_the_new_option(argv, dest, value, 
     assert f"{argv[2]} is deprecated; use {instead}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["validate", "bench"])
+def test_json_before_a_directory_is_the_flag_and_the_artifact(command, tmp_path, capsys):
+    """`--json DIR`: a directory is no report file, so it is the first artifact and --json prints on stdout (argparse
+    had taken DIR as the deprecated `--json FILE` and then said ARTIFACT_DIR was missing); a FILE is still the old
+    spelling of --report."""
+    from bortconv.cli import _old_json_file, build_parser
+    for argv, artifacts, json_, report in ([[command, "--json", str(tmp_path)], [str(tmp_path)], True, None],
+                                           [[command, "--json", str(tmp_path), "B"], [str(tmp_path), "B"], True, None],
+                                           [[command, "--json", "r.json", "A"], ["A"], False, "r.json"]):
+        args = build_parser().parse_args(argv)
+        _old_json_file(args)
+        assert (args.artifacts, args.json, args.report) == (artifacts, json_, report)
+    assert capsys.readouterr().err.count("--json FILE is deprecated") == 1
+
+
 @pytest.mark.parametrize("cls,base", [("bortconv.finetune.options:FinetuneOptions", {"method": "plain"}),
                                       ("bortconv.config:TrimOptions", {"corpus": "c.txt"})])
 def test_api_refuses_what_the_flags_do_not_offer(cls, base):
