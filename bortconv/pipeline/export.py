@@ -155,8 +155,10 @@ def _export_into(src: Path, tmp: Path, work: Path, opts: ExportOptions, prog: Pr
     """The chain of steps, building into `tmp`; returns the manifest's fields."""
     source = steps.resolve_source(src, work, prog, opts.vocab, opts.merges, opts.variant, opts.heads)
     loaded = steps.load_model(source, opts, prog)
-    from bortconv.quantize.embeddings import check_task
+    from bortconv.quantize.embeddings import check_task, group_size
     check_task(loaded.task.value, opts.embeddings)  # before the heavy steps: exit 2 with nothing written
+    if opts.int8.embedding_group_size is not None:  # whether it divides a row is known now, not after the build
+        group_size(opts.embeddings, loaded.hidden_size, opts.int8.embedding_group_size)
     route = steps.plan_memory(loaded, opts, int8=opts.quantized is not None)
     traced = steps.trace_onnx(loaded, opts, work, prog, route)
     build = steps.build_onnx if opts.target is Target.ONNX else steps.build_openvino
