@@ -201,6 +201,9 @@ MALFORMED = [  # (row, path, body, expected status, what the error names)
     ("parameter of no allowed type", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                                           "data": ["a"]}], "parameters": {"top_k": [1]}},
      400, "request field parameters.top_k: Input should be one of float, int, bool, str"),  # no type tag as a field
+    ("a text ending in NUL, OpenVINO tokenizer", "bort", {"inputs": [
+        {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["ok", "bad\u0000"]}]},
+     400, "input 'text': element 1 ends with a NUL character"),  # named texts[1], the runtime's argument
     ("top_k for another task", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                                     "data": ["a"]}], "parameters": {"top_k": 5}},
      400, "parameter 'top_k' is for fill-mask models; this one is feature-extraction"),

@@ -68,6 +68,16 @@ def parse_request(payload: Any) -> list[Item]:
     return list(zip(texts, pairs if pairs is not None else [None] * len(texts)))
 
 
+def check_no_trailing_nul(items: Sequence[Item]) -> None:
+    """InvalidInput naming the field and element of a text that ends in NUL, for a server with the OpenVINO
+    tokenizer (its string tensors drop trailing NULs: BortRuntime refuses such a text, naming its own argument)."""
+    for k, name in enumerate((TEXT_INPUT, TEXT_PAIR_INPUT)):
+        bad = next((i for i, item in enumerate(items) if (item[k] or "").endswith("\0")), None)
+        if bad is not None:
+            raise InvalidInput(f"input {name!r}: element {bad} ends with a NUL character, which this server's "
+                               f"OpenVINO tokenizer would drop; remove it")
+
+
 def parse_top_k(payload: Any, task: str, vocab: int) -> int:
     """The request's ``top_k`` parameter (fill-mask only; default DEFAULT_TOP_K); InvalidInput naming it."""
     params = getattr(payload, "parameters", None) or {}
@@ -139,6 +149,8 @@ class BortModel(kserve.Model):
                       response_headers: dict[str, str] | None = None) -> InferResponse:
         t0 = time.perf_counter()
         items, top_k = parse_request(payload), parse_top_k(payload, self.task, self.vocab_size)
+        if self.runtime.tokenizer_backend == "openvino":
+            check_no_trailing_nul(items)
         try:
             rows = await self.batcher.submit(items)
             outputs = self.outputs_for(rows, top_k)
