@@ -177,6 +177,7 @@ def small_bort(tmp_path_factory) -> Path:
 
 def test_bort_bpe_trim_is_closed_and_keeps_mlm_rows(small_bort, corpus, tmp_path):
     import torch
+    import bortconv
     from tokenizers import Tokenizer
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -215,6 +216,12 @@ def test_bort_bpe_trim_is_closed_and_keeps_mlm_rows(small_bort, corpus, tmp_path
         a = m_old(input_ids=torch.tensor([old.encode(same[0]).ids])).logits[0][:, kept_old]
         b = m_new(input_ids=torch.tensor([new.encode(same[0]).ids])).logits[0]
     assert torch.allclose(a, b, atol=1e-5)
+    # trimmed again: the new record carries the first one (it was overwritten)
+    first = json.loads((out / TRIM_RECORD).read_text())
+    again = bortconv.trim(out, tmp_path / "again", corpus=corpus, keep=1400, domain_min=-1, domain_worst_min=-1,
+                          threads=2, progress=False)
+    rec = json.loads((again.output_dir / TRIM_RECORD).read_text())
+    assert rec["tokens"]["kept"] == 1400 and rec["source_record"] == first and "source_record" not in first
 
 
 @pytest.mark.parametrize("keep,says", [("300", "the trimmed model fails the gate"),

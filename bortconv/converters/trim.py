@@ -444,4 +444,20 @@ def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, en
         "tokens": {"kept": len(plan.kept), "total": plan.total, "fraction": round(len(plan.kept) / plan.total, 4),
                    "by_reason": plan.reasons},
         "gate": dict(gate),
+        **({"source_record": earlier} if (earlier := source_record(source.path)) is not None else {}),
     }
+
+
+def source_record(source: Path) -> dict[str, Any] | None:
+    """The record of an earlier trim of `source` (a re-trim carries it, so the chain back to the untrimmed model
+    stays readable); None for an untrimmed source."""
+    path = source / TRIM_RECORD
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a trim record ({exc})") from None
+    if not isinstance(rec, dict):
+        raise InputError(f"{path}: not a trim record (a JSON {type(rec).__name__}, not an object)")
+    return rec
