@@ -391,3 +391,30 @@ def test_a_mismatch_fails_and_names_the_text(artifact, tmp_path):
     assert not (d / OV_TOKENIZER_XML).exists() and not (d / OV_TOKENIZER_PAIR_XML).exists()
     with pytest.raises(InputError):
         check_against_tokenizer_json(d, ["x"], [])  # no IR to check
+
+
+def test_a_converted_tokenizer_is_reused_only_for_the_same_files(tmp_path):
+    """A process converts a tokenizer once and reuses the IRs for the same files (a script exporting one model at
+    several precisions); another tokenizer.json, here one that truncates at 16 tokens, is converted anew. The
+    reference is tokenizers on each directory's own tokenizer.json: write_openvino_tokenizers checks the IRs
+    against it, and the cut one must cut where its tokenizer.json does."""
+    from bortconv.converters.ov_tokenizer import conversion_key
+    from bortconv.runtime.bort import OpenVinoTokenizer
+
+    dirs = {name: tmp_path / name for name in ("a", "b", "cut")}
+    for d in dirs.values():
+        d.mkdir()
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            shutil.copy(MINILM / name, d / name)
+    tj = json.loads((dirs["cut"] / TOKENIZER_FILE).read_text())
+    tj["truncation"]["max_length"] = 16
+    (dirs["cut"] / TOKENIZER_FILE).write_text(json.dumps(tj))
+    long_text = " ".join(HELDOUT[:5])
+    facts = {k: write_openvino_tokenizers(d, [long_text, *HELDOUT[5:20]], [(HELDOUT[20], long_text)])
+             for k, d in dirs.items()}
+    assert conversion_key(dirs["a"]) == conversion_key(dirs["b"]) != conversion_key(dirs["cut"])
+    ir = {k: [(d / f).read_bytes() for f in IR_FILES] for k, d in dirs.items()}
+    assert ir["a"] == ir["b"] != ir["cut"]
+    assert facts["a"]["openvino_tokenizer"]["max_length"] == 128 and facts["cut"]["openvino_tokenizer"][
+        "max_length"] == 16
+    assert len(OpenVinoTokenizer(dirs["cut"]).encode_texts([long_text])[0].ids) == 16

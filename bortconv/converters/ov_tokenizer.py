@@ -36,19 +36,24 @@ texts and pairs; one mismatch fails the export (:class:`ExportError`) and the IR
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bortconv.errors import ExportError, InputError, MissingDependencyError, shown
 from bortconv.layout import (
+    CONFIG_FILE,
     OV_TOKENIZER_BIN,
     OV_TOKENIZER_PAIR_BIN,
     OV_TOKENIZER_PAIR_XML,
     OV_TOKENIZER_XML,
     TOKENIZER_FILE,
+    TOKENIZER_FILES,
 )
 from bortconv.runtime.pair_truncation import BORT_RULE, pair_rule
 from bortconv.runtime.bort import (
@@ -67,6 +72,51 @@ MATCH_NOTHING = r"[^\s\S]"
 #: texts per call of the IR during the check (longer texts make the dense [n, longest] tensors large)
 CHECK_CHUNK = 64
 IR_FILES = (OV_TOKENIZER_XML, OV_TOKENIZER_BIN, OV_TOKENIZER_PAIR_XML, OV_TOKENIZER_PAIR_BIN)
+#: the tokenizer IRs this process converted (their files' bytes and facts), by what the conversion reads: a script
+#: that exports one model at several precisions converts its tokenizer once (about 3 s for Bort's 50,265 tokens).
+#: The converted IRs are still checked against tokenizer.json in each artifact
+CONVERTED_KEPT = 4
+_converted: OrderedDict[str, tuple[dict[str, bytes], dict[str, Any]]] = OrderedDict()
+_converted_lock = threading.Lock()
+
+
+def conversion_key(artifact_dir: Path) -> str:
+    """sha256 of what a conversion reads: the tokenizer files and config.json (AutoTokenizer's class comes from it),
+    and the converter's and OpenVINO's versions."""
+    import openvino
+
+    h = hashlib.sha256(f"{import_openvino_tokenizers().__version__}\0{openvino.__version__}\0".encode())
+    for name in (CONFIG_FILE, *TOKENIZER_FILES):
+        path = artifact_dir / name
+        if path.is_file():
+            h.update(f"{name}\0{path.stat().st_size}\0".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _converted_files(artifact_dir: Path) -> dict[str, Any]:
+    """Save the two tokenizer IRs into `artifact_dir`, converted now or copied from this process's earlier
+    conversion of the same files; the conversion's facts."""
+    import openvino as ov
+
+    key = conversion_key(artifact_dir)
+    with _converted_lock:
+        hit = _converted.get(key)
+        if hit is not None:
+            _converted.move_to_end(key)
+    if hit is not None:
+        files, facts = hit
+        for name, data in files.items():
+            (artifact_dir / name).write_bytes(data)
+        return dict(facts)
+    single, pair, facts = convert_openvino_tokenizers(artifact_dir)
+    ov.save_model(single, str(artifact_dir / OV_TOKENIZER_XML), compress_to_fp16=False)
+    ov.save_model(pair, str(artifact_dir / OV_TOKENIZER_PAIR_XML), compress_to_fp16=False)
+    with _converted_lock:
+        _converted[key] = ({name: (artifact_dir / name).read_bytes() for name in IR_FILES}, dict(facts))
+        while len(_converted) > CONVERTED_KEPT:
+            _converted.popitem(last=False)
+    return facts
 
 
 def _tokenizer_json(artifact_dir: Path) -> dict[str, Any]:
@@ -287,15 +337,11 @@ def write_openvino_tokenizers(artifact_dir: str | Path, texts: Sequence[str],
     removed and :class:`ExportError` (conversion or mismatch) or :class:`MissingDependencyError` is raised:
     an artifact never ships without its tokenizer IR silently.
     """
-    import openvino as ov
-
     d = Path(artifact_dir)
     if not texts or not pairs:
         raise InputError("the OpenVINO tokenizer check needs at least one text and one pair")
-    single, pair, facts = convert_openvino_tokenizers(d)
     try:
-        ov.save_model(single, str(d / OV_TOKENIZER_XML), compress_to_fp16=False)
-        ov.save_model(pair, str(d / OV_TOKENIZER_PAIR_XML), compress_to_fp16=False)
+        facts = _converted_files(d)
         check = check_against_tokenizer_json(d, texts, pairs)
     except BaseException:
         for name in IR_FILES:
