@@ -484,6 +484,24 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
     assert [o["name"] for o in meta["outputs"]] == ["token_ids", "scores", "input_ids", "attention_mask"]
 
 
+#: (rows, width, k, values rounded to halves: many ties) of the top-k selection's table
+LARGEST = [(128, 50265, 5, False), (7, 50265, 100, False), (9, 4000, 100, True), (3, 30, 30, True),
+           (3, 30, 7, True), (5, 1000, 1, True)]
+
+
+@pytest.mark.parametrize("rows,width,k,ties", LARGEST, ids=[f"{r}x{w}-k{k}{'-ties' * t}" for r, w, k, t in LARGEST])
+def test_the_top_k_selection_is_a_full_sort_s_head(rows, width, k, ties):
+    """BortRuntime's top-k (a bound from block maxima, then a sort of what passes it) gives what sorting each row
+    whole does, ties to the lower id: numpy's lexsort is the reference."""
+    from bortconv.runtime.bort import largest
+
+    z = np.random.default_rng(rows + k).standard_normal((rows, width)).astype(np.float32)
+    z = np.round(z * 2) / 2 if ties else z
+    ids = np.lexsort((np.broadcast_to(np.arange(width), z.shape), -z), axis=1)[:, :k]
+    got_ids, got = largest(z, k)
+    assert (got_ids == ids).all() and (got == np.take_along_axis(z, ids, axis=1)).all()
+
+
 def test_a_fill_mask_answer_is_bounded():
     """texts x tokens x top_k predictions: 256 texts of 512 tokens at top_k 16 are answered, one more is refused
     (InputError, which the server sends as 400), before any array is made."""

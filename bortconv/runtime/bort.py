@@ -477,16 +477,37 @@ class TopTokens:
     scores: np.ndarray  # float32 [L, k]: softmax probabilities over the vocabulary
 
 
+def largest(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, values) [rows, k] of the k largest values of each row of `z`, largest first, a tie going to the lower id.
+
+    A row of a vocabulary (50,265 wide for Bort) is neither sorted nor partitioned whole: the k-th largest of its
+    block maxima bounds its k largest from below (those maxima are k of its values), so only the few values at or
+    above that bound are sorted. On [128, 50265] that is several times faster than np.argpartition."""
+    n, width = z.shape
+    blocks = min(width, max(4 * k, 64))
+    size = width // blocks
+    maxima = z[:, :blocks * size].reshape(n, blocks, size).max(axis=2)
+    if blocks * size < width:
+        maxima = np.concatenate([maxima, z[:, blocks * size:].max(axis=1, keepdims=True)], axis=1)
+    bound = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
+    rows, cols = np.nonzero(z >= bound[:, None])
+    if np.bincount(rows, minlength=n).min(initial=k) < k:  # NaN logits compare false: sort those rows whole
+        cols = np.argsort(-z, axis=1, kind="stable")[:, :k]
+        return cols, np.take_along_axis(z, cols, axis=1)
+    vals = z[rows, cols]
+    order = np.lexsort((cols, -vals, rows))  # by row, then value descending, then id
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    take = np.searchsorted(rows, np.arange(n))[:, None] + np.arange(k)
+    return cols[take], vals[take]
+
+
 def most_likely(input_ids: Sequence[int], logits: np.ndarray, k: int) -> TopTokens:
     """The k most likely tokens at each position of `logits` [L, vocab]: highest probability first, a tie going to
     the lower id."""
     z = logits.astype(np.float32, copy=False)
-    top = np.argpartition(-z, k - 1, axis=1)[:, :k] if k < z.shape[1] else np.tile(np.arange(z.shape[1]), (len(z), 1))
-    picked = np.take_along_axis(z, top, axis=1)
-    order = np.lexsort((top, -picked), axis=1)  # by logit, descending; then by id
-    top, picked = np.take_along_axis(top, order, axis=1), np.take_along_axis(picked, order, axis=1)
+    top, picked = largest(z, k)
     peak = z.max(axis=1, keepdims=True)
-    log_total = np.log(np.exp(z - peak, dtype=np.float64).sum(axis=1, keepdims=True)) + peak
+    log_total = np.log(np.exp(z - peak).sum(axis=1, keepdims=True, dtype=np.float64)) + peak
     return TopTokens(np.asarray(input_ids, np.int64), top.astype(np.int64),
                      np.exp(picked - log_total).astype(np.float32))
 
