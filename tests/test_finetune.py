@@ -431,7 +431,7 @@ BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev lab
              "teacher labels never in train", "teacher does not load", "classifier source, other label count",
              "budget below one candidate", "params without tokenizer", "agora without teacher",
              "heads for a Hugging Face source", "a column named twice", "resume with nothing to resume",
-             "seed out of range", "output inside the work directory", "ray head unreachable",
+             "seed out of range", "an empty learning rate", "output inside the work directory", "ray head unreachable",
              "max length past the positions"]
 
 
