@@ -249,12 +249,18 @@ def test_truncation_follows_the_declared_rule(max_len, rule, tmp_path):
         assert sum(g != o for g, o in zip(got, other)) >= 1
 
 
-def test_ir_bytes_are_reproducible(tmp_path):
+def test_ir_bytes_are_reproducible(tmp_path, monkeypatch):
     """The same tokenizer.json gives byte-identical IRs, even converted twice in one process (OpenVINO's default
-    node names carry a process-wide counter)."""
+    node names carry a process-wide counter). Each conversion is a real one: the process's reuse of converted IRs
+    is emptied before each."""
+    from collections import OrderedDict
+
+    from bortconv.converters import ov_tokenizer
+
     vocab, merges = small_bpe_files()
     digests = []
     for k in range(2):
+        monkeypatch.setattr(ov_tokenizer, "_converted", OrderedDict())
         d = tmp_path / f"t{k}"
         write_tokenizer(build_tokenizer(vocab, merges), d, read_gluon_vocab(vocab))
         write_openvino_tokenizers(d, HELDOUT[:5], [(HELDOUT[5], HELDOUT[6])])
@@ -393,13 +399,21 @@ def test_a_mismatch_fails_and_names_the_text(artifact, tmp_path):
         check_against_tokenizer_json(d, ["x"], [])  # no IR to check
 
 
-def test_a_converted_tokenizer_is_reused_only_for_the_same_files(tmp_path):
+def test_a_converted_tokenizer_is_reused_only_for_the_same_files(tmp_path, monkeypatch):
     """A process converts a tokenizer once and reuses the IRs for the same files (a script exporting one model at
     several precisions); another tokenizer.json, here one that truncates at 16 tokens, is converted anew. The
     reference is tokenizers on each directory's own tokenizer.json: write_openvino_tokenizers checks the IRs
     against it, and the cut one must cut where its tokenizer.json does."""
+    from collections import OrderedDict
+
+    from bortconv.converters import ov_tokenizer
     from bortconv.converters.ov_tokenizer import conversion_key
     from bortconv.runtime.bort import OpenVinoTokenizer
+
+    converted: list[Path] = []
+    real = ov_tokenizer.convert_openvino_tokenizers
+    monkeypatch.setattr(ov_tokenizer, "_converted", OrderedDict())
+    monkeypatch.setattr(ov_tokenizer, "convert_openvino_tokenizers", lambda d: converted.append(d) or real(d))
 
     dirs = {name: tmp_path / name for name in ("a", "b", "cut")}
     for d in dirs.values():
@@ -412,6 +426,7 @@ def test_a_converted_tokenizer_is_reused_only_for_the_same_files(tmp_path):
     long_text = " ".join(HELDOUT[:5])
     facts = {k: write_openvino_tokenizers(d, [long_text, *HELDOUT[5:20]], [(HELDOUT[20], long_text)])
              for k, d in dirs.items()}
+    assert converted == [dirs["a"], dirs["cut"]]  # b reused a's conversion
     assert conversion_key(dirs["a"]) == conversion_key(dirs["b"]) != conversion_key(dirs["cut"])
     ir = {k: [(d / f).read_bytes() for f in IR_FILES] for k, d in dirs.items()}
     assert ir["a"] == ir["b"] != ir["cut"]

@@ -463,6 +463,11 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
             {"parameters": {"top_k": k}} if k else {})}, timeout=60) for k in (None, 3)}
         refused = [requests.post(f"{server.url}/v2/models/bort/infer", json={"inputs": inputs, "parameters": params},
                                  timeout=60) for params, _ in FILL_MASK_REFUSED]
+        # the answer's bound, judged on the request's own token counts before the model runs: 256 texts of 3 tokens
+        # at top_k 100 are answered; 256 of 512 at top_k 17 (2,228,224 predictions) are refused
+        many = {k: requests.post(f"{server.url}/v2/models/bort/infer", json={"inputs": [
+            {"name": "text", "shape": [256], "datatype": "BYTES", "data": [text] * 256}], "parameters": {"top_k": k}},
+            timeout=60) for k, text in ((100, "a"), (17, LONG_TEXT[:4000]))}
         meta = requests.get(f"{server.url}/v2/models/bort", timeout=10).json()
     longest = max(map(len, ref_ids))
     for k, resp in answers.items():
@@ -479,6 +484,9 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
             assert np.abs(np.take_along_axis(probs, out["token_ids"][i, :n], axis=1) / got - 1).max() <= SCORE_RTOL
             assert (out["token_ids"][i, n:] == -1).all() and not out["scores"][i, n:].any()
             assert (out["input_ids"][i, n:] == -1).all()
+    assert outputs(many[100])["token_ids"].shape == (256, 3, 100)
+    assert many[17].status_code == 400 and many[17].json()["error"].startswith(
+        "the answer would hold 2,228,224 predictions (256 texts x 512 tokens x top_k 17)"), many[17].text
     for (params, says), resp in zip(FILL_MASK_REFUSED, refused):
         assert resp.status_code == 400 and says in resp.json()["error"], (params, resp.text)
     assert [o["name"] for o in meta["outputs"]] == ["token_ids", "scores", "input_ids", "attention_mask"]

@@ -258,6 +258,8 @@ BAD_INPUT = [
     ("one line repeated", b"the same line of text\n" * 200, [], "--corpus: "),  # held out = chosen: gate passed 1.0
     ("heldout too large", LINES, ["--heldout", "19"], "--heldout"),
     ("threshold out of range", LINES, ["--domain-min", "2"], "--domain-min"),
+    # a source whose earlier trim record is not JSON: refused before the work, not after the gate
+    ("source's trim record broken", LINES, ["@broken-record"], "bortconv_trim.json: not a readable trim record"),
 ]
 
 
@@ -268,7 +270,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, flags, named):
         corpus.mkdir()
     elif content is not None:
         corpus.write_bytes(content)
-    proc = run_bortconv("trim", MINILM, "--corpus", corpus, "-o", tmp_path / "out", *flags)
+    source = MINILM
+    if flags == ["@broken-record"]:  # MiniLM's files, linked, beside a record cut short
+        source, flags = tmp_path / "minilm-trimmed", []
+        source.mkdir()
+        for f in MINILM.iterdir():
+            (source / f.name).symlink_to(f)
+        (source / TRIM_RECORD).write_text('{"format_version": 1, "tok')
+    proc = run_bortconv("trim", source, "--corpus", corpus, "-o", tmp_path / "out", *flags)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bortconv: error: ") and named in lines[0], lines

@@ -456,8 +456,8 @@ def source_record(source: Path) -> dict[str, Any] | None:
         return None
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: not a trim record ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable trim record ({exc})") from None
     if not isinstance(rec, dict):
         raise InputError(f"{path}: not a trim record (a JSON {type(rec).__name__}, not an object)")
     return rec

@@ -505,6 +505,8 @@ def most_likely(input_ids: Sequence[int], logits: np.ndarray, k: int) -> TopToke
     """The k most likely tokens at each position of `logits` [L, vocab]: highest probability first, a tie going to
     the lower id."""
     z = logits.astype(np.float32, copy=False)
+    if k > z.shape[1]:
+        raise InputError(f"top_k {k} is more than the model's {z.shape[1]} tokens", option="top_k")
     top, picked = largest(z, k)
     peak = z.max(axis=1, keepdims=True)
     log_total = np.log(np.exp(z - peak).sum(axis=1, keepdims=True, dtype=np.float64)) + peak
@@ -608,7 +610,7 @@ class BortRuntime:
             for j, i in enumerate(idx):
                 row = result[j, :len(rows[i])] if result.ndim == 3 else result[j]
                 out[i] = reduce(i, row) if reduce is not None else row
-            del result
+            del result, row  # `row` is a view of the batch: both, or the output outlives the next run
         return out
 
     def _check_ids(self, rows: Sequence[Sequence[int]], type_rows: Sequence[Sequence[int]] | None) -> None:

@@ -25,8 +25,8 @@ from bortconv.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: one text (second text None) or one pair
-Item = tuple[str, "str | None"]
+#: one text (second text None) or one pair, then what else its request asks of each text (fill-mask: top_k)
+Item = tuple[Any, ...]
 
 
 @dataclass
@@ -61,6 +61,11 @@ class LengthBatcher:
         #: calls made and items run, for logs and tests
         self.calls = 0
         self.items_run = 0
+
+    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) in the worker thread, between calls (the runtime's tokenizer and session are used from that
+        thread only)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def submit(self, items: Sequence[Item]) -> list[Any]:
         """Run `items` (with whatever else arrives meanwhile); their results, in order."""

@@ -20,10 +20,12 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
+from bortconv.config import max_positions
 from bortconv.errors import BortconvError
-from bortconv.runtime.bort import MAX_TOP_K, TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime, top_k_problem
+from bortconv.runtime.bort import TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime, top_k_problem
 from bortconv.serve.batcher import Item, LengthBatcher
-from bortconv.serve.outputs import DEFAULT_TOP_K, output_types, pool, response_arrays
+from bortconv.serve.outputs import (DEFAULT_TOP_K, MAX_PREDICTIONS, check_predictions, output_types, pool,
+                                    response_arrays)
 
 log = logging.getLogger("bortconv.serve")
 
@@ -86,7 +88,8 @@ def parse_top_k(payload: Any, task: str, vocab: int) -> int:
     if task != "fill-mask":
         raise InvalidInput(f"parameter 'top_k' is for fill-mask models; this one is {task}")
     value = params["top_k"]
-    value = getattr(value, "int64_param", value)  # gRPC's InferParameter
+    if hasattr(value, "WhichOneof"):  # gRPC's InferParameter: the field that was set
+        value = getattr(value, value.WhichOneof("parameter_choice") or "int64_param")
     why = top_k_problem(value, vocab)
     if why:
         raise InvalidInput(f"parameter 'top_k' {why}")
@@ -107,29 +110,44 @@ class BortModel(kserve.Model):
         self.runtime = runtime
         self.task = runtime.task
         self.vocab_size = int(runtime.config.get("vocab_size") or 0)
+        #: the most tokens a text can have here (a static shape's length, else the model's positions)
+        self.max_tokens = runtime.static_shape[1] if runtime.static_shape else max_positions(runtime.config)
         self.batcher = LengthBatcher(self.run_items, max_batch=max_batch, max_wait_ms=max_wait_ms)
         self.ready = True
 
     # ------------------------------------------------------------------ what runs in the worker thread
 
     def run_items(self, items: list[Item]) -> list[Any]:
-        """One output per item (pooled for feature-extraction; a fill-mask text's TopTokens at MAX_TOP_K, which
-        each request then cuts to its top_k): singles and pairs each in one runtime call."""
+        """One output per (text, text_b, top_k) item (pooled for feature-extraction; a fill-mask text's TopTokens at
+        the largest top_k of the requests merged into the call, which each request then cuts to its own): singles
+        and pairs each in one runtime call."""
         out: list[Any] = [None] * len(items)
         for pairs in (False, True):
-            idx = [i for i, (_, b) in enumerate(items) if (b is not None) == pairs]
+            idx = [i for i, item in enumerate(items) if (item[1] is not None) == pairs]
             if not idx:
                 continue
             texts = [items[i][0] for i in idx]
             seconds = [items[i][1] for i in idx] if pairs else None
             if self.task == "fill-mask":
-                rows: list[Any] = self.runtime.top_tokens(texts, top_k=min(MAX_TOP_K, self.vocab_size or MAX_TOP_K),
+                rows: list[Any] = self.runtime.top_tokens(texts, top_k=max(items[i][2] for i in idx),
                                                           text_pairs=seconds)  # type: ignore[arg-type]
             else:
                 rows = [pool(self.task, r) for r in self.runtime.run_texts(texts, seconds)]  # type: ignore[arg-type]
             for i, row in zip(idx, rows):
                 out[i] = row
         return out
+
+    def _token_counts(self, items: Sequence[Item]) -> list[int]:
+        texts, seconds = [item[0] for item in items], [item[1] for item in items]
+        pairs = seconds[0] is not None  # a request is all singles or all pairs (parse_request)
+        rows = self.runtime.tokenize_pairs(texts, seconds) if pairs else self.runtime.tokenize(texts)
+        return [len(r) for r in rows]
+
+    async def _check_answer_size(self, items: Sequence[Item], top_k: int) -> None:
+        """Refuse a fill-mask answer over MAX_PREDICTIONS before the model runs: by the most tokens a text can have,
+        or, where that could be over, by the request's own token counts (tokenized in the worker thread)."""
+        if len(items) * self.max_tokens * top_k > MAX_PREDICTIONS:
+            check_predictions(len(items), max(await self.batcher.in_worker(self._token_counts, items)), top_k)
 
     # ------------------------------------------------------------------ the v2 protocol
 
@@ -152,7 +170,9 @@ class BortModel(kserve.Model):
         if self.runtime.tokenizer_backend == "openvino":
             check_no_trailing_nul(items)
         try:
-            rows = await self.batcher.submit(items)
+            if self.task == "fill-mask":
+                await self._check_answer_size(items, top_k)
+            rows = await self.batcher.submit([(*item, top_k) for item in items])
             outputs = self.outputs_for(rows, top_k)
         except BortconvError as exc:  # e.g. a text longer than a static-shape artifact takes
             raise InvalidInput(exc.message) from None
