@@ -98,6 +98,23 @@ def outputs(resp: requests.Response) -> dict[str, np.ndarray]:
     return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in resp.json()["outputs"]}
 
 
+#: the v2 binary extension's datatypes, as numpy reads them
+BINARY_DTYPES = {"FP32": np.float32, "INT64": np.int64}
+
+
+def binary_outputs(resp: requests.Response) -> dict[str, np.ndarray]:
+    """A response in the binary extension: a JSON header of Inference-Header-Content-Length bytes, then each
+    output's raw little-endian bytes, in order (binary_data_size each)."""
+    head = int(resp.headers["inference-header-content-length"])
+    meta, raw, out = json.loads(resp.content[:head]), resp.content[head:], {}
+    for o in meta["outputs"]:
+        size = o["parameters"]["binary_data_size"]
+        out[o["name"]] = np.frombuffer(raw[:size], BINARY_DTYPES[o["datatype"]]).reshape(o["shape"])
+        raw = raw[size:]
+    assert raw == b""
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- MiniLM server
 
 
@@ -204,6 +221,9 @@ MALFORMED = [  # (row, path, body, expected status, what the error names)
     ("a text ending in NUL, OpenVINO tokenizer", "bort", {"inputs": [
         {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["ok", "bad\u0000"]}]},
      400, "input 'text': element 1 ends with a NUL character"),  # named texts[1], the runtime's argument
+    ("an output the model has not", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                                         "data": ["a"]}], "outputs": [{"name": "logits"}]},
+     400, "output 'logits' is not one of this model's: embedding"),
     ("top_k for another task", "bort", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                                     "data": ["a"]}], "parameters": {"top_k": 5}},
      400, "parameter 'top_k' is for fill-mask models; this one is feature-extraction"),
@@ -461,6 +481,11 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
         inputs = [{"name": "text", "shape": [len(FILL_MASK_TEXTS)], "datatype": "BYTES", "data": FILL_MASK_TEXTS}]
         answers = {k: requests.post(f"{server.url}/v2/models/bort/infer", json={"inputs": inputs, **(
             {"parameters": {"top_k": k}} if k else {})}, timeout=60) for k in (None, 3)}
+        # only the outputs asked for; all of them in the binary extension (Triton's clients ask for it by default)
+        named = requests.post(f"{server.url}/v2/models/bort/infer", json={
+            "inputs": inputs, "outputs": [{"name": "token_ids"}], "parameters": {"top_k": 3}}, timeout=60)
+        binary = requests.post(f"{server.url}/v2/models/bort/infer", json={
+            "inputs": inputs, "parameters": {"top_k": 3, "binary_data_output": True}}, timeout=60)
         refused = [requests.post(f"{server.url}/v2/models/bort/infer", json={"inputs": inputs, "parameters": params},
                                  timeout=60) for params, _ in FILL_MASK_REFUSED]
         # the answer's bound, judged on the request's own token counts before the model runs: 256 texts of 3 tokens
@@ -484,6 +509,10 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
             assert np.abs(np.take_along_axis(probs, out["token_ids"][i, :n], axis=1) / got - 1).max() <= SCORE_RTOL
             assert (out["token_ids"][i, n:] == -1).all() and not out["scores"][i, n:].any()
             assert (out["input_ids"][i, n:] == -1).all()
+    assert list(outputs(named)) == ["token_ids"] and (outputs(named)["token_ids"] == outputs(answers[3])[
+        "token_ids"]).all()
+    assert binary.status_code == 200 and binary_outputs(binary).keys() == outputs(answers[3]).keys()
+    assert all((binary_outputs(binary)[n] == a).all() for n, a in outputs(answers[3]).items())
     assert outputs(many[100])["token_ids"].shape == (256, 3, 100)
     assert many[17].status_code == 400 and many[17].json()["error"].startswith(
         "the answer would hold 2,228,224 predictions (256 texts x 512 tokens x top_k 17)"), many[17].text

@@ -1,7 +1,9 @@
 """The artifact as a KServe model: Open Inference Protocol (v2) tensors in, BortRuntime's results out.
 
 Request: ``text`` BYTES [n] (UTF-8 strings), and ``text_b`` BYTES [n] for pairs (``<s> A </s> B </s>``).
-Request parameter (fill-mask only): ``top_k``, the tokens given at each position (1 to 100; default 5).
+Request parameter (fill-mask only): ``top_k``, the tokens given at each position (1 to 100; default 5). A request
+may name the outputs it wants (``outputs``), each in JSON or, with ``binary_data``, the binary extension (also
+``binary_data_output`` for all), as Triton answers.
 Response: :mod:`bortconv.serve.outputs` (``embedding``; ``logits`` + ``label``; fill-mask ``token_ids`` +
 ``scores`` + ``input_ids`` + ``attention_mask``). A request that is not well formed gets HTTP 400 with
 ``{"error": "..."}`` (kserve's InvalidInput); the server goes on serving.
@@ -78,6 +80,13 @@ def check_no_trailing_nul(items: Sequence[Item]) -> None:
         if bad is not None:
             raise InvalidInput(f"input {name!r}: element {bad} ends with a NUL character, which this server's "
                                f"OpenVINO tokenizer would drop; remove it")
+
+
+def check_requested_outputs(payload: Any, available: Sequence[str]) -> None:
+    """InvalidInput naming an output the request asks for (v2 ``outputs``) that this model does not give."""
+    for out in getattr(payload, "request_outputs", None) or []:
+        if out.name not in available:
+            raise InvalidInput(f"output {out.name!r} is not one of this model's: {', '.join(available)}")
 
 
 def parse_top_k(payload: Any, task: str, vocab: int) -> int:
@@ -167,6 +176,7 @@ class BortModel(kserve.Model):
                       response_headers: dict[str, str] | None = None) -> InferResponse:
         t0 = time.perf_counter()
         items, top_k = parse_request(payload), parse_top_k(payload, self.task, self.vocab_size)
+        check_requested_outputs(payload, [o["name"] for o in self.get_output_types()])
         if self.runtime.tokenizer_backend == "openvino":
             check_no_trailing_nul(items)
         try:
@@ -177,7 +187,10 @@ class BortModel(kserve.Model):
         except BortconvError as exc:  # e.g. a text longer than a static-shape artifact takes
             raise InvalidInput(exc.message) from None
         response_id = getattr(payload, "id", None) or str(uuid.uuid4())
-        response = InferResponse(response_id=response_id, model_name=self.name, infer_outputs=outputs)
+        # the outputs the request names, each in JSON or (binary_data) the binary extension, as Triton answers
+        response = InferResponse(response_id=response_id, model_name=self.name, infer_outputs=outputs,
+                                 requested_outputs=getattr(payload, "request_outputs", None),
+                                 use_binary_outputs=bool(getattr(payload, "use_binary_outputs", False)))
         log.info("infer %s id=%s texts=%d pairs=%s %.1f ms", self.name, response_id, len(items),
                  items[0][1] is not None, (time.perf_counter() - t0) * 1e3)
         return response
