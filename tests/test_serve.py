@@ -435,7 +435,8 @@ TINY_MLM = dict(num_layers=1, num_heads=2, intermediate_size=64, hidden_size=32,
 #: move; the fused fp32 graph's logits are within about 2e-4 of PyTorch's over the 50,265-wide decoder (measured:
 #: 3.7e-4 at most on these texts)
 SCORE_RTOL = 1e-3
-FILL_MASK_TEXTS = ["The capital of France is Paris.", "a", HELDOUT[3], " ".join(HELDOUT[:12])]
+#: 1 to 512 tokens: the longest cut to the model's 512 positions by both tokenizers
+FILL_MASK_TEXTS = ["The capital of France is Paris.", "a", HELDOUT[3], " ".join(HELDOUT[:12]), " ".join(HELDOUT) * 4]
 
 
 @pytest.fixture(scope="module")
@@ -497,8 +498,10 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
     longest = max(map(len, ref_ids))
     for k, resp in answers.items():
         out, k = outputs(resp), k or 5  # transformers' pipeline default
-        assert {n: out[n].shape for n in out} == {"token_ids": (4, longest, k), "scores": (4, longest, k),
-                                                   "input_ids": (4, longest), "attention_mask": (4, longest)}
+        n_texts = len(FILL_MASK_TEXTS)
+        assert longest == 512 and {n: out[n].shape for n in out} == {
+            "token_ids": (n_texts, longest, k), "scores": (n_texts, longest, k), "input_ids": (n_texts, longest),
+            "attention_mask": (n_texts, longest)}
         for i, (ids, probs) in enumerate(zip(ref_ids, ref_probs)):
             n = len(ids)
             assert out["input_ids"][i, :n].tolist() == ids and out["attention_mask"][i].tolist() == [1] * n + [0] * (

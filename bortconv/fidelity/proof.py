@@ -36,6 +36,7 @@ from bortconv.errors import InputError
 from bortconv.measure import Runner
 from bortconv.fidelity.heldout import Probe
 from bortconv.fidelity.metrics import TIE_REL, cosine, row_scores, summarize
+from bortconv.runtime.bort import largest
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,8 @@ def _half(a: np.ndarray) -> np.ndarray:
 
 def _topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids, values) of the `k` largest logits of each row, largest first (ties: lower id first, as argmax)."""
-    k = min(k, logits.shape[-1])
-    part = np.argpartition(-logits, k - 1, axis=-1)[:, :k]
-    vals = np.take_along_axis(logits, part, -1)
-    order = np.lexsort((part, -vals), axis=-1)
-    return np.take_along_axis(part, order, -1).astype(np.int32), np.take_along_axis(vals, order, -1)
+    ids, vals = largest(logits, min(k, logits.shape[-1]))
+    return ids.astype(np.int32), vals
 
 
 def _token_samples(probes: Sequence[Probe]) -> tuple[int, list[tuple[int, int]]]:

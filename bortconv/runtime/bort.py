@@ -240,6 +240,11 @@ def tokenizer_core() -> Any:
 SENTINEL = "a"
 
 
+def first_trailing_nul(texts: Sequence[str | None]) -> int | None:
+    """The index of the first text that ends in NUL, which the OpenVINO tokenizer cannot take (OpenVinoTokenizer)."""
+    return next((i for i, t in enumerate(texts) if t is not None and t.endswith("\0")), None)
+
+
 class OpenVinoTokenizer:
     """The tokenizer IRs of an artifact: single texts through ``openvino_tokenizer.xml``, pairs through
     ``openvino_tokenizer_pair.xml``. No `tokenizers` or `transformers` import."""
@@ -279,7 +284,7 @@ class OpenVinoTokenizer:
     def _check_nul(texts: Sequence[str], name: str) -> None:
         """A text ending in NUL would lose it on the way in (numpy's and OpenVINO's string arrays strip trailing NUL
         characters), and byte-level BPE gives NUL a token of its own: refused, not tokenized as another text."""
-        bad = next((i for i, t in enumerate(texts) if t.endswith("\0")), None)
+        bad = first_trailing_nul(texts)
         if bad is not None:
             raise InputError(f"{name}[{bad}]: ends with a NUL character, which OpenVINO's string tensors drop; "
                              f"remove it, or use the tokenizers backend")
@@ -448,7 +453,8 @@ def check_name(name: str) -> str:
     return name
 
 
-#: the most tokens top_tokens() gives at a position (transformers' fill-mask pipeline gives 5 by default)
+#: the tokens top_tokens() gives at a position unless asked (transformers' fill-mask pipeline's default), and the most
+DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
 
 
@@ -613,19 +619,23 @@ class BortRuntime:
             del result, row  # `row` is a view of the batch: both, or the output outlives the next run
         return out
 
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens a row may have: the model's positions, or a static shape's shorter length."""
+        positions = max_positions(self.config)
+        return min(positions, self.static_shape[1]) if self.static_shape else positions
+
     def _check_ids(self, rows: Sequence[Sequence[int]], type_rows: Sequence[Sequence[int]] | None) -> None:
         """InputError naming the row for ids the model has no row for, or more tokens than its positions (ONNX
         Runtime and OpenVINO answer those with an index error naming neither)."""
         limits = {"ids": int(self.config.get("vocab_size") or 0),
                   "type ids": int(self.config.get("type_vocab_size") or 2)}
-        positions = max_positions(self.config)
         if type_rows is not None and (len(type_rows) != len(rows)
                                       or any(len(t) != len(r) for t, r in zip(type_rows, rows))):
             raise InputError("type_rows: one type id per token of each row", option="type_rows")
-        takes = f"the model takes 1 to {positions}"
-        if self.static_shape and self.static_shape[1] < positions:
-            positions = self.static_shape[1]
-            takes = f"this artifact's static shape allows {positions}"
+        positions = self.max_tokens
+        takes = (f"this artifact's static shape allows {positions}" if positions < max_positions(self.config)
+                 else f"the model takes 1 to {positions}")
         with_types = "token_type_ids" in self.session.input_names  # else the type ids are not used
         for name, table in (("ids", rows), ("type ids", (type_rows or []) if with_types else [])):
             for i, row in enumerate(table):
@@ -651,7 +661,7 @@ class BortRuntime:
         encs = self._encode(texts, text_pairs)
         return self.run_ids([e.ids for e in encs], [e.type_ids for e in encs])
 
-    def top_tokens(self, texts: Sequence[str], *, top_k: int = 5,
+    def top_tokens(self, texts: Sequence[str], *, top_k: int = DEFAULT_TOP_K,
                    text_pairs: Sequence[str] | None = None) -> list[TopTokens]:
         """A fill-mask artifact's `top_k` most likely tokens at every position of each text (or pair), with their
         probabilities (a softmax over the vocabulary, as transformers' fill-mask pipeline scores them), and the

@@ -22,12 +22,11 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
-from bortconv.config import max_positions
 from bortconv.errors import BortconvError
-from bortconv.runtime.bort import TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime, top_k_problem
+from bortconv.runtime.bort import (DEFAULT_TOP_K, TEXT_INPUT, TEXT_PAIR_INPUT, BortRuntime, first_trailing_nul,
+                                   top_k_problem)
 from bortconv.serve.batcher import Item, LengthBatcher
-from bortconv.serve.outputs import (DEFAULT_TOP_K, MAX_PREDICTIONS, check_predictions, output_types, pool,
-                                    response_arrays)
+from bortconv.serve.outputs import MAX_PREDICTIONS, check_predictions, output_types, pool, response_arrays
 
 log = logging.getLogger("bortconv.serve")
 
@@ -76,7 +75,7 @@ def check_no_trailing_nul(items: Sequence[Item]) -> None:
     """InvalidInput naming the field and element of a text that ends in NUL, for a server with the OpenVINO
     tokenizer (its string tensors drop trailing NULs: BortRuntime refuses such a text, naming its own argument)."""
     for k, name in enumerate((TEXT_INPUT, TEXT_PAIR_INPUT)):
-        bad = next((i for i, item in enumerate(items) if (item[k] or "").endswith("\0")), None)
+        bad = first_trailing_nul([item[k] for item in items])
         if bad is not None:
             raise InvalidInput(f"input {name!r}: element {bad} ends with a NUL character, which this server's "
                                f"OpenVINO tokenizer would drop; remove it")
@@ -119,8 +118,6 @@ class BortModel(kserve.Model):
         self.runtime = runtime
         self.task = runtime.task
         self.vocab_size = int(runtime.config.get("vocab_size") or 0)
-        #: the most tokens a text can have here (a static shape's length, else the model's positions)
-        self.max_tokens = runtime.static_shape[1] if runtime.static_shape else max_positions(runtime.config)
         self.batcher = LengthBatcher(self.run_items, max_batch=max_batch, max_wait_ms=max_wait_ms)
         self.ready = True
 
@@ -155,7 +152,7 @@ class BortModel(kserve.Model):
     async def _check_answer_size(self, items: Sequence[Item], top_k: int) -> None:
         """Refuse a fill-mask answer over MAX_PREDICTIONS before the model runs: by the most tokens a text can have,
         or, where that could be over, by the request's own token counts (tokenized in the worker thread)."""
-        if len(items) * self.max_tokens * top_k > MAX_PREDICTIONS:
+        if len(items) * self.runtime.max_tokens * top_k > MAX_PREDICTIONS:
             check_predictions(len(items), max(await self.batcher.in_worker(self._token_counts, items)), top_k)
 
     # ------------------------------------------------------------------ the v2 protocol

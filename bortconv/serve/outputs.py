@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from bortconv.errors import InputError
+from bortconv.runtime.bort import DEFAULT_TOP_K
 
-#: a fill-mask request's top_k when it names none (transformers' fill-mask pipeline's default)
-DEFAULT_TOP_K = 5
 #: the most (text, position, token) predictions one fill-mask answer holds: 256 texts of 512 tokens at top_k 16.
 #: As JSON that is about 60 MB (some 30 bytes a prediction); the whole logits of those texts would be 6.6 G floats
 MAX_PREDICTIONS = 2**21
