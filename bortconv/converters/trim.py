@@ -301,6 +301,7 @@ class Source:
     tokenizer_json: dict[str, Any]
     side_configs: dict[str, dict[str, Any]]  # tokenizer_config.json, special_tokens_map.json (those present)
     vocab: tv.Vocabulary
+    trim_record: dict[str, Any] | None = None  # an earlier trim's record (source_record), carried by the new one
 
     def tokenizer(self) -> Any:
         """The source's tokenizer (tokenizers), without padding or truncation."""
@@ -330,7 +331,7 @@ def read_source(src: str | os.PathLike[str]) -> Source:
     if len(vocab) != int(cfg["vocab_size"]):
         raise InputError(f"{d / TOKENIZER_FILE}: {len(vocab)} tokens, but config.json's vocab_size is "
                          f"{cfg['vocab_size']}: the tokenizer does not belong to these weights")
-    return Source(d, cfg, tok, sides, vocab)
+    return Source(d, cfg, tok, sides, vocab, source_record(d))
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -444,7 +445,7 @@ def record(source: Source, corpus: Corpus, plan: KeepPlan, opts: TrimOptions, en
         "tokens": {"kept": len(plan.kept), "total": plan.total, "fraction": round(len(plan.kept) / plan.total, 4),
                    "by_reason": plan.reasons},
         "gate": dict(gate),
-        **({"source_record": earlier} if (earlier := source_record(source.path)) is not None else {}),
+        **({"source_record": source.trim_record} if source.trim_record is not None else {}),
     }
 
 

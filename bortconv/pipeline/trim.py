@@ -79,7 +79,6 @@ def trim(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], opt
     source = as_path(source, "source")
     check_output_dir(out, opts.force, reads=[source, opts.corpus])
     src = tr.read_source(source)  # bad input is refused before any work (and any progress line)
-    tr.source_record(src.path)  # an earlier trim's record, carried at the end: refused now if it cannot be
     corpus = tr.read_corpus(opts.corpus, opts.heldout)
     tr.check_keep(src.vocab, opts.keep)
     auto = opts.keep == KEEP_AUTO
