@@ -102,6 +102,13 @@ class IntegrityError(BortconvError):
     advice = "A file of the artifact was changed, replaced or is missing; re-export it or restore the files."
 
 
+class ChangedArtifactError(BortconvError):
+    """An artifact given to quantize or package is not what its manifest lists (a file changed, missing or unlisted)."""
+
+    advice = ("`bortconv validate` on it lists every difference; re-export it or restore its files. A changed file "
+              "is not carried into a new artifact with fresh hashes, where validate could no longer see it.")
+
+
 class AccuracyGateError(BortconvError):
     """No int8 configuration keeps the model's outputs within the fidelity gate."""
 
@@ -137,6 +144,7 @@ CATALOGUE: tuple[type[BortconvError], ...] = (
     MappingError,
     BadWeightsError,
     OutputExistsError,
+    ChangedArtifactError,
     TokenizerError,
     MemoryBudgetError,
     MissingDependencyError,

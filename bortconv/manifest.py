@@ -18,7 +18,7 @@ from typing import Any
 from bortconv._util.hashing import sha256_file
 from bortconv._version import __version__
 from bortconv.config import FORMAT_VERSION
-from bortconv.errors import InputError, IntegrityError
+from bortconv.errors import ChangedArtifactError, InputError
 from bortconv.layout import MANIFEST_FILE
 
 VERSIONED = ("torch", "transformers", "onnx", "onnxruntime", "openvino", "tokenizers", "numpy")
@@ -157,17 +157,17 @@ def unlisted_files(directory: Path, listed: Mapping[str, Any]) -> list[str]:
 
 
 def check_unchanged(directory: Path, manifest: Mapping[str, Any]) -> None:
-    """IntegrityError naming the first file of `directory` that is not what its manifest lists (changed, missing,
-    or not listed): a command that builds on an artifact (quantize, package) must not carry a change into a new
-    artifact with fresh hashes, where `validate` could no longer see it."""
+    """ChangedArtifactError (bad input: exit 2) naming the first file of `directory` that is not what its manifest
+    lists (changed, missing, or not listed): a command that builds on an artifact (quantize, package) must not carry
+    a change into a new artifact with fresh hashes, where `validate` could no longer see it."""
     listed = manifest.get("files")
     if not isinstance(listed, Mapping):
-        raise IntegrityError(f"{directory / MANIFEST_FILE}: lists no files")
+        raise ChangedArtifactError(f"{directory / MANIFEST_FILE}: lists no files")
     problems = itertools.chain(((name, file_problem(directory, name, info)) for name, info in sorted(listed.items())),
                                ((name, "not listed in its manifest") for name in unlisted_files(directory, listed)))
     name, why = next(((n, w) for n, w in problems if w), (None, None))  # stops at the first
     if name is not None:
-        raise IntegrityError(f"{directory / name}: {why}; the artifact changed after it was written (bortconv "
+        raise ChangedArtifactError(f"{directory / name}: {why}; the artifact changed after it was written (bortconv "
                              f"validate {directory} lists what)")
 
 

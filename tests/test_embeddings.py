@@ -112,7 +112,8 @@ def test_a_fresh_compressed_artifact_validates(compressed):
 
 def test_quantize_refuses_a_compressed_table_and_a_changed_artifact(compressed, artifact, tmp_path):
     """quantize builds on an fp32 artifact's float table: one stored int4 was kept while the manifest said fp32
-    (exit 0); and a file changed after export was carried into the int8 artifact with fresh hashes."""
+    (exit 0); and a file changed after export was carried into the int8 artifact with fresh hashes. Both are now
+    refused as bad input (exit 2)."""
     import shutil
 
     art = compressed("openvino", "fp32", "int4")
@@ -124,11 +125,11 @@ def test_quantize_refuses_a_compressed_table_and_a_changed_artifact(compressed, 
     shutil.copytree(artifact(str(MINILM), "onnx"), changed)  # the session's fp32 artifact, fp32 table
     (changed / "tokenizer.json").write_text((changed / "tokenizer.json").read_text() + " ")
     proc = run_bortconv("quantize", str(changed), "-o", str(tmp_path / "q2"))
-    assert proc.returncode == 1 and f"{changed / 'tokenizer.json'}: sha256 " in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and f"{changed / 'tokenizer.json'}: sha256 " in proc.stderr, proc.stderr
     (changed / "tokenizer.json").write_bytes((artifact(str(MINILM), "onnx") / "tokenizer.json").read_bytes())
     (changed / "notes.txt").write_text("added after export")  # would be copied into the int8 artifact, re-hashed
     proc = run_bortconv("quantize", str(changed), "-o", str(tmp_path / "q3"))
-    assert proc.returncode == 1 and f"{changed / 'notes.txt'}: not listed in its manifest; the artifact changed" \
+    assert proc.returncode == 2 and f"{changed / 'notes.txt'}: not listed in its manifest; the artifact changed" \
         in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["changed"]
 

@@ -301,7 +301,7 @@ def test_bad_input_exits_2_and_leaves_nothing(artifact, tmp_path):
     shutil.copytree(art, changed)
     (changed / "config.json").write_text((changed / "config.json").read_text() + " ")
     proc = run_cli(str(changed), "--format", "triton", "-o", str(tmp_path / "r7"))
-    assert proc.returncode == 1 and proc.stderr.startswith(f"bortconv: error: {changed / 'config.json'}: sha256 "), \
+    assert proc.returncode == 2 and proc.stderr.startswith(f"bortconv: error: {changed / 'config.json'}: sha256 "), \
         proc.stderr
     assert "; the artifact changed after it was written (bortconv validate" in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["changed", "cut", "empty", "full"]  # no repository
