@@ -495,6 +495,7 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
             {"name": "text", "shape": [256], "datatype": "BYTES", "data": [text] * 256}], "parameters": {"top_k": k}},
             timeout=60) for k, text in ((100, "a"), (17, LONG_TEXT[:4000]))}
         meta = requests.get(f"{server.url}/v2/models/bort", timeout=10).json()
+        triton = _tritonclient_answers(server.url, FILL_MASK_TEXTS)
     longest = max(map(len, ref_ids))
     for k, resp in answers.items():
         out, k = outputs(resp), k or 5  # transformers' pipeline default
@@ -522,6 +523,42 @@ def test_fill_mask_answers_the_top_k_tokens_as_transformers_scores_them(tiny_fil
     for (params, says), resp in zip(FILL_MASK_REFUSED, refused):
         assert resp.status_code == 400 and says in resp.json()["error"], (params, resp.text)
     assert [o["name"] for o in meta["outputs"]] == ["token_ids", "scores", "input_ids", "attention_mask"]
+    full = outputs(answers[3])
+    assert triton["all"].keys() == full.keys() and all((triton["all"][n] == a).all() for n, a in full.items())
+    assert triton["named"].keys() == {"token_ids", "scores"}
+    assert (triton["named"]["token_ids"] == full["token_ids"]).all() and (triton["named"]["scores"] == full[
+        "scores"]).all()
+    assert triton["unknown"] == ("[400] output 'logits' is not one of this model's: token_ids, scores, input_ids, "
+                                 "attention_mask")
+
+
+def _tritonclient_answers(url: str, texts: list[str]) -> dict:
+    """What Triton's own HTTP client (tritonclient.http) gets from the server at top_k 3: every output (it asks for
+    the binary extension by default), two named ones (one binary, one JSON), and its error for an output the model
+    has not. The client sends its input in the binary extension too."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=60.0)
+    text = triton.InferInput("text", [len(texts)], "BYTES")
+    text.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+
+    def ask(*names: tuple[str, bool]) -> triton.InferResult:
+        wanted = [triton.InferRequestedOutput(name, binary_data=binary) for name, binary in names] or None
+        return client.infer("bort", [text], outputs=wanted, parameters={"top_k": 3})
+
+    try:
+        every = ask()
+        out = {"all": {o["name"]: every.as_numpy(o["name"]) for o in every.get_response()["outputs"]}}
+        named = ask(("token_ids", True), ("scores", False))
+        out["named"] = {o["name"]: named.as_numpy(o["name"]) for o in named.get_response()["outputs"]}
+        try:
+            ask(("logits", True))
+        except InferenceServerException as err:
+            out["unknown"] = f"[{err.status()}] {err.message()}"
+        return out
+    finally:
+        client.close()
 
 
 #: (rows, width, k, values rounded to halves: many ties) of the top-k selection's table
