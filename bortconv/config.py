@@ -371,6 +371,28 @@ class GateThresholds:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    @classmethod
+    def from_value(cls, value: Any, option: str = "int8_gate") -> GateThresholds:
+        """`value` (GateThresholds, or a dict of some of its fields) as thresholds, or an InputError naming
+        `option` and the field: an unknown name, a value that is not a real number, or one outside what a cosine
+        (-1 to 1) or an agreement (0 to 1) can be. A gate above 1 can never pass: refused before any work."""
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise InputError(f"{option}: {shown(repr(value))} is not a dict of thresholds", option=option)
+        names = [f.name for f in fields(cls)]
+        out = {}
+        for key, v in value.items():
+            if key not in names:
+                raise InputError(f"{option}: {shown(repr(key))} is not a gate threshold; one of "
+                                 f"{', '.join(names)}", option=option)
+            low = -1.0 if key.endswith("cosine") or "cosine_" in key else 0.0
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not low <= float(v) <= 1.0:
+                raise InputError(f"{option}: {key} {shown(repr(v))} is not a number from {low:g} to 1",
+                                 option=option)
+            out[key] = float(v)
+        return cls(**out)
+
 
 #: the gate of each precision that is not atol-exact. bf16 and fp16 inference keep ~3 significant digits, so
 #: their outputs must stay much closer to fp32 than int8's.
@@ -474,8 +496,7 @@ class Int8Options:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        if isinstance(self.thresholds, dict):
-            object.__setattr__(self, "thresholds", GateThresholds(**self.thresholds))
+        object.__setattr__(self, "thresholds", GateThresholds.from_value(self.thresholds))
         check_threads(self.threads)
         if self.samples is not None and self.samples <= 0:
             raise InputError(f"samples must be positive, got {self.samples}", option="samples")
