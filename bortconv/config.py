@@ -386,7 +386,7 @@ class GateThresholds:
             if key not in names:
                 raise InputError(f"{option}: {shown(repr(key))} is not a gate threshold; one of "
                                  f"{', '.join(names)}", option=option)
-            low = -1.0 if key.endswith("cosine") or "cosine_" in key else 0.0
+            low = -1.0 if "cosine" in key else 0.0  # the others are agreements (shares of texts or tokens)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not low <= float(v) <= 1.0:
                 raise InputError(f"{option}: {key} {shown(repr(v))} is not a number from {low:g} to 1",
                                  option=option)

@@ -167,8 +167,8 @@ def check_unchanged(directory: Path, manifest: Mapping[str, Any]) -> None:
                                ((name, "not listed in its manifest") for name in unlisted_files(directory, listed)))
     name, why = next(((n, w) for n, w in problems if w), (None, None))  # stops at the first
     if name is not None:
-        raise ChangedArtifactError(f"{directory / name}: {why}; the artifact changed after it was written (bortconv "
-                             f"validate {directory} lists what)")
+        raise ChangedArtifactError(f"{directory / name}: {why}; the artifact changed after it was written "
+                                   f"(bortconv validate {directory} lists what)")
 
 
 def file_hashes(directory: Path) -> dict[str, dict[str, object]]:
