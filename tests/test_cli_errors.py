@@ -284,17 +284,24 @@ def test_params_writer_leaves_no_partial_file(tmp_path):
 
 
 #: (command line with {art} an artifact copy, {hf} a Hugging Face directory, {params} a checkpoint in {ckdir}; the
-#: output, which is or holds the input; the input it names). Each ran with --force and replaced its own input.
+#: output, which is, holds or lies inside the input; the input it names). Each "is or holds" row ran with --force and
+#: replaced its own input; each "inside" row wrote into its input (an artifact then no longer validated, quantized
+#: or packaged: a file its manifest does not list)
 OUTPUT_IS_INPUT = [
     (["quantize", "{art}"], "{art}", "{art}"),
     (["package", "{art}", "--format", "triton"], "{art}", "{art}"),
     (["export", "{hf}", "--target", "onnx"], "{hf}", "{hf}"),
     (["trim", "{hf}", "--corpus", "{ckdir}/corpus.txt"], "{ckdir}", "{ckdir}/corpus.txt"),
     (["convert", "{params}", "--heads", "4"], "{ckdir}", "{params}"),
+    (["package", "{art}", "--format", "triton"], "{art}/repo", "{art}"),
+    (["quantize", "{art}"], "{art}/int8", "{art}"),
+    (["trim", "{hf}", "--corpus", "{ckdir}/corpus.txt"], "{hf}/trimmed", "{hf}"),
+    (["export", "{hf}", "--target", "onnx"], "{hf}/onnx", "{hf}"),
 ]
 
 
-@pytest.mark.parametrize("argv,out,names", OUTPUT_IS_INPUT, ids=[r[0][0] for r in OUTPUT_IS_INPUT])
+@pytest.mark.parametrize("argv,out,names", OUTPUT_IS_INPUT,
+                         ids=[f"{r[0][0]}-{'inside' if '/' in r[1] else 'is-or-holds'}" for r in OUTPUT_IS_INPUT])
 def test_an_output_that_is_or_holds_the_input_is_refused_even_with_force(reference, artifact, tmp_path, argv, out,
                                                                          names):
     """exit 2 naming both, before any work, and every input byte for byte as it was."""

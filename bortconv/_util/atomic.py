@@ -81,8 +81,10 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
 
 
 def check_output_dir(out: Path, force: bool, reads: Sequence[str | os.PathLike[str] | None] = ()) -> None:
-    """Refuse an output path that is a file, or a directory that holds files unless `force`, or one that is or
-    holds a path the run `reads` (replacing it would destroy the run's own input, --force or not)."""
+    """Refuse an output path that is a file, or a directory that holds files unless `force`, or one that is, holds
+    or lies inside a path the run `reads`: replacing it would destroy the run's own input, --force or not, and
+    writing inside an input directory changes it (an artifact with a file its manifest does not list no longer
+    validates, nor quantizes or packages)."""
     for given in reads:
         if given is None:
             continue
@@ -90,6 +92,9 @@ def check_output_dir(out: Path, force: bool, reads: Sequence[str | os.PathLike[s
         if src == dest or dest in src.parents:
             what = "is" if src == dest else "holds"
             raise InputError(f"{out}: {what} the input {given}; writing there would replace what the run reads "
+                             f"(choose another output directory)")
+        if src in dest.parents:
+            raise InputError(f"{out}: inside the input {given}; writing there would change what the run reads "
                              f"(choose another output directory)")
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory")

@@ -77,8 +77,6 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
         raise InputError(f"train {train_ds.path}: one label only ({labels[0]}); a classifier needs two or more",
                          option="train")
     out = as_path(out_dir, "out_dir")
-    check_output_dir(out, opts.force,
-                     reads=[source, train, dev, opts.teacher, opts.vocab, opts.merges, opts.work_dir])
     from bortconv.finetune.checkpoint import WorkDir, default_work_dir
 
     checkpoint = WorkDir(opts.work_dir or default_work_dir(out), resume=opts.resume,
@@ -86,6 +84,8 @@ def finetune(source: str | os.PathLike[str], train: str | os.PathLike[str], dev:
     if checkpoint.path.resolve() in out.resolve().parents:  # the work directory is removed when the run completes
         raise InputError(f"{out}: inside the work directory {checkpoint.path}, which is removed when the run "
                          f"completes; choose an output outside it")
+    check_output_dir(out, opts.force,
+                     reads=[source, train, dev, opts.teacher, opts.vocab, opts.merges, opts.work_dir])
     checkpoint.check()
     from bortconv.finetune.executor import open_executor
 
