@@ -427,6 +427,15 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
                                  ["--ray-address 127.0.0.1:1: nothing answers there"]),
         "max length past the positions": ([str(bort_hf), *base, "--max-length", "600"],
                                           ["--max-length 600", "has 512 positions"]),
+        # non-finite numbers: --lr inf trained a model of NaN weights (exit 0), nan ended in an internal error,
+        # an infinite ratio overflowed after loading, an infinite budget printed JSON's non-standard Infinity
+        "an infinite learning rate": ([str(bort_hf), *base, "--lr", "1e-4,inf"], ["--lr inf", "finite"]),
+        "a NaN weight decay": ([str(bort_hf), *base, "--weight-decay", "nan"], ["--weight-decay nan", "finite"]),
+        "a NaN in the space": ([str(bort_hf), *base, "--space", "lr=nan"], ["--space 'lr=nan'", "finite"]),
+        "an infinite budget": ([str(bort_hf), *base, "--budget-minutes", "inf"], ["--budget-minutes inf", "finite"]),
+        "an infinite synthetic ratio": ([str(bort_hf), "--train", tr, "--dev", dv, "--teacher", str(teacher),
+                                         "--synthetic-ratio", "inf"], ["--synthetic-ratio inf", "finite"]),
+        "a negative seed in the space": ([str(bort_hf), *base, "--seeds=-1"], ["seeds", "0..2**32 - 1, got -1"]),
     }
 
 
@@ -435,7 +444,8 @@ BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev lab
              "budget below one candidate", "params without tokenizer", "agora without teacher",
              "heads for a Hugging Face source", "a column named twice", "resume with nothing to resume",
              "seed out of range", "an empty learning rate", "output inside the work directory", "ray head unreachable",
-             "max length past the positions"]
+             "max length past the positions", "an infinite learning rate", "a NaN weight decay", "a NaN in the space",
+             "an infinite budget", "an infinite synthetic ratio", "a negative seed in the space"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -146,8 +147,8 @@ class FinetuneOptions:
             _reject("ray_address", ": needs --executor ray")
         if self.budget_minutes is None and self.executor == "local":
             object.__setattr__(self, "budget_minutes", DEFAULT_BUDGET_MINUTES)
-        if self.budget_minutes is not None and not self.budget_minutes > 0:
-            _reject("budget_minutes", f"{self.budget_minutes}: must be > 0")
+        if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:  # inf: JSON has no Infinity
+            _reject("budget_minutes", f"{self.budget_minutes}: must be a finite number > 0")
         for name, low in (("epochs", 1), ("max_length", 8), ("per_mistake", 1), ("threads", 1),
                           ("max_candidates", 1), ("max_replays", 0)):
             value = getattr(self, name)
@@ -160,8 +161,8 @@ class FinetuneOptions:
                 _reject(name, f"{value!r}: must be an integer >= 1")
         if not 0 < self.selection_share < 1:
             _reject("selection_share", f"{self.selection_share}: must be between 0 and 1")
-        if not self.synthetic_ratio >= 0:
-            _reject("synthetic_ratio", f"{self.synthetic_ratio}: must be >= 0")
+        if not 0 <= self.synthetic_ratio < math.inf:
+            _reject("synthetic_ratio", f"{self.synthetic_ratio}: must be a finite number >= 0")
         if self.generator is not None and not callable(self.generator):
             _reject("generator", ": must be a callable (examples, per_example, rng) -> examples")
 

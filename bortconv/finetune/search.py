@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -67,12 +68,19 @@ class SearchSpace:
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values:
                 raise InputError(f"search space: '{name}' must be a non-empty tuple of values")
-        if any(v <= 0 for v in self.lr) or any(v < 0 for v in self.weight_decay):
-            raise InputError("search space: learning rates must be > 0 and weight decays >= 0")
-        if any(not 0 <= v < 1 for v in self.warmup_ratio):
-            raise InputError("search space: warmup ratios must be in [0, 1)")
+        rules = (("lr", "learning rates must be > 0", lambda v: v > 0),
+                 ("weight_decay", "weight decays must be >= 0", lambda v: v >= 0),
+                 ("warmup_ratio", "warmup ratios must be in [0, 1)", lambda v: 0 <= v < 1))
+        for name, rule, ok in rules:  # NaN passed `v <= 0` and inf trained a model of NaN weights
+            bad = [v for v in getattr(self, name) if isinstance(v, bool) or not isinstance(v, numbers.Real)
+                   or not math.isfinite(v) or not ok(v)]
+            if bad:  # named as its flag (--lr, --weight-decay, --warmup-ratio) where the CLI shows it
+                raise InputError(f"{name} {bad[0]!r}: {rule} (finite numbers)", option=name)
         if any(type(v) is not int or v < 1 for v in self.batch_size):
             raise InputError("search space: batch sizes must be positive integers")
+        if any(type(v) is not int or not 0 <= v < 2 ** 32 for v in self.seed):  # as --seed
+            raise InputError(f"search space: seeds must be integers in 0..2**32 - 1, got "
+                             f"{next(v for v in self.seed if type(v) is not int or not 0 <= v < 2 ** 32)!r}")
 
     @property
     def size(self) -> int:
