@@ -209,6 +209,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bortconv.bench.baselines import bench
 
     _check_output_files(args, "report", "plot")
+    if not 0 < args.budget_minutes < float("inf"):  # named as the flag: the API's budget_s is in seconds
+        raise InputError(f"--budget-minutes {args.budget_minutes}: must be a finite number > 0")
     logging.getLogger("bortconv.bench.harness").setLevel(logging.INFO)  # progress: bench takes minutes
     result = bench(args.artifacts, baseline=args.baseline, seq_lens=args.seq_lens, batches=args.batch_size,
                    threads=args.threads, rounds=args.rounds, runs_per_round=args.runs, warmup=args.warmup,
@@ -247,6 +249,8 @@ QUANTIZE_FIELDS: list[Field[Any]] = cli_fields(Int8Options)
 TRIM_FIELDS: list[Field[Any]] = cli_fields(TrimOptions)
 #: API keyword -> flag, for every generated option: how the CLI names a parameter an error names
 FLAGS: dict[str, str] = {option_keyword(f): option_flag(f) for f in EXPORT_FIELDS + QUANTIZE_FIELDS + TRIM_FIELDS}
+#: bench's keywords whose flags are not "--" + the keyword (its options are not generated: `_args_bench`)
+FLAGS |= {"batches": "--batch-size", "runs_per_round": "--runs"}
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import math
 import numbers
 import os
 import platform
@@ -85,26 +86,64 @@ _SCALARS = {"bool": (bool, "True or False"), "int": (numbers.Integral, "an integ
             "float": (numbers.Real, "a number"), "str": ((str, os.PathLike), "a string or path")}
 
 
+def _scalar_base(hint: str) -> tuple[str, bool]:
+    """An annotation's scalar kind (a key of _SCALARS, or something else) and whether it also allows None."""
+    hint = hint.replace(" ", "").replace("str|os.PathLike[str]", "str").replace("str|Path", "str")
+    return hint.removesuffix("|None"), hint.endswith("|None")
+
+
+def _checked_scalar(hint: str, value: Any, keyword: str, finite: bool = False) -> Any:
+    """`value`, annotated `hint`, as stored (a numpy number as Python's), or an InputError naming `keyword`: a
+    scalar of another type (``force="no"`` taken as true, ``threads="2"`` reaching a comparison as a bare
+    TypeError) or, with `finite`, an infinite or NaN float. Annotations that are not scalars pass unchecked."""
+    base, optional = _scalar_base(hint)
+    if base not in _SCALARS or (value is None and optional):
+        return value
+    kinds, words = _SCALARS[base]
+    if not isinstance(value, kinds) or (base != "bool" and isinstance(value, bool)):
+        raise InputError(f"{keyword}: {shown(repr(value), 60)} is not {words}", option=keyword)
+    if base == "float" and finite and not math.isfinite(value):
+        raise InputError(f"{keyword}: {value!r} is not a finite number", option=keyword)
+    if base in ("int", "float") and type(value) not in (int, float):  # np.int64(2) -> 2
+        return int(value) if base == "int" else float(value)
+    return value
+
+
+def checked_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
+    """An API function whose scalar-annotated parameters (bool, int, float, str or path, optionally None) are
+    checked as :func:`check_field_types` checks options, and its floats must be finite (an infinite budget or
+    wait never ends, and JSON has no Infinity). InputError names the parameter, or the call for an argument it
+    does not take."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:  # an unknown or missing argument: Python's words, in one line
+            raise InputError(f"{func.__name__}: {exc}") from None
+        for name, value in bound.arguments.items():
+            hint = sig.parameters[name].annotation
+            if isinstance(hint, str):  # `from __future__ import annotations`: every annotation is its text
+                bound.arguments[name] = _checked_scalar(hint, value, name, finite=True)
+        return func(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
 def check_field_types(options: Any) -> None:
     """Refuse a field of an options dataclass whose value is not of its annotated scalar type (bool, int, float,
     str (a path too), or one of them or None): ``force="no"`` must not be taken as true, nor ``threads="2"`` reach
     a comparison as a bare TypeError. InputError names the API keyword. Other annotations (enums, paths, unions)
     are checked by the options' own parsing."""
     for f in fields(options):
-        hint = str(f.type).replace(" ", "").replace("str|os.PathLike[str]", "str")
-        optional = hint.endswith("|None")
-        base = hint.removesuffix("|None")
-        if base not in _SCALARS:
-            continue
         value = getattr(options, f.name)
-        if value is None and optional:
-            continue
-        kinds, words = _SCALARS[base]
-        if not isinstance(value, kinds) or (base != "bool" and isinstance(value, bool)):
-            keyword = option_keyword(f)
-            raise InputError(f"{keyword}: {shown(repr(value), 60)} is not {words}", option=keyword)
-        if base in ("int", "float") and type(value) not in (int, float):  # np.int64(2) -> 2
-            object.__setattr__(options, f.name, int(value) if base == "int" else float(value))
+        checked = _checked_scalar(str(f.type), value, option_keyword(f))
+        if checked is not value:
+            object.__setattr__(options, f.name, checked)
 
 
 def check_options_type(options: Any, cls: type, command: str) -> None:
@@ -334,7 +373,7 @@ def comma_items(text: str, option: str) -> list[str]:
     items = [x.strip() for x in str(text).split(",")]
     if not all(items):
         raise InputError(f"{option} {str(text)!r}: item {items.index('') + 1} is empty; give comma-separated values "
-                         f"such as 16,64,128")
+                         f"such as 16,64,128", option=option.lstrip("-").replace("-", "_"))
     return items
 
 

@@ -64,6 +64,30 @@ CALLS = [
      "method: 'None' is not one of"),
     ("finetune train None", lambda o: bortconv.finetune(MINILM, None, "d.tsv", o, method="plain"),
      "train: None is not a path"),
+    # the functions with plain keyword parameters (bench, serve, validate, package): checked as options are. A probe
+    # found force="no" replacing a directory, strings and floats reaching comparisons as bare TypeErrors, an
+    # infinite budget or tolerance accepted, and [16.7] taken as 16
+    ("package force a string", lambda o: bortconv.package(MINILM, o, fmt="triton", force="no"),
+     "force: 'no' is not True or False"),
+    ("serve port a string", lambda o: bortconv.serve(MINILM, port="8080"), "port: '8080' is not an integer"),
+    ("serve batch a float", lambda o: bortconv.serve(MINILM, max_batch=1.5), "max_batch: 1.5 is not an integer"),
+    ("serve negative grace", lambda o: bortconv.serve(MINILM, grace_seconds=-5),
+     "grace_seconds -5: must be 0 or more"),
+    ("serve unknown keyword", lambda o: bortconv.serve(MINILM, foo=1),
+     "serve: got an unexpected keyword argument 'foo'"),
+    ("bench rounds a string", lambda o: bortconv.bench([MINILM], baseline="none", rounds="2"),
+     "rounds: '2' is not an integer"),
+    ("bench infinite budget", lambda o: bortconv.bench([MINILM], baseline="none", budget_s=float("inf")),
+     "budget_s: inf is not a finite number"),
+    ("bench lengths a number", lambda o: bortconv.bench([MINILM], baseline="none", seq_lens=16),
+     "seq_lens: 16 is not a list of integers"),
+    ("bench a float length", lambda o: bortconv.bench([MINILM], baseline="none", seq_lens=[16.7]),
+     "seq_lens: [16.7] is not a list of integers"),
+    ("bench a billion batch", lambda o: bortconv.bench([MINILM], baseline="none", batches=[10 ** 9]),
+     "batches: 1000000000 is more than 1024"),  # was a MemoryError
+    ("validate threads a string", lambda o: bortconv.validate(MINILM, threads="2"), "threads: '2' is not an integer"),
+    ("validate fail_fast a string", lambda o: bortconv.validate(MINILM, fail_fast="no"),
+     "fail_fast: 'no' is not True or False"),
 ]
 
 

@@ -113,7 +113,10 @@ BAD = [
      "static shape 2x16, and no asked (batch, length) is 2x16"),
     ("not-an-artifact", ["@tmp"], "no manifest.json"),
     ("missing-dir", ["@missing"], "no such directory"),
-    ("budget-negative", ["--budget-minutes", "-1"], "budget: -1 minutes per shape; it must be positive"),
+    ("budget-negative", ["--budget-minutes", "-1"], "--budget-minutes -1.0: must be a finite number > 0"),
+    ("budget-infinite", ["--budget-minutes", "inf"], "--budget-minutes inf: must be a finite number > 0"),  # was
+    # accepted, and the JSON report said "budget_s": Infinity, which strict parsers refuse
+    ("batch-past-the-bound", ["--batch-size", "1,1000000000"], "--batch-size: 1000000000 is more than 1024"),
     ("cache-under-a-file", ["--baseline", "bert-tiny", "--baseline-cache", "{target}/manifest.json/bench"],
      "--baseline-cache {target}/manifest.json/bench: {target}/manifest.json is not a directory"),
 ]

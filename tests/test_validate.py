@@ -291,6 +291,25 @@ def test_tolerance_parsing():
     assert parse_tolerance("onnx:fp16=1e-2,openvino:fp32=3e-4", "openvino", "fp32") == 3e-4
     assert parse_tolerance("onnx:fp16=1e-2", "openvino", "fp32") is None
     assert parse_tolerance(None, "onnx", "fp32") is None
+    assert parse_tolerance(np.float32(1e-3), "onnx", "fp32") == pytest.approx(1e-3)
+
+
+#: (--tolerance as given, the error's start): found by a probe, each accepted before
+TOLERANCE_ERRORS = [
+    ("onnx:fp32=1e-3,onnx:fp32=5", "--tolerance: 'onnx:fp32' is given twice"),  # the later, looser one held
+    (float("inf"), "--tolerance: 'inf' must be a positive number"),  # the API took it: every artifact passed
+    (True, "--tolerance: True is not a number"),  # read as 1.0
+    ([1e-3], "--tolerance: [0.001] is not a number"),  # an AttributeError
+]
+
+
+@pytest.mark.parametrize("value,says", TOLERANCE_ERRORS, ids=[repr(v) for v, _ in TOLERANCE_ERRORS])
+def test_tolerance_errors(value, says):
+    from bortconv.errors import InputError
+    from bortconv.validate.checks import parse_tolerance
+    with pytest.raises(InputError) as err:
+        parse_tolerance(value, "onnx", "fp32")
+    assert str(err.value).startswith(says), str(err.value)
 
 
 def test_int8_dispatches_to_gate(artifact, tmp_path, monkeypatch):

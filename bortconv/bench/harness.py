@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 import platform
 import subprocess
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import as_path, check_threads, comma_items, max_positions
+from bortconv.config import as_path, check_threads, checked_arguments, comma_items, max_positions
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, OV_XML, WEIGHT_FILES, model_files
 from bortconv.measure import Runner, interleave, make_feeds
@@ -167,17 +168,29 @@ class BenchReport:
                             if (best := self.best_artifact(b, n)) is not None]}
 
 
-def parse_int_list(value: str | Sequence[int], option: str) -> tuple[int, ...]:
-    """'16,64,128' -> (16, 64, 128) for --seq-lens / --batch; positive integers, order kept, duplicates dropped."""
+#: the largest batch bench times: its inputs and outputs are made whole (a billion was a MemoryError, exit 3);
+#: 1,024 x 512 tokens of full Bort's 1,024-wide output is 2 GB already
+MAX_BATCH = 1024
+
+
+def parse_int_list(value: str | Sequence[int], option: str, most: int | None = None) -> tuple[int, ...]:
+    """'16,64,128' (or a list of ints) -> (16, 64, 128) for `option` (seq_lens, batches): positive integers, at most
+    `most`, order kept, duplicates dropped. InputError names the parameter (the CLI shows it as its flag)."""
     if isinstance(value, str):
         try:
             items = [int(x) for x in comma_items(value, option)]
         except ValueError:
-            raise InputError(f"{option}: '{value}' is not a comma-separated list of integers") from None
-    else:
+            raise InputError(f"{option}: '{value}' is not a comma-separated list of integers",
+                             option=option) from None
+    elif isinstance(value, Sequence) and all(isinstance(x, numbers.Integral) and not isinstance(x, bool)
+                                             for x in value):
         items = [int(x) for x in value]
+    else:  # 16 for [16], [16.7] taken as 16, [True] as 1
+        raise InputError(f"{option}: {value!r} is not a list of integers", option=option)
     if not items or any(x <= 0 for x in items):
-        raise InputError(f"{option}: '{value}' must list positive integers")
+        raise InputError(f"{option}: '{value}' must list positive integers", option=option)
+    if most is not None and max(items) > most:
+        raise InputError(f"{option}: {max(items)} is more than {most}", option=option)
     return tuple(dict.fromkeys(items))
 
 
@@ -270,7 +283,7 @@ def _checked_settings(dirs: list[Path], baseline: str, seq_lens: Sequence[int] |
         raise InputError("bench: name at least one ARTIFACT_DIR")
     if baseline != "none" and baseline not in BASELINES:
         raise InputError(f"baseline: '{baseline}' is not one of {', '.join(BASELINE_CHOICES)}", option="baseline")
-    lens, bs = parse_int_list(seq_lens, "--seq-lens"), parse_int_list(batches, "--batch-size")
+    lens, bs = parse_int_list(seq_lens, "seq_lens"), parse_int_list(batches, "batches", most=MAX_BATCH)
     check_threads(threads)
     if rounds <= 0 or runs_per_round <= 0 or warmup < 0:
         raise InputError("--rounds and --runs must be positive, --warmup not negative")
@@ -323,6 +336,7 @@ def _measure_shapes(live: list[_Live], bs: Sequence[int], lens: Sequence[int], n
     return results, wide
 
 
+@checked_arguments
 def bench(artifacts: Sequence[str | os.PathLike[str]], *, baseline: str = "bert-large",
           seq_lens: Sequence[int] | str = DEFAULT_SEQ_LENS, batches: Sequence[int] | str = DEFAULT_BATCHES,
           threads: int | None = None, rounds: int = 5, runs_per_round: int = 4, warmup: int = 2,

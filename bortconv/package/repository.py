@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bortconv._util.atomic import atomic_directory, check_output_dir
-from bortconv.config import PACKAGE_FORMATS, as_path
+from bortconv.config import PACKAGE_FORMATS, as_path, checked_arguments
 from bortconv.errors import InputError
 from bortconv.manifest import check_unchanged, read_manifest
 from bortconv.package.ovms import TEXT_PAIR_SUFFIX
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 FORMATS = PACKAGE_FORMATS
 
 
+@checked_arguments
 def package_artifact(artifact_dir: str | os.PathLike[str], repo: str | os.PathLike[str], *, fmt: str,
                      name: str | None = None, force: bool = False) -> dict[str, Any]:
     """Write a `fmt` ("triton" or "ovms") model repository for the artifact at `artifact_dir` into `repo`.

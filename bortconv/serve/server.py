@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bortconv.config import checked_arguments
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.runtime.bort import BortRuntime, artifact_name, check_name
 from bortconv.serve.batcher import check_batching
@@ -253,6 +254,7 @@ def _check_listen(host: str, port: int) -> None:
         raise InputError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
 
 
+@checked_arguments
 def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, name: str | None = None,
           log_level: str = "info", cache_dir: str | Path | None = None, threads: int | None = None,
           tokenizer: str = "auto", max_batch: int = 64, max_wait_ms: float = 5.0,
@@ -268,6 +270,10 @@ def serve(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080
     if not MIN_REQUEST_MB <= max_request_mb < 2**20:  # also refuses NaN and infinity
         raise InputError(f"--max-request-mb {max_request_mb}: must be at least {MIN_REQUEST_MB} and less than "
                          f"1048576")
+    if grace_seconds < 0:
+        raise InputError(f"grace_seconds {grace_seconds}: must be 0 or more", option="grace_seconds")
+    if announce is not None and not callable(announce):
+        raise InputError(f"announce: {type(announce).__name__} is not callable", option="announce")
     model_name = check_name(name) if name is not None else artifact_name(artifact_dir)
     _check_listen(host, port)
     serving = import_serving()

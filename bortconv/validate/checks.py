@@ -4,6 +4,7 @@ manifest, and the files an artifact carries from its reference."""
 from __future__ import annotations
 
 import json
+import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -72,29 +73,29 @@ def parse_tolerance(value: str | float | None, target: str, precision: str) -> f
     other targets/precisions are ignored, so one CI line serves a loop over artifacts). None: the default table."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        tol: float | None = float(value)
-    else:
-        tol = None
-        text = value.strip()
-        if "=" not in text:
-            tol = _positive_float(text, value)
-        else:
-            for entry in text.split(","):
-                key, sep, num = entry.partition("=")
-                parts = key.strip().split(":")
-                if not sep or len(parts) != 2:
-                    raise InputError(f"--tolerance: '{entry}' is not TARGET:PRECISION=NUMBER (e.g. onnx:fp16=1e-2)")
-                targets = tuple(t.value for t in Target)
-                if parts[0] not in targets or parts[1] not in PRECISIONS:  # a typo would leave the default in force
-                    raise InputError(f"--tolerance: '{entry}': TARGET is one of {', '.join(targets)} and PRECISION "
-                                     f"one of {', '.join(PRECISIONS)}")
-                if (parts[0], parts[1]) == (target, precision):
-                    tol = _positive_float(num.strip(), value)
-                else:
-                    _positive_float(num.strip(), value)
-    if tol is not None and not tol > 0:
-        raise InputError(f"--tolerance: '{value}' must be positive")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # True was read as 1.0
+        return _positive_float(str(float(value)), value)
+    if not isinstance(value, str):
+        raise InputError(f"--tolerance: {value!r} is not a number or TARGET:PRECISION=NUMBER entries")
+    text = value.strip()
+    if "=" not in text:
+        return _positive_float(text, value)
+    tol, seen = None, set()
+    for entry in text.split(","):
+        key, sep, num = entry.partition("=")
+        parts = tuple(key.strip().split(":"))
+        if not sep or len(parts) != 2:
+            raise InputError(f"--tolerance: '{entry}' is not TARGET:PRECISION=NUMBER (e.g. onnx:fp16=1e-2)")
+        targets = tuple(t.value for t in Target)
+        if parts[0] not in targets or parts[1] not in PRECISIONS:  # a typo would leave the default in force
+            raise InputError(f"--tolerance: '{entry}': TARGET is one of {', '.join(targets)} and PRECISION "
+                             f"one of {', '.join(PRECISIONS)}")
+        if parts in seen:  # which of two would hold is a guess; the later, looser one was taken silently
+            raise InputError(f"--tolerance: '{key.strip()}' is given twice")
+        seen.add(parts)
+        number = _positive_float(num.strip(), value)
+        if parts == (target, precision):
+            tol = number
     return tol
 
 

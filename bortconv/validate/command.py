@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bortconv._util.hashing import sha256_file
-from bortconv.config import as_path, check_threads
+from bortconv.config import as_path, check_threads, checked_arguments
 from bortconv.errors import InputError, MissingDependencyError
 from bortconv.layout import MANIFEST_FILE, PROOF_FILE
 from bortconv.manifest import Manifest, compressed_table, static_shape
@@ -225,6 +225,7 @@ def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str
     return _Plan(d, manifest, tol or TOLERANCES.get((target, precision), 0.0), tol is not None, gate)
 
 
+@checked_arguments
 def validate(artifact_dir: str | os.PathLike[str], *, reference: str | os.PathLike[str] | None = None,
              tolerance: str | float | None = None, backends: Sequence[str] = ("pytorch",),
              threads: int | None = None, fail_fast: bool = False,
