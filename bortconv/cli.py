@@ -251,6 +251,8 @@ TRIM_FIELDS: list[Field[Any]] = cli_fields(TrimOptions)
 FLAGS: dict[str, str] = {option_keyword(f): option_flag(f) for f in EXPORT_FIELDS + QUANTIZE_FIELDS + TRIM_FIELDS}
 #: bench's keywords whose flags are not "--" + the keyword (its options are not generated: `_args_bench`)
 FLAGS |= {"batches": "--batch-size", "runs_per_round": "--runs"}
+#: the API's names of the positional directory and of package's output, where the CLI's messages show them
+FLAGS |= {"artifact_dir": "ARTIFACT_DIR", "repo": "-o"}
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:

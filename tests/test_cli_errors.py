@@ -332,6 +332,11 @@ OPTION_ERRORS = [
                                     "to replace it, or another path"),
     (["tokenizer", "--vocab", "{tmp}/v.json", "--merges", "{tmp}/m.txt", "-o", "{tmp}/t", "--max-length", "0"],
      "--max-length must be an integer >= 4, got 0"),
+    # an empty path: named by the API's keyword (--artifact-dir, --repo: flags that do not exist), or read as "."
+    (["package", "", "--format", "triton", "-o", "{tmp}/r"], "ARTIFACT_DIR: '' is not a path"),
+    (["package", "{tmp}", "--format", "triton", "-o", ""], "-o: '' is not a path"),
+    (["validate", ""], "ARTIFACT_DIR: '' is not a path"),
+    (["trim", str(MINILM), "--corpus", "", "-o", "{tmp}/t"], "--corpus: '' is not a path"),
 ]
 
 

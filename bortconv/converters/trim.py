@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from bortconv.config import KEEP_AUTO, TrimOptions
+from bortconv.config import KEEP_AUTO, TrimOptions, as_path
 from bortconv.converters import trim_vocab as tv
 from bortconv.errors import InputError
 from bortconv.layout import CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WEIGHT_FILES
@@ -85,7 +85,7 @@ class Corpus:
 def read_corpus(path: str | os.PathLike[str], heldout: int | None) -> Corpus:
     """Distinct non-blank lines of a UTF-8 text file, split by a seeded permutation (the file may be sorted by
     topic)."""
-    p = Path(path)
+    p = as_path(path, "corpus")  # "" is no path (Path("") is the current directory)
     if not p.is_file():
         raise InputError(f"corpus: {p}: {'not a file' if p.exists() else 'no such file'}", option="corpus")
     data = p.read_bytes()

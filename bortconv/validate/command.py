@@ -204,7 +204,7 @@ def _plan(artifact_dir: str | os.PathLike[str], reference: str | os.PathLike[str
           tolerance: str | float | None, backends: tuple[str, ...], threads: int | None) -> _Plan:
     from bortconv.validate.parity import TOLERANCES
 
-    d = Path(artifact_dir)
+    d = as_path(artifact_dir, "artifact_dir")
     manifest = read_artifact_manifest(d)
     target, precision = str(manifest["target"]), str(manifest["precision"])
     check_threads(threads)
