@@ -715,6 +715,8 @@ class TrimOptions:
             object.__setattr__(self, "keep", int(self.keep))  # the CLI's text; the API may pass either
         for name in ("heldout",) + (("keep",) if self.keep != KEEP_AUTO else ()):
             value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, value := int(value))  # np.int64(5000) as other options take it
             if value is not None and (type(value) is not int or value <= 0):
                 raise InputError(f"{name}: must be a positive integer, got {value!r}", option=name)
         check_threads(self.threads)

@@ -112,6 +112,8 @@ RUNTIME_CALLS = [
     ("an empty row", lambda rt: rt.run_ids([[]]), "row 0: 0 tokens; the model takes 1 to 512"),
     ("a float id", lambda rt: rt.run_ids([[101, 1.5, 102]]), "row 0: ids must be integers"),
     ("a flat list", lambda rt: rt.run_ids([101, 102]), "rows: a list of token-id lists"),
+    ("a reduce that is not callable", lambda rt: rt.run_ids([[101, 102]], reduce=5),
+     "reduce: int is not callable"),  # was a TypeError after the model had run
     ("type ids of another length", lambda rt: rt.run_ids([[101, 102]], [[0]]), "type_rows: one type id per token"),
     ("a type id past the table", lambda rt: rt.run_ids([[101, 102]], [[0, 5]]), "row 0: type ids must be in 0..1"),
     ("batch size zero", lambda rt: BortRuntime(rt.dir, batch_size=0), "batch_size must be a positive integer, got 0"),

@@ -436,6 +436,8 @@ def _bad_cases(splits, teacher, bort_hf, bort_files, d: Path) -> dict[str, tuple
         "an infinite synthetic ratio": ([str(bort_hf), "--train", tr, "--dev", dv, "--teacher", str(teacher),
                                          "--synthetic-ratio", "inf"], ["--synthetic-ratio inf", "finite"]),
         "a negative seed in the space": ([str(bort_hf), *base, "--seeds=-1"], ["seeds", "0..2**32 - 1, got -1"]),
+        "an empty --vocab for a directory": ([str(bort_hf), *base, "--vocab", ""],  # was ignored
+                                             ["--vocab/--merges", "brings its own tokenizer"]),
     }
 
 
@@ -445,7 +447,8 @@ BAD_CASES = ["missing train file", "empty dev file", "no label column", "dev lab
              "heads for a Hugging Face source", "a column named twice", "resume with nothing to resume",
              "seed out of range", "an empty learning rate", "output inside the work directory", "ray head unreachable",
              "max length past the positions", "an infinite learning rate", "a NaN weight decay", "a NaN in the space",
-             "an infinite budget", "an infinite synthetic ratio", "a negative seed in the space"]
+             "an infinite budget", "an infinite synthetic ratio", "a negative seed in the space",
+             "an empty --vocab for a directory"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -67,11 +67,12 @@ def resolve_source(source: str | os.PathLike[str], work: Path, *, vocab: str | o
     if not p.exists():
         raise InputError(f"{p}: no such file or directory")
     if p.is_dir():
-        if vocab or merges:
+        if vocab is not None or merges is not None:  # "" too: a given option is not dropped silently
             raise InputError(f"--vocab/--merges: {p} is a Hugging Face directory; it brings its own tokenizer")
-        if variant or heads is not None:
-            raise InputError(f"--{'variant' if variant else 'heads'}: {p} is a Hugging Face directory, whose "
-                             f"config.json gives its model; it applies to a Bort .params source")
+        if variant is not None or heads is not None:
+            flag = "--variant" if variant is not None else "--heads"
+            raise InputError(f"{flag}: {p} is a Hugging Face directory, whose config.json gives its model; it "
+                             f"applies to a Bort .params source")
         return _hf_source(p, p, "hf", None)
     if not (vocab and merges):
         raise InputError(f"{p}: a .params checkpoint needs --vocab and --merges (fine-tuning reads text)")

@@ -599,6 +599,8 @@ class BortRuntime:
         row i's output as soon as its batch has run, so that a batch's whole output (a fill-mask model's is
         [batch, length, vocab]) is let go before the next one runs.
         """
+        if reduce is not None and not callable(reduce):  # before the model runs, not after its first batch
+            raise InputError(f"reduce: {type(reduce).__name__} is not callable (i, output) -> value", option="reduce")
         rows = _checked_rows(rows, "rows")
         type_rows = _checked_rows(type_rows, "type_rows") if type_rows is not None else None
         self._check_ids(rows, type_rows)
