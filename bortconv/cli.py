@@ -251,8 +251,10 @@ TRIM_FIELDS: list[Field[Any]] = cli_fields(TrimOptions)
 FLAGS: dict[str, str] = {option_keyword(f): option_flag(f) for f in EXPORT_FIELDS + QUANTIZE_FIELDS + TRIM_FIELDS}
 #: bench's keywords whose flags are not "--" + the keyword (its options are not generated: `_args_bench`)
 FLAGS |= {"batches": "--batch-size", "runs_per_round": "--runs"}
-#: the API's names of the positional directory and of package's output, where the CLI's messages show them
-FLAGS |= {"artifact_dir": "ARTIFACT_DIR", "repo": "-o"}
+#: the API's names of positional arguments and outputs, shown as the CLI's usage names them (a message said
+#: --source, --output-dir or --repo: flags that do not exist)
+FLAGS |= {"source": "source", "checkpoint": "checkpoint", "artifact_dir": "ARTIFACT_DIR", "artifacts": "ARTIFACT_DIR",
+          "output_dir": "-o", "out_dir": "-o", "repo": "-o"}
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:

@@ -113,7 +113,7 @@ def checked_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
     """An API function whose scalar-annotated parameters (bool, int, float, str or path, optionally None) are
     checked as :func:`check_field_types` checks options, and its floats must be finite (an infinite budget or
     wait never ends, and JSON has no Infinity). InputError names the parameter, or the call for an argument it
-    does not take."""
+    does not take or one it lacks."""
     import functools
     import inspect
 
@@ -126,7 +126,10 @@ def checked_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
         except TypeError as exc:  # an unknown or missing argument: Python's words, in one line
             raise InputError(f"{func.__name__}: {exc}") from None
         for name, value in bound.arguments.items():
-            hint = sig.parameters[name].annotation
+            param = sig.parameters[name]
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):  # a tuple or dict of values, not one
+                continue
+            hint = param.annotation
             if isinstance(hint, str):  # `from __future__ import annotations`: every annotation is its text
                 bound.arguments[name] = _checked_scalar(hint, value, name, finite=True)
         return func(*bound.args, **bound.kwargs)
@@ -715,8 +718,8 @@ class TrimOptions:
             object.__setattr__(self, "keep", int(self.keep))  # the CLI's text; the API may pass either
         for name in ("heldout",) + (("keep",) if self.keep != KEEP_AUTO else ()):
             value = getattr(self, name)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                object.__setattr__(self, name, value := int(value))  # np.int64(5000) as other options take it
+            if name == "keep" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, value := int(value))  # np.int64(5000), as heldout takes it
             if value is not None and (type(value) is not int or value <= 0):
                 raise InputError(f"{name}: must be a positive integer, got {value!r}", option=name)
         check_threads(self.threads)

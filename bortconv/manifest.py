@@ -162,7 +162,7 @@ def check_unchanged(directory: Path, manifest: Mapping[str, Any]) -> None:
     a change into a new artifact with fresh hashes, where `validate` could no longer see it."""
     listed = manifest.get("files")
     if not isinstance(listed, Mapping):
-        raise ChangedArtifactError(f"{directory / MANIFEST_FILE}: lists no files")
+        raise InputError(f"{directory / MANIFEST_FILE}: lists no files; not a manifest bortconv wrote")
     problems = itertools.chain(((name, file_problem(directory, name, info)) for name, info in sorted(listed.items())),
                                ((name, "not listed in its manifest") for name in unlisted_files(directory, listed)))
     name, why = next(((n, w) for n, w in problems if w), (None, None))  # stops at the first

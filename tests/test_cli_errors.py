@@ -340,6 +340,21 @@ OPTION_ERRORS = [
 ]
 
 
+def test_an_empty_option_path_is_named_with_a_relative_output(tmp_path, monkeypatch):
+    """An empty path among a run's inputs is refused by its reader, naming the option: it was taken as the working
+    directory, which holds every relative output, and refused as the output's own input."""
+    from conftest import run_bortconv
+
+    monkeypatch.chdir(tmp_path)
+    rows = [(["trim", str(MINILM), "--corpus", "", "-o", "t"], "--corpus: '' is not a path"),
+            (["export", str(MINILM), "--target", "onnx", "--calibration", "", "--int8", "-o", "e"],
+             "--calibration: '' is not a path")]  # was ".: not a file"
+    for argv, says in rows:
+        proc = run_bortconv(*argv)
+        assert proc.returncode == 2 and says in proc.stderr and "inside the input" not in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("argv,says", OPTION_ERRORS, ids=[r[0][0] for r in OPTION_ERRORS])
 def test_a_bad_option_value_is_named_by_its_flag(tmp_path, argv, says):
     from conftest import run_bortconv

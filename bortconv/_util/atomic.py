@@ -86,8 +86,8 @@ def check_output_dir(out: Path, force: bool, reads: Sequence[str | os.PathLike[s
     writing inside an input directory changes it (an artifact with a file its manifest does not list no longer
     validates, nor quantizes or packages)."""
     for given in reads:
-        if given is None:
-            continue
+        if given is None or str(given) == "":  # "" is no path (its reader refuses it, naming the option), and
+            continue  # Path("") would resolve to the working directory, which holds every relative output
         src, dest = Path(given).resolve(), out.resolve()
         if src == dest or dest in src.parents:
             what = "is" if src == dest else "holds"

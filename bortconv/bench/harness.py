@@ -31,7 +31,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -182,11 +182,11 @@ def parse_int_list(value: str | Sequence[int], option: str, most: int | None = N
         except ValueError:
             raise InputError(f"{option}: '{value}' is not a comma-separated list of integers",
                              option=option) from None
-    elif isinstance(value, Sequence) and all(isinstance(x, numbers.Integral) and not isinstance(x, bool)
-                                             for x in value):
-        items = [int(x) for x in value]
-    else:  # 16 for [16], [16.7] taken as 16, [True] as 1
-        raise InputError(f"{option}: {value!r} is not a list of integers", option=option)
+    else:  # a list, a tuple, a numpy array of integers; not 16 for [16], nor [16.7] taken as 16, [True] as 1
+        given = list(value) if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)) else None
+        if given is None or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in given):
+            raise InputError(f"{option}: {value!r} is not a list of integers", option=option)
+        items = [int(x) for x in given]
     if not items or any(x <= 0 for x in items):
         raise InputError(f"{option}: '{value}' must list positive integers", option=option)
     if most is not None and max(items) > most:

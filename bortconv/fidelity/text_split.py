@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bortconv.config import as_path
 from bortconv.errors import InputError
 
 DEFAULT_FILE = "calibration_en.txt"
@@ -29,7 +30,7 @@ def load_texts(path: str | os.PathLike[str] | None) -> tuple[str, list[str]]:
         text = resources.files("bortconv.data").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
         source = f"bortconv/data/{DEFAULT_FILE} (WordNet 3.0 example sentences)"
     else:
-        p = Path(path)
+        p = as_path(path, "calibration")  # "" is no path: Path("") is the working directory
         if not p.is_file():
             raise InputError(f"calibration: {p}: {'not a file' if p.exists() else 'no such file'}",
                              option="calibration")

@@ -78,9 +78,9 @@ class SearchSpace:
                 raise InputError(f"{name} {bad[0]!r}: {rule} (finite numbers)", option=name)
         if any(type(v) is not int or v < 1 for v in self.batch_size):
             raise InputError("search space: batch sizes must be positive integers")
-        if any(type(v) is not int or not 0 <= v < 2 ** 32 for v in self.seed):  # as --seed
-            raise InputError(f"search space: seeds must be integers in 0..2**32 - 1, got "
-                             f"{next(v for v in self.seed if type(v) is not int or not 0 <= v < 2 ** 32)!r}")
+        bad_seeds = [v for v in self.seed if type(v) is not int or not 0 <= v < 2 ** 32]  # as --seed
+        if bad_seeds:
+            raise InputError(f"search space: seeds must be integers in 0..2**32 - 1, got {bad_seeds[0]!r}")
 
     @property
     def size(self) -> int:

@@ -74,7 +74,7 @@ def parse_tolerance(value: str | float | None, target: str, precision: str) -> f
     if value is None:
         return None
     if isinstance(value, numbers.Real) and not isinstance(value, bool):  # True was read as 1.0
-        return _positive_float(str(float(value)), value)
+        return _positive(float(value), value)
     if not isinstance(value, str):
         raise InputError(f"--tolerance: {value!r} is not a number or TARGET:PRECISION=NUMBER entries")
     text = value.strip()
@@ -104,6 +104,10 @@ def _positive_float(text: str, whole: object) -> float:
         number = float(text)
     except ValueError:
         raise InputError(f"--tolerance: '{whole}' is not a number or TARGET:PRECISION=NUMBER entries") from None
+    return _positive(number, whole)
+
+
+def _positive(number: float, whole: object) -> float:
     if not number > 0 or not np.isfinite(number):
         raise InputError(f"--tolerance: '{whole}' must be a positive number")
     return number
