@@ -285,20 +285,23 @@ def test_gate_fails_a_metric_below_its_threshold_or_not_a_number(value, fails):
     assert bool(got) is fails, got
 
 
-def test_the_api_leaves_the_root_logger_as_it_found_it(artifact, tmp_path):
-    """A deployment script calling bortconv.quantize, logging not configured: ONNX Runtime's quantizer logs with the
-    module-level logging.warning() (which gives the root logger a handler) and its MatMulNBits module calls
+def test_the_api_leaves_the_root_logger_as_it_found_it(reference, tmp_path):
+    """A deployment script calling bortconv.export --int8, logging not configured: ONNX Runtime's quantizer logs
+    with the module-level logging.warning() (which gives the root logger a handler) and its MatMulNBits module calls
     logging.basicConfig(level=INFO) when imported. The script's root logger must come back as it was (no handler,
-    WARNING), or every library's INFO lines reach its stderr and its own basicConfig does nothing. (OpenVINO's
-    int8, through NNCF, left it alone before this was fixed: not a row.)"""
-    src, out = artifact("bort2_cls_fp16", "onnx"), tmp_path / "int8"
-    code = (f"import logging, bortconv; bortconv.quantize({str(src)!r}, {str(out)!r}, int8_scheme='matmulnbits-s8', "
-            f"samples=16, embeddings='fp32', threads=2); r = logging.getLogger(); "
-            f"print(len(r.handlers), logging.getLevelName(r.level))")
+    WARNING), or every library's INFO lines reach its stderr and its own basicConfig does nothing; and none of them
+    may reach it during the run (through export, the import's basicConfig printed ~90 INFO lines before it was
+    undone; bortconv.quantize, this row's earlier form, did not show it). (OpenVINO's int8, through NNCF, left the
+    logger alone before this was fixed: not a row.)"""
+    src, out = reference["bort2_cls_fp16"].params, tmp_path / "int8"
+    code = (f"import logging, bortconv; bortconv.export({str(src)!r}, {str(out)!r}, target='onnx', int8=True, "
+            f"int8_scheme='matmulnbits-s8', samples=16, embeddings='fp32', threads=2, bench=False, progress=False); "
+            f"r = logging.getLogger(); print(len(r.handlers), logging.getLevelName(r.level))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["0", "WARNING"], proc.stdout
-    assert not [ln for ln in proc.stderr.splitlines() if ln.startswith("INFO")], proc.stderr[-3000:]
+    # "INFO:root:..." from logging's default format, "... [INFO] - ..." from the one MatMulNBits' import sets
+    assert not [ln for ln in proc.stderr.splitlines() if "INFO" in ln], proc.stderr[-3000:]
 
 
 def test_quantize_command_on_existing_artifact(artifact, tmp_path, monkeypatch):

@@ -156,7 +156,14 @@ def _matmul_nbits(fp32: Path, out: Path, exclude: Sequence[str], extra: dict) ->
     """matmulnbits-s8 (module docstring): int8 embedding table first, then 8-bit MatMulNBits."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    # its first import calls logging.basicConfig(level=INFO): inside _quiet that undid the quiet root (ERROR, no
+    # new handler), and a script calling bortconv.export printed ~90 of its INFO lines during the run
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
     staged = out.with_name(out.stem + ".emb.onnx")
     quantize_dynamic(str(fp32), str(staged), per_channel=True, weight_type=QuantType.QInt8,
