@@ -224,10 +224,11 @@ def test_mixed_precision_keeps_sensitive_layers(reference, tmp_path):
 
 def test_impossible_gate_fails_with_numbers_and_leaves_nothing(reference, tmp_path):
     out = tmp_path / "never"
-    # 1.0: what only a lossless model reaches (above 1 is refused up front: test_api_errors)
+    # 1.0: what only a lossless model reaches (above 1 is refused up front: test_api_errors). No mixed-precision
+    # search: the failure's report is the point here (the search is test_mixed_precision_keeps_sensitive_layers')
     with pytest.raises(AccuracyGateError, match=r"no scheme passes the accuracy gate .*mean token cosine 0\.\d+ < 1"):
         bortconv.export(reference["bort2_mlm_fp32"].params, out,
-                        target="onnx", int8=True, int8_scheme="dynamic-s8",
+                        target="onnx", int8=True, int8_scheme="dynamic-s8", mixed_precision=False,
                         int8_gate={"token_cosine": 1.0}, threads=2, bench=False, progress=False)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
