@@ -7,19 +7,17 @@ import json
 import sys
 from typing import Any
 
-from bortconv.config import add_option_arguments, cli_fields, option_values
+from bortconv.config import add_option_arguments, cli_fields, comma_items, option_values
+from bortconv.errors import InputError
 from bortconv.finetune.options import FinetuneOptions
 from bortconv.finetune.search import SearchSpace, parse_space
 
 
 def _items(text: str, kind: type, what: str) -> tuple[Any, ...]:
     """'1e-4, 3e-5' -> (1e-4, 3e-5); an empty item ('1e-4,,3e-5') is refused, not dropped."""
-    parts = [x.strip() for x in text.split(",")]
     try:
-        if not all(parts):
-            raise ValueError
-        return tuple(kind(x) for x in parts)
-    except ValueError:
+        return tuple(kind(x) for x in comma_items(text, "list"))  # the one home of the empty-item rule
+    except (InputError, ValueError):
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {what}, none empty") from None
 
 

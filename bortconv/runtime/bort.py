@@ -622,6 +622,11 @@ class BortRuntime:
         return out
 
     @property
+    def vocab_size(self) -> int:
+        """The rows of the model's word table (config.json's vocab_size; 0 where it says none)."""
+        return int(self.config.get("vocab_size") or 0)
+
+    @property
     def max_tokens(self) -> int:
         """The most tokens a row may have: the model's positions, or a static shape's shorter length."""
         positions = max_positions(self.config)
@@ -630,7 +635,7 @@ class BortRuntime:
     def _check_ids(self, rows: Sequence[Sequence[int]], type_rows: Sequence[Sequence[int]] | None) -> None:
         """InputError naming the row for ids the model has no row for, or more tokens than its positions (ONNX
         Runtime and OpenVINO answer those with an index error naming neither)."""
-        limits = {"ids": int(self.config.get("vocab_size") or 0),
+        limits = {"ids": self.vocab_size,
                   "type ids": int(self.config.get("type_vocab_size") or 2)}
         if type_rows is not None and (len(type_rows) != len(rows)
                                       or any(len(t) != len(r) for t, r in zip(type_rows, rows))):
@@ -671,8 +676,7 @@ class BortRuntime:
         [length, vocab] logits of each text are reduced as its batch finishes, never all held at once."""
         if self.task != "fill-mask":
             raise InputError(f"{self.dir}: top_tokens() needs a fill-mask artifact, this one is {self.task}")
-        vocab = int(self.config.get("vocab_size") or 0)
-        check_top_k(top_k, vocab)
+        check_top_k(top_k, self.vocab_size)
         encs = self._encode(texts, text_pairs)
         ids = [list(e.ids) for e in encs]
         return self.run_ids(ids, [e.type_ids for e in encs],

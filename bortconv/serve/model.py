@@ -117,7 +117,6 @@ class BortModel(kserve.Model):
         super().__init__(name)
         self.runtime = runtime
         self.task = runtime.task
-        self.vocab_size = int(runtime.config.get("vocab_size") or 0)
         self.batcher = LengthBatcher(self.run_items, max_batch=max_batch, max_wait_ms=max_wait_ms)
         self.ready = True
 
@@ -172,7 +171,7 @@ class BortModel(kserve.Model):
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> InferResponse:
         t0 = time.perf_counter()
-        items, top_k = parse_request(payload), parse_top_k(payload, self.task, self.vocab_size)
+        items, top_k = parse_request(payload), parse_top_k(payload, self.task, self.runtime.vocab_size)
         check_requested_outputs(payload, [o["name"] for o in self.get_output_types()])
         if self.runtime.tokenizer_backend == "openvino":
             check_no_trailing_nul(items)
